@@ -1,0 +1,61 @@
+"""Dispatching received messages to handlers, exactly once per message id."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import inbox, metrics
+from .contracts import REGISTRY
+from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
+from .uow import UnitOfWork
+
+log = structlog.get_logger("bus")
+
+Handler = Callable[[UnitOfWork, Envelope, Message], Awaitable[None]]
+Handlers = Mapping[type[Message], Handler]
+
+
+class MessageBus:
+    """Parses a message, claims it in the inbox and runs its handler, all in one transaction.
+
+    The handler stages its state changes and replies in the unit of work; the bus commits.
+    A message whose id this consumer already handled is acknowledged without effect.
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer: str,
+        sender: str,
+        sessions: async_sessionmaker[AsyncSession],
+        handlers: Handlers,
+        registry: MessageRegistry = REGISTRY,
+    ) -> None:
+        self._consumer = consumer
+        self._sender = sender
+        self._sessions = sessions
+        self._handlers = dict(handlers)
+        self._registry = registry
+
+    async def handle(self, body: str, receive_count: int = 1) -> None:
+        envelope, message = self._registry.parse(body)
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            raise MalformedMessage(f"{self._consumer} does not handle {envelope.message_type}")
+        with structlog.contextvars.bound_contextvars(
+            saga_id=str(envelope.saga_id) if envelope.saga_id else None,
+            message_id=str(envelope.message_id),
+            message_type=envelope.message_type,
+            order_id=str(getattr(message, "order_id", "")) or None,
+        ):
+            async with UnitOfWork(self._sessions, self._sender) as uow:
+                if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):
+                    log.info("message_duplicate_ignored", receive_count=receive_count)
+                    metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, "duplicate").inc()
+                    return
+                await handler(uow, envelope, message)
+                await uow.commit()
+            log.info("message_handled", receive_count=receive_count)
+            metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, "handled").inc()

@@ -1,0 +1,123 @@
+"""The envelope every message travels in, and the registry of message types."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class Message(BaseModel):
+    """Base class of every command, reply and event payload.
+
+    Subclasses declare ``kind``; the class name is the message type on the wire.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: ClassVar[Literal["command", "reply", "event"]]
+
+    @classmethod
+    def message_type(cls) -> str:
+        return cls.__name__
+
+
+class Envelope(BaseModel):
+    """Metadata around a payload. Serialised as the SQS/SNS message body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: uuid.UUID = Field(description="Unique per message; the inbox deduplicates on it.")
+    message_type: str = Field(description="Name of the payload's type, e.g. ReserveInventory.")
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    saga_id: uuid.UUID | None = Field(default=None, description="The saga this message belongs to.")
+    correlation_id: uuid.UUID = Field(description="Ties together every message of one business flow.")
+    causation_id: uuid.UUID | None = Field(default=None, description="message_id of the message that caused this one.")
+    sender: str = Field(description="Name of the sending service.")
+    reply_to: str | None = Field(default=None, description="Logical queue name that replies go to.")
+    occurred_at: datetime = Field(description="When the sender created the message (UTC).")
+    payload: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        message: Message,
+        *,
+        sender: str,
+        saga_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation: Envelope | None = None,
+        reply_to: str | None = None,
+    ) -> Envelope:
+        correlation = correlation_id or (causation.correlation_id if causation else None) or saga_id or uuid.uuid4()
+        return cls(
+            message_id=uuid.uuid4(),
+            message_type=message.message_type(),
+            saga_id=saga_id if saga_id is not None else (causation.saga_id if causation else None),
+            correlation_id=correlation,
+            causation_id=causation.message_id if causation else None,
+            sender=sender,
+            reply_to=reply_to,
+            occurred_at=datetime.now(UTC),
+            payload=message.model_dump(mode="json"),
+        )
+
+    def routing_attributes(self) -> dict[str, str]:
+        """Attributes copied to SQS/SNS message attributes so routing needs no body parsing."""
+        attributes = {"message_type": self.message_type, "sender": self.sender}
+        if self.saga_id:
+            attributes["saga_id"] = str(self.saga_id)
+        return attributes
+
+
+class MalformedMessage(Exception):
+    """The body is not a valid envelope, or its payload does not match its type.
+
+    Never retried by the handler: the consumer lets the queue's redrive policy move it to
+    the dead-letter queue.
+    """
+
+
+class MessageRegistry:
+    """Maps message type names to payload classes."""
+
+    def __init__(self, *types: type[Message]) -> None:
+        self._types: dict[str, type[Message]] = {}
+        for message_type in types:
+            self.register(message_type)
+
+    def register(self, message_type: type[Message]) -> type[Message]:
+        name = message_type.message_type()
+        if self._types.get(name, message_type) is not message_type:
+            raise ValueError(f"message type {name} registered twice")
+        self._types[name] = message_type
+        return message_type
+
+    def __iter__(self):
+        return iter(self._types.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._types
+
+    def get(self, name: str) -> type[Message]:
+        return self._types[name]
+
+    def parse(self, body: str) -> tuple[Envelope, Message]:
+        """Parse an envelope and its payload, or raise :class:`MalformedMessage`."""
+        try:
+            envelope = Envelope.model_validate_json(body)
+        except ValidationError as error:
+            raise MalformedMessage(f"invalid envelope: {error.errors(include_url=False, include_input=False)}") from error
+        if envelope.schema_version != SCHEMA_VERSION:
+            raise MalformedMessage(f"unsupported schema_version {envelope.schema_version}")
+        message_type = self._types.get(envelope.message_type)
+        if message_type is None:
+            raise MalformedMessage(f"unknown message type {envelope.message_type!r}")
+        try:
+            return envelope, message_type.model_validate(envelope.payload)
+        except ValidationError as error:
+            raise MalformedMessage(
+                f"invalid {envelope.message_type} payload: {error.errors(include_url=False, include_input=False)}"
+            ) from error

@@ -1,0 +1,128 @@
+"""The runtime every service shares: database, broker, relay, consumer and HTTP API.
+
+A service supplies a :class:`ServiceDefinition` (its tables, handlers, queue and routes);
+the lifespan builds engines and clients at start and stops them cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from . import logs
+from .aws import Broker, open_broker
+from .bus import Handlers, MessageBus
+from .consumer import Consumer
+from .relay import Relay
+from .settings import ServiceSettings
+from .topology import Naming
+
+log = structlog.get_logger("service")
+
+
+@dataclass
+class Runtime:
+    """What the lifespan built; routes reach it through :func:`runtime`."""
+
+    name: str
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broker: Broker
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Worker = Callable[[Runtime], Awaitable[None]]
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    metadata: MetaData
+    queue: str
+    handlers: Handlers
+    routers: Sequence[APIRouter] = ()
+    on_start: Sequence[Worker] = ()
+    """Run once after the tables exist (seeding, checks)."""
+    workers: Sequence[Worker] = ()
+    """Extra background loops besides the relay and the consumer; they run until ``runtime.stop``."""
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def session(request: Request):
+    async with runtime(request).sessions() as db_session:
+        yield db_session
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+SessionDep = Annotated[AsyncSession, Depends(session)]
+
+
+def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        logs.configure(definition.name, settings.log_level)
+        engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True)
+        async with engine.begin() as connection:
+            await connection.run_sync(definition.metadata.create_all)
+        async with open_broker(Naming(settings.resource_prefix)) as broker:
+            rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
+            app.state.runtime = rt
+            for hook in definition.on_start:
+                await hook(rt)
+            tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in _workers(definition, rt)]
+            log.info("service_started", port=settings.port)
+            try:
+                yield
+            finally:
+                rt.stop.set()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await engine.dispose()
+
+    app = FastAPI(title=f"{definition.name} service", lifespan=lifespan)
+
+    @app.get("/health", include_in_schema=False)
+    async def health(rt: RuntimeDep) -> dict:
+        return {"service": rt.name, "status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+def _workers(definition: ServiceDefinition, rt: Runtime):
+    settings = rt.settings
+    relay = Relay(
+        rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
+        poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
+    )
+    bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
+    consumer = Consumer(rt.broker, definition.queue, bus.handle, service=definition.name,
+                        wait_time_seconds=settings.consumer_wait_seconds)
+    yield "relay", relay.run(rt.stop)
+    yield "consumer", consumer.run(rt.stop)
+    for worker in definition.workers:
+        yield worker.__name__, worker(rt)
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")

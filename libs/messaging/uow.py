@@ -1,0 +1,66 @@
+"""Unit of work: one local transaction holding state changes and outgoing messages."""
+from __future__ import annotations
+
+import uuid
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from . import outbox
+from .envelope import Envelope, Message
+
+
+class UnitOfWork:
+    """A database transaction that can also send messages.
+
+    Messages are written to the outbox in the same transaction as the state change, so
+    either both happen or neither does. Leaving the ``async with`` block without calling
+    :meth:`commit` rolls everything back.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sender: str) -> None:
+        self._sessions = sessions
+        self.sender = sender
+        self.session: AsyncSession
+        self._staged = 0
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        await self.session.begin()
+        self._staged = 0
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.session.rollback()
+        await self.session.close()
+
+    async def send(
+        self,
+        message: Message,
+        to: str,
+        *,
+        saga_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation: Envelope | None = None,
+        reply_to: str | None = None,
+    ) -> Envelope:
+        """Stage ``message`` for ``to`` (``queue:<name>`` or ``topic:<name>``)."""
+        envelope = Envelope.wrap(
+            message, sender=self.sender, saga_id=saga_id, correlation_id=correlation_id,
+            causation=causation, reply_to=reply_to,
+        )
+        await outbox.add(self.session, envelope, to)
+        self._staged += 1
+        return envelope
+
+    async def reply(self, request: Envelope, message: Message) -> Envelope:
+        """Stage a reply to ``request`` on the queue it named in ``reply_to``."""
+        if not request.reply_to:
+            raise ValueError(f"{request.message_type} {request.message_id} has no reply_to")
+        return await self.send(message, f"queue:{request.reply_to}", causation=request)
+
+    async def commit(self) -> None:
+        if self._staged:
+            await outbox.notify_relay(self.session)
+        await self.session.commit()
+        self._staged = 0

@@ -1,0 +1,340 @@
+"""The saga engine: pure functions from (saga state, input) to (new state, messages to send).
+
+No I/O happens here. Persistence and messaging wrap the engine (see ``handlers.py``), so
+every transition can be tested by giving a state and a reply and checking the commands.
+
+States (see docs/design.md for the diagram):
+
+* saga: ``running`` -> ``completed``; ``running`` -> ``compensating`` -> ``compensated`` or
+  ``needs_intervention``.
+* step: ``pending`` -> ``running`` -> ``succeeded`` | ``failed`` | ``timed_out``;
+  ``succeeded``/``timed_out`` -> ``compensating`` -> ``compensated`` | ``compensation_failed``.
+
+A reply is accepted only by a step in the status that expects it (``running`` for a forward
+reply, ``compensating`` for a compensation reply). Anything else (a duplicate, a reply that
+arrives after a timeout, a reply for another saga's step) changes nothing but the history.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from messaging.contracts import CompensationEscalated, FailureReply, Reply
+from messaging.envelope import Message
+from messaging.topology import SAGA_ESCALATIONS
+
+# Saga statuses
+RUNNING, COMPENSATING, COMPLETED, COMPENSATED, NEEDS_INTERVENTION = (
+    "running", "compensating", "completed", "compensated", "needs_intervention",
+)
+FINAL_STATUSES = (COMPLETED, COMPENSATED, NEEDS_INTERVENTION)
+# Step statuses
+PENDING, STEP_RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "pending", "running", "succeeded", "failed", "timed_out"
+STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = "compensating", "compensated", "compensation_failed"
+
+
+# --------------------------------------------------------------------------- definition
+@dataclass(frozen=True)
+class Invoke:
+    """Send ``build(saga data)`` to ``participant``'s queue and wait for one of the replies."""
+
+    command: type[Message]
+    build: Callable[[dict[str, Any]], Message]
+    success: type[Reply]
+    failure: type[FailureReply] | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    participant: str
+    """Logical name of the participant's command queue."""
+    action: Invoke | None
+    """None when the step is done by whoever starts the saga, in the same transaction."""
+    compensation: Invoke | None = None
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A command sent when the saga ends, with no reply expected."""
+
+    participant: str
+    build: Callable[[dict[str, Any]], Message]
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    name: str
+    steps: tuple[Step, ...]
+    on_completed: tuple[Notify, ...] = ()
+    max_compensation_attempts: int = 5
+    """Compensation sends (first try plus retries on timeout) before escalating."""
+
+    def __post_init__(self) -> None:
+        seen: dict[type, str] = {}
+        for step in self.steps:
+            for invoke in (step.action, step.compensation):
+                for reply in (invoke.success, invoke.failure) if invoke else ():
+                    if reply is not None and seen.setdefault(reply, step.name) != step.name:
+                        raise ValueError(f"{reply.__name__} answers both {seen[reply]} and {step.name}")
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class StepState:
+    name: str
+    status: str = PENDING
+    attempts: int = 0
+    compensation_attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deadline: datetime | None = None
+    error: str | None = None
+
+
+@dataclass
+class SagaState:
+    saga_id: uuid.UUID
+    definition: str
+    status: str
+    data: dict[str, Any]
+    steps: list[StepState]
+    created_at: datetime
+    updated_at: datetime
+    failed_step: str | None = None
+    failure_reason: str | None = None
+
+    def step(self, name: str) -> StepState:
+        return next(s for s in self.steps if s.name == name)
+
+    @property
+    def next_deadline(self) -> datetime | None:
+        deadlines = [s.deadline for s in self.steps if s.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message the engine wants sent, from the outbox, in the same transaction."""
+
+    step: str | None
+    message: Message
+    destination: str
+    expects_reply: bool
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: str
+    step: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Transition:
+    state: SagaState
+    outgoing: list[Outgoing] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.outgoing) or any(h.event != "reply_ignored" for h in self.history)
+
+
+# --------------------------------------------------------------------------- engine
+class SagaEngine:
+    """Runs one :class:`SagaDefinition`. Every method returns a new state; inputs are not mutated."""
+
+    def __init__(self, definition: SagaDefinition) -> None:
+        self.definition = definition
+        self._replies: dict[type, tuple[int, str, bool]] = {}
+        for index, step in enumerate(definition.steps):
+            for phase, invoke in (("action", step.action), ("compensation", step.compensation)):
+                if invoke:
+                    self._replies[invoke.success] = (index, phase, True)
+                    if invoke.failure:
+                        self._replies[invoke.failure] = (index, phase, False)
+
+    def handles(self, reply: Message) -> bool:
+        return type(reply) in self._replies
+
+    # ---- inputs
+    def start(self, saga_id: uuid.UUID, data: dict[str, Any], now: datetime) -> Transition:
+        state = SagaState(
+            saga_id=saga_id, definition=self.definition.name, status=RUNNING, data=dict(data),
+            steps=[StepState(s.name) for s in self.definition.steps], created_at=now, updated_at=now,
+        )
+        t = Transition(state, history=[HistoryEntry("saga_started")])
+        for step, step_state in zip(self.definition.steps, state.steps):
+            if step.action is not None:
+                break
+            step_state.status, step_state.started_at, step_state.finished_at = SUCCEEDED, now, now
+            t.history.append(HistoryEntry("step_succeeded", step.name, "done by the saga's initiator"))
+        self._advance(t, now)
+        return t
+
+    def on_reply(self, state: SagaState, reply: Message, now: datetime) -> Transition:
+        t = Transition(_copy(state))
+        if type(reply) not in self._replies:
+            t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} is not part of this saga"))
+            return t
+        index, phase, ok = self._replies[type(reply)]
+        step, step_state = self.definition.steps[index], t.state.steps[index]
+        expected = STEP_RUNNING if phase == "action" else STEP_COMPENSATING
+        if step_state.status != expected:
+            t.history.append(HistoryEntry(
+                "reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}"))
+            return t
+        reason = getattr(reply, "reason", None)
+        step_state.deadline, step_state.finished_at = None, now
+        t.state.updated_at = now
+        if phase == "action" and ok:
+            step_state.status, step_state.error = SUCCEEDED, None
+            t.history.append(HistoryEntry("step_succeeded", step.name))
+            self._advance(t, now)
+        elif phase == "action":
+            step_state.status, step_state.error = FAILED, reason
+            t.history.append(HistoryEntry("step_failed", step.name, reason))
+            self._begin_compensation(t, step.name, reason, index - 1, now)
+        elif ok:
+            step_state.status, step_state.error = STEP_COMPENSATED, None
+            t.history.append(HistoryEntry("step_compensated", step.name))
+            self._compensate_from(t, index - 1, now)
+        else:
+            self._compensation_failed(t, index, reason or "compensation refused", now)
+            self._compensate_from(t, index - 1, now)
+        return t
+
+    def on_deadline(self, state: SagaState, now: datetime) -> Transition:
+        """Handle every step whose deadline has passed."""
+        t = Transition(_copy(state))
+        for index, step_state in enumerate(t.state.steps):
+            if step_state.deadline is None or step_state.deadline > now:
+                continue
+            step = self.definition.steps[index]
+            step_state.deadline = None
+            t.state.updated_at = now
+            if step_state.status == STEP_RUNNING:
+                step_state.status, step_state.finished_at = TIMED_OUT, now
+                step_state.error = f"no reply within {step.timeout.total_seconds():g}s"
+                t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
+                # The timed-out step is compensated too: its effect may have happened
+                # without its reply reaching us. If it never ran, the participant records
+                # the compensation as a no-op and refuses the late command.
+                self._begin_compensation(t, step.name, f"{step.name} timed out", index, now)
+            elif step_state.status == STEP_COMPENSATING:
+                error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state)}s"
+                t.history.append(HistoryEntry("compensation_timed_out", step.name, error))
+                if step_state.compensation_attempts < self.definition.max_compensation_attempts:
+                    step_state.error = error
+                    self._send_compensation(t, index, now)
+                else:
+                    self._compensation_failed(t, index, error, now)
+                    self._compensate_from(t, index - 1, now)
+        return t
+
+    def retry_compensation(self, state: SagaState, step_name: str, now: datetime, actor: str) -> Transition:
+        """Operator action: send a failed compensation again."""
+        t = Transition(_copy(state))
+        index = self._index(step_name)
+        if t.state.steps[index].status != COMPENSATION_FAILED:
+            raise ValueError(f"step {step_name} is {t.state.steps[index].status}, not {COMPENSATION_FAILED}")
+        t.state.status = COMPENSATING
+        t.state.steps[index].compensation_attempts = 0
+        t.history.append(HistoryEntry("operator_retry_compensation", step_name, f"by {actor}"))
+        self._send_compensation(t, index, now)
+        return t
+
+    def resolve(self, state: SagaState, reason: str, now: datetime, actor: str) -> Transition:
+        """Operator action: a person fixed the effects by hand; close the saga."""
+        t = Transition(_copy(state))
+        if t.state.status != NEEDS_INTERVENTION:
+            raise ValueError(f"saga is {t.state.status}; only {NEEDS_INTERVENTION} sagas are resolved by hand")
+        for step_state in t.state.steps:
+            if step_state.status == COMPENSATION_FAILED:
+                step_state.status = STEP_COMPENSATED
+                step_state.deadline = None
+        t.state.status, t.state.updated_at = COMPENSATED, now
+        t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+        return t
+
+    # ---- transitions
+    def _advance(self, t: Transition, now: datetime) -> None:
+        for index, step_state in enumerate(t.state.steps):
+            if step_state.status == PENDING:
+                step = self.definition.steps[index]
+                step_state.status, step_state.started_at = STEP_RUNNING, now
+                step_state.attempts += 1
+                step_state.deadline = now + step.timeout
+                t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True))
+                t.history.append(HistoryEntry("step_started", step.name))
+                return
+        t.state.status = COMPLETED
+        t.history.append(HistoryEntry("saga_completed"))
+        for notify in self.definition.on_completed:
+            t.outgoing.append(Outgoing(None, notify.build(t.state.data), f"queue:{notify.participant}", False))
+
+    def _begin_compensation(self, t: Transition, step: str, reason: str | None, start: int, now: datetime) -> None:
+        t.state.status, t.state.failed_step, t.state.failure_reason = COMPENSATING, step, reason
+        t.history.append(HistoryEntry("compensation_started", step, reason))
+        self._compensate_from(t, start, now)
+
+    def _compensate_from(self, t: Transition, start: int, now: datetime) -> None:
+        """Compensate the latest applied step at or before ``start``, or finish the saga."""
+        for index in range(start, -1, -1):
+            step, step_state = self.definition.steps[index], t.state.steps[index]
+            if step_state.status in (STEP_COMPENSATING, STEP_RUNNING):
+                return  # still waiting on it (an operator retry runs alongside)
+            if step_state.status not in (SUCCEEDED, TIMED_OUT):
+                continue
+            if step.compensation is None:
+                continue  # nothing to undo (documented per step)
+            step_state.compensation_attempts = 0
+            self._send_compensation(t, index, now)
+            return
+        failed = any(s.status == COMPENSATION_FAILED for s in t.state.steps)
+        t.state.status = NEEDS_INTERVENTION if failed else COMPENSATED
+        t.history.append(HistoryEntry("saga_" + t.state.status))
+
+    def _send_compensation(self, t: Transition, index: int, now: datetime) -> None:
+        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step_state.status = STEP_COMPENSATING
+        step_state.compensation_attempts += 1
+        step_state.finished_at = None
+        step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
+        t.outgoing.append(Outgoing(step.name, step.compensation.build(t.state.data), f"queue:{step.participant}", True))
+        t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
+
+    def _compensation_failed(self, t: Transition, index: int, error: str, now: datetime) -> None:
+        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
+            COMPENSATION_FAILED, error, None, now)
+        t.history.append(HistoryEntry("compensation_failed", step.name, error))
+        escalation = CompensationEscalated(
+            order_id=t.state.data["order_id"], saga_id=t.state.saga_id, step=step.name,
+            command={"type": step.compensation.command.__name__,
+                     "payload": step.compensation.build(t.state.data).model_dump(mode="json")},
+            last_error=error[:500], attempts=step_state.compensation_attempts,
+        )
+        t.outgoing.append(Outgoing(step.name, escalation, f"queue:{SAGA_ESCALATIONS}", False))
+
+    def _compensation_timeout(self, step: Step, step_state: StepState) -> int:
+        # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
+        return int(min(step.timeout.total_seconds() * 2 ** max(step_state.compensation_attempts - 1, 0), 600))
+
+    def _index(self, name: str) -> int:
+        for index, step in enumerate(self.definition.steps):
+            if step.name == name:
+                return index
+        raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+
+def _copy(state: SagaState) -> SagaState:
+    return replace(state, data=dict(state.data), steps=[replace(s) for s in state.steps])

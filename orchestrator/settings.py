@@ -1,0 +1,29 @@
+"""Orchestrator settings (env prefix ``ORCHESTRATOR_``)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+
+from messaging.settings import ServiceSettings
+
+
+class StepTimeouts(BaseModel):
+    """Seconds each step may take before the saga compensates. The defaults keep a whole
+    order, including every compensation, well inside 30 seconds."""
+
+    create_order: float = Field(5, gt=0)
+    reserve_inventory: float = Field(5, gt=0)
+    process_payment: float = Field(5, gt=0)
+    fulfill_order: float = Field(5, gt=0)
+    send_confirmation: float = Field(5, gt=0)
+    max_compensation_attempts: int = Field(5, ge=1)
+
+
+class Settings(ServiceSettings):
+    """``ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER=3`` overrides one step's deadline."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", env_nested_delimiter="__", extra="ignore")
+    port: int = Field(8001, ge=1, le=65535)
+    timeouts: StepTimeouts = StepTimeouts()
+    deadline_poll_interval: float = Field(0.5, gt=0)
+    operator_token: str | None = Field(None, description="Bearer token for the operator endpoints; unset disables them.")

@@ -1,0 +1,234 @@
+"""The saga engine with no I/O: given a saga and replies, expect commands and states."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from messaging import contracts as c
+from orchestrator import engine as e
+from orchestrator.order_saga import order_saga
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ENGINE = e.SagaEngine(order_saga())
+
+
+def order_data() -> dict:
+    return {
+        "order_id": str(uuid.uuid4()), "customer_id": "c-1", "customer_email": "ada@example.com",
+        "currency": "USD", "total": "25.00", "payment_token": "tok_visa",
+        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}],
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield",
+                             "postal_code": "12345", "country": "US"},
+    }
+
+
+class Saga:
+    """given/expect helper: feeds replies and remembers what the engine sent."""
+
+    def __init__(self) -> None:
+        self.data = order_data()
+        self.order_id = uuid.UUID(self.data["order_id"])
+        t = ENGINE.start(uuid.uuid4(), self.data, T0)
+        self.state, self.sent, self.history = t.state, list(t.outgoing), list(t.history)
+        self.now = T0
+
+    def reply(self, message_type, **fields) -> e.Transition:
+        self.now += timedelta(milliseconds=100)
+        return self._apply(ENGINE.on_reply(self.state, message_type(order_id=self.order_id, **fields), self.now))
+
+    def fail(self, message_type, reason="no") -> e.Transition:
+        return self.reply(message_type, reason=reason)
+
+    def tick(self, seconds: float) -> e.Transition:
+        self.now += timedelta(seconds=seconds)
+        return self._apply(ENGINE.on_deadline(self.state, self.now))
+
+    def _apply(self, t: e.Transition) -> e.Transition:
+        self.state = t.state
+        self.sent += t.outgoing
+        self.history += t.history
+        return t
+
+    def last_sent(self) -> type:
+        return type(self.sent[-1].message)
+
+    def step(self, name: str) -> str:
+        return self.state.step(name).status
+
+    def succeed_until(self, step: str) -> None:
+        replies = {
+            "reserve_inventory": (c.InventoryReserved, {}),
+            "process_payment": (c.PaymentProcessed, {"payment_id": uuid.uuid4()}),
+            "fulfill_order": (c.OrderFulfilled, {"shipment_id": uuid.uuid4()}),
+            "send_confirmation": (c.ConfirmationSent, {}),
+        }
+        for name, (reply, fields) in replies.items():
+            if name == step:
+                return
+            self.reply(reply, **fields)
+
+
+def test_start_marks_create_order_done_and_reserves_inventory():
+    saga = Saga()
+    assert saga.state.status == e.RUNNING
+    assert saga.step("create_order") == e.SUCCEEDED
+    assert saga.step("reserve_inventory") == e.STEP_RUNNING
+    [command] = saga.sent
+    assert isinstance(command.message, c.ReserveInventory)
+    assert command.destination == "queue:inventory-commands"
+    assert command.message.items[0].quantity == 2
+
+
+def test_all_steps_succeed_then_order_is_confirmed():
+    saga = Saga()
+    saga.succeed_until("end")
+    assert saga.state.status == e.COMPLETED
+    assert [type(o.message) for o in saga.sent] == [
+        c.ReserveInventory, c.ProcessPayment, c.FulfillOrder, c.SendConfirmation, c.ConfirmOrder]
+    assert saga.sent[1].message.amount == Decimal("25.00")
+    assert all(s.status == e.SUCCEEDED for s in saga.state.steps)
+    assert saga.state.next_deadline is None
+
+
+@pytest.mark.parametrize("failing_step, failure, undone", [
+    ("reserve_inventory", c.InventoryReservationFailed, [c.CancelOrder]),
+    ("process_payment", c.PaymentFailed, [c.ReleaseInventory, c.CancelOrder]),
+    ("fulfill_order", c.FulfillmentFailed, [c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
+    ("send_confirmation", c.ConfirmationFailed, [c.CancelShipment, c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
+])
+def test_failure_compensates_completed_steps_in_reverse_one_at_a_time(failing_step, failure, undone):
+    saga = Saga()
+    saga.succeed_until(failing_step)
+    sent_before = len(saga.sent)
+    saga.fail(failure, "declined")
+    assert saga.state.status == e.COMPENSATING
+    assert saga.state.failed_step == failing_step and saga.state.failure_reason == "declined"
+    assert saga.step(failing_step) == e.FAILED
+    acks = {c.CancelShipment: c.ShipmentCancelled, c.RefundPayment: c.PaymentRefunded,
+            c.ReleaseInventory: c.InventoryReleased, c.CancelOrder: c.OrderCancelled}
+    for expected in undone:
+        # exactly one compensation in flight: the next is sent only after this one's ack
+        assert len(saga.sent) == sent_before + 1
+        assert saga.last_sent() is expected
+        sent_before = len(saga.sent)
+        fields = {"amount": Decimal("25.00")} if expected is c.RefundPayment else {}
+        saga.reply(acks[expected], **fields)
+    assert len(saga.sent) == sent_before
+    assert saga.state.status == e.COMPENSATED
+    assert saga.step("create_order") == e.STEP_COMPENSATED
+
+
+def test_cancel_order_carries_the_failure_reason():
+    saga = Saga()
+    saga.fail(c.InventoryReservationFailed, "SKU-1: only 1 available")
+    assert saga.last_sent() is c.CancelOrder
+    assert saga.sent[-1].destination == "queue:order-commands"
+
+
+def test_duplicate_and_late_replies_change_nothing():
+    saga = Saga()
+    saga.reply(c.InventoryReserved)
+    before = (saga.state, len(saga.sent))
+    t = saga.reply(c.InventoryReserved)  # duplicate
+    assert not t.outgoing and t.history[0].event == "reply_ignored"
+    assert saga.state.steps == before[0].steps and len(saga.sent) == before[1]
+    t = saga.reply(c.ConfirmationSent)  # a reply for a step that has not started
+    assert not t.outgoing and saga.step("send_confirmation") == e.PENDING
+
+
+def test_duplicate_failure_after_compensation_started_does_not_rewind():
+    saga = Saga()
+    saga.reply(c.InventoryReserved)
+    saga.fail(c.PaymentFailed)
+    sent = len(saga.sent)
+    saga.fail(c.PaymentFailed)
+    saga.reply(c.PaymentProcessed, payment_id=uuid.uuid4())
+    assert len(saga.sent) == sent
+    assert saga.step("process_payment") == e.FAILED
+
+
+def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.tick(4)
+    assert saga.step("fulfill_order") == e.STEP_RUNNING
+    saga.tick(2)
+    assert saga.step("fulfill_order") == e.STEP_COMPENSATING
+    assert saga.state.failed_step == "fulfill_order"
+    assert saga.last_sent() is c.CancelShipment
+    t = saga.reply(c.OrderFulfilled, shipment_id=uuid.uuid4())  # late
+    assert not t.outgoing and t.history[0].event == "reply_ignored"
+    saga.reply(c.ShipmentCancelled)
+    assert saga.last_sent() is c.RefundPayment
+
+
+def test_unacknowledged_compensation_is_retried_with_backoff_then_escalated():
+    saga = Saga()
+    saga.reply(c.InventoryReserved)
+    saga.fail(c.PaymentFailed)
+    assert saga.last_sent() is c.ReleaseInventory
+    waits = []
+    while saga.step("reserve_inventory") == e.STEP_COMPENSATING:
+        deadline = saga.state.step("reserve_inventory").deadline
+        waits.append((deadline - saga.now).total_seconds())
+        saga.tick(waits[-1])
+    assert waits == [5, 10, 20, 40, 80]
+    assert saga.step("reserve_inventory") == e.COMPENSATION_FAILED
+    escalations = [o for o in saga.sent if isinstance(o.message, c.CompensationEscalated)]
+    assert len(escalations) == 1
+    assert escalations[0].destination == "queue:saga-escalations"
+    assert escalations[0].message.attempts == 5 and escalations[0].message.command["type"] == "ReleaseInventory"
+    # the earlier step is still compensated
+    assert saga.last_sent() is c.CancelOrder
+    saga.reply(c.OrderCancelled)
+    assert saga.state.status == e.NEEDS_INTERVENTION
+
+
+def test_refused_refund_escalates_once_and_earlier_steps_are_still_undone():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed, "undeliverable")
+    saga.fail(c.PaymentRefundFailed, "refund rejected")
+    assert saga.step("process_payment") == e.COMPENSATION_FAILED
+    assert sum(isinstance(o.message, c.CompensationEscalated) for o in saga.sent) == 1
+    saga.reply(c.InventoryReleased)
+    saga.reply(c.OrderCancelled)
+    assert saga.state.status == e.NEEDS_INTERVENTION
+    assert saga.step("reserve_inventory") == e.STEP_COMPENSATED
+
+
+def test_operator_retry_after_fix_reaches_compensated():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed)
+    saga.fail(c.PaymentRefundFailed, "refund rejected")
+    saga.reply(c.InventoryReleased)
+    saga.reply(c.OrderCancelled)
+    saga._apply(ENGINE.retry_compensation(saga.state, "process_payment", saga.now, "ops"))
+    assert saga.state.status == e.COMPENSATING and saga.last_sent() is c.RefundPayment
+    saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
+    assert saga.state.status == e.COMPENSATED
+
+
+def test_resolve_by_hand_only_from_needs_intervention():
+    saga = Saga()
+    with pytest.raises(ValueError):
+        ENGINE.resolve(saga.state, "nothing to do", saga.now, "ops")
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed)
+    saga.fail(c.PaymentRefundFailed)
+    saga.reply(c.InventoryReleased)
+    saga.reply(c.OrderCancelled)
+    t = saga._apply(ENGINE.resolve(saga.state, "refunded by bank transfer", saga.now, "ops"))
+    assert saga.state.status == e.COMPENSATED
+    assert t.history[0].detail == "by ops: refunded by bank transfer"
+
+
+def test_engine_does_not_mutate_its_input():
+    saga = Saga()
+    state = saga.state
+    ENGINE.on_reply(state, c.InventoryReserved(order_id=saga.order_id), T0)
+    assert state.step("reserve_inventory").status == e.STEP_RUNNING
