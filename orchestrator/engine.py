@@ -162,8 +162,9 @@ class SagaEngine:
                     if invoke.failure:
                         self._replies[invoke.failure] = (index, phase, False)
 
-    def handles(self, reply: Message) -> bool:
-        return type(reply) in self._replies
+    def replies(self) -> frozenset[type]:
+        """Every reply type this saga waits for."""
+        return frozenset(self._replies)
 
     # ---- inputs
     def start(self, saga_id: uuid.UUID, data: dict[str, Any], now: datetime) -> Transition:

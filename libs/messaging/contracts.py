@@ -197,6 +197,13 @@ class OrderCancelledEvent(Event):
     reason: Reason
 
 
+class CustomerPushed(Event):
+    """Published on the customer-push topic; the mobile push gateway subscribes to it."""
+
+    customer_id: str
+    text: str = Field(max_length=200)
+
+
 # --- escalation ----------------------------------------------------------------------
 class CompensationEscalated(Event):
     """Sent to the escalation dead-letter queue when a compensation cannot complete."""
@@ -215,6 +222,6 @@ REGISTRY = MessageRegistry(
     ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
     SendConfirmation, ConfirmationSent, ConfirmationFailed,
-    OrderConfirmedEvent, OrderCancelledEvent,
+    OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
     CompensationEscalated,
 )

@@ -47,7 +47,8 @@ Worker = Callable[[Runtime], Awaitable[None]]
 class ServiceDefinition:
     name: str
     metadata: MetaData
-    queue: str
+    queues: Sequence[str]
+    """Logical names of the queues this service consumes."""
     handlers: Handlers
     routers: Sequence[APIRouter] = ()
     on_start: Sequence[Worker] = ()
@@ -114,10 +115,11 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
-    consumer = Consumer(rt.broker, definition.queue, bus.handle, service=definition.name,
-                        wait_time_seconds=settings.consumer_wait_seconds)
     yield "relay", relay.run(rt.stop)
-    yield "consumer", consumer.run(rt.stop)
+    for queue in definition.queues:
+        consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
+                            wait_time_seconds=settings.consumer_wait_seconds)
+        yield f"consumer:{queue}", consumer.run(rt.stop)
     for worker in definition.workers:
         yield worker.__name__, worker(rt)
 

@@ -1,0 +1,60 @@
+"""inventory_svc's message handlers: reserve_inventory and its compensation."""
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from messaging import contracts as c
+from messaging import participant
+from messaging.bus import Handlers
+from messaging.envelope import Envelope
+from messaging.uow import UnitOfWork
+
+from . import domain
+from .tables import reservations, stock
+
+STEP = "reserve_inventory"
+
+
+async def _levels(uow: UnitOfWork, skus) -> dict[str, domain.Level]:
+    # Lock in a fixed order so two reservations touching the same SKUs cannot deadlock.
+    query = select(stock).where(stock.c.sku.in_(sorted(skus))).order_by(stock.c.sku).with_for_update()
+    return {r.sku: domain.Level(r.available, r.reserved) for r in await uow.session.execute(query)}
+
+
+async def _store(uow: UnitOfWork, levels: dict[str, domain.Level]) -> None:
+    for sku, level in levels.items():
+        await uow.session.execute(update(stock).where(stock.c.sku == sku).values(
+            available=level.available, reserved=level.reserved))
+
+
+async def reserve_inventory(uow: UnitOfWork, envelope: Envelope, command: c.ReserveInventory) -> None:
+    wanted = {line.sku: line.quantity for line in command.items}
+
+    async def apply():
+        await _store(uow, domain.reserve(await _levels(uow, wanted), wanted))
+        await uow.session.execute(reservations.insert(), [
+            {"saga_id": envelope.saga_id, "order_id": command.order_id, "sku": sku, "quantity": q}
+            for sku, q in wanted.items()])
+        return c.InventoryReserved(order_id=command.order_id)
+
+    await participant.forward(
+        uow, envelope, step=STEP, apply=apply, refusals=(domain.ReservationRefused,),
+        refuse=lambda reason: c.InventoryReservationFailed(order_id=command.order_id, reason=reason),
+    )
+
+
+async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.ReleaseInventory) -> None:
+    async def undo():
+        held_rows = await uow.session.execute(
+            reservations.delete().where(reservations.c.saga_id == envelope.saga_id)
+            .returning(reservations.c.sku, reservations.c.quantity))
+        held = {r.sku: r.quantity for r in held_rows}
+        await _store(uow, domain.release(await _levels(uow, held), held))
+        return c.InventoryReleased(order_id=command.order_id)
+
+    await participant.compensate(
+        uow, envelope, step=STEP, undo=undo, done=lambda: c.InventoryReleased(order_id=command.order_id),
+    )
+
+
+HANDLERS: Handlers = {c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory}

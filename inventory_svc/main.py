@@ -1,0 +1,24 @@
+"""Entry point: ``python -m inventory_svc``."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from messaging.service import ServiceDefinition, create_app, serve
+from messaging.topology import INVENTORY_COMMANDS
+
+from . import api, handlers, tables
+from .settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    definition = ServiceDefinition(
+        name="inventory", metadata=tables.metadata, queues=(INVENTORY_COMMANDS,), handlers=handlers.HANDLERS,
+        routers=(api.router,),
+    )
+    return create_app(definition, settings)
+
+
+def main() -> None:
+    settings = Settings()
+    serve(build_app(settings), settings)

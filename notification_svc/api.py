@@ -1,0 +1,33 @@
+"""notification_svc's read API."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from messaging.service import SessionDep
+
+from .tables import notifications
+
+router = APIRouter()
+
+
+class NotificationView(BaseModel):
+    notification_id: uuid.UUID
+    order_id: uuid.UUID
+    channel: str
+    status: str
+    subject: str | None
+    provider_message_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@router.get("/notifications", response_model=list[NotificationView])
+async def list_notifications(order_id: uuid.UUID, session: SessionDep) -> list[NotificationView]:
+    rows = await session.execute(
+        select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.channel))
+    return [NotificationView.model_validate(r, from_attributes=True) for r in rows]

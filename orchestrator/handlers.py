@@ -1,0 +1,111 @@
+"""Turning messages and deadlines into saga transitions, each in one local transaction:
+lock the saga row, run the pure engine, save the new state and its history, and stage the
+commands it decided on in the outbox."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+
+from messaging import contracts as c
+from messaging import metrics
+from messaging.bus import Handlers
+from messaging.envelope import Envelope, MalformedMessage, Message
+from messaging.topology import ORCHESTRATOR_REPLIES
+from messaging.uow import UnitOfWork
+
+from . import repository
+from .engine import FINAL_STATUSES, SagaEngine, SagaState, Transition
+
+log = structlog.get_logger("orchestrator")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    def __init__(self, engine: SagaEngine) -> None:
+        self.engine = engine
+
+    def handlers(self) -> Handlers:
+        return {c.StartOrderSaga: self.start, **{reply: self.on_reply for reply in self.engine.replies()}}
+
+    async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartOrderSaga) -> None:
+        if envelope.saga_id is None:
+            raise MalformedMessage("StartOrderSaga without saga_id")
+        at = now()
+        t = self.engine.start(envelope.saga_id, command.model_dump(mode="json"), at)
+        if not await repository.add(uow.session, t.state):
+            log.info("saga_already_started")
+            return
+        metrics.SAGAS.labels("started").inc()
+        await self._stage(uow, t, at, envelope)
+
+    async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:
+        state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
+        if state is None:
+            log.warning("reply_for_unknown_saga")
+            return
+        at = now()
+        t = self.engine.on_reply(state, reply, at)
+        await self._commit_transition(uow, state, t, at, envelope)
+
+    async def on_deadlines(self, uow: UnitOfWork) -> int:
+        """Handle every saga whose deadline has passed; returns how many."""
+        at = now()
+        due = await repository.due(uow.session, at)
+        for saga_id in due:
+            state = await repository.load(uow.session, saga_id)
+            with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
+                await self._commit_transition(uow, state, self.engine.on_deadline(state, at), at, None)
+        return len(due)
+
+    async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
+        state = await self._existing(uow, saga_id)
+        at = now()
+        t = self.engine.retry_compensation(state, step, at, actor)
+        await self._commit_transition(uow, state, t, at, None)
+        return t.state
+
+    async def resolve(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
+        state = await self._existing(uow, saga_id)
+        at = now()
+        t = self.engine.resolve(state, reason, at, actor)
+        await self._commit_transition(uow, state, t, at, None)
+        return t.state
+
+    async def _existing(self, uow: UnitOfWork, saga_id: uuid.UUID) -> SagaState:
+        state = await repository.load(uow.session, saga_id)
+        if state is None:
+            raise LookupError(f"no saga {saga_id}")
+        return state
+
+    async def _commit_transition(self, uow: UnitOfWork, before: SagaState, t: Transition, at: datetime,
+                                 cause: Envelope | None) -> None:
+        if t.changed:
+            await repository.save(uow.session, t.state)
+        for entry in t.history:
+            if entry.event == "reply_ignored":
+                log.info("reply_ignored", step=entry.step, detail=entry.detail)
+        self._observe(before, t, at)
+        await self._stage(uow, t, at, cause)
+
+    async def _stage(self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None) -> None:
+        await repository.record(uow.session, t.state.saga_id, t.history, at, cause.message_id if cause else None)
+        for out in t.outgoing:
+            await uow.send(
+                out.message, out.destination, saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
+                causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None,
+            )
+            log.info("command_staged", step=out.step, command=out.message.message_type(), destination=out.destination)
+
+    @staticmethod
+    def _observe(before: SagaState, t: Transition, at: datetime) -> None:
+        if before.status != t.state.status and t.state.status in FINAL_STATUSES:
+            metrics.SAGAS.labels(t.state.status).inc()
+            log.info("saga_finished", status=t.state.status, failed_step=t.state.failed_step)
+        for old, new in zip(before.steps, t.state.steps):
+            if old.status == "running" and new.status != "running" and new.started_at:
+                metrics.STEP_LATENCY.labels(new.name, new.status).observe((at - new.started_at).total_seconds())

@@ -1,0 +1,88 @@
+"""Loading and saving saga state. The row lock taken by :func:`load` serialises every
+transition of one saga, across consumers, deadline workers and orchestrator instances."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .engine import HistoryEntry, SagaState, StepState
+from .tables import saga_history, sagas
+
+_TIMES = ("started_at", "finished_at", "deadline")
+
+
+def _step_to_json(step: StepState) -> dict:
+    raw = asdict(step)
+    return {k: (v.isoformat() if k in _TIMES and v else v) for k, v in raw.items()}
+
+
+def _step_from_json(raw: dict) -> StepState:
+    return StepState(**{k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()})
+
+
+def _row(state: SagaState) -> dict:
+    return {
+        "definition": state.definition, "order_id": uuid.UUID(str(state.data["order_id"])), "status": state.status,
+        "data": state.data, "steps": [_step_to_json(s) for s in state.steps], "failed_step": state.failed_step,
+        "failure_reason": state.failure_reason, "next_deadline": state.next_deadline,
+        "created_at": state.created_at, "updated_at": state.updated_at,
+    }
+
+
+def _state(row) -> SagaState:
+    return SagaState(
+        saga_id=row.saga_id, definition=row.definition, status=row.status, data=row.data,
+        steps=[_step_from_json(s) for s in row.steps], created_at=row.created_at, updated_at=row.updated_at,
+        failed_step=row.failed_step, failure_reason=row.failure_reason,
+    )
+
+
+async def load(session: AsyncSession, saga_id: uuid.UUID, *, lock: bool = True) -> SagaState | None:
+    query = select(sagas).where(sagas.c.saga_id == saga_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).first()
+    return _state(row) if row else None
+
+
+async def add(session: AsyncSession, state: SagaState) -> bool:
+    """Insert a new saga; False if one with that id exists already."""
+    statement = pg_insert(sagas).values(saga_id=state.saga_id, **_row(state)).on_conflict_do_nothing()
+    return (await session.execute(statement.returning(sagas.c.saga_id))).first() is not None
+
+
+async def save(session: AsyncSession, state: SagaState) -> None:
+    await session.execute(update(sagas).where(sagas.c.saga_id == state.saga_id).values(**_row(state)))
+
+
+async def record(session: AsyncSession, saga_id: uuid.UUID, entries: list[HistoryEntry], at: datetime,
+                 message_id: uuid.UUID | None = None) -> None:
+    if entries:
+        await session.execute(insert(saga_history), [
+            {"saga_id": saga_id, "at": at, "event": e.event, "step": e.step, "detail": e.detail, "message_id": message_id}
+            for e in entries
+        ])
+
+
+async def due(session: AsyncSession, now: datetime, limit: int = 50) -> list[uuid.UUID]:
+    """Claim sagas with an expired deadline; rows locked by another worker are skipped."""
+    query = (select(sagas.c.saga_id).where(sagas.c.next_deadline <= now).order_by(sagas.c.next_deadline)
+             .limit(limit).with_for_update(skip_locked=True))
+    return list((await session.execute(query)).scalars())
+
+
+async def history(session: AsyncSession, saga_id: uuid.UUID) -> list:
+    query = select(saga_history).where(saga_history.c.saga_id == saga_id).order_by(saga_history.c.id)
+    return list((await session.execute(query)).all())
+
+
+async def listing(session: AsyncSession, *, status: str | None, limit: int, older_than: datetime | None = None) -> list:
+    query = select(sagas).order_by(sagas.c.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(sagas.c.status == status)
+    if older_than:
+        query = query.where(sagas.c.updated_at <= older_than)
+    return [_state(row) for row in (await session.execute(query)).all()]

@@ -1,0 +1,38 @@
+"""The orchestrator's own database: saga instances and their history."""
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from messaging.tables import add_messaging_tables
+
+metadata = MetaData()
+add_messaging_tables(metadata)
+
+sagas = Table(
+    "sagas", metadata,
+    Column("saga_id", UUID(as_uuid=True), primary_key=True),
+    Column("definition", String(50), nullable=False),
+    Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("status", String(30), nullable=False, index=True),
+    Column("data", JSONB, nullable=False),
+    Column("steps", JSONB, nullable=False),
+    Column("failed_step", String(100)),
+    Column("failure_reason", Text),
+    # Earliest deadline of any step in flight, kept with the saga so it survives restarts;
+    # the deadline worker claims due sagas with SKIP LOCKED, so with several orchestrators
+    # each expiry is handled by exactly one of them.
+    Column("next_deadline", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sagas_due", "next_deadline", postgresql_where=text("next_deadline IS NOT NULL")),
+)
+
+saga_history = Table(
+    "saga_history", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("saga_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("event", String(50), nullable=False),
+    Column("step", String(100)),
+    Column("detail", Text),
+    Column("message_id", UUID(as_uuid=True)),
+)

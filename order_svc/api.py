@@ -1,0 +1,180 @@
+"""The orders API."""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from messaging import contracts as c
+from messaging.service import RuntimeDep, SessionDep
+from messaging.topology import ORCHESTRATOR_COMMANDS
+from messaging.uow import UnitOfWork
+
+from . import domain
+from .tables import idempotency_keys, orders
+
+router = APIRouter()
+
+CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK"})
+MAX_ITEMS = 50
+
+
+def _email(value: str) -> str:
+    try:
+        # test_environment admits the reserved .test domain used by the sandbox (bounce.test).
+        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+    except EmailNotValidError as error:
+        raise ValueError(str(error)) from None
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrderLine(Strict):
+    sku: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,63}$")
+    quantity: int = Field(gt=0, le=1000, strict=True)
+    unit_price: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+
+
+class ShippingAddress(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    line1: str = Field(min_length=1, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+
+
+class PlaceOrder(Strict):
+    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    customer_email: Annotated[str, Field(max_length=254), AfterValidator(_email)]
+    currency: str
+    items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS)
+    payment_token: str = Field(pattern=r"^tok_[A-Za-z0-9_]{1,64}$")
+    shipping_address: ShippingAddress
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if value not in CURRENCIES:
+            raise ValueError(f"unsupported currency; use one of {', '.join(sorted(CURRENCIES))}")
+        return value
+
+    @field_validator("items")
+    @classmethod
+    def _distinct_skus(cls, items: list[OrderLine]) -> list[OrderLine]:
+        skus = [i.sku for i in items]
+        if len(set(skus)) != len(skus):
+            raise ValueError("each sku may appear once; add up the quantities")
+        return items
+
+
+class OrderAccepted(BaseModel):
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    status: Literal["pending"] = "pending"
+
+
+class OrderView(BaseModel):
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    status: Literal["pending", "confirmed", "cancelled"]
+    cancel_reason: str | None
+    items: list[dict]
+    total: Decimal
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+
+
+@router.post("/orders", status_code=202, response_model=OrderAccepted)
+async def place_order(body: PlaceOrder, rt: RuntimeDep, idempotency_key: IdempotencyKey = None):
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    if idempotency_key and (earlier := await _earlier_response(rt, idempotency_key, request_hash)):
+        return earlier
+    accepted = OrderAccepted(order_id=uuid.uuid4(), saga_id=uuid.uuid4())
+    items = [i.model_dump(mode="json") for i in body.items]
+    now = datetime.now(UTC)
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        await uow.session.execute(orders.insert().values(
+            order_id=accepted.order_id, saga_id=accepted.saga_id, customer_id=body.customer_id,
+            currency=body.currency, items=items, total=domain.total(items), status=domain.PENDING,
+            created_at=now, updated_at=now,
+        ))
+        # The saga starts in the same transaction that creates the order: no order without
+        # a saga, no saga without an order.
+        await uow.send(
+            c.StartOrderSaga(order_id=accepted.order_id, total=domain.total(items), **body.model_dump(mode="json")),
+            f"queue:{ORCHESTRATOR_COMMANDS}", saga_id=accepted.saga_id, correlation_id=accepted.saga_id,
+        )
+        if idempotency_key:
+            claimed = await uow.session.execute(insert(idempotency_keys).values(
+                key=idempotency_key, request_hash=request_hash, order_id=accepted.order_id,
+                response=accepted.model_dump(mode="json"), created_at=now,
+            ).on_conflict_do_nothing().returning(idempotency_keys.c.key))
+            if claimed.first() is None:
+                # A concurrent request with this key committed first; ours rolls back whole.
+                await uow.session.rollback()
+                return await _earlier_response(rt, idempotency_key, request_hash)
+        await uow.commit()
+    return accepted
+
+
+async def _earlier_response(rt, key: str, request_hash: str):
+    async with rt.sessions() as session:
+        row = (await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
+    if row is None:
+        return None
+    if row.request_hash != request_hash:
+        raise HTTPException(409, "Idempotency-Key was already used with a different request body")
+    return JSONResponse(row.response, status_code=202)
+
+
+@router.get("/orders/{order_id}", response_model=OrderView)
+async def get_order(order_id: uuid.UUID, session: SessionDep) -> OrderView:
+    row = (await session.execute(select(orders).where(orders.c.order_id == order_id))).first()
+    if row is None:
+        raise HTTPException(404, f"no order {order_id}")
+    return OrderView.model_validate(row, from_attributes=True)
+
+
+class BodyLimit:
+    """Rejects request bodies over ``limit`` bytes with 413 before any of it is parsed."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await _too_large(self.limit)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)

@@ -1,0 +1,56 @@
+"""order_svc's message handlers: the saga's compensation of create_order, and its end."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import select, update
+
+from messaging import contracts as c
+from messaging.bus import Handlers
+from messaging.envelope import Envelope
+from messaging.topology import ORDER_EVENTS
+from messaging.uow import UnitOfWork
+
+from . import domain
+from .tables import orders
+
+log = structlog.get_logger("order_svc")
+
+
+async def _locked_status(uow: UnitOfWork, order_id) -> str | None:
+    query = select(orders.c.status).where(orders.c.order_id == order_id).with_for_update()
+    return (await uow.session.execute(query)).scalar_one_or_none()
+
+
+async def _set_status(uow: UnitOfWork, order_id, **values):
+    statement = update(orders).where(orders.c.order_id == order_id).values(updated_at=datetime.now(UTC), **values)
+    return (await uow.session.execute(statement.returning(orders.c.total, orders.c.currency))).one()
+
+
+async def cancel_order(uow: UnitOfWork, envelope: Envelope, command: c.CancelOrder) -> None:
+    """Compensation of create_order; repeatable, so a retried CancelOrder is acknowledged again."""
+    status = await _locked_status(uow, command.order_id)
+    if status is None:
+        # The order is created in the transaction that starts the saga, so this happens
+        # only with a hand-made message; acknowledging keeps the saga from hanging.
+        log.warning("cancel_for_unknown_order")
+    elif status != domain.CANCELLED:
+        await _set_status(uow, command.order_id, status=domain.cancel(status), cancel_reason=command.reason)
+        await uow.send(c.OrderCancelledEvent(order_id=command.order_id, reason=command.reason),
+                       f"topic:{ORDER_EVENTS}", causation=envelope)
+    await uow.reply(envelope, c.OrderCancelled(order_id=command.order_id))
+
+
+async def confirm_order(uow: UnitOfWork, envelope: Envelope, command: c.ConfirmOrder) -> None:
+    """Sent once the saga completed; no reply is expected."""
+    status = await _locked_status(uow, command.order_id)
+    if status != domain.PENDING:
+        log.warning("confirm_ignored", status=status)
+        return
+    row = await _set_status(uow, command.order_id, status=domain.confirm(status))
+    await uow.send(c.OrderConfirmedEvent(order_id=command.order_id, total=row.total, currency=row.currency),
+                   f"topic:{ORDER_EVENTS}", causation=envelope)
+
+
+HANDLERS: Handlers = {c.CancelOrder: cancel_order, c.ConfirmOrder: confirm_order}

@@ -1,0 +1,26 @@
+"""Entry point: ``python -m order_svc``."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from messaging.service import ServiceDefinition, create_app, serve
+from messaging.topology import ORDER_COMMANDS
+
+from . import api, handlers, tables
+from .settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    definition = ServiceDefinition(
+        name="order", metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
+        routers=(api.router,),
+    )
+    app = create_app(definition, settings)
+    app.add_middleware(api.BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def main() -> None:
+    settings = Settings()
+    serve(build_app(settings), settings)

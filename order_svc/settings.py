@@ -1,0 +1,11 @@
+"""order_svc settings (env prefix ``ORDER_``)."""
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from messaging.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore")
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(64 * 1024, gt=0)

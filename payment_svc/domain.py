@@ -1,0 +1,29 @@
+"""The payment provider's sandbox rules, with no I/O.
+
+Like a card processor's test cards: the token decides the outcome.
+"""
+from __future__ import annotations
+
+
+class PaymentDeclined(Exception):
+    """The charge was declined: a business failure, never retried."""
+
+
+class RefundRejected(Exception):
+    """The provider rejected the refund: a person has to step in."""
+
+
+APPROVE, DECLINE, REFUND_FAILS = "tok_visa", "tok_chargeDeclined", "tok_refundFail"
+KNOWN_TOKENS = frozenset({APPROVE, DECLINE, REFUND_FAILS})
+
+
+def charge(token: str) -> None:
+    if token == DECLINE:
+        raise PaymentDeclined("card declined")
+    if token not in KNOWN_TOKENS:
+        raise PaymentDeclined("unknown payment token")
+
+
+def refund(token: str) -> None:
+    if token == REFUND_FAILS:
+        raise RefundRejected("refund rejected by the payment provider")

@@ -1,0 +1,24 @@
+"""Entry point: ``python -m payment_svc``."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from messaging.service import ServiceDefinition, create_app, serve
+from messaging.topology import PAYMENT_COMMANDS
+
+from . import api, handlers, tables
+from .settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    definition = ServiceDefinition(
+        name="payment", metadata=tables.metadata, queues=(PAYMENT_COMMANDS,), handlers=handlers.HANDLERS,
+        routers=(api.router,),
+    )
+    return create_app(definition, settings)
+
+
+def main() -> None:
+    settings = Settings()
+    serve(build_app(settings), settings)

@@ -1,0 +1,128 @@
+"""Starts and stops the whole system as child processes (demo and end-to-end tests)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import boto3
+
+from messaging.topology import Naming
+
+from . import infra
+from .services import BY_NAME, SERVICES
+
+
+@dataclass
+class Stack:
+    """Everything needed for one running system.
+
+    ``database_url`` names a PostgreSQL server (one database per service is created on it);
+    None starts an embedded PostgreSQL. ``endpoint`` is an AWS endpoint; None starts a moto
+    server. ``prefix`` isolates queues, topics and databases from any other stack.
+    """
+
+    workdir: Path
+    database_url: str | None = None
+    endpoint: str | None = None
+    prefix: str = field(default_factory=lambda: f"s{uuid.uuid4().hex[:8]}")
+    ports: dict[str, int] = field(default_factory=lambda: {s.module: s.port for s in SERVICES})
+    env: dict[str, str] = field(default_factory=dict)
+    drop_databases: bool = True
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _emulator: subprocess.Popen | None = None
+    _urls: dict[str, str] = field(default_factory=dict)
+
+    # ---- lifecycle
+    def start(self) -> Stack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.database_url is None:
+            self.database_url = infra.start_embedded_postgres(self.workdir / "pgdata", keep_running=False)
+        if self.endpoint is None:
+            port = infra.free_port()
+            self._emulator = infra.start_emulator(port, self.workdir / "emulator.log")
+            self.endpoint = f"http://127.0.0.1:{port}"
+        os.environ.update(self.aws_environment())
+        infra.provision(Naming(self.prefix))
+        self._urls = infra.database_urls(self.database_url, self.prefix, [s.database for s in SERVICES])
+        for service in SERVICES:
+            self.start_service(service.module, wait=False)
+        for service in SERVICES:
+            self.wait_healthy(service.module)
+        return self
+
+    def stop(self) -> None:
+        for module in list(self.processes):
+            self.stop_service(module)
+        if self._emulator:
+            self._emulator.terminate()
+            self._emulator.wait(10)
+        if self.drop_databases and self.database_url:
+            infra.drop_databases(self.database_url, self.prefix, [s.database for s in SERVICES])
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- one service
+    def start_service(self, module: str, *, wait: bool = True) -> None:
+        log = (self.workdir / f"{module}.log").open("ab")
+        self.processes[module] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.service_environment(module), stdout=log, stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_healthy(module)
+
+    def stop_service(self, module: str, *, kill: bool = False) -> None:
+        process = self.processes.pop(module, None)
+        if process is None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    def wait_healthy(self, module: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[module].poll() is not None:
+                raise RuntimeError(f"{module} exited with {self.processes[module].returncode}; see {self.workdir}/{module}.log")
+            try:
+                if httpx.get(f"{self.url(module)}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{module} not healthy after {timeout}s")
+
+    # ---- addresses and environment
+    def url(self, module: str) -> str:
+        return f"http://127.0.0.1:{self.ports[module]}"
+
+    def aws_environment(self) -> dict[str, str]:
+        return infra.emulator_environment(self.endpoint) | {"SAGA_RESOURCE_PREFIX": self.prefix}
+
+    def service_environment(self, module: str) -> dict[str, str]:
+        service = BY_NAME[module]
+        return os.environ | self.aws_environment() | {
+            f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
+            f"{service.env_prefix}PORT": str(self.ports[module]),
+            "PYTHONUNBUFFERED": "1",
+        } | self.env
+
+    def client(self, name: str):
+        """A boto3 client on this stack's endpoint."""
+        return boto3.client(name, endpoint_url=self.endpoint, region_name=self.aws_environment()["AWS_REGION"])
+
+    def queue_url(self, logical: str) -> str:
+        return self.client("sqs").get_queue_url(QueueName=Naming(self.prefix).physical(logical))["QueueUrl"]
