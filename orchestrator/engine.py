@@ -226,10 +226,18 @@ class SagaEngine:
                 step_state.status, step_state.finished_at = TIMED_OUT, now
                 step_state.error = f"no reply within {step.timeout.total_seconds():g}s"
                 t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
+                t.state.status, t.state.failed_step = COMPENSATING, step.name
+                t.state.failure_reason = f"{step.name} timed out"
+                t.history.append(HistoryEntry("compensation_started", step.name, t.state.failure_reason))
                 # The timed-out step is compensated too: its effect may have happened
                 # without its reply reaching us. If it never ran, the participant records
-                # the compensation as a no-op and refuses the late command.
-                self._begin_compensation(t, step.name, f"{step.name} timed out", index, now)
+                # the compensation as a no-op and refuses the late command. Its participant
+                # may be down, so the earlier steps are undone meanwhile rather than after
+                # its acknowledgement; it keeps its own deadline and retries, and escalates
+                # if it is never acknowledged.
+                if step.compensation is not None:
+                    self._send_compensation(t, index, now)
+                self._compensate_from(t, index - 1, now)
             elif step_state.status == STEP_COMPENSATING:
                 error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state)}s"
                 t.history.append(HistoryEntry("compensation_timed_out", step.name, error))
@@ -301,8 +309,10 @@ class SagaEngine:
             self._send_compensation(t, index, now)
             return
         failed = any(s.status == COMPENSATION_FAILED for s in t.state.steps)
-        t.state.status = NEEDS_INTERVENTION if failed else COMPENSATED
-        t.history.append(HistoryEntry("saga_" + t.state.status))
+        final = NEEDS_INTERVENTION if failed else COMPENSATED
+        if t.state.status != final:
+            t.state.status = final
+            t.history.append(HistoryEntry("saga_" + final))
 
     def _send_compensation(self, t: Transition, index: int, now: datetime) -> None:
         step, step_state = self.definition.steps[index], t.state.steps[index]
@@ -310,7 +320,7 @@ class SagaEngine:
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
-        t.outgoing.append(Outgoing(step.name, step.compensation.build(t.state.data), f"queue:{step.participant}", True))
+        t.outgoing.append(Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True))
         t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
 
     def _compensation_failed(self, t: Transition, index: int, error: str, now: datetime) -> None:
@@ -321,7 +331,7 @@ class SagaEngine:
         escalation = CompensationEscalated(
             order_id=t.state.data["order_id"], saga_id=t.state.saga_id, step=step.name,
             command={"type": step.compensation.command.__name__,
-                     "payload": step.compensation.build(t.state.data).model_dump(mode="json")},
+                     "payload": step.compensation.build(_context(t.state)).model_dump(mode="json")},
             last_error=error[:500], attempts=step_state.compensation_attempts,
         )
         t.outgoing.append(Outgoing(step.name, escalation, f"queue:{SAGA_ESCALATIONS}", False))
@@ -335,6 +345,11 @@ class SagaEngine:
             if step.name == name:
                 return index
         raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+
+def _context(state: SagaState) -> dict[str, Any]:
+    """What a compensation is built from: the saga's data and why it is compensating."""
+    return state.data | {"failed_step": state.failed_step, "failure_reason": state.failure_reason}
 
 
 def _copy(state: SagaState) -> SagaState:

@@ -1,0 +1,48 @@
+"""Shared fixtures: where PostgreSQL is, and how long to wait for eventual outcomes."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> str:
+    """A PostgreSQL server URL: ``DATABASE_URL``, else the one on 127.0.0.1:5432, else embedded."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    if _port_open("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    from stack.infra import start_embedded_postgres
+
+    return start_embedded_postgres(tmp_path_factory.mktemp("pg") / "data", keep_running=False)
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 20, interval: float = 0.1, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stack")

@@ -1,0 +1,73 @@
+"""The orders API's handling of bad input and repeated requests."""
+from __future__ import annotations
+
+import concurrent.futures
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def saga_count(shop) -> int:
+    return len(shop.http.get(shop.url("orchestrator", "/sagas"), params={"limit": 500}).json())
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda b: b.pop("customer_id"), "customer_id"),
+    (lambda b: b.update(extra="x"), "extra"),
+    (lambda b: b.update(items=[]), "items"),
+    (lambda b: b.update(items=[dict(b["items"][0], sku=f"SKU-{i}") for i in range(51)]), "items"),
+    (lambda b: b["items"][0].update(quantity=0), "quantity"),
+    (lambda b: b["items"][0].update(quantity=-3), "quantity"),
+    (lambda b: b["items"][0].update(unit_price="-1.00"), "unit_price"),
+    (lambda b: b["items"][0].update(unit_price="1.005"), "unit_price"),
+    (lambda b: b.update(currency="XYZ"), "currency"),
+    (lambda b: b.update(customer_email="not-an-email"), "customer_email"),
+    (lambda b: b.update(payment_token="4242424242424242"), "payment_token"),
+    (lambda b: b["shipping_address"].pop("city"), "city"),
+])
+def test_malformed_order_is_rejected_with_field_errors_and_starts_nothing(shop, mutate, field):
+    before = saga_count(shop)
+    body = shop.order_body("SKU-1")
+    mutate(body)
+    response = shop.http.post(shop.url("order_svc", "/orders"), json=body)
+    assert response.status_code == 422
+    assert any(field in [str(part) for part in error["loc"]] for error in response.json()["detail"]), response.text
+    assert saga_count(shop) == before
+
+
+def test_body_over_64_kib_is_refused(shop):
+    body = shop.order_body("SKU-1")
+    body["shipping_address"]["line1"] = "x" * (70 * 1024)
+    response = shop.http.post(shop.url("order_svc", "/orders"), json=body)
+    assert response.status_code == 413
+
+
+def test_same_idempotency_key_and_body_gives_one_order_even_concurrently(shop):
+    sku = shop.new_sku(100)
+    key = str(uuid.uuid4())
+    body = shop.order_body(sku, quantity=1)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(
+            lambda _: shop.http.post(shop.url("order_svc", "/orders"), json=body, headers={"Idempotency-Key": key}),
+            range(8)))
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["order_id"] for r in responses}) == 1
+    placed = responses[0].json()
+    shop.settled(placed)
+    assert shop.stock(sku)["available"] == 99
+
+
+def test_same_idempotency_key_with_another_body_is_a_conflict(shop):
+    key = str(uuid.uuid4())
+    sku = shop.new_sku(10)
+    shop.place(shop.order_body(sku, quantity=1), **{"Idempotency-Key": key})
+    response = shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, quantity=2),
+                              headers={"Idempotency-Key": key})
+    assert response.status_code == 409
+
+
+def test_unknown_order_is_404(shop):
+    assert shop.http.get(shop.url("order_svc", f"/orders/{uuid.uuid4()}")).status_code == 404
+    assert shop.http.get(shop.url("order_svc", "/orders/not-a-uuid")).status_code == 422
