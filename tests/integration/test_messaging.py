@@ -1,0 +1,173 @@
+"""Outbox, relay, inbox and consumer on real PostgreSQL and the emulator, including crashes."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+
+from messaging import contracts as c
+from messaging.bus import MessageBus
+from messaging.consumer import Consumer
+from messaging.envelope import Envelope
+from messaging.relay import Relay
+from messaging.uow import UnitOfWork
+from tests.integration.conftest import effects
+
+pytestmark = pytest.mark.integration
+
+
+def command() -> c.ReleaseInventory:
+    return c.ReleaseInventory(order_id=uuid.uuid4())
+
+
+async def record_effect(uow: UnitOfWork, envelope: Envelope, message) -> None:
+    await uow.session.execute(effects.insert().values(message_id=envelope.message_id, note="handled"))
+
+
+def bus(sessions) -> MessageBus:
+    return MessageBus(consumer=f"test-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions,
+                      handlers={c.ReleaseInventory: record_effect})
+
+
+async def stage(sessions, to: str, count: int = 1, commit: bool = True) -> list[Envelope]:
+    async with UnitOfWork(sessions, "test") as uow:
+        sent = [await uow.send(command(), f"queue:{to}", saga_id=uuid.uuid4()) for _ in range(count)]
+        await uow.session.execute(effects.insert(), [{"message_id": e.message_id, "note": "staged"} for e in sent])
+        if commit:
+            await uow.commit()
+    return sent
+
+
+async def outbox_rows(sessions, envelopes, published: bool | None = None) -> int:
+    query = text("SELECT count(*) FROM outbox WHERE message_id = ANY(:ids)"
+                 + ("" if published is None else f" AND published_at IS {'NOT ' if published else ''}NULL"))
+    async with sessions() as session:
+        return (await session.execute(query, {"ids": [e.message_id for e in envelopes]})).scalar_one()
+
+
+async def effect_count(sessions, message_id, note="handled") -> int:
+    async with sessions() as session:
+        return (await session.execute(select(func.count()).select_from(effects).where(
+            effects.c.message_id == message_id, effects.c.note == note))).scalar_one()
+
+
+async def receive_all(broker, queue, wait=1) -> list[dict]:
+    url = await broker.queue_url(queue)
+    received = []
+    while True:
+        response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait)
+        if not response.get("Messages"):
+            return received
+        for message in response["Messages"]:
+            received.append(message)
+            await broker.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+async def test_outbox_row_exists_only_if_the_state_change_committed(sessions, queue):
+    rolled_back = await stage(sessions, queue, commit=False)
+    committed = await stage(sessions, queue)
+    assert await outbox_rows(sessions, rolled_back) == 0
+    assert await effect_count(sessions, rolled_back[0].message_id, "staged") == 0
+    assert await outbox_rows(sessions, committed) == 1
+    assert await effect_count(sessions, committed[0].message_id, "staged") == 1
+
+
+async def test_two_relays_side_by_side_publish_every_row_exactly_once(sessions, broker, queue):
+    staged = await stage(sessions, queue, count=120)
+    relays = [Relay(sessions, broker, service=f"relay-{i}", batch_size=15) for i in range(2)]
+
+    async def drain(relay):
+        total = 0
+        while published := await relay.publish_pending():
+            total += published
+        return total
+
+    counts = await asyncio.gather(*(drain(r) for r in relays))
+    # Other tests' rows may be in the outbox too; ours must all be published, once.
+    assert await outbox_rows(sessions, staged, published=False) == 0
+    received = [Envelope.model_validate_json(m["Body"]).message_id for m in await receive_all(broker, queue)]
+    assert sorted(received) == sorted(e.message_id for e in staged)
+    assert sum(counts) >= 120 and all(counts)
+
+
+async def test_relay_crash_after_publish_before_mark_republishes_and_the_inbox_drops_the_copy(sessions, broker, queue):
+    [envelope] = await stage(sessions, queue)
+
+    class CrashAfterPublish(Relay):
+        async def _publish(self, destination, rows):
+            await super()._publish(destination, rows)
+            raise RuntimeError("process killed after the broker acknowledged")
+
+    with pytest.raises(RuntimeError):
+        await CrashAfterPublish(sessions, broker, service="crashing").publish_pending()
+    assert await outbox_rows(sessions, [envelope], published=False) == 1
+    await Relay(sessions, broker, service="restarted").publish_pending()
+    assert await outbox_rows(sessions, [envelope], published=True) == 1
+
+    messages = [m for m in await receive_all(broker, queue)
+                if Envelope.model_validate_json(m["Body"]).message_id == envelope.message_id]
+    assert len(messages) == 2  # at least once: the copy really was delivered
+    handler = bus(sessions)
+    for message in messages:
+        await handler.handle(message["Body"])
+    assert await effect_count(sessions, envelope.message_id) == 1
+
+
+async def test_consumer_crash_between_commit_and_delete_loses_nothing_and_repeats_nothing(sessions, broker, queue):
+    [envelope] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+    url = await broker.queue_url(queue)
+    handler = bus(sessions)
+
+    first = (await broker.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2))["Messages"][0]
+    await handler.handle(first["Body"])  # committed ... and the process dies before DeleteMessage
+    await broker.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+
+    consumer = Consumer(broker, queue, handler.handle, service="test", wait_time_seconds=2)
+    assert await consumer.poll_once() == 1  # redelivered, recognised, deleted
+    assert await effect_count(sessions, envelope.message_id) == 1
+    assert await receive_all(broker, queue) == []
+
+
+async def test_concurrent_duplicate_deliveries_have_one_effect(sessions):
+    envelope = Envelope.wrap(command(), sender="test", saga_id=uuid.uuid4())
+    handler = bus(sessions)
+    await asyncio.gather(*(handler.handle(envelope.model_dump_json()) for _ in range(5)), return_exceptions=True)
+    await handler.handle(envelope.model_dump_json())
+    assert await effect_count(sessions, envelope.message_id) == 1
+
+
+async def test_malformed_messages_reach_the_dead_letter_queue_without_blocking_the_rest(sessions, broker, queue):
+    url = await broker.queue_url(queue)
+    poison = ["not json", '{"message_id": "x"}',
+              Envelope.wrap(command(), sender="t").model_copy(update={"message_type": "NoSuchType"}).model_dump_json(),
+              Envelope.wrap(command(), sender="t").model_copy(update={"payload": {"order_id": "nope"}}).model_dump_json()]
+    for body in poison:
+        await broker.sqs.send_message(QueueUrl=url, MessageBody=body)
+    [good] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+
+    consumer = Consumer(broker, queue, bus(sessions).handle, service="test", wait_time_seconds=1)
+    for _ in range(12):
+        await consumer.poll_once()
+    assert await effect_count(sessions, good.message_id) == 1
+    dead = await receive_all(broker, f"{queue}-dlq")
+    assert sorted(m["Body"] for m in dead) == sorted(poison)
+
+
+async def test_relay_wakes_on_notify_instead_of_waiting_for_its_poll(sessions, broker, queue, database_url):
+    relay = Relay(sessions, broker, service="listening", database_url=database_url, poll_interval=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await asyncio.sleep(0.5)  # first pass done, now waiting on NOTIFY (or the 60 s poll)
+    [envelope] = await stage(sessions, queue)
+    try:
+        async with asyncio.timeout(10):
+            while await outbox_rows(sessions, [envelope], published=True) == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        task.cancel()
+    assert len(await receive_all(broker, queue)) == 1
