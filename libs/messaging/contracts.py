@@ -86,11 +86,7 @@ class OrderCancelled(Reply):
 
 
 class ConfirmOrder(Command):
-    pass
-
-
-class OrderConfirmed(Reply):
-    pass
+    """Sent when the saga completed. No reply: nothing waits for it."""
 
 
 # --- inventory_svc -------------------------------------------------------------------
@@ -217,7 +213,7 @@ class CompensationEscalated(Event):
 
 REGISTRY = MessageRegistry(
     StartOrderSaga,
-    CancelOrder, OrderCancelled, ConfirmOrder, OrderConfirmed,
+    CancelOrder, OrderCancelled, ConfirmOrder,
     ReserveInventory, InventoryReserved, InventoryReservationFailed, ReleaseInventory, InventoryReleased,
     ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,

@@ -1,0 +1,34 @@
+"""JSON Schemas of the envelope and of every message payload, generated from the pydantic
+classes in :mod:`messaging.contracts` and kept in this folder. ``python -m messaging.schemas``
+rewrites them; a unit test fails when they drift from the code."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..contracts import REGISTRY
+from ..envelope import Envelope
+
+FOLDER = Path(__file__).parent
+
+
+def generate() -> dict[str, dict]:
+    schemas = {"Envelope": Envelope.model_json_schema()}
+    for message_type in REGISTRY:
+        schema = message_type.model_json_schema()
+        schema["x-kind"] = message_type.kind
+        schemas[message_type.message_type()] = schema
+    return schemas
+
+
+def render(schema: dict) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write() -> list[Path]:
+    written = []
+    for name, schema in generate().items():
+        path = FOLDER / f"{name}.json"
+        path.write_text(render(schema))
+        written.append(path)
+    return written
