@@ -41,4 +41,15 @@ async def send_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.Send
     )
 
 
-HANDLERS: Handlers = {c.SendConfirmation: send_confirmation}
+async def withdraw_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.WithdrawConfirmation) -> None:
+    async def undo():
+        # Already handed over: an email cannot be recalled. Queued emails are dropped.
+        await uow.session.execute(notifications.delete().where(
+            notifications.c.saga_id == envelope.saga_id, notifications.c.status == "queued"))
+        return c.ConfirmationWithdrawn(order_id=command.order_id)
+
+    await participant.compensate(uow, envelope, step=STEP, undo=undo,
+                                 done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id))
+
+
+HANDLERS: Handlers = {c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation}

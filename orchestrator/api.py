@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field
 from messaging.service import RuntimeDep, SessionDep
 from messaging.uow import UnitOfWork
 
-from . import repository
+from messaging.topology import SAGA_ESCALATIONS
+
+from . import dead_letters, repository
 from .engine import SagaState
 
 router = APIRouter()
@@ -107,12 +109,40 @@ class Retry(BaseModel):
 @operator_router.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView)
 async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: RuntimeDep, request: Request,
                              _: Operator) -> SagaView:
-    return await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
+    view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
+    await dead_letters.discard_escalations(rt.broker, saga_id, step)
+    return view
 
 
 @operator_router.post("/sagas/{saga_id}/resolve", response_model=SagaView)
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, _: Operator) -> SagaView:
-    return await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
+    view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
+    await dead_letters.discard_escalations(rt.broker, saga_id)
+    return view
+
+
+@operator_router.get("/dead-letters")
+async def list_dead_letters(rt: RuntimeDep, _: Operator, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+    """Every message in every dead-letter queue, with its saga and step where known."""
+    return [letter.as_dict() for letter in await dead_letters.list_all(rt.broker, limit)]
+
+
+@operator_router.post("/dead-letters/{queue}/redrive")
+async def redrive(queue: str, rt: RuntimeDep, request: Request, _: Operator) -> dict:
+    """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated compensation."""
+    if queue == SAGA_ESCALATIONS:
+        async def retry(saga_id: uuid.UUID, step: str) -> str:
+            try:
+                await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, "redrive"))
+                return "compensation retried"
+            except HTTPException as error:
+                return f"skipped: {error.detail}"
+
+        return await dead_letters.redrive_escalations(rt.broker, retry)
+    try:
+        return await dead_letters.redrive_queue(rt.broker, queue)
+    except ValueError as error:
+        raise HTTPException(404, str(error)) from error
 
 
 async def _act(rt, request: Request, action) -> SagaView:

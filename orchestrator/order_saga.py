@@ -44,10 +44,13 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
             ),
             Step(
                 "send_confirmation", participant=q.NOTIFICATION_COMMANDS,
-                # The last step: once it succeeds nothing can fail any more, so it needs no
-                # compensation (an email cannot be unsent).
+                # The last step: once it succeeds nothing can fail any more, and an email
+                # cannot be unsent. Its compensation runs only when it timed out, so that a
+                # confirmation still stuck in the queue is never sent for a cancelled order.
                 action=Invoke(c.SendConfirmation, send_confirmation,
                               success=c.ConfirmationSent, failure=c.ConfirmationFailed),
+                compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation),
+                                    success=c.ConfirmationWithdrawn),
                 timeout=timedelta(seconds=t.send_confirmation),
             ),
         ),

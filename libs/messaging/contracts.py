@@ -179,6 +179,15 @@ class ConfirmationFailed(FailureReply):
     pass
 
 
+class WithdrawConfirmation(Command):
+    """Sent only when send_confirmation timed out: if the confirmation was never sent it
+    must not be sent later for a cancelled order. An email already sent cannot be unsent."""
+
+
+class ConfirmationWithdrawn(Reply):
+    pass
+
+
 # --- domain events on SNS ------------------------------------------------------------
 class OrderConfirmedEvent(Event):
     """Published on the order-events topic once an order is confirmed."""
@@ -217,7 +226,7 @@ REGISTRY = MessageRegistry(
     ReserveInventory, InventoryReserved, InventoryReservationFailed, ReleaseInventory, InventoryReleased,
     ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
-    SendConfirmation, ConfirmationSent, ConfirmationFailed,
+    SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
     CompensationEscalated,
 )

@@ -1,0 +1,104 @@
+"""``sagactl``: the operator's command line, a client of the saga API.
+
+Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``
+(the orchestrator's ``ORCHESTRATOR_OPERATOR_TOKEN``) for the actions that change things.
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Inspect and repair sagas.", no_args_is_help=True)
+console = Console()
+
+Url = Annotated[str, typer.Option(envvar="SAGA_API_URL", help="Saga API base URL")]
+Token = Annotated[str, typer.Option(envvar="SAGA_OPERATOR_TOKEN", help="Operator bearer token")]
+DEFAULT_URL = "http://127.0.0.1:8001"
+
+
+def _client(url: str, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=30)
+
+
+def _check(response: httpx.Response):
+    if response.status_code >= 400:
+        console.print(f"[red]{response.status_code}[/red] {response.text}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@app.command("list")
+def list_sagas(status: Annotated[str | None, typer.Option(help="running, compensating, completed, compensated, needs_intervention")] = None,
+               older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
+               limit: int = 50, url: Url = DEFAULT_URL) -> None:
+    """Sagas by status and age, newest first."""
+    params = {"limit": limit} | ({"status": status} if status else {}) | (
+        {"older_than_seconds": older_than} if older_than is not None else {})
+    sagas = _check(_client(url).get("/sagas", params=params))
+    table = Table("saga", "order", "status", "failed step", "reason", "updated")
+    for s in sagas:
+        table.add_row(s["saga_id"], s["order_id"], s["status"], s["failed_step"] or "-", (s["failure_reason"] or "")[:40],
+                      s["updated_at"])
+    console.print(table)
+
+
+@app.command()
+def show(saga_id: str, url: Url = DEFAULT_URL) -> None:
+    """One saga: its steps, and its timeline including operator actions."""
+    saga = _check(_client(url).get(f"/sagas/{saga_id}"))
+    console.print(f"saga {saga['saga_id']}  order {saga['order_id']}  [bold]{saga['status']}[/bold]"
+                  + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else ""))
+    steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")
+    for s in saga["steps"]:
+        steps.add_row(s["name"], s["status"], str(s["attempts"]), str(s["compensation_attempts"]),
+                      s["started_at"] or "", s["finished_at"] or "", s["error"] or "")
+    console.print(steps)
+    timeline = Table("at", "event", "step", "detail")
+    for h in saga["history"]:
+        timeline.add_row(h["at"], h["event"], h["step"] or "", h["detail"] or "")
+    console.print(timeline)
+
+
+@app.command("dead-letters")
+def dead_letters(url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Every dead-lettered message, with its saga and step."""
+    letters = _check(_client(url, token).get("/operator/dead-letters"))
+    table = Table("queue", "type", "saga", "step", "receives", "detail")
+    for d in letters:
+        table.add_row(d["queue"], d["message_type"] or "?", d["saga_id"] or "-", d["step"] or "-",
+                      str(d["receive_count"]), d["detail"])
+    console.print(table if letters else "no dead letters")
+
+
+@app.command()
+def redrive(queue: Annotated[str, typer.Argument(help="a -dlq queue, or saga-escalations")],
+            url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Move a dead-letter queue back to its queue, or retry every escalated compensation."""
+    console.print(_check(_client(url, token).post(f"/operator/dead-letters/{queue}/redrive")))
+
+
+@app.command()
+def retry(saga_id: str, step: str, actor: str = os.environ.get("USER", "operator"),
+          url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Send a failed compensation again (after fixing its cause)."""
+    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/steps/{step}/retry-compensation",
+                                           json={"actor": actor}))
+    console.print(f"saga {saga_id}: {saga['status']}")
+
+
+@app.command()
+def resolve(saga_id: str, reason: Annotated[str, typer.Option(help="what was done by hand, for the audit trail")],
+            actor: str = os.environ.get("USER", "operator"), url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Close a needs_intervention saga whose effects a person has put right."""
+    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/resolve", json={"reason": reason, "actor": actor}))
+    console.print(f"saga {saga_id}: {saga['status']}")
+
+
+if __name__ == "__main__":
+    app()

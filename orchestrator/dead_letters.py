@@ -1,0 +1,158 @@
+"""The operator's view of dead-letter queues, and redriving them.
+
+Two kinds of dead letters exist. ``<queue>-dlq`` holds messages a worker could not
+process (SQS moved them after ``maxReceiveCount`` receives); redriving moves them back to
+their queue. ``saga-escalations`` holds compensations that could not complete; redriving
+one asks the orchestrator to retry that compensation, once the cause has been fixed.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import aioboto3
+import structlog
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from messaging import contracts as c
+from messaging.aws import Broker, region
+from messaging.envelope import MalformedMessage
+from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
+
+log = structlog.get_logger("dead_letters")
+NO_RETRY = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)
+
+
+@dataclass
+class DeadLetter:
+    queue: str
+    sqs_message_id: str
+    message_type: str | None
+    saga_id: str | None
+    step: str | None
+    detail: str
+    receive_count: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(queue: str, message: dict) -> DeadLetter:
+    receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
+    try:
+        envelope, payload = c.REGISTRY.parse(message["Body"])
+    except MalformedMessage as error:
+        return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(error)[:200]}", receive_count)
+    if isinstance(payload, c.CompensationEscalated):
+        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
+                          f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
+                          receive_count)
+    return DeadLetter(queue, message["MessageId"], envelope.message_type, str(envelope.saga_id or "") or None,
+                      None, "not processed by its consumer", receive_count)
+
+
+async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
+    """Messages of ``queue`` without taking them (visibility timeout 0)."""
+    url = await broker.queue_url(queue)
+    seen: dict[str, dict] = {}
+    for _ in range(max(limit // 10, 1) + 2):
+        response = await broker.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        seen.update({m["MessageId"]: m for m in fresh})
+        if len(seen) >= limit:
+            break
+    return list(seen.values())[:limit]
+
+
+async def list_all(broker: Broker, limit: int = 100) -> list[DeadLetter]:
+    letters = []
+    for queue in DEAD_LETTER_QUEUES:
+        letters += [describe(queue, m) for m in await peek(broker, queue, limit)]
+    return letters
+
+
+async def take(broker: Broker, queue: str):
+    """Yield (message, delete, release) for every message in ``queue``, hiding each while
+    it is handled; ``release`` makes it visible again at once."""
+    url = await broker.queue_url(queue)
+    while True:
+        response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                                    WaitTimeSeconds=0, MessageAttributeNames=["All"])
+        messages = response.get("Messages", [])
+        if not messages:
+            return
+        for message in messages:
+            async def delete(handle=message["ReceiptHandle"]):
+                await broker.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+
+            async def release(handle=message["ReceiptHandle"]):
+                await broker.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
+            yield message, delete, release
+
+
+async def redrive_queue(broker: Broker, dlq: str) -> dict:
+    """Move every message of ``dlq`` back to its source queue."""
+    if dlq not in DEAD_LETTER_QUEUES or dlq == SAGA_ESCALATIONS:
+        raise ValueError(f"{dlq} is not a redrivable dead-letter queue")
+    source = dlq.removesuffix("-dlq")
+    try:
+        # One attempt only: an endpoint without the action (some emulators) answers 5xx,
+        # which the default retry policy would retry for seconds.
+        async with aioboto3.Session(region_name=region()).client("sqs", config=NO_RETRY) as sqs:
+            task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq),
+                                                     DestinationArn=broker.queue_arn(source))
+        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle")}
+    except (ClientError, NotImplementedError) as error:
+        log.info("message_move_task_unavailable", queue=dlq, error=str(error)[:200])
+    source_url = await broker.queue_url(source)
+    moved = 0
+    async for message, delete, _ in take(broker, dlq):
+        # Send before delete: a crash in between leaves a copy in both queues, never in
+        # neither, and the receiver's inbox drops the copy by its message id.
+        await broker.sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"],
+                                      MessageAttributes=message.get("MessageAttributes", {}))
+        await delete()
+        moved += 1
+    return {"queue": dlq, "method": "message-by-message", "moved": moved}
+
+
+def escalation(message: dict) -> c.CompensationEscalated | None:
+    try:
+        _, payload = c.REGISTRY.parse(message["Body"])
+    except MalformedMessage:
+        return None
+    return payload if isinstance(payload, c.CompensationEscalated) else None
+
+
+async def redrive_escalations(broker: Broker, retry) -> dict:
+    """Retry the compensation behind every escalation; ``retry(saga_id, step)`` returns an outcome."""
+    outcomes = []
+    async for message, delete, release in take(broker, SAGA_ESCALATIONS):
+        escalated = escalation(message)
+        if escalated is None:
+            await release()
+            continue
+        outcomes.append({"saga_id": str(escalated.saga_id), "step": escalated.step,
+                         "outcome": await retry(escalated.saga_id, escalated.step)})
+        # Deleted only after the retry committed; a crash in between redrives it again,
+        # and the retry then finds the step no longer failed and skips it.
+        await delete()
+    return {"queue": SAGA_ESCALATIONS, "method": "retry-compensation", "moved": len(outcomes), "sagas": outcomes}
+
+
+async def discard_escalations(broker: Broker, saga_id, step: str | None = None) -> int:
+    """Remove a saga's escalations once an operator acted on it, so the queue lists only open cases."""
+    discarded = 0
+    async for message, delete, release in take(broker, SAGA_ESCALATIONS):
+        escalated = escalation(message)
+        if escalated and escalated.saga_id == saga_id and step in (None, escalated.step):
+            await delete()
+            discarded += 1
+        else:
+            await release()
+    return discarded
+

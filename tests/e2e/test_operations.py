@@ -1,0 +1,190 @@
+"""Running unattended: participants down, orchestrator killed, escalations and the operator's tools."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from messaging import contracts as c
+from messaging.envelope import Envelope
+from tests.conftest import eventually
+from tests.e2e.conftest import bodies
+
+pytestmark = pytest.mark.e2e
+TOKEN = "test-operator-token"
+FINAL = ("completed", "compensated", "needs_intervention")
+
+
+def sagactl(stack, *args: str) -> str:
+    env = os.environ | {"SAGA_API_URL": stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": TOKEN, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def operator(shop, method: str, path: str, **kwargs):
+    return shop.http.request(method, shop.url("orchestrator", path), headers={"Authorization": f"Bearer {TOKEN}"},
+                             **kwargs)
+
+
+def escalations_for(shop, saga_id: str) -> list[dict]:
+    letters = operator(shop, "GET", "/operator/dead-letters").json()
+    return [d for d in letters if d["queue"] == "saga-escalations" and d["saga_id"] == saga_id]
+
+
+def step_status(shop, saga_id: str, step: str) -> str | None:
+    saga = shop.saga(saga_id)
+    return next(s["status"] for s in saga["steps"] if s["name"] == step) if saga else None
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/operator/dead-letters"),
+    ("POST", "/operator/dead-letters/inventory-commands-dlq/redrive"),
+    ("POST", f"/operator/sagas/{uuid.uuid4()}/steps/process_payment/retry-compensation"),
+    ("POST", f"/operator/sagas/{uuid.uuid4()}/resolve"),
+])
+def test_operator_endpoints_refuse_requests_without_the_token(shop, method, path):
+    url = shop.url("orchestrator", path)
+    body = {"reason": "checked by hand"}
+    assert shop.http.request(method, url, json=body).status_code == 401
+    assert shop.http.request(method, url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert operator(shop, method, path, json=body).status_code != 401
+
+
+def test_a_stopped_participant_leads_to_a_compensated_saga_and_no_late_shipment(stack, shop):
+    sku = shop.new_sku(10)
+    stack.stop_service("fulfillment_svc")
+    try:
+        placed = shop.place(shop.order_body(sku))
+        order, saga = shop.settled(placed, timeout=30)
+        assert saga["status"] == "compensated" and saga["failed_step"] == "fulfill_order"
+        assert "timed out" in saga["failure_reason"]
+        timed_out = next(h for h in saga["history"] if h["event"] == "step_timed_out")
+        assert timed_out["step"] == "fulfill_order"
+        assert shop.stock(sku)["available"] == 10
+        payments = shop.payments(placed["order_id"])
+        assert Decimal(payments["charged"]) == Decimal(payments["refunded"]) == Decimal("25.00")
+    finally:
+        stack.start_service("fulfillment_svc")
+    # The old FulfillOrder is still in the queue, next to the CancelShipment.
+    eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "compensated", timeout=30,
+               what="the returning participant acknowledges the compensation")
+    assert [s for s in shop.shipments(placed["order_id"]) if s["status"] in ("scheduled", "dispatched")] == []
+    assert shop.saga(placed["saga_id"])["status"] == "compensated"
+
+
+def test_dispatched_shipment_needs_intervention_until_returned_then_redrive_compensates(stack, shop):
+    sku = shop.new_sku(10)
+    stack.stop_service("notification_svc")
+    try:
+        placed = shop.place(shop.order_body(sku))
+        eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "succeeded", what="shipment made")
+        [shipment] = shop.shipments(placed["order_id"])
+        assert shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch")).status_code == 200
+
+        order, saga = shop.settled(placed, timeout=30)  # send_confirmation times out, the parcel has left
+        assert saga["status"] == "needs_intervention"
+        steps = {s["name"]: s["status"] for s in saga["steps"]}
+        assert steps["fulfill_order"] == "compensation_failed"
+        assert steps["process_payment"] == steps["reserve_inventory"] == steps["create_order"] == "compensated"
+        [letter] = eventually(lambda: escalations_for(shop, placed["saga_id"]), what="one escalation")
+        assert letter["step"] == "fulfill_order" and "dispatched" in letter["detail"]
+        assert f"{placed['saga_id']}" in sagactl(stack, "dead-letters")
+
+        # The cause is fixed: the parcel came back. A redrive carries the saga to compensated.
+        assert shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/return")).status_code == 200
+        assert "compensation retried" in sagactl(stack, "redrive", "saga-escalations")
+        eventually(lambda: shop.saga(placed["saga_id"])["status"] == "compensated", what="compensated after redrive")
+        assert escalations_for(shop, placed["saga_id"]) == []
+        assert [s["status"] for s in shop.shipments(placed["order_id"])] == ["cancelled"]
+        history = [h["event"] for h in shop.saga(placed["saga_id"])["history"]]
+        assert "operator_retry_compensation" in history
+    finally:
+        stack.start_service("notification_svc")
+    eventually(lambda: step_status(shop, placed["saga_id"], "send_confirmation") == "compensated",
+               what="the withdrawn confirmation acknowledged")
+
+
+def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stack, shop):
+    sku = shop.new_sku(10)
+    body = shop.order_body(sku, payment_token="tok_refundFail")
+    body["shipping_address"]["country"] = "AQ"
+    placed = shop.place(body)
+    order, saga = shop.settled(placed)
+    assert saga["status"] == "needs_intervention"
+    eventually(lambda: escalations_for(shop, placed["saga_id"]), what="escalation listed")
+
+    retried = operator(shop, "POST", f"/operator/sagas/{placed['saga_id']}/steps/process_payment/retry-compensation",
+                       json={"actor": "ops"})
+    assert retried.status_code == 200
+    eventually(lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention"
+               and escalations_for(shop, placed["saga_id"]), what="refused again, escalated again")
+
+    out = sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ada")
+    assert "compensated" in out
+    saga = shop.saga(placed["saga_id"])
+    assert saga["status"] == "compensated"
+    resolved = [h for h in saga["history"] if h["event"] == "operator_resolved"]
+    assert resolved and "by ada: refunded by bank transfer" in resolved[0]["detail"]
+    assert escalations_for(shop, placed["saga_id"]) == []
+    shown = sagactl(stack, "show", placed["saga_id"])
+    assert "operator_resolved" in shown and "compensation_failed" in shown
+
+
+def test_a_dead_lettered_command_is_redriven_and_processed(stack, shop):
+    sku = shop.new_sku(10)
+    sqs = stack.client("sqs")
+    replies = f"test-replies-{uuid.uuid4().hex[:8]}"
+    replies_url = sqs.create_queue(QueueName=f"{stack.prefix}-{replies}")["QueueUrl"]
+    envelope = Envelope.wrap(c.ReserveInventory(order_id=uuid.uuid4(), items=[{"sku": sku, "quantity": 1, "unit_price": "1.00"}]),
+                             sender="test", saga_id=uuid.uuid4(), reply_to=replies)
+    # As if it had been dead-lettered while the database was down.
+    sqs.send_message(QueueUrl=stack.queue_url("inventory-commands-dlq"), MessageBody=envelope.model_dump_json())
+
+    assert "inventory-commands-dlq" in sagactl(stack, "redrive", "inventory-commands-dlq")
+    [reply] = eventually(lambda: bodies(shop.drain(replies_url)), what="reply to the redriven command")
+    assert reply["message_type"] == "InventoryReserved" and reply["causation_id"] == str(envelope.message_id)
+    assert shop.stock(sku)["available"] == 9
+
+
+def test_orchestrator_killed_mid_flight_finishes_every_saga_after_restart(stack, shop):
+    sku = shop.new_sku(100)
+    kinds = [({}, "completed"), ({"payment_token": "tok_chargeDeclined"}, "compensated"),
+             ({"customer_email": "x@bounce.test"}, "compensated")]
+    placed = []
+    for round_ in range(3):
+        for changes, expected in kinds:
+            placed.append((shop.place(shop.order_body(sku, quantity=1, **changes)), expected))
+        time.sleep(0.2 * round_)
+        stack.stop_service("orchestrator", kill=True)  # kill -9, in whatever phase each saga is
+        stack.start_service("orchestrator")
+    for order, expected in placed:
+        assert shop.settled(order, timeout=40)[1]["status"] == expected
+    assert shop.stock(sku) == {"sku": sku, "available": 97, "reserved": 3}
+
+
+def test_orchestrator_killed_while_waiting_on_a_deadline_fires_it_after_restart(stack, shop):
+    sku = shop.new_sku(10)
+    stack.stop_service("payment_svc")
+    try:
+        placed = shop.place(shop.order_body(sku))
+        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "running",
+                   what="waiting on the payment deadline")
+        stack.stop_service("orchestrator", kill=True)
+        time.sleep(6)  # the deadline passes while no orchestrator runs
+        stack.start_service("orchestrator")
+        order, saga = shop.settled(placed, timeout=30)
+        assert saga["status"] == "compensated" and saga["failed_step"] == "process_payment"
+        assert shop.stock(sku)["available"] == 10
+    finally:
+        stack.start_service("payment_svc")
+    eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensated", timeout=30,
+               what="payment service acknowledges the refund-of-nothing")
+    payments = shop.payments(placed["order_id"])
+    assert Decimal(payments["charged"]) == Decimal(payments["refunded"])
