@@ -13,7 +13,8 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="fulfillment", metadata=tables.metadata, queues=(FULFILLMENT_COMMANDS,), handlers=handlers.handlers(settings.delivery_days),
+        name="fulfillment", metadata=tables.metadata, queues=(FULFILLMENT_COMMANDS,),
+        handlers=handlers.handlers(settings.delivery_days),
         routers=(api.router,),
     )
     return create_app(definition, settings)

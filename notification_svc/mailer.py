@@ -37,17 +37,25 @@ def email_worker(sender: str, poll_interval: float):
 
 
 async def send_queued(rt: Runtime, ses, sender: str, limit: int = 10) -> int:
+    """Send up to ``limit`` queued emails; stop at the first SES error, keeping what was sent."""
+    sent = 0
     async with rt.sessions() as session, session.begin():
         rows = (await session.execute(
             select(notifications).where(notifications.c.channel == "email", notifications.c.status == "queued")
             .order_by(notifications.c.created_at).limit(limit).with_for_update(skip_locked=True))).all()
         for row in rows:
-            response = await ses.send_email(
-                Source=sender, Destination={"ToAddresses": [row.recipient]},
-                Message={"Subject": {"Data": row.subject}, "Body": {"Text": {"Data": row.body}}},
-            )
+            try:
+                response = await ses.send_email(
+                    Source=sender, Destination={"ToAddresses": [row.recipient]},
+                    Message={"Subject": {"Data": row.subject}, "Body": {"Text": {"Data": row.body}}},
+                )
+            except Exception as error:  # noqa: BLE001 - the rest waits for the next pass
+                log.warning("email_send_failed", order_id=str(row.order_id), saga_id=str(row.saga_id),
+                            error=type(error).__name__)
+                break
             await session.execute(update(notifications).where(notifications.c.notification_id == row.notification_id)
                                   .values(status="sent", sent_at=datetime.now(UTC), recipient=None,
                                           provider_message_id=response["MessageId"]))
+            sent += 1
             log.info("email_sent", order_id=str(row.order_id), saga_id=str(row.saga_id))
-    return len(rows)
+    return sent

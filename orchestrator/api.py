@@ -11,9 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from messaging.service import RuntimeDep, SessionDep
-from messaging.uow import UnitOfWork
-
 from messaging.topology import SAGA_ESCALATIONS
+from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository
 from .engine import SagaState

@@ -33,8 +33,12 @@ def _check(response: httpx.Response):
     return response.json()
 
 
+StatusOption = Annotated[
+    str | None, typer.Option(help="running, compensating, completed, compensated, needs_intervention")]
+
+
 @app.command("list")
-def list_sagas(status: Annotated[str | None, typer.Option(help="running, compensating, completed, compensated, needs_intervention")] = None,
+def list_sagas(status: StatusOption = None,
                older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
                limit: int = 50, url: Url = DEFAULT_URL) -> None:
     """Sagas by status and age, newest first."""

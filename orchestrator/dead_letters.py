@@ -76,22 +76,34 @@ async def list_all(broker: Broker, limit: int = 100) -> list[DeadLetter]:
 
 
 async def take(broker: Broker, queue: str):
-    """Yield (message, delete, release) for every message in ``queue``, hiding each while
-    it is handled; ``release`` makes it visible again at once."""
-    url = await broker.queue_url(queue)
-    while True:
-        response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
-                                                    WaitTimeSeconds=0, MessageAttributeNames=["All"])
-        messages = response.get("Messages", [])
-        if not messages:
-            return
-        for message in messages:
-            async def delete(handle=message["ReceiptHandle"]):
-                await broker.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+    """Yield (message, delete, release) for every message in ``queue`` once.
 
-            async def release(handle=message["ReceiptHandle"]):
-                await broker.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-            yield message, delete, release
+    Each message stays hidden while the caller works through the queue; those the caller
+    released become visible again only at the end, so none is received twice meanwhile.
+    """
+    url = await broker.queue_url(queue)
+    released: list[str] = []
+    seen: set[str] = set()
+    try:
+        while True:
+            response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
+                                                        WaitTimeSeconds=0, MessageAttributeNames=["All"])
+            messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                return
+            for message in messages:
+                seen.add(message["MessageId"])
+
+                async def delete(handle=message["ReceiptHandle"]):
+                    await broker.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+
+                async def release(handle=message["ReceiptHandle"]):
+                    released.append(handle)
+
+                yield message, delete, release
+    finally:
+        for handle in released:
+            await broker.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
 
 
 async def redrive_queue(broker: Broker, dlq: str) -> dict:

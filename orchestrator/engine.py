@@ -173,7 +173,7 @@ class SagaEngine:
             steps=[StepState(s.name) for s in self.definition.steps], created_at=now, updated_at=now,
         )
         t = Transition(state, history=[HistoryEntry("saga_started")])
-        for step, step_state in zip(self.definition.steps, state.steps):
+        for step, step_state in zip(self.definition.steps, state.steps, strict=True):
             if step.action is not None:
                 break
             step_state.status, step_state.started_at, step_state.finished_at = SUCCEEDED, now, now
@@ -239,7 +239,7 @@ class SagaEngine:
                     self._send_compensation(t, index, now)
                 self._compensate_from(t, index - 1, now)
             elif step_state.status == STEP_COMPENSATING:
-                error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state)}s"
+                error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state):g}s"
                 t.history.append(HistoryEntry("compensation_timed_out", step.name, error))
                 if step_state.compensation_attempts < self.definition.max_compensation_attempts:
                     step_state.error = error
@@ -336,9 +336,9 @@ class SagaEngine:
         )
         t.outgoing.append(Outgoing(step.name, escalation, f"queue:{SAGA_ESCALATIONS}", False))
 
-    def _compensation_timeout(self, step: Step, step_state: StepState) -> int:
+    def _compensation_timeout(self, step: Step, step_state: StepState) -> float:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
-        return int(min(step.timeout.total_seconds() * 2 ** max(step_state.compensation_attempts - 1, 0), 600))
+        return min(step.timeout.total_seconds() * 2 ** max(step_state.compensation_attempts - 1, 0), 600.0)
 
     def _index(self, name: str) -> int:
         for index, step in enumerate(self.definition.steps):

@@ -52,15 +52,15 @@ class Orchestrator:
         t = self.engine.on_reply(state, reply, at)
         await self._commit_transition(uow, state, t, at, envelope)
 
-    async def on_deadlines(self, uow: UnitOfWork) -> int:
-        """Handle every saga whose deadline has passed; returns how many."""
+    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID) -> bool:
+        """Handle one saga's expired deadlines, if it is still due and no other worker holds it."""
         at = now()
-        due = await repository.due(uow.session, at)
-        for saga_id in due:
-            state = await repository.load(uow.session, saga_id)
-            with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
-                await self._commit_transition(uow, state, self.engine.on_deadline(state, at), at, None)
-        return len(due)
+        if saga_id not in await repository.due(uow.session, at, only=saga_id):
+            return False
+        state = await repository.load(uow.session, saga_id)
+        with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
+            await self._commit_transition(uow, state, self.engine.on_deadline(state, at), at, None)
+        return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
         state = await self._existing(uow, saga_id)
@@ -106,6 +106,6 @@ class Orchestrator:
         if before.status != t.state.status and t.state.status in FINAL_STATUSES:
             metrics.SAGAS.labels(t.state.status).inc()
             log.info("saga_finished", status=t.state.status, failed_step=t.state.failed_step)
-        for old, new in zip(before.steps, t.state.steps):
+        for old, new in zip(before.steps, t.state.steps, strict=True):
             if old.status == "running" and new.status != "running" and new.started_at:
                 metrics.STEP_LATENCY.labels(new.name, new.status).observe((at - new.started_at).total_seconds())

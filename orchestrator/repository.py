@@ -67,10 +67,12 @@ async def record(session: AsyncSession, saga_id: uuid.UUID, entries: list[Histor
         ])
 
 
-async def due(session: AsyncSession, now: datetime, limit: int = 50) -> list[uuid.UUID]:
-    """Claim sagas with an expired deadline; rows locked by another worker are skipped."""
+async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Sagas with an expired deadline, locked; rows locked by another worker are skipped."""
     query = (select(sagas.c.saga_id).where(sagas.c.next_deadline <= now).order_by(sagas.c.next_deadline)
              .limit(limit).with_for_update(skip_locked=True))
+    if only is not None:
+        query = query.where(sagas.c.saga_id == only)
     return list((await session.execute(query)).scalars())
 
 

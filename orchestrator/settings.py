@@ -8,8 +8,10 @@ from messaging.settings import ServiceSettings
 
 
 class StepTimeouts(BaseModel):
-    """Seconds each step may take before the saga compensates. The defaults keep a whole
-    order, including every compensation, well inside 30 seconds."""
+    """Seconds each step may take before the saga compensates. With the defaults an order
+    settles well inside 30 seconds even when a participant is down (its step times out after
+    5 s and the other steps are undone at once); only a compensation that is never
+    acknowledged takes longer: it is resent after 5, 10, 20, 40 and 80 s, then escalated."""
 
     create_order: float = Field(5, gt=0)
     reserve_inventory: float = Field(5, gt=0)
@@ -26,4 +28,6 @@ class Settings(ServiceSettings):
     port: int = Field(8001, ge=1, le=65535)
     timeouts: StepTimeouts = StepTimeouts()
     deadline_poll_interval: float = Field(0.5, gt=0)
+    deadline_startup_grace: float = Field(
+        3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire.")
     operator_token: str | None = Field(None, description="Bearer token for the operator endpoints; unset disables them.")

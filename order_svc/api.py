@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -46,22 +46,13 @@ class OrderLine(Strict):
     unit_price: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
 
 
-class ShippingAddress(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-
-
 class PlaceOrder(Strict):
     customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     customer_email: Annotated[str, Field(max_length=254), AfterValidator(_email)]
     currency: str
     items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS)
     payment_token: str = Field(pattern=r"^tok_[A-Za-z0-9_]{1,64}$")
-    shipping_address: ShippingAddress
+    shipping_address: c.Address
 
     @field_validator("currency")
     @classmethod

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from messaging.aws import region
 from messaging.topology import MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 
+DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum, as in infra/queues.tf
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -95,16 +96,19 @@ def _dsn(url) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def provision(naming: Naming, *, sender_email: str = "orders@shop.example") -> dict[str, str]:
+def provision(naming: Naming, *, endpoint: str | None = None, sender_email: str = "orders@shop.example") -> dict[str, str]:
     """Create queues (each with its dead-letter queue and redrive policy), topics and the
-    SES sender identity. Idempotent. Returns logical name -> queue URL."""
-    sqs, sns, ses = (boto3.client(name, region_name=region()) for name in ("sqs", "sns", "ses"))
+    SES sender identity on ``endpoint`` (default: boto3's own resolution). Idempotent.
+    Returns logical name -> queue URL."""
+    sqs, sns, ses = (client(name, endpoint) for name in ("sqs", "sns", "ses"))
     urls = {}
     for queue in QUEUES:
-        attributes = {"VisibilityTimeout": str(queue.visibility_timeout), "MessageRetentionPeriod": "1209600"}
+        attributes = {"VisibilityTimeout": str(queue.visibility_timeout)}
+        if not queue.dead_letter:  # the escalation queue is itself a dead-letter queue
+            attributes["MessageRetentionPeriod"] = DLQ_RETENTION
         if queue.dead_letter:
             dlq_url = sqs.create_queue(QueueName=naming.physical(queue.dlq),
-                                       Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+                                       Attributes={"MessageRetentionPeriod": DLQ_RETENTION})["QueueUrl"]
             dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
             urls[queue.dlq] = dlq_url
@@ -113,6 +117,15 @@ def provision(naming: Naming, *, sender_email: str = "orders@shop.example") -> d
         sns.create_topic(Name=naming.physical(topic.name))
     ses.verify_email_identity(EmailAddress=sender_email)
     return urls
+
+
+def client(service: str, endpoint: str | None = None):
+    """A boto3 client; on an emulator endpoint with its dummy credentials unless real ones are set."""
+    if endpoint is None:
+        return boto3.client(service, region_name=region())
+    env = emulator_environment(endpoint)
+    return boto3.client(service, endpoint_url=endpoint, region_name=env["AWS_REGION"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
 
 
 def emulator_environment(endpoint: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import boto3
 
 from messaging.topology import Naming
 
@@ -48,8 +47,7 @@ class Stack:
             port = infra.free_port()
             self._emulator = infra.start_emulator(port, self.workdir / "emulator.log")
             self.endpoint = f"http://127.0.0.1:{port}"
-        os.environ.update(self.aws_environment())
-        infra.provision(Naming(self.prefix))
+        infra.provision(Naming(self.prefix), endpoint=self.endpoint)
         self._urls = infra.database_urls(self.database_url, self.prefix, [s.database for s in SERVICES])
         for service in SERVICES:
             self.start_service(service.module, wait=False)
@@ -122,7 +120,7 @@ class Stack:
 
     def client(self, name: str):
         """A boto3 client on this stack's endpoint."""
-        return boto3.client(name, endpoint_url=self.endpoint, region_name=self.aws_environment()["AWS_REGION"])
+        return infra.client(name, self.endpoint)
 
     def queue_url(self, logical: str) -> str:
         return self.client("sqs").get_queue_url(QueueName=Naming(self.prefix).physical(logical))["QueueUrl"]

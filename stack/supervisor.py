@@ -53,8 +53,7 @@ def up(prefix: str = "saga") -> dict:
     else:
         subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF)], check=True)
     infra.wait_for_port(int(endpoint.rsplit(":", 1)[1]) if not os.environ.get("AWS_ENDPOINT_URL") else 0 or EMULATOR_PORT)
-    os.environ.update(aws)
-    infra.provision(infra.Naming(prefix))
+    infra.provision(infra.Naming(prefix), endpoint=endpoint)
     _ctl("start", "all", check=False)
     state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),
              "urls": {s.module: f"http://127.0.0.1:{s.port}" for s in SERVICES}}

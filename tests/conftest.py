@@ -12,6 +12,9 @@ import pytest
 
 T = TypeVar("T")
 
+# Read once, before any fixture changes the environment: an endpoint the user chose.
+USER_AWS_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
+
 
 def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:

@@ -10,6 +10,7 @@ import structlog
 from . import metrics
 from .aws import Broker
 from .envelope import MalformedMessage
+from .topology import MAX_RECEIVE_COUNT
 
 log = structlog.get_logger("consumer")
 
@@ -41,6 +42,7 @@ class Consumer:
         service: str,
         wait_time_seconds: int = 20,
         max_messages: int = 10,
+        visibility_timeout: int = 10,
     ) -> None:
         self._broker = broker
         self._queue = queue
@@ -48,6 +50,10 @@ class Consumer:
         self._service = service
         self._wait = wait_time_seconds
         self._max = max_messages
+        # Short on purpose: a message taken by a process that then died reappears after
+        # this long. A handler that runs longer only risks a concurrent second delivery,
+        # which the inbox's primary key turns into a no-op.
+        self._visibility = visibility_timeout
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -65,6 +71,7 @@ class Consumer:
             QueueUrl=url,
             MaxNumberOfMessages=self._max,
             WaitTimeSeconds=self._wait,
+            VisibilityTimeout=self._visibility,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
             MessageAttributeNames=["All"],
         )
@@ -80,7 +87,8 @@ class Consumer:
         except MalformedMessage as error:
             log.error("message_malformed", queue=self._queue, sqs_message_id=message["MessageId"],
                       receive_count=receive_count, error=str(error)[:500])
-            metrics.MESSAGES_DEAD_LETTERED.labels(self._service, self._queue).inc()
+            if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
+                metrics.MESSAGES_DEAD_LETTERED.labels(self._service, self._queue).inc()
             await self._release(url, message, 0)
         except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
             delay = retry_delay(receive_count)

@@ -22,10 +22,11 @@ AWS_BATCH_LIMIT = 10  # SendMessageBatch and PublishBatch both take at most 10 e
 
 # SKIP LOCKED is what lets several relays run side by side: a row claimed by one relay's
 # open transaction is invisible to the others until that transaction ends, so no row is
-# ever published by two relays at once.
+# ever published by two relays at once. Ordering by attempts first sends rows that keep
+# failing to the back, so they never hold up new ones.
 _CLAIM = text(
     "SELECT id, destination, body, attributes FROM outbox WHERE published_at IS NULL "
-    "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "ORDER BY attempts, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 _MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 _MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
@@ -97,7 +98,8 @@ class Relay:
                     accepted, failed = await self._publish(destination, chunk)
                     published += accepted
                     if failed:
-                        await session.execute(_MARK_FAILED, {"ids": list(failed), "error": "; ".join(set(failed.values()))[:2000]})
+                        error = "; ".join(set(failed.values()))[:2000]
+                        await session.execute(_MARK_FAILED, {"ids": list(failed), "error": error})
             if published:
                 await session.execute(_MARK_PUBLISHED, {"ids": published})
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(published))

@@ -118,7 +118,8 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
     yield "relay", relay.run(rt.stop)
     for queue in definition.queues:
         consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
-                            wait_time_seconds=settings.consumer_wait_seconds)
+                            wait_time_seconds=settings.consumer_wait_seconds,
+                            visibility_timeout=settings.consumer_visibility_timeout)
         yield f"consumer:{queue}", consumer.run(rt.stop)
     for worker in definition.workers:
         yield worker.__name__, worker(rt)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_RECEIVE_COUNT = 5
-"""Receives before SQS moves a message to the queue's dead-letter queue."""
+MAX_RECEIVE_COUNT = 10
+"""Receives before SQS moves a message to the queue's dead-letter queue. With the consumer's
+backoff (1 s doubling, capped at 5 min) a transiently failing message is retried for about
+eight minutes before it is dead-lettered; a malformed one is released at once and gets
+there within seconds."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import outbox
-from .envelope import Envelope, Message
+from .envelope import Envelope, MalformedMessage, Message
 
 
 class UnitOfWork:
@@ -56,7 +56,7 @@ class UnitOfWork:
     async def reply(self, request: Envelope, message: Message) -> Envelope:
         """Stage a reply to ``request`` on the queue it named in ``reply_to``."""
         if not request.reply_to:
-            raise ValueError(f"{request.message_type} {request.message_id} has no reply_to")
+            raise MalformedMessage(f"{request.message_type} {request.message_id} has no reply_to")
         return await self.send(message, f"queue:{request.reply_to}", causation=request)
 
     async def commit(self) -> None:

@@ -3,7 +3,6 @@ PostgreSQL, and a moto server (or ``AWS_ENDPOINT_URL`` if set)."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from decimal import Decimal
 
@@ -14,12 +13,12 @@ from messaging.topology import ORDER_EVENTS, Naming
 from stack.infra import free_port
 from stack.runner import Stack
 from stack.services import SERVICES
-from tests.conftest import eventually
+from tests.conftest import USER_AWS_ENDPOINT, eventually
 
 
 def _stack(workdir, postgres_server, **env) -> Stack:
     return Stack(
-        workdir=workdir, database_url=postgres_server, endpoint=os.environ.get("AWS_ENDPOINT_URL"),
+        workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         ports={s.module: free_port() for s in SERVICES},
         env={"ORCHESTRATOR_OPERATOR_TOKEN": "test-operator-token", "RELAY_POLL_INTERVAL": "0.5",
              "CONSUMER_WAIT_SECONDS": "1", **env},

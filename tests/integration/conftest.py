@@ -13,6 +13,7 @@ from messaging.aws import open_broker
 from messaging.tables import add_messaging_tables
 from messaging.topology import Naming
 from stack import infra
+from tests.conftest import USER_AWS_ENDPOINT
 
 metadata = MetaData()
 add_messaging_tables(metadata)
@@ -29,7 +30,7 @@ def emulator(tmp_path_factory):
     """AWS_ENDPOINT_URL if set, else a moto server on a free port of 127.0.0.1."""
     saved = dict(os.environ)
     process = None
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = USER_AWS_ENDPOINT
     if not endpoint:
         port = infra.free_port()
         process = infra.start_emulator(port, tmp_path_factory.mktemp("moto") / "moto.log")
@@ -46,7 +47,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture(scope="session")
 def naming(emulator) -> Naming:
     naming = Naming(f"it{uuid.uuid4().hex[:8]}")
-    infra.provision(naming)
+    infra.provision(naming, endpoint=emulator)
     return naming
 
 

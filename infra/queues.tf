@@ -1,0 +1,73 @@
+# Mirrors messaging.topology.QUEUES (the source of truth for names); the integration
+# test tests/integration/test_infra.py checks that the two agree.
+locals {
+  queues = {
+    "order-commands"        = { dead_letter = true, visibility_timeout = 30 }
+    "inventory-commands"    = { dead_letter = true, visibility_timeout = 30 }
+    "payment-commands"      = { dead_letter = true, visibility_timeout = 30 }
+    "fulfillment-commands"  = { dead_letter = true, visibility_timeout = 30 }
+    "notification-commands" = { dead_letter = true, visibility_timeout = 30 }
+    "orchestrator-commands" = { dead_letter = true, visibility_timeout = 30 }
+    "orchestrator-replies"  = { dead_letter = true, visibility_timeout = 30 }
+    # The escalation queue is itself the operator's dead-letter queue: nothing consumes it.
+    "saga-escalations" = { dead_letter = false, visibility_timeout = 30 }
+  }
+
+  # Queues that have a "<name>-dlq" behind them.
+  redriven_queues = { for name, q in local.queues : name => q if q.dead_letter }
+
+  # Queues nothing consumes automatically; mirrors messaging.topology.DEAD_LETTER_QUEUES.
+  dead_letter_queue_names = concat(
+    [for name in keys(local.redriven_queues) : "${name}-dlq"],
+    ["saga-escalations"],
+  )
+
+  dlq_retention_seconds = 14 * 24 * 60 * 60 # the SQS maximum
+
+  # Logical name -> physical name ("<prefix>-<logical>", as messaging.topology.Naming).
+  physical = {
+    for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics))) :
+    name => var.name_prefix == "" ? name : "${var.name_prefix}-${name}"
+  }
+}
+
+resource "aws_sqs_queue" "dlq" {
+  for_each = local.redriven_queues
+
+  name                       = local.physical["${each.key}-dlq"]
+  visibility_timeout_seconds = each.value.visibility_timeout
+  message_retention_seconds  = local.dlq_retention_seconds
+}
+
+resource "aws_sqs_queue" "queue" {
+  for_each = local.queues
+
+  name                       = local.physical[each.key]
+  visibility_timeout_seconds = each.value.visibility_timeout
+  # A queue that is itself a dead-letter queue keeps its messages as long as possible.
+  message_retention_seconds = contains(local.dead_letter_queue_names, each.key) ? local.dlq_retention_seconds : null
+
+  redrive_policy = each.value.dead_letter ? jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
+    maxReceiveCount     = var.max_receive_count
+  }) : null
+}
+
+# Only the queue a DLQ belongs to may use it as its dead-letter queue.
+resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  for_each = var.restrict_dead_letter_sources ? local.redriven_queues : {}
+
+  queue_url = aws_sqs_queue.dlq[each.key].id
+  redrive_allow_policy = jsonencode({
+    redrivePermission = "byQueue"
+    sourceQueueArns   = [aws_sqs_queue.queue[each.key].arn]
+  })
+}
+
+locals {
+  # Every queue that counts as a dead-letter queue, by logical name -> resource.
+  dead_letter_queues = merge(
+    { for name, q in aws_sqs_queue.dlq : "${name}-dlq" => q },
+    { "saga-escalations" = aws_sqs_queue.queue["saga-escalations"] },
+  )
+}
