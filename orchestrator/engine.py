@@ -56,6 +56,8 @@ class Step:
     """None when the step is done by whoever starts the saga, in the same transaction."""
     compensation: Invoke | None = None
     timeout: timedelta = timedelta(seconds=10)
+    forget: tuple[str, ...] = ()
+    """Saga data only this step's command needs, erased once the step has been answered."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,8 @@ class SagaEngine:
             return t
         reason = getattr(reply, "reason", None)
         step_state.deadline, step_state.finished_at = None, now
+        if phase == "action":
+            _forget(t.state, step)
         t.state.updated_at = now
         if phase == "action" and ok:
             step_state.status, step_state.error = SUCCEEDED, None
@@ -224,6 +228,7 @@ class SagaEngine:
             t.state.updated_at = now
             if step_state.status == STEP_RUNNING:
                 step_state.status, step_state.finished_at = TIMED_OUT, now
+                _forget(t.state, step)
                 step_state.error = f"no reply within {step.timeout.total_seconds():g}s"
                 t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
                 t.state.status, t.state.failed_step = COMPENSATING, step.name
@@ -345,6 +350,11 @@ class SagaEngine:
             if step.name == name:
                 return index
         raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+
+def _forget(state: SagaState, step: Step) -> None:
+    for key in step.forget:
+        state.data.pop(key, None)
 
 
 def _context(state: SagaState) -> dict[str, Any]:

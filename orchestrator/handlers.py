@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging import contracts as c
 from messaging import metrics
@@ -109,3 +110,23 @@ class Orchestrator:
         for old, new in zip(before.steps, t.state.steps, strict=True):
             if old.status == "running" and new.status != "running" and new.started_at:
                 metrics.STEP_LATENCY.labels(new.name, new.status).observe((at - new.started_at).total_seconds())
+
+
+async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str) -> int:
+    """One pass of the deadline worker; returns how many sagas it moved on.
+
+    Each saga is handled in its own transaction, so one whose transition fails (logged,
+    retried on the next pass) holds up no other; SKIP LOCKED makes several orchestrator
+    instances share the work with each expiry handled once.
+    """
+    async with sessions() as session:
+        due = await repository.due(session, now())
+    handled = 0
+    for saga_id in due:
+        try:
+            async with UnitOfWork(sessions, sender) as uow:
+                handled += await orchestrator.on_deadline(uow, saga_id)
+                await uow.commit()
+        except Exception:
+            log.exception("deadline_failed", saga_id=str(saga_id))
+    return handled

@@ -8,11 +8,10 @@ from fastapi import FastAPI
 
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
-from messaging.uow import UnitOfWork
 
-from . import api, repository, tables
+from . import api, tables
 from .engine import SagaEngine
-from .handlers import Orchestrator, now
+from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
 from .settings import Settings
 
@@ -24,28 +23,16 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     orchestrator = Orchestrator(SagaEngine(order_saga(settings.timeouts)))
 
     async def deadlines(rt: Runtime) -> None:
-        """Fire expired step deadlines; they are in the database, so a restart loses none.
-
-        Each saga is handled in its own transaction, so one that fails (and is retried on the
-        next tick) holds up no other.
-        """
+        """Fire expired step deadlines; they are in the database, so a restart loses none."""
         # Replies that arrived while no orchestrator ran came in time: let the consumers
         # read them before the deadlines that expired meanwhile are judged.
         await asyncio.sleep(settings.deadline_startup_grace)
         while not rt.stop.is_set():
-            handled = 0
             try:
-                async with rt.sessions() as session:
-                    due = await repository.due(session, now())
-                for saga_id in due:
-                    try:
-                        async with UnitOfWork(rt.sessions, rt.name) as uow:
-                            handled += await orchestrator.on_deadline(uow, saga_id)
-                            await uow.commit()
-                    except Exception:
-                        log.exception("deadline_failed", saga_id=str(saga_id))
+                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name)
             except Exception:  # the database is briefly down: try again on the next tick
                 log.exception("deadline_pass_failed")
+                handled = 0
             if not handled:
                 await asyncio.sleep(settings.deadline_poll_interval)
 

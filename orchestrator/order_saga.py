@@ -34,6 +34,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.RefundPayment, by_order(c.RefundPayment),
                                     success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
                 timeout=timedelta(seconds=t.process_payment),
+                forget=("payment_token",),
             ),
             Step(
                 "fulfill_order", participant=q.FULFILLMENT_COMMANDS,
@@ -52,6 +53,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation),
                                     success=c.ConfirmationWithdrawn),
                 timeout=timedelta(seconds=t.send_confirmation),
+                forget=("customer_email",),
             ),
         ),
         on_completed=(Notify(q.ORDER_COMMANDS, by_order(c.ConfirmOrder)),),

@@ -74,7 +74,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         logs.configure(definition.name, settings.log_level)
-        engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True)
+        engine = create_async_engine(
+            # hide_parameters: a failing statement's error (which is logged) must not carry
+            # the values bound into it, such as an email address.
+            settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
         async with engine.begin() as connection:
             await connection.run_sync(definition.metadata.create_all)
         async with open_broker(Naming(settings.resource_prefix)) as broker:

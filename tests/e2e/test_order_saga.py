@@ -35,7 +35,19 @@ def test_happy_path_confirms_the_order_and_every_participant_did_its_part(shop, 
     events = eventually(lambda: [b for b in bodies(shop.drain(order_events)) if b["payload"]["order_id"] == placed["order_id"]],
                         what="OrderConfirmedEvent on the order-events topic")
     assert [e["message_type"] for e in events] == ["OrderConfirmedEvent"]
-    assert events[0]["saga_id"] is None or events[0]["correlation_id"] == placed["saga_id"]
+    assert events[0]["saga_id"] == placed["saga_id"]
+
+
+def test_every_service_exposes_saga_and_outbox_metrics(shop):
+    placed = shop.place(shop.order_body(shop.new_sku(5), quantity=1))
+    shop.settled(placed)
+    orchestrator = shop.http.get(shop.url("orchestrator", "/metrics")).text
+    for name in ('sagas_total{event="started"}', 'sagas_total{event="completed"}',
+                 "saga_step_latency_seconds_bucket", 'outbox_backlog{service="orchestrator"}',
+                 'outbox_oldest_unpublished_age_seconds{service="orchestrator"}'):
+        assert name in orchestrator, name
+    for module in ("order_svc", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"):
+        assert "outbox_backlog{" in shop.http.get(shop.url(module, "/metrics")).text, module
 
 
 @pytest.mark.parametrize("trigger, overrides, failed_step, reason", [

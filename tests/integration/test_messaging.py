@@ -171,3 +171,25 @@ async def test_relay_wakes_on_notify_instead_of_waiting_for_its_poll(sessions, b
         stop.set()
         task.cancel()
     assert len(await receive_all(broker, queue)) == 1
+
+
+async def test_a_transient_handler_failure_is_retried_later_and_then_has_its_effect_once(sessions, broker, queue):
+    [envelope] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+    attempts = []
+
+    async def flaky(uow, env, message):
+        attempts.append(env.message_id)
+        if len(attempts) == 1:
+            raise ConnectionError("database briefly unavailable")
+        await record_effect(uow, env, message)
+
+    handler = MessageBus(consumer="flaky", sender="test", sessions=sessions, handlers={c.ReleaseInventory: flaky})
+    consumer = Consumer(broker, queue, handler.handle, service="test", wait_time_seconds=1)
+    await consumer.poll_once()
+    assert await effect_count(sessions, envelope.message_id) == 0
+    async with asyncio.timeout(15):  # released with a backoff of a second or two, not lost
+        while await effect_count(sessions, envelope.message_id) == 0:
+            await consumer.poll_once()
+    assert len(attempts) == 2
+    assert await receive_all(broker, queue) == []

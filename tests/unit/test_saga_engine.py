@@ -249,6 +249,18 @@ def test_resolve_by_hand_only_from_needs_intervention():
     assert t.history[0].detail == "by ops: refunded by bank transfer"
 
 
+def test_payment_token_and_email_are_kept_only_until_their_step_answered():
+    saga = Saga()
+    saga.succeed_until("send_confirmation")
+    assert "payment_token" not in saga.state.data and saga.state.data["customer_email"] == "ada@example.com"
+    saga.reply(c.ConfirmationSent)
+    assert "customer_email" not in saga.state.data
+    timed_out = Saga()
+    timed_out.reply(c.InventoryReserved)
+    timed_out.tick(5)
+    assert "payment_token" not in timed_out.state.data
+
+
 def test_engine_does_not_mutate_its_input():
     saga = Saga()
     state = saga.state
