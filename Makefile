@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 STACK  := $(PY) -m stack
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
 
-.PHONY: venv test unit integration e2e demo up down status stop start logs infra-validate schemas clean
+.PHONY: venv test unit integration e2e demo up down status stop start infra-validate schemas clean bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -55,3 +55,6 @@ schemas: venv         ## regenerate the JSON Schemas of every message
 
 clean:
 	rm -rf $(VENV) .run
+
+bench: venv           ## whole-saga throughput and latency on this machine (not part of the tests)
+	$(PY) -m stack.bench --orders 200 --concurrency 16

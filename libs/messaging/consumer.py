@@ -76,11 +76,16 @@ class Consumer:
             MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
-        for message in messages:
-            await self._process(url, message)
+        # A batch is handled concurrently: messages of different sagas are independent, and
+        # those of one saga are serialised by the row locks their handlers take.
+        done = await asyncio.gather(*(self._process(url, m) for m in messages))
+        handled = [m for m, ok in zip(messages, done, strict=True) if ok]
+        if handled:
+            await self._delete(url, handled)
         return len(messages)
 
-    async def _process(self, url: str, message: dict) -> None:
+    async def _process(self, url: str, message: dict) -> bool:
+        """Handle one message; True when it may be deleted."""
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             await self._handle(message["Body"], receive_count)
@@ -96,7 +101,15 @@ class Consumer:
                         receive_count=receive_count, retry_in=delay, error=repr(error)[:500])
             await self._release(url, message, delay)
         else:
-            await self._broker.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return True
+        return False
+
+    async def _delete(self, url: str, messages: list[dict]) -> None:
+        """Delete after the commits. A delete that fails only means a redelivery the inbox drops."""
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        response = await self._broker.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        if response.get("Failed"):
+            log.warning("delete_failed", queue=self._queue, count=len(response["Failed"]))
 
     async def _release(self, url: str, message: dict, delay: int) -> None:
         try:

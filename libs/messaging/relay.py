@@ -71,6 +71,9 @@ class Relay:
         """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``."""
         async with self._listening():
             while not stop.is_set():
+                # Cleared before the pass, not after: a NOTIFY that arrives while the pass
+                # runs must start the next pass at once rather than wait for the poll.
+                self._wake.clear()
                 try:
                     published = await self.publish_pending()
                     await self._record_backlog()
@@ -78,7 +81,6 @@ class Relay:
                     log.exception("relay_pass_failed", service=self._service)
                     published = 0
                 if published < self._batch_size:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
