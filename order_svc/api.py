@@ -143,7 +143,8 @@ async def get_order(order_id: uuid.UUID, session: SessionDep) -> OrderView:
 
 
 class BodyLimit:
-    """Rejects request bodies over ``limit`` bytes with 413 before any of it is parsed."""
+    """Refuses request bodies over ``limit`` bytes with 413 before any of it is parsed,
+    whether the client declared its length or streams it in chunks."""
 
     def __init__(self, app, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -153,19 +154,30 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await _too_large(self.limit)(scope, receive, send)
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
+            return await self._refuse(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:  # buffer at most limit + 1 bytes, then replay them to the application
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise HTTPException(413, f"request body over {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            chunks.append(message)
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if size > self.limit:
+                return await self._refuse(scope, receive, send)
+        return await self.app(scope, _replay(chunks, receive), send)
 
-        return await self.app(scope, limited_receive, send)
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        await response(scope, receive, send)
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+def _replay(messages: list[dict], then=None):
+    pending = list(messages)
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        return await then() if then else {"type": "http.disconnect"}
+
+    return receive

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import uuid
 
 import pytest
@@ -37,11 +38,26 @@ def test_malformed_order_is_rejected_with_field_errors_and_starts_nothing(shop, 
     assert saga_count(shop) == before
 
 
-def test_body_over_64_kib_is_refused(shop):
+def test_body_over_64_kib_is_refused_whether_declared_or_streamed(shop):
+    before = saga_count(shop)
     body = shop.order_body("SKU-1")
     body["shipping_address"]["line1"] = "x" * (70 * 1024)
     response = shop.http.post(shop.url("order_svc", "/orders"), json=body)
     assert response.status_code == 413
+    encoded = json.dumps(body).encode()
+
+    def chunks():  # no Content-Length: the server must count as it reads
+        for start in range(0, len(encoded), 8192):
+            yield encoded[start:start + 8192]
+
+    streamed = shop.http.post(shop.url("order_svc", "/orders"), content=chunks(),
+                              headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    small = json.dumps(shop.order_body(shop.new_sku(1), quantity=1)).encode()
+    accepted = shop.http.post(shop.url("order_svc", "/orders"), content=iter([small[:100], small[100:]]),
+                              headers={"Content-Type": "application/json"})
+    assert accepted.status_code == 202
+    assert saga_count(shop) <= before + 1
 
 
 def test_same_idempotency_key_and_body_gives_one_order_even_concurrently(shop):
