@@ -1,0 +1,110 @@
+"""Properties of the saga engine under any order of replies, duplicates and deadlines."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messaging import contracts as c
+from orchestrator import engine as e
+from orchestrator.order_saga import order_saga
+from tests.unit.test_saga_engine import T0, order_data
+
+ENGINE = e.SagaEngine(order_saga())
+DEFINITION = ENGINE.definition
+FIELDS = {c.PaymentProcessed: {"payment_id": uuid.uuid4()}, c.OrderFulfilled: {"shipment_id": uuid.uuid4()},
+          c.PaymentRefunded: {"amount": "1.00"}}
+
+actions = st.lists(st.one_of(
+    st.tuples(st.just("ok"), st.integers(0, 4)),
+    st.tuples(st.just("fail"), st.integers(0, 4)),
+    st.tuples(st.just("again"), st.integers(0, 50)),
+    st.tuples(st.just("tick"), st.sampled_from([1, 5, 20, 200])),
+), max_size=60)
+
+
+def reply(reply_type, order_id, reason="no"):
+    fields = dict(FIELDS.get(reply_type, {}))
+    if issubclass(reply_type, c.FailureReply):
+        fields["reason"] = reason
+    return reply_type(order_id=order_id, **fields)
+
+
+def in_flight(state: e.SagaState) -> list[tuple[int, str]]:
+    return [(i, s.status) for i, s in enumerate(state.steps) if s.status in (e.STEP_RUNNING, e.STEP_COMPENSATING)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions)
+def test_any_sequence_keeps_the_saga_consistent(script):
+    data = order_data()
+    order_id = uuid.UUID(data["order_id"])
+    t = ENGINE.start(uuid.uuid4(), data, T0)
+    state, now, sent, replies = t.state, T0, list(t.outgoing), []
+    for action, arg in script:
+        if action == "tick":
+            now += timedelta(seconds=arg)
+            t = ENGINE.on_deadline(state, now)
+        else:
+            flights = in_flight(state)
+            if action == "again" and replies:
+                message = replies[arg % len(replies)]
+            elif flights and action in ("ok", "fail"):
+                index, status = flights[arg % len(flights)]
+                invoke = DEFINITION.steps[index].action if status == e.STEP_RUNNING else DEFINITION.steps[index].compensation
+                reply_type = invoke.success if action == "ok" or invoke.failure is None else invoke.failure
+                message = reply(reply_type, order_id)
+            else:
+                continue
+            replies.append(message)
+            now += timedelta(milliseconds=10)
+            t = ENGINE.on_reply(state, message, now)
+        before, state = state, t.state
+        sent += t.outgoing
+        check(before, state, t)
+    check_final(state, sent)
+
+
+def check(before: e.SagaState, after: e.SagaState, t: e.Transition) -> None:
+    running = [s for s in after.steps if s.status == e.STEP_RUNNING]
+    assert len(running) <= 1, "two forward steps at once"
+    if after.status in (e.COMPENSATING, e.COMPENSATED, e.NEEDS_INTERVENTION):
+        assert not running, "a forward step runs while compensating"
+    for out in t.outgoing:
+        if out.expects_reply:  # a command goes out only for a step now waiting on it
+            assert after.step(out.step).status in (e.STEP_RUNNING, e.STEP_COMPENSATING)
+    if before.status == e.COMPLETED:
+        assert after.status == e.COMPLETED and not t.outgoing, "a completed saga moved"
+    for old, new in zip(before.steps, after.steps, strict=True):
+        if old.status == e.STEP_COMPENSATED:
+            assert new.status == e.STEP_COMPENSATED, "a compensated step came back"
+
+
+def check_final(state: e.SagaState, sent: list[e.Outgoing]) -> None:
+    statuses = [s.status for s in state.steps]
+    if state.status == e.COMPLETED:
+        assert statuses == [e.SUCCEEDED] * len(statuses)
+        assert type(sent[-1].message) is c.ConfirmOrder
+    if state.status in (e.COMPENSATED, e.NEEDS_INTERVENTION):
+        # nothing stays applied: every step that succeeded was undone (or escalated)
+        assert e.SUCCEEDED not in statuses
+        assert statuses[0] in (e.STEP_COMPENSATED, e.COMPENSATION_FAILED, e.STEP_COMPENSATING)
+    if state.status == e.NEEDS_INTERVENTION:
+        assert e.COMPENSATION_FAILED in statuses
+    if state.status == e.COMPENSATED:
+        assert e.COMPENSATION_FAILED not in statuses
+    escalated = [o.message.step for o in sent if isinstance(o.message, c.CompensationEscalated)]
+    assert sorted(escalated) == sorted(s.name for s in state.steps if s.status == e.COMPENSATION_FAILED)
+    assert not any(type(o.message) is c.ConfirmOrder for o in sent) or state.status == e.COMPLETED
+    # compensations start strictly backwards, from the last applied step to the first
+    compensates = {s.compensation.command: s.name for s in DEFINITION.steps if s.compensation}
+    first_sends: list[str] = []
+    for out in sent:
+        name = compensates.get(type(out.message))
+        if name and name not in first_sends:
+            first_sends.append(name)
+    order = [s.name for s in DEFINITION.steps]
+    positions = [order.index(name) for name in first_sends]
+    assert positions == sorted(positions, reverse=True)
