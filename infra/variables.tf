@@ -4,8 +4,8 @@ variable "name_prefix" {
   default     = "saga"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{0,40}$", var.name_prefix))
-    error_message = "name_prefix may contain only letters, digits, '-' and '_' (at most 40 characters)."
+    condition     = can(regex("^[a-z0-9-]{0,40}$", var.name_prefix))
+    error_message = "name_prefix may contain only lowercase letters, digits and '-' (at most 40 characters), like SAGA_RESOURCE_PREFIX."
   }
 }
 

@@ -1,5 +1,5 @@
 """notification_svc's own database: one row per message to a customer."""
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import UUID
 
 from messaging.tables import add_messaging_tables
@@ -20,6 +20,11 @@ notifications = Table(
     Column("subject", Text),
     Column("body", Text),
     Column("provider_message_id", String(200)),
+    # Per-email retry state: a failing address backs off on its own and never holds up
+    # the emails queued behind it; after MAX_EMAIL_ATTEMPTS it is marked failed.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
 )

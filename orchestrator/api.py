@@ -105,25 +105,44 @@ class Retry(BaseModel):
     actor: str = Field("operator", min_length=1, max_length=100)
 
 
+@operator_router.get("/sagas", response_model=list[SagaView])
+async def operator_list_sagas(
+    session: SessionDep, _: Operator, status: SagaStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, older_than_seconds: Annotated[int | None, Query(ge=0)] = None,
+) -> list[SagaView]:
+    """Sagas by status and age, for the operator's tools (same data as ``GET /sagas``)."""
+    return await list_sagas(session, status, limit, older_than_seconds)
+
+
+@operator_router.get("/sagas/{saga_id}", response_model=SagaView)
+async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep, _: Operator) -> SagaView:
+    """One saga's timeline, for the operator's tools (same data as ``GET /sagas/{saga_id}``)."""
+    return await get_saga(saga_id, session)
+
+
 @operator_router.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView)
 async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: RuntimeDep, request: Request,
                              _: Operator) -> SagaView:
+    acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
-    await dead_letters.discard_escalations(rt.broker, saga_id, step)
+    await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
     return view
 
 
 @operator_router.post("/sagas/{saga_id}/resolve", response_model=SagaView)
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, _: Operator) -> SagaView:
+    acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
-    await dead_letters.discard_escalations(rt.broker, saga_id)
+    await dead_letters.discard_escalations(rt.broker, saga_id, before=acted)
     return view
 
 
 @operator_router.get("/dead-letters")
-async def list_dead_letters(rt: RuntimeDep, _: Operator, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+async def list_dead_letters(rt: RuntimeDep, request: Request, _: Operator,
+                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
     """Every message in every dead-letter queue, with its saga and step where known."""
-    return [letter.as_dict() for letter in await dead_letters.list_all(rt.broker, limit)]
+    steps = request.app.state.orchestrator.engine.step_of_message_types()
+    return [letter.as_dict() for letter in await dead_letters.list_all(rt.broker, limit, steps)]
 
 
 @operator_router.post("/dead-letters/{queue}/redrive")

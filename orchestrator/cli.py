@@ -40,11 +40,11 @@ StatusOption = Annotated[
 @app.command("list")
 def list_sagas(status: StatusOption = None,
                older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
-               limit: int = 50, url: Url = DEFAULT_URL) -> None:
+               limit: int = 50, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Sagas by status and age, newest first."""
     params = {"limit": limit} | ({"status": status} if status else {}) | (
         {"older_than_seconds": older_than} if older_than is not None else {})
-    sagas = _check(_client(url).get("/sagas", params=params))
+    sagas = _check(_client(url, token).get("/operator/sagas", params=params))
     table = Table("saga", "order", "status", "failed step", "reason", "updated")
     for s in sagas:
         table.add_row(s["saga_id"], s["order_id"], s["status"], s["failed_step"] or "-", (s["failure_reason"] or "")[:40],
@@ -53,9 +53,9 @@ def list_sagas(status: StatusOption = None,
 
 
 @app.command()
-def show(saga_id: str, url: Url = DEFAULT_URL) -> None:
+def show(saga_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """One saga: its steps, and its timeline including operator actions."""
-    saga = _check(_client(url).get(f"/sagas/{saga_id}"))
+    saga = _check(_client(url, token).get(f"/operator/sagas/{saga_id}"))
     console.print(f"saga {saga['saga_id']}  order {saga['order_id']}  [bold]{saga['status']}[/bold]"
                   + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else ""))
     steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")

@@ -8,6 +8,7 @@ one asks the orchestrator to retry that compensation, once the cause has been fi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import aioboto3
 import structlog
@@ -37,7 +38,8 @@ class DeadLetter:
         return asdict(self)
 
 
-def describe(queue: str, message: dict) -> DeadLetter:
+def describe(queue: str, message: dict, steps: dict[str, str] | None = None) -> DeadLetter:
+    """``steps`` maps a message type (command or reply) to the saga step it belongs to."""
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
     try:
         envelope, payload = c.REGISTRY.parse(message["Body"])
@@ -48,7 +50,7 @@ def describe(queue: str, message: dict) -> DeadLetter:
                           f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
                           receive_count)
     return DeadLetter(queue, message["MessageId"], envelope.message_type, str(envelope.saga_id or "") or None,
-                      None, "not processed by its consumer", receive_count)
+                      (steps or {}).get(envelope.message_type), "not processed by its consumer", receive_count)
 
 
 async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
@@ -68,11 +70,26 @@ async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
     return list(seen.values())[:limit]
 
 
-async def list_all(broker: Broker, limit: int = 100) -> list[DeadLetter]:
+async def list_all(broker: Broker, limit: int = 100, steps: dict[str, str] | None = None) -> list[DeadLetter]:
     letters = []
     for queue in DEAD_LETTER_QUEUES:
-        letters += [describe(queue, m) for m in await peek(broker, queue, limit)]
+        seen: set[str] = set()
+        for message in await peek(broker, queue, limit):
+            # The relay publishes at least once, so an escalation may be there twice
+            # under one envelope id: it is one case, listed once.
+            envelope_id = _envelope_id(message)
+            if envelope_id and envelope_id in seen:
+                continue
+            seen.add(envelope_id)
+            letters.append(describe(queue, message, steps))
     return letters
+
+
+def _envelope_id(message: dict) -> str | None:
+    try:
+        return str(c.REGISTRY.parse(message["Body"])[0].message_id)
+    except MalformedMessage:
+        return None
 
 
 async def take(broker: Broker, queue: str):
@@ -132,6 +149,13 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
     return {"queue": dlq, "method": "message-by-message", "moved": moved}
 
 
+def _raised_at(message: dict) -> datetime | None:
+    try:
+        return c.REGISTRY.parse(message["Body"])[0].occurred_at
+    except MalformedMessage:
+        return None
+
+
 def escalation(message: dict) -> c.CompensationEscalated | None:
     try:
         _, payload = c.REGISTRY.parse(message["Body"])
@@ -156,12 +180,13 @@ async def redrive_escalations(broker: Broker, retry) -> dict:
     return {"queue": SAGA_ESCALATIONS, "method": "retry-compensation", "moved": len(outcomes), "sagas": outcomes}
 
 
-async def discard_escalations(broker: Broker, saga_id, step: str | None = None) -> int:
-    """Remove a saga's escalations once an operator acted on it, so the queue lists only open cases."""
+async def discard_escalations(broker: Broker, saga_id, step: str | None = None, *, before: datetime) -> int:
+    """Remove a saga's escalations raised before an operator acted on it, so the queue lists
+    only open cases; one raised after (the retried compensation failed again) stays."""
     discarded = 0
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
-        escalated = escalation(message)
-        if escalated and escalated.saga_id == saga_id and step in (None, escalated.step):
+        escalated, raised = escalation(message), _raised_at(message)
+        if escalated and escalated.saga_id == saga_id and step in (None, escalated.step) and raised and raised < before:
             await delete()
             discarded += 1
         else:

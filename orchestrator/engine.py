@@ -11,8 +11,9 @@ States (see docs/design.md for the diagram):
   ``succeeded``/``timed_out`` -> ``compensating`` -> ``compensated`` | ``compensation_failed``.
 
 A reply is accepted only by a step in the status that expects it (``running`` for a forward
-reply, ``compensating`` for a compensation reply). Anything else (a duplicate, a reply that
-arrives after a timeout, a reply for another saga's step) changes nothing but the history.
+reply, ``compensating`` for a compensation reply, or ``compensation_failed`` for a late
+compensation success). Anything else (a duplicate, a reply that arrives after a timeout, a
+reply for another saga's step) changes nothing but the history.
 """
 from __future__ import annotations
 
@@ -164,6 +165,16 @@ class SagaEngine:
                     if invoke.failure:
                         self._replies[invoke.failure] = (index, phase, False)
 
+    def step_of_message_types(self) -> dict[str, str]:
+        """Which step each command and reply type belongs to, for people reading dead letters."""
+        steps = {}
+        for step in self.definition.steps:
+            for invoke in (step.action, step.compensation):
+                for message in (invoke.command, invoke.success, invoke.failure) if invoke else ():
+                    if message is not None:
+                        steps[message.__name__] = step.name
+        return steps
+
     def replies(self) -> frozenset[type]:
         """Every reply type this saga waits for."""
         return frozenset(self._replies)
@@ -190,8 +201,12 @@ class SagaEngine:
             return t
         index, phase, ok = self._replies[type(reply)]
         step, step_state = self.definition.steps[index], t.state.steps[index]
-        expected = STEP_RUNNING if phase == "action" else STEP_COMPENSATING
-        if step_state.status != expected:
+        expected = (STEP_RUNNING,) if phase == "action" else (STEP_COMPENSATING,)
+        if phase == "compensation" and ok:
+            # An acknowledgement that comes after the step was escalated for lack of one
+            # still means the effect is undone: the step is compensated after all.
+            expected += (COMPENSATION_FAILED,)
+        if step_state.status not in expected:
             t.history.append(HistoryEntry(
                 "reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}"))
             return t
@@ -269,10 +284,13 @@ class SagaEngine:
     def resolve(self, state: SagaState, reason: str, now: datetime, actor: str) -> Transition:
         """Operator action: a person fixed the effects by hand; close the saga."""
         t = Transition(_copy(state))
-        if t.state.status != NEEDS_INTERVENTION:
-            raise ValueError(f"saga is {t.state.status}; only {NEEDS_INTERVENTION} sagas are resolved by hand")
+        if t.state.status not in (NEEDS_INTERVENTION, COMPENSATING):
+            raise ValueError(f"saga is {t.state.status}; only {NEEDS_INTERVENTION} or {COMPENSATING} sagas"
+                             " are resolved by hand")
         for step_state in t.state.steps:
-            if step_state.status == COMPENSATION_FAILED:
+            # A compensation still in flight is settled too, so that it cannot escalate
+            # a saga that a person has already closed.
+            if step_state.status in (COMPENSATION_FAILED, STEP_COMPENSATING):
                 step_state.status = STEP_COMPENSATED
                 step_state.deadline = None
         t.state.status, t.state.updated_at = COMPENSATED, now

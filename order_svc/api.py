@@ -26,6 +26,7 @@ router = APIRouter()
 
 CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK"})
 MAX_ITEMS = 50
+MAX_TOTAL = Decimal("9999999999.99")  # what the orders table and the Money type hold
 
 
 def _email(value: str) -> str:
@@ -45,6 +46,11 @@ class OrderLine(Strict):
     quantity: int = Field(gt=0, le=1000, strict=True)
     unit_price: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
 
+    @field_validator("unit_price")
+    @classmethod
+    def _cents(cls, value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.01"))
+
 
 class PlaceOrder(Strict):
     customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -63,10 +69,12 @@ class PlaceOrder(Strict):
 
     @field_validator("items")
     @classmethod
-    def _distinct_skus(cls, items: list[OrderLine]) -> list[OrderLine]:
+    def _distinct_skus_and_total(cls, items: list[OrderLine]) -> list[OrderLine]:
         skus = [i.sku for i in items]
         if len(set(skus)) != len(skus):
             raise ValueError("each sku may appear once; add up the quantities")
+        if domain.total([i.model_dump() for i in items]) > MAX_TOTAL:
+            raise ValueError(f"order total over {MAX_TOTAL}")
         return items
 
 
@@ -153,7 +161,9 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and not length.isdigit():
+            return await JSONResponse({"detail": "invalid Content-Length"}, status_code=400)(scope, receive, send)
+        if length is not None and int(length) > self.limit:
             return await self._refuse(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:  # buffer at most limit + 1 bytes, then replay them to the application

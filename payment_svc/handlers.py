@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select
 
@@ -48,7 +49,7 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
 
     await participant.compensate(
         uow, envelope, step=STEP, undo=undo, refusals=(domain.RefundRejected,),
-        done=lambda: c.PaymentRefunded(order_id=command.order_id, amount=0),
+        done=lambda: c.PaymentRefunded(order_id=command.order_id, amount=Decimal("0.00")),
         refuse=lambda reason: c.PaymentRefundFailed(order_id=command.order_id, reason=reason),
     )
 

@@ -53,7 +53,8 @@ def up(prefix: str = "saga") -> dict:
         _ctl("reread"), _ctl("update")
     else:
         subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF)], check=True)
-    infra.wait_for_port(int(endpoint.rsplit(":", 1)[1]) if not os.environ.get("AWS_ENDPOINT_URL") else 0 or EMULATOR_PORT)
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        infra.wait_for_port(EMULATOR_PORT)
     infra.provision(infra.Naming(prefix), endpoint=endpoint)
     _ctl("start", "all", check=False)
     state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),

@@ -6,6 +6,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import structlog
+from pydantic import ValidationError
 
 from . import metrics
 from .aws import Broker
@@ -21,6 +22,19 @@ Handle = Callable[[str, int], Awaitable[None]]
 def retry_delay(receive_count: int, *, base: float = 1.0, cap: float = 300.0) -> int:
     """Exponential backoff with full jitter, in whole seconds as SQS visibility wants."""
     return int(random.uniform(0, min(cap, base * 2 ** max(receive_count - 1, 0)))) + 1
+
+
+def _ids(message: dict) -> dict[str, str]:
+    """Saga and message ids for the log, from the routing attributes (no body parsing)."""
+    attributes = message.get("MessageAttributes", {})
+    return {key: attributes[key]["StringValue"] for key in ("saga_id", "message_type") if key in attributes}
+
+
+def _describe(error: Exception) -> str:
+    """An error for the log without the values it was raised on (they may be personal data)."""
+    if isinstance(error, ValidationError):
+        return f"ValidationError: {error.errors(include_input=False, include_url=False)}"[:500]
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 class Consumer:
@@ -87,18 +101,18 @@ class Consumer:
     async def _process(self, url: str, message: dict) -> bool:
         """Handle one message; True when it may be deleted."""
         receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        context = {"queue": self._queue, "sqs_message_id": message["MessageId"], "receive_count": receive_count,
+                   **_ids(message)}
         try:
             await self._handle(message["Body"], receive_count)
         except MalformedMessage as error:
-            log.error("message_malformed", queue=self._queue, sqs_message_id=message["MessageId"],
-                      receive_count=receive_count, error=str(error)[:500])
+            log.error("message_malformed", error=str(error)[:500], **context)
             if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
                 metrics.MESSAGES_DEAD_LETTERED.labels(self._service, self._queue).inc()
             await self._release(url, message, 0)
         except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
             delay = retry_delay(receive_count)
-            log.warning("message_handler_failed", queue=self._queue, sqs_message_id=message["MessageId"],
-                        receive_count=receive_count, retry_in=delay, error=repr(error)[:500])
+            log.warning("message_handler_failed", retry_in=delay, error=_describe(error), **context)
             await self._release(url, message, delay)
         else:
             return True

@@ -86,7 +86,7 @@ async def forward(
                 reply = await apply()
             state = APPLIED
         except refusals as error:
-            reply, state = refuse(str(error)), REFUSED
+            reply, state = refuse(_reason(error)), REFUSED
         await _set(uow, saga_id, step, state, reply)
         log.info("step_forward", step=step, outcome=state)
     elif prior == COMPENSATED:
@@ -135,10 +135,16 @@ async def compensate(
         except refusals as error:
             if refuse is None:
                 raise
-            reply = refuse(str(error))
-            log.warning("step_compensation_refused", step=step, reason=str(error))
+            reply = refuse(_reason(error))
+            log.warning("step_compensation_refused", step=step, reason=_reason(error))
     await uow.reply(request, reply)
     return reply
+
+
+def _reason(error: Exception) -> str:
+    """A refusal's reason as replies carry it: at most 500 characters."""
+    text = str(error)
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _saga_id(request: Envelope) -> uuid.UUID:

@@ -63,6 +63,24 @@ def test_compensation_delivered_twice_undoes_once(doubled):
     doubled.assert_books_balanced(placed["order_id"], sku, 10)
 
 
+def test_a_refused_refund_delivered_twice_is_escalated_as_one_case(doubled):
+    sku = doubled.new_sku(10)
+    body = doubled.order_body(sku, payment_token="tok_refundFail")
+    body["shipping_address"]["country"] = "AQ"
+    placed = doubled.place(body)
+    order, saga = doubled.settled(placed)
+    assert saga["status"] == "needs_intervention"
+    assert doubled.stock(sku)["available"] == 10
+
+    def listed():
+        letters = doubled.http.get(doubled.url("orchestrator", "/operator/dead-letters"),
+                                   headers={"Authorization": "Bearer test-operator-token"}).json()
+        return [d for d in letters if d["saga_id"] == placed["saga_id"]]
+
+    [letter] = eventually(listed, what="the escalation listed")
+    assert letter["step"] == "process_payment" and letter["queue"] == "saga-escalations"
+
+
 def send(stack: Stack, queue: str, message, saga_id: uuid.UUID, reply_to: str) -> Envelope:
     envelope = Envelope.wrap(message, sender="test", saga_id=saga_id, reply_to=reply_to)
     stack.client("sqs").send_message(QueueUrl=stack.queue_url(queue), MessageBody=envelope.model_dump_json())

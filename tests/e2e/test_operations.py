@@ -44,6 +44,8 @@ def step_status(shop, saga_id: str, step: str) -> str | None:
 
 
 @pytest.mark.parametrize("method, path", [
+    ("GET", "/operator/sagas"),
+    ("GET", f"/operator/sagas/{uuid.uuid4()}"),
     ("GET", "/operator/dead-letters"),
     ("POST", "/operator/dead-letters/inventory-commands-dlq/redrive"),
     ("POST", f"/operator/sagas/{uuid.uuid4()}/steps/process_payment/retry-compensation"),
@@ -79,7 +81,8 @@ def test_a_stopped_participant_leads_to_a_compensated_saga_and_no_late_shipment(
     assert shop.saga(placed["saga_id"])["status"] == "compensated"
 
 
-def test_dispatched_shipment_needs_intervention_until_returned_then_redrive_compensates(stack, shop):
+@pytest.mark.parametrize("repair", ["redrive", "retry"])
+def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or_retry_compensates(stack, shop, repair):
     sku = shop.new_sku(10)
     stack.stop_service("notification_svc")
     try:
@@ -97,14 +100,18 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_redrive_comp
         assert letter["step"] == "fulfill_order" and "dispatched" in letter["detail"]
         assert f"{placed['saga_id']}" in sagactl(stack, "dead-letters")
 
-        # The cause is fixed: the parcel came back. A redrive carries the saga to compensated.
+        # The cause is fixed: the parcel came back. A redrive or a retry carries the saga to compensated.
         assert shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/return")).status_code == 200
-        assert "compensation retried" in sagactl(stack, "redrive", "saga-escalations")
+        if repair == "redrive":
+            assert "compensation retried" in sagactl(stack, "redrive", "saga-escalations")
+        else:
+            assert "compensating" in sagactl(stack, "retry", placed["saga_id"], "fulfill_order")
         eventually(lambda: shop.saga(placed["saga_id"])["status"] == "compensated", what="compensated after redrive")
         assert escalations_for(shop, placed["saga_id"]) == []
         assert [s["status"] for s in shop.shipments(placed["order_id"])] == ["cancelled"]
         history = [h["event"] for h in shop.saga(placed["saga_id"])["history"]]
         assert "operator_retry_compensation" in history
+        assert placed["saga_id"] in sagactl(stack, "list", "--status", "compensated", "--limit", "500")
     finally:
         stack.start_service("notification_svc")
     eventually(lambda: step_status(shop, placed["saga_id"], "send_confirmation") == "compensated",

@@ -85,6 +85,16 @@ def test_each_sandbox_failure_compensates_in_reverse_and_balances_the_books(
     shop.assert_books_balanced(placed["order_id"], sku, 10)
 
 
+def test_a_refusal_with_a_long_reason_is_still_a_business_failure(shop):
+    skus = [f"SKU-{i}-" + "X" * 58 for i in range(8)]  # eight unknown 64-character SKUs
+    body = shop.order_body("SKU-1")
+    body["items"] = [{"sku": sku, "quantity": 1, "unit_price": "1.00"} for sku in skus]
+    order, saga = shop.settled(shop.place(body))
+    assert saga["status"] == "compensated" and saga["failed_step"] == "reserve_inventory"
+    assert saga["steps"][1]["status"] == "failed"  # refused at once, not timed out
+    assert len(saga["failure_reason"]) == 500 and saga["failure_reason"].endswith("...")
+
+
 def test_refund_failure_escalates_once_and_still_undoes_the_other_steps(shop, stack):
     escalations = stack.queue_url("saga-escalations")
     sku = shop.new_sku(10)

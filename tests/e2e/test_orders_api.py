@@ -27,6 +27,7 @@ def saga_count(shop) -> int:
     (lambda b: b.update(customer_email="not-an-email"), "customer_email"),
     (lambda b: b.update(payment_token="4242424242424242"), "payment_token"),
     (lambda b: b["shipping_address"].pop("city"), "city"),
+    (lambda b: b.update(items=[{"sku": "SKU-1", "quantity": 1000, "unit_price": "9999999999.99"}]), "items"),
 ])
 def test_malformed_order_is_rejected_with_field_errors_and_starts_nothing(shop, mutate, field):
     before = saga_count(shop)

@@ -249,6 +249,35 @@ def test_resolve_by_hand_only_from_needs_intervention():
     assert t.history[0].detail == "by ops: refunded by bank transfer"
 
 
+def test_a_late_acknowledgement_of_an_escalated_compensation_still_counts():
+    saga = Saga()
+    saga.reply(c.InventoryReserved)
+    saga.fail(c.PaymentFailed)
+    while saga.step("reserve_inventory") == e.STEP_COMPENSATING:
+        saga.tick((saga.state.step("reserve_inventory").deadline - saga.now).total_seconds())
+    saga.reply(c.OrderCancelled)
+    assert saga.state.status == e.NEEDS_INTERVENTION
+    saga.reply(c.InventoryReleased)  # the participant was only slow
+    assert saga.step("reserve_inventory") == e.STEP_COMPENSATED
+    assert saga.state.status == e.COMPENSATED
+
+
+def test_resolve_settles_a_compensation_still_in_flight():
+    saga = Saga()
+    saga.succeed_until("send_confirmation")
+    saga.fail(c.ConfirmationFailed)
+    saga.fail(c.ShipmentCancellationFailed, "dispatched")
+    saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
+    saga.reply(c.InventoryReleased)
+    saga.reply(c.OrderCancelled)
+    saga._apply(ENGINE.retry_compensation(saga.state, "fulfill_order", saga.now, "ops"))
+    assert saga.state.status == e.COMPENSATING  # the retry is still out when a person closes the saga
+    saga._apply(ENGINE.resolve(saga.state, "parcel written off", saga.now, "ops"))
+    assert saga.step("fulfill_order") == e.STEP_COMPENSATED and saga.state.next_deadline is None
+    saga.tick(600)
+    assert saga.state.status == e.COMPENSATED
+
+
 def test_payment_token_and_email_are_kept_only_until_their_step_answered():
     saga = Saga()
     saga.succeed_until("send_confirmation")
