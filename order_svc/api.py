@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -140,6 +140,15 @@ async def _earlier_response(rt, key: str, request_hash: str):
     if row.request_hash != request_hash:
         raise HTTPException(409, "Idempotency-Key was already used with a different request body")
     return JSONResponse(row.response, status_code=202)
+
+
+@router.get("/orders", response_model=list[OrderView])
+async def list_orders(customer_id: Annotated[str, Query(min_length=1, max_length=64)], session: SessionDep,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[OrderView]:
+    """A customer's orders, newest first."""
+    rows = await session.execute(select(orders).where(orders.c.customer_id == customer_id)
+                                 .order_by(orders.c.created_at.desc()).limit(limit))
+    return [OrderView.model_validate(row, from_attributes=True) for row in rows]
 
 
 @router.get("/orders/{order_id}", response_model=OrderView)
