@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated
 
 import structlog
@@ -17,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from . import logs
+from . import janitor, logs
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -119,6 +120,8 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     yield "relay", relay.run(rt.stop)
+    yield "janitor", janitor.run(rt.sessions, rt.stop, service=definition.name,
+                                 outbox_retention=timedelta(days=settings.outbox_retention_days))
     for queue in definition.queues:
         consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
                             wait_time_seconds=settings.consumer_wait_seconds,

@@ -18,6 +18,7 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0, validation_alias="RELAY_POLL_INTERVAL")
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
+    outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
     duplicate_delivery: bool = Field(
         False, validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",

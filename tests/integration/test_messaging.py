@@ -193,3 +193,32 @@ async def test_a_transient_handler_failure_is_retried_later_and_then_has_its_eff
             await consumer.poll_once()
     assert len(attempts) == 2
     assert await receive_all(broker, queue) == []
+
+
+async def test_janitor_purges_only_what_no_redelivery_can_need(sessions):
+    from datetime import timedelta
+
+    from messaging import janitor
+
+    old_in, new_in, old_out, unpublished = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with sessions() as session, session.begin():
+        await session.execute(text(
+            "INSERT INTO inbox (consumer, message_id, message_type, received_at) VALUES "
+            "('janitor-test', :old, 'X', now() - interval '16 days'), ('janitor-test', :new, 'X', now() - interval '14 days')"),
+            {"old": old_in, "new": new_in})
+        await session.execute(text(
+            "INSERT INTO outbox (message_id, destination, message_type, body, attributes, created_at, published_at) VALUES "
+            "(:old, 'queue:x', 'X', '{}', '{}', now() - interval '9 days', now() - interval '8 days'), "
+            "(:unpublished, 'queue:x', 'X', '{}', '{}', now() - interval '30 days', NULL)"),
+            {"old": old_out, "unpublished": unpublished})
+    with pytest.raises(ValueError):
+        await janitor.purge(sessions, outbox_retention=timedelta(days=7), inbox_retention=timedelta(days=1))
+    counts = await janitor.purge(sessions, outbox_retention=timedelta(days=7))
+    assert counts["outbox"] >= 1 and counts["inbox"] >= 1
+    async with sessions() as session:
+        inbox = set((await session.execute(text(
+            "SELECT message_id FROM inbox WHERE consumer = 'janitor-test'"))).scalars())
+        outbox = set((await session.execute(text(
+            "SELECT message_id FROM outbox WHERE message_id = ANY(:ids)"), {"ids": [old_out, unpublished]})).scalars())
+    assert inbox == {new_in}
+    assert outbox == {unpublished}  # never delete what has not been published

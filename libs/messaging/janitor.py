@@ -1,0 +1,58 @@
+"""Purging what the messaging tables no longer need.
+
+Published outbox rows are kept for a while to help investigations, then deleted. Inbox rows
+must outlive every possible redelivery of their message: SQS keeps a message at most 14
+days (and a dead-letter queue keeps its original enqueue time), so 15 days is safe.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+log = structlog.get_logger("janitor")
+
+INBOX_RETENTION = timedelta(days=15)
+BATCH = 5000
+
+# Deleting in batches keeps each transaction short on a large backlog.
+_PURGE_OUTBOX = text(
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - CAST(:keep AS interval) "
+    "ORDER BY id LIMIT :batch)")
+_PURGE_INBOX = text(
+    "DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE received_at < now() - CAST(:keep AS interval) LIMIT :batch)")
+
+
+async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention: timedelta,
+                inbox_retention: timedelta = INBOX_RETENTION) -> dict[str, int]:
+    """Delete published outbox rows and inbox rows older than their retention; returns counts."""
+    if inbox_retention < INBOX_RETENTION:
+        raise ValueError(f"inbox rows must be kept at least {INBOX_RETENTION.days} days, or a redelivery is handled twice")
+    counts = {}
+    for table, statement, keep in (("outbox", _PURGE_OUTBOX, outbox_retention), ("inbox", _PURGE_INBOX, inbox_retention)):
+        counts[table] = 0
+        while True:
+            async with sessions() as session, session.begin():
+                deleted = (await session.execute(statement, {"keep": keep, "batch": BATCH})).rowcount
+            counts[table] += deleted
+            if deleted < BATCH:
+                break
+    return counts
+
+
+async def run(sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event, *, service: str,
+              outbox_retention: timedelta, interval: float = 3600) -> None:
+    while not stop.is_set():
+        try:
+            counts = await purge(sessions, outbox_retention=outbox_retention)
+            if any(counts.values()):
+                log.info("purged", service=service, **counts)
+        except Exception:  # noqa: BLE001 - retried at the next interval
+            log.exception("purge_failed", service=service)
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
