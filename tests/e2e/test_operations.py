@@ -205,3 +205,30 @@ def test_orchestrator_killed_while_waiting_on_a_deadline_fires_it_after_restart(
                what="payment service acknowledges the refund-of-nothing")
     payments = shop.payments(placed["order_id"])
     assert Decimal(payments["charged"]) == Decimal(payments["refunded"])
+
+
+def test_orchestrator_killed_while_compensating_finishes_the_compensation_after_restart(stack, shop):
+    sku = shop.new_sku(10)
+    stack.stop_service("notification_svc")  # send_confirmation will time out
+    try:
+        placed = shop.place(shop.order_body(sku))
+        eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "succeeded", what="shipment made")
+        stack.stop_service("payment_svc")  # the refund will wait in its queue
+        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating", timeout=15,
+                   what="waiting on the refund")
+        assert shop.saga(placed["saga_id"])["status"] == "compensating"
+        stack.stop_service("orchestrator", kill=True)
+        stack.start_service("orchestrator")
+        stack.start_service("payment_svc")
+        order, saga = shop.settled(placed, timeout=40)
+        assert saga["status"] == "compensated"
+        undone = [h["step"] for h in saga["history"] if h["event"] == "step_compensated"]
+        assert undone[-3:] == ["process_payment", "reserve_inventory", "create_order"]
+        payments = shop.payments(placed["order_id"])
+        assert Decimal(payments["charged"]) == Decimal(payments["refunded"]) == Decimal("25.00")
+        assert shop.stock(sku)["available"] == 10
+        assert [s["status"] for s in shop.shipments(placed["order_id"])] == ["cancelled"]
+    finally:
+        if "payment_svc" not in stack.processes:
+            stack.start_service("payment_svc")
+        stack.start_service("notification_svc")
