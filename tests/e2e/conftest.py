@@ -57,6 +57,12 @@ class Shop:
         body.update(overrides)
         return body
 
+    def refund_failure_body(self, sku: str) -> dict:
+        """An order whose refund is rejected and whose shipment fails: it needs a person."""
+        body = self.order_body(sku, payment_token="tok_refundFail")
+        body["shipping_address"]["country"] = "AQ"
+        return body
+
     def place(self, body: dict, **headers) -> dict:
         response = self.http.post(self.url("order_svc", "/orders"), json=body, headers=headers)
         assert response.status_code == 202, response.text

@@ -65,9 +65,7 @@ def test_compensation_delivered_twice_undoes_once(doubled):
 
 def test_a_refused_refund_delivered_twice_is_escalated_as_one_case(doubled):
     sku = doubled.new_sku(10)
-    body = doubled.order_body(sku, payment_token="tok_refundFail")
-    body["shipping_address"]["country"] = "AQ"
-    placed = doubled.place(body)
+    placed = doubled.place(doubled.refund_failure_body(sku))
     order, saga = doubled.settled(placed)
     assert saga["status"] == "needs_intervention"
     assert doubled.stock(sku)["available"] == 10

@@ -120,9 +120,7 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
 
 def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stack, shop):
     sku = shop.new_sku(10)
-    body = shop.order_body(sku, payment_token="tok_refundFail")
-    body["shipping_address"]["country"] = "AQ"
-    placed = shop.place(body)
+    placed = shop.place(shop.refund_failure_body(sku))
     order, saga = shop.settled(placed)
     assert saga["status"] == "needs_intervention"
     eventually(lambda: escalations_for(shop, placed["saga_id"]), what="escalation listed")

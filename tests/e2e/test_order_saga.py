@@ -98,9 +98,7 @@ def test_a_refusal_with_a_long_reason_is_still_a_business_failure(shop):
 def test_refund_failure_escalates_once_and_still_undoes_the_other_steps(shop, stack):
     escalations = stack.queue_url("saga-escalations")
     sku = shop.new_sku(10)
-    body = shop.order_body(sku, payment_token="tok_refundFail")
-    body["shipping_address"]["country"] = "AQ"
-    placed = shop.place(body)
+    placed = shop.place(shop.refund_failure_body(sku))
 
     order, saga = shop.settled(placed)
 
