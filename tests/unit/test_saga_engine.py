@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from messaging import contracts as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
+from orchestrator.testing import SagaScenario
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENGINE = e.SagaEngine(order_saga())
@@ -25,38 +26,24 @@ def order_data() -> dict:
     }
 
 
-class Saga:
-    """given/expect helper: feeds replies and remembers what the engine sent."""
+class Saga(SagaScenario):
+    """The order saga, given/expect style, with replies built from their type."""
 
     def __init__(self) -> None:
         self.data = order_data()
         self.order_id = uuid.UUID(self.data["order_id"])
-        t = ENGINE.start(uuid.uuid4(), self.data, T0)
-        self.state, self.sent, self.history = t.state, list(t.outgoing), list(t.history)
-        self.now = T0
+        super().__init__(order_saga(), self.data, now=T0)
 
     def reply(self, message_type, **fields) -> e.Transition:
-        self.now += timedelta(milliseconds=100)
-        return self._apply(ENGINE.on_reply(self.state, message_type(order_id=self.order_id, **fields), self.now))
+        super().reply(message_type(order_id=self.order_id, **fields))
+        return self.last
 
     def fail(self, message_type, reason="no") -> e.Transition:
         return self.reply(message_type, reason=reason)
 
     def tick(self, seconds: float) -> e.Transition:
-        self.now += timedelta(seconds=seconds)
-        return self._apply(ENGINE.on_deadline(self.state, self.now))
-
-    def _apply(self, t: e.Transition) -> e.Transition:
-        self.state = t.state
-        self.sent += t.outgoing
-        self.history += t.history
-        return t
-
-    def last_sent(self) -> type:
-        return type(self.sent[-1].message)
-
-    def step(self, name: str) -> str:
-        return self.state.step(name).status
+        super().tick(seconds)
+        return self.last
 
     def succeed_until(self, step: str) -> None:
         replies = {
@@ -229,7 +216,7 @@ def test_operator_retry_after_fix_reaches_compensated():
     saga.fail(c.PaymentRefundFailed, "refund rejected")
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    saga._apply(ENGINE.retry_compensation(saga.state, "process_payment", saga.now, "ops"))
+    saga.retry_compensation("process_payment", "ops")
     assert saga.state.status == e.COMPENSATING and saga.last_sent() is c.RefundPayment
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     assert saga.state.status == e.COMPENSATED
@@ -244,9 +231,9 @@ def test_resolve_by_hand_only_from_needs_intervention():
     saga.fail(c.PaymentRefundFailed)
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    t = saga._apply(ENGINE.resolve(saga.state, "refunded by bank transfer", saga.now, "ops"))
+    saga.resolve("refunded by bank transfer", "ops")
     assert saga.state.status == e.COMPENSATED
-    assert t.history[0].detail == "by ops: refunded by bank transfer"
+    assert saga.last.history[0].detail == "by ops: refunded by bank transfer"
 
 
 def test_a_late_acknowledgement_of_an_escalated_compensation_still_counts():
@@ -270,9 +257,9 @@ def test_resolve_settles_a_compensation_still_in_flight():
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    saga._apply(ENGINE.retry_compensation(saga.state, "fulfill_order", saga.now, "ops"))
+    saga.retry_compensation("fulfill_order", "ops")
     assert saga.state.status == e.COMPENSATING  # the retry is still out when a person closes the saga
-    saga._apply(ENGINE.resolve(saga.state, "parcel written off", saga.now, "ops"))
+    saga.resolve("parcel written off", "ops")
     assert saga.step("fulfill_order") == e.STEP_COMPENSATED and saga.state.next_deadline is None
     saga.tick(600)
     assert saga.state.status == e.COMPENSATED
@@ -288,6 +275,17 @@ def test_payment_token_and_email_are_kept_only_until_their_step_answered():
     timed_out.reply(c.InventoryReserved)
     timed_out.tick(5)
     assert "payment_token" not in timed_out.state.data
+
+
+def test_given_expect_reads_like_the_business_process():
+    data = order_data()
+    order = uuid.UUID(data["order_id"])
+    saga = SagaScenario(order_saga(), data).expect(c.ReserveInventory)
+    saga.reply(c.InventoryReserved(order_id=order)).expect(c.ProcessPayment)
+    saga.reply(c.PaymentFailed(order_id=order, reason="declined")).expect(c.ReleaseInventory)
+    saga.reply(c.InventoryReleased(order_id=order)).expect(c.CancelOrder)
+    saga.reply(c.OrderCancelled(order_id=order)).expect()
+    assert saga.status == e.COMPENSATED and saga.state.failure_reason == "declined"
 
 
 def test_engine_does_not_mutate_its_input():
