@@ -13,7 +13,7 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="fulfillment", metadata=tables.metadata, queues=(FULFILLMENT_COMMANDS,),
+        name="fulfillment", package=__package__, metadata=tables.metadata, queues=(FULFILLMENT_COMMANDS,),
         handlers=handlers.handlers(settings.delivery_days),
         routers=(api.router,),
     )

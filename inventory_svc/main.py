@@ -13,7 +13,7 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="inventory", metadata=tables.metadata, queues=(INVENTORY_COMMANDS,), handlers=handlers.HANDLERS,
+        name="inventory", package=__package__, metadata=tables.metadata, queues=(INVENTORY_COMMANDS,), handlers=handlers.HANDLERS,
         routers=(api.router,),
     )
     return create_app(definition, settings)

@@ -14,7 +14,8 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="notification", metadata=tables.metadata, queues=(NOTIFICATION_COMMANDS,), handlers=handlers.HANDLERS,
+        name="notification", package=__package__, metadata=tables.metadata, queues=(NOTIFICATION_COMMANDS,),
+        handlers=handlers.HANDLERS,
         routers=(api.router,), workers=(email_worker(settings.sender_email, settings.email_poll_interval),),
     )
     return create_app(definition, settings)

@@ -37,7 +37,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.sleep(settings.deadline_poll_interval)
 
     definition = ServiceDefinition(
-        name="orchestrator", metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
+        name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
         handlers=orchestrator.handlers(), routers=(api.router, api.operator_router), workers=(deadlines,),
     )
     app = create_app(definition, settings)

@@ -13,7 +13,7 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="order", metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
+        name="order", package=__package__, metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
         routers=(api.router,),
     )
     app = create_app(definition, settings)

@@ -13,7 +13,7 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="payment", metadata=tables.metadata, queues=(PAYMENT_COMMANDS,), handlers=handlers.HANDLERS,
+        name="payment", package=__package__, metadata=tables.metadata, queues=(PAYMENT_COMMANDS,), handlers=handlers.HANDLERS,
         routers=(api.router,),
     )
     return create_app(definition, settings)

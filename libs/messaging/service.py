@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from . import janitor, logs
+from . import janitor, logs, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -47,6 +47,8 @@ Worker = Callable[[Runtime], Awaitable[None]]
 @dataclass
 class ServiceDefinition:
     name: str
+    package: str
+    """The service's Python package, which holds its ``migrations``."""
     metadata: MetaData
     queues: Sequence[str]
     """Logical names of the queues this service consumes."""
@@ -80,7 +82,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             # the values bound into it, such as an email address.
             settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
         async with engine.begin() as connection:
-            await connection.run_sync(definition.metadata.create_all)
+            await connection.run_sync(migrations.upgrade, definition.package)
         async with open_broker(Naming(settings.resource_prefix)) as broker:
             rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt

@@ -9,9 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from messaging import contracts as c
+from messaging import migrations
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
-from orchestrator import tables
 from orchestrator.engine import SagaEngine
 from orchestrator.handlers import Orchestrator, fire_due_deadlines
 from orchestrator.order_saga import order_saga
@@ -32,7 +32,7 @@ def orchestrator_url(postgres_server):
 async def orchestrator_db(orchestrator_url):
     engine = create_async_engine(orchestrator_url, pool_size=10)
     async with engine.begin() as connection:
-        await connection.run_sync(tables.metadata.create_all)
+        await connection.run_sync(migrations.upgrade, "orchestrator")
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
 

@@ -1,0 +1,4 @@
+from inventory_svc.tables import metadata
+from messaging.migrations import run_env
+
+run_env(metadata)

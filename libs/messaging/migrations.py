@@ -1,0 +1,74 @@
+"""Schema migrations (Alembic), written once for every service.
+
+Each service keeps its revisions in ``<service>/migrations/versions`` and a two-line
+``env.py`` that hands its metadata to :func:`run_env`. A service upgrades its own database
+to head when it starts, under a PostgreSQL advisory lock so that instances starting
+together do not race; ``python -m messaging.migrations <service> revision -m "..."``
+autogenerates a new revision against a database at head.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+
+_LOCK = 0x5A6A  # advisory lock key: one migrator per database at a time
+
+
+def config(service_package: str, connection: Connection | None = None) -> Config:
+    module = sys.modules.get(service_package) or __import__(service_package)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(connection: Connection, service_package: str) -> None:
+    """Bring the connected database to head (use with ``AsyncConnection.run_sync``)."""
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+    command.upgrade(config(service_package, connection), "head")
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of every service's ``migrations/env.py``."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through messaging.migrations with an open connection")
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _main() -> None:
+    """``python -m messaging.migrations <service_package> <alembic command> [args]`` against
+    ``DATABASE_URL`` (a synchronous run over asyncpg, for autogenerate)."""
+    import asyncio
+    import os
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    service, action, *args = sys.argv[1:]
+
+    async def go() -> None:
+        engine = create_async_engine(os.environ["DATABASE_URL"])
+        async with engine.begin() as connection:
+            def run(sync_connection):
+                cfg = config(service, sync_connection)
+                if action == "revision":
+                    message = args[args.index("-m") + 1] if "-m" in args else "change"
+                    command.revision(cfg, message=message, autogenerate=True)
+                else:
+                    getattr(command, action)(cfg, *args)
+            await connection.run_sync(run)
+        await engine.dispose()
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    _main()
