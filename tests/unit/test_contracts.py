@@ -58,3 +58,16 @@ def test_any_text_either_parses_or_is_malformed(body):
         c.REGISTRY.parse(body)
     except MalformedMessage:
         pass
+
+
+def test_every_example_in_the_message_docs_parses_against_the_code():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "messages.md").read_text()
+    examples = [block.split("```", 1)[0] for block in text.split("```json\n")[1:]]
+    envelopes = [json.loads(e) for e in examples if '"message_type"' in e]
+    documented = set()
+    for example in envelopes:
+        envelope, message = c.REGISTRY.parse(json.dumps(example))
+        documented.add(envelope.message_type)
+    assert documented == {t.message_type() for t in c.REGISTRY}, "every message type has a valid example"
