@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import aioboto3
 import structlog
+from botocore.config import Config
 from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 
-from messaging.aws import BOTO_CONFIG, region
+from messaging.aws import region
 from messaging.consumer import retry_delay
 from messaging.service import Runtime
 
@@ -25,12 +26,15 @@ from .tables import notifications
 
 log = structlog.get_logger("email")
 MAX_EMAIL_ATTEMPTS = 8
+# Short: the claimed rows stay locked while SES answers, and a WithdrawConfirmation for one
+# of them waits on that lock. A slow SES is retried by this worker's own backoff instead.
+SES_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
 EMAILS_FAILED = Counter("emails_failed_total", "Emails SES refused MAX_EMAIL_ATTEMPTS times")
 
 
 def email_worker(sender: str, poll_interval: float):
     async def send_emails(rt: Runtime) -> None:
-        async with aioboto3.Session(region_name=region()).client("ses", config=BOTO_CONFIG) as ses:
+        async with aioboto3.Session(region_name=region()).client("ses", config=SES_CONFIG) as ses:
             while not rt.stop.is_set():
                 try:
                     sent = await send_queued(rt, ses, sender)

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from . import dead_letters, repository
 from .engine import SagaState
 
 router = APIRouter()
+log = structlog.get_logger("saga_api")
 SagaStatus = Literal["running", "compensating", "completed", "compensated", "needs_intervention"]
 
 
@@ -125,7 +127,7 @@ async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: Run
                              _: Operator) -> SagaView:
     acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
-    await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
+    await _discard(rt, saga_id, step, acted)
     return view
 
 
@@ -133,8 +135,18 @@ async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: Run
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, _: Operator) -> SagaView:
     acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
-    await dead_letters.discard_escalations(rt.broker, saga_id, before=acted)
+    await _discard(rt, saga_id, None, acted)
     return view
+
+
+async def _discard(rt, saga_id: uuid.UUID, step: str | None, acted: datetime) -> None:
+    """Tidy the escalation queue after an action that has committed: best effort, since
+    failing here must not make a done action look undone (a stale escalation is skipped by
+    the next redrive)."""
+    try:
+        await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
+    except Exception:  # noqa: BLE001
+        log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
 
 
 @operator_router.get("/dead-letters")

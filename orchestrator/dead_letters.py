@@ -8,7 +8,7 @@ one asks the orchestrator to retry that compensation, once the cause has been fi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import aioboto3
 import structlog
@@ -53,21 +53,28 @@ def describe(queue: str, message: dict, steps: dict[str, str] | None = None) -> 
                       (steps or {}).get(envelope.message_type), "not processed by its consumer", receive_count)
 
 
+PEEK_VISIBILITY = 2  # seconds a listed message is hidden, so the next receive brings others
+
+
 async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
-    """Messages of ``queue`` without taking them (visibility timeout 0)."""
+    """Up to ``limit`` messages of ``queue``, left in place: each is hidden for
+    ``PEEK_VISIBILITY`` seconds while the listing goes on, then visible again."""
     url = await broker.queue_url(queue)
     seen: dict[str, dict] = {}
-    for _ in range(max(limit // 10, 1) + 2):
+    empty = 0
+    while len(seen) < limit and empty < 2:  # SQS may answer a short poll empty while messages remain
         response = await broker.sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"])
+            QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(seen)), VisibilityTimeout=PEEK_VISIBILITY,
+            WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"])
         fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
-        if not fresh:
-            break
+        empty = 0 if fresh else empty + 1
         seen.update({m["MessageId"]: m for m in fresh})
-        if len(seen) >= limit:
-            break
-    return list(seen.values())[:limit]
+    messages = list(seen.values())
+    for start in range(0, len(messages), 10):  # visible again at once for the next look
+        await broker.sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(messages[start:start + 10])])
+    return messages[:limit]
 
 
 async def list_all(broker: Broker, limit: int = 100, steps: dict[str, str] | None = None) -> list[DeadLetter]:
@@ -165,13 +172,21 @@ def escalation(message: dict) -> c.CompensationEscalated | None:
 
 
 async def redrive_escalations(broker: Broker, retry) -> dict:
-    """Retry the compensation behind every escalation; ``retry(saga_id, step)`` returns an outcome."""
+    """Retry the compensation behind every escalation raised before this call, once per
+    saga and step; ``retry(saga_id, step)`` returns an outcome. An escalation raised by a
+    retry failing again is left for the next redrive, so a call always ends."""
+    started = datetime.now(UTC)
     outcomes = []
+    retried: set[tuple] = set()
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
-        escalated = escalation(message)
-        if escalated is None:
+        escalated, raised = escalation(message), _raised_at(message)
+        if escalated is None or raised is None or raised >= started:
             await release()
             continue
+        if (escalated.saga_id, escalated.step) in retried:  # a copy (the relay is at least once)
+            await delete()
+            continue
+        retried.add((escalated.saga_id, escalated.step))
         outcomes.append({"saga_id": str(escalated.saga_id), "step": escalated.step,
                          "outcome": await retry(escalated.saga_id, escalated.step)})
         # Deleted only after the retry committed; a crash in between redrives it again,

@@ -96,6 +96,8 @@ class StepState:
     status: str = PENDING
     attempts: int = 0
     compensation_attempts: int = 0
+    compensation_command_id: str | None = None
+    """Message id of the latest compensation sent, to tell its refusal from a stale one."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deadline: datetime | None = None
@@ -131,6 +133,8 @@ class Outgoing:
     message: Message
     destination: str
     expects_reply: bool
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    """The envelope's id: replies name it as their causation."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,9 @@ class SagaEngine:
         self._advance(t, now)
         return t
 
-    def on_reply(self, state: SagaState, reply: Message, now: datetime) -> Transition:
+    def on_reply(self, state: SagaState, reply: Message, now: datetime,
+                 causation_id: uuid.UUID | None = None) -> Transition:
+        """``causation_id`` is the id of the command the reply answers, where known."""
         t = Transition(_copy(state))
         if type(reply) not in self._replies:
             t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} is not part of this saga"))
@@ -209,6 +215,11 @@ class SagaEngine:
         if step_state.status not in expected:
             t.history.append(HistoryEntry(
                 "reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}"))
+            return t
+        if (phase == "compensation" and not ok and causation_id is not None and step_state.compensation_command_id
+                and str(causation_id) != step_state.compensation_command_id):
+            # The refusal of an earlier attempt, overtaken by a retry: the retry's own answer counts.
+            t.history.append(HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} to an earlier attempt"))
             return t
         reason = getattr(reply, "reason", None)
         step_state.deadline, step_state.finished_at = None, now
@@ -248,6 +259,7 @@ class SagaEngine:
                 t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
                 t.state.status, t.state.failed_step = COMPENSATING, step.name
                 t.state.failure_reason = f"{step.name} timed out"
+                self._forget_unrun(t.state)
                 t.history.append(HistoryEntry("compensation_started", step.name, t.state.failure_reason))
                 # The timed-out step is compensated too: its effect may have happened
                 # without its reply reaching us. If it never ran, the participant records
@@ -293,8 +305,11 @@ class SagaEngine:
             if step_state.status in (COMPENSATION_FAILED, STEP_COMPENSATING):
                 step_state.status = STEP_COMPENSATED
                 step_state.deadline = None
-        t.state.status, t.state.updated_at = COMPENSATED, now
+        t.state.status, t.state.updated_at = COMPENSATING, now
         t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+        # What the person settled is done; steps below it that are still applied are
+        # undone as usual, and the saga is compensated once they are.
+        self._compensate_from(t, len(t.state.steps) - 1, now)
         return t
 
     # ---- transitions
@@ -315,8 +330,15 @@ class SagaEngine:
 
     def _begin_compensation(self, t: Transition, step: str, reason: str | None, start: int, now: datetime) -> None:
         t.state.status, t.state.failed_step, t.state.failure_reason = COMPENSATING, step, reason
+        self._forget_unrun(t.state)
         t.history.append(HistoryEntry("compensation_started", step, reason))
         self._compensate_from(t, start, now)
+
+    def _forget_unrun(self, state: SagaState) -> None:
+        """Steps that will never run now need none of the data kept for them."""
+        for step, step_state in zip(self.definition.steps, state.steps, strict=True):
+            if step_state.status == PENDING:
+                _forget(state, step)
 
     def _compensate_from(self, t: Transition, start: int, now: datetime) -> None:
         """Compensate the latest applied step at or before ``start``, or finish the saga."""
@@ -343,7 +365,9 @@ class SagaEngine:
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
-        t.outgoing.append(Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True))
+        command = Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True)
+        step_state.compensation_command_id = str(command.message_id)
+        t.outgoing.append(command)
         t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
 
     def _compensation_failed(self, t: Transition, index: int, error: str, now: datetime) -> None:

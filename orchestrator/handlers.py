@@ -4,7 +4,7 @@ commands it decided on in the outbox."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,6 +20,9 @@ from . import repository
 from .engine import FINAL_STATUSES, SagaEngine, SagaState, Transition
 
 log = structlog.get_logger("orchestrator")
+DEADLINE_RETRY = timedelta(seconds=30)
+"""How long a saga whose deadline transition failed waits before the next try, so that it
+does not stay first in line ahead of every other due saga."""
 
 
 def now() -> datetime:
@@ -50,7 +53,7 @@ class Orchestrator:
             log.warning("reply_for_unknown_saga")
             return
         at = now()
-        t = self.engine.on_reply(state, reply, at)
+        t = self.engine.on_reply(state, reply, at, envelope.causation_id)
         await self._commit_transition(uow, state, t, at, envelope)
 
     async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID) -> bool:
@@ -98,7 +101,7 @@ class Orchestrator:
         for out in t.outgoing:
             await uow.send(
                 out.message, out.destination, saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
-                causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None,
+                causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None, message_id=out.message_id,
             )
             log.info("command_staged", step=out.step, command=out.message.message_type(), destination=out.destination)
 
@@ -129,4 +132,5 @@ async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchest
                 await uow.commit()
         except Exception:
             log.exception("deadline_failed", saga_id=str(saga_id))
+            await repository.postpone(sessions, saga_id, DEADLINE_RETRY)
     return handled

@@ -76,6 +76,13 @@ async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.
     return list((await session.execute(query)).scalars())
 
 
+async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
+    """Move a saga's next deadline back (its own transaction: the failed one rolled back)."""
+    async with sessions() as session, session.begin():
+        await session.execute(update(sagas).where(sagas.c.saga_id == saga_id)
+                              .values(next_deadline=sagas.c.next_deadline + by))
+
+
 async def history(session: AsyncSession, saga_id: uuid.UUID) -> list:
     query = select(saga_history).where(saga_history.c.saga_id == saga_id).order_by(saga_history.c.id)
     return list((await session.execute(query)).all())

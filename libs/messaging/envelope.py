@@ -50,10 +50,11 @@ class Envelope(BaseModel):
         correlation_id: uuid.UUID | None = None,
         causation: Envelope | None = None,
         reply_to: str | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> Envelope:
         correlation = correlation_id or (causation.correlation_id if causation else None) or saga_id or uuid.uuid4()
         return cls(
-            message_id=uuid.uuid4(),
+            message_id=message_id or uuid.uuid4(),
             message_type=message.message_type(),
             saga_id=saga_id if saga_id is not None else (causation.saga_id if causation else None),
             correlation_id=correlation,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
 _LOCK = 0x5A6A  # advisory lock key: one migrator per database at a time
@@ -31,7 +32,16 @@ def config(service_package: str, connection: Connection | None = None) -> Config
 def upgrade(connection: Connection, service_package: str) -> None:
     """Bring the connected database to head (use with ``AsyncConnection.run_sync``)."""
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
-    command.upgrade(config(service_package, connection), "head")
+    # A migration that waits for a table lock held by running instances would make all
+    # their traffic queue behind it; fail the start instead, and retry it.
+    connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+    cfg = config(service_package, connection)
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" not in tables and "outbox" in tables:
+        # Created with metadata.create_all before migrations existed: it holds the
+        # initial schema, so it is recorded as such and upgraded from there.
+        command.stamp(cfg, ScriptDirectory.from_config(cfg).get_bases()[0])
+    command.upgrade(cfg, "head")
 
 
 def run_env(metadata: MetaData) -> None:

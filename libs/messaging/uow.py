@@ -43,11 +43,12 @@ class UnitOfWork:
         correlation_id: uuid.UUID | None = None,
         causation: Envelope | None = None,
         reply_to: str | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> Envelope:
         """Stage ``message`` for ``to`` (``queue:<name>`` or ``topic:<name>``)."""
         envelope = Envelope.wrap(
             message, sender=self.sender, saga_id=saga_id, correlation_id=correlation_id,
-            causation=causation, reply_to=reply_to,
+            causation=causation, reply_to=reply_to, message_id=message_id,
         )
         await outbox.add(self.session, envelope, to)
         self._staged += 1

@@ -131,6 +131,14 @@ def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stac
     eventually(lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention"
                and escalations_for(shop, placed["saga_id"]), what="refused again, escalated again")
 
+    # A redrive retries each escalation once and returns, though this refund fails every time.
+    redriven = operator(shop, "POST", "/operator/dead-letters/saga-escalations/redrive", timeout=60).json()
+    assert [s["saga_id"] for s in redriven["sagas"]].count(placed["saga_id"]) == 1
+    eventually(lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention"
+               and escalations_for(shop, placed["saga_id"]), what="refused and escalated once more")
+    retries = [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "operator_retry_compensation"]
+    assert len(retries) == 2
+
     out = sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ada")
     assert "compensated" in out
     saga = shop.saga(placed["saga_id"])

@@ -265,6 +265,41 @@ def test_resolve_settles_a_compensation_still_in_flight():
     assert saga.state.status == e.COMPENSATED
 
 
+def test_resolving_a_stuck_compensation_still_undoes_the_steps_below_it():
+    saga = Saga()
+    saga.succeed_until("send_confirmation")
+    saga.fail(c.ConfirmationFailed)
+    saga.reply(c.ShipmentCancelled)
+    assert saga.step("process_payment") == e.STEP_COMPENSATING  # the provider never answers
+    saga.resolve("refunded by hand", "ops")
+    assert saga.last_sent() is c.ReleaseInventory and saga.status == e.COMPENSATING
+    saga.reply(c.InventoryReleased)
+    saga.reply(c.OrderCancelled)
+    assert saga.status == e.COMPENSATED
+
+
+def test_the_refusal_of_an_earlier_compensation_attempt_does_not_reopen_a_retry():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed)
+    first = saga.sent[-1].message_id
+    saga.tick(5)  # RefundPayment unanswered: sent again
+    second = saga.sent[-1].message_id
+    assert saga.last_sent() is c.RefundPayment and first != second
+    stale = c.PaymentRefundFailed(order_id=saga.order_id, reason="late answer to attempt 1")
+    saga.last = ENGINE.on_reply(saga.state, stale, saga.now, causation_id=first)
+    assert saga.step("process_payment") == e.STEP_COMPENSATING and not saga.last.outgoing
+    current = c.PaymentRefundFailed(order_id=saga.order_id, reason="refused")
+    saga._apply(ENGINE.on_reply(saga.state, current, saga.now, causation_id=second))
+    assert saga.step("process_payment") == e.COMPENSATION_FAILED
+
+
+def test_data_for_steps_that_never_run_is_forgotten_when_compensation_starts():
+    saga = Saga()
+    saga.fail(c.InventoryReservationFailed, "out of stock")
+    assert "payment_token" not in saga.state.data and "customer_email" not in saga.state.data
+
+
 def test_payment_token_and_email_are_kept_only_until_their_step_answered():
     saga = Saga()
     saga.succeed_until("send_confirmation")
