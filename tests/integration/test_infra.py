@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
+from messaging.aws import region
 from messaging.topology import DEAD_LETTER_QUEUES, MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
+from stack import infra
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 PROVIDER_MIRROR = Path("/opt/tf-plugins")
 TERRAFORM = shutil.which("terraform")
-REGION = "us-east-1"
+REGION = region()  # the same region the boto3 clients below use
 DLQ_RETENTION_SECONDS = 14 * 24 * 60 * 60
 
 
@@ -42,42 +39,16 @@ def _require_terraform() -> str:
     return TERRAFORM
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
+def moto_endpoint(tmp_path_factory) -> Iterator[str]:
     _require_terraform()  # don't bother starting the emulator for a test that will skip
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = infra.free_port()
+    process = infra.start_emulator(port, tmp_path_factory.mktemp("moto") / "moto.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"moto server exited with code {process.returncode}")
-                if time.monotonic() > deadline:
-                    pytest.fail("moto server did not start within 30 s")
-                time.sleep(0.2)
-        yield endpoint
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(timeout=10)
 
 
 def _terraform(terraform: str, workdir: Path, *args: str) -> str:
@@ -97,16 +68,6 @@ def _terraform(terraform: str, workdir: Path, *args: str) -> str:
     )
     assert result.returncode == 0, f"terraform {args[0]} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def _client(service: str, endpoint: str):
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
 
 
 def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> None:
@@ -135,7 +96,7 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     assert set(outputs["dead_letter_queue_urls"]) == set(DEAD_LETTER_QUEUES)
     assert set(outputs["topic_arns"]) == {t.name for t in TOPICS}
 
-    sqs = _client("sqs", moto_endpoint)
+    sqs = infra.client("sqs", moto_endpoint)
 
     def attributes(logical: str) -> dict[str, str]:
         url = sqs.get_queue_url(QueueName=naming.physical(logical))["QueueUrl"]
@@ -156,11 +117,11 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     for dlq in DEAD_LETTER_QUEUES:
         assert int(attributes(dlq)["MessageRetentionPeriod"]) == DLQ_RETENTION_SECONDS, dlq
 
-    topic_names = {t["TopicArn"].split(":")[-1] for t in _client("sns", moto_endpoint).list_topics()["Topics"]}
+    topic_names = {t["TopicArn"].split(":")[-1] for t in infra.client("sns", moto_endpoint).list_topics()["Topics"]}
     for topic in TOPICS:
         assert naming.physical(topic.name) in topic_names, topic.name
 
-    alarms = _client("cloudwatch", moto_endpoint).describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+    alarms = infra.client("cloudwatch", moto_endpoint).describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
     watched = {
         dimension["Value"]
         for alarm in alarms
