@@ -7,6 +7,7 @@ one asks the orchestrator to retry that compensation, once the cause has been fi
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from messaging import contracts as c
 from messaging.aws import Broker, region
-from messaging.envelope import MalformedMessage
+from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
 
 log = structlog.get_logger("dead_letters")
@@ -38,13 +39,21 @@ class DeadLetter:
         return asdict(self)
 
 
-def describe(queue: str, message: dict, steps: dict[str, str] | None = None) -> DeadLetter:
+def _parse(message: dict) -> tuple[Envelope, Message] | MalformedMessage:
+    """The message's envelope and payload, or why it has none: each body is parsed once."""
+    try:
+        return c.REGISTRY.parse(message["Body"])
+    except MalformedMessage as error:
+        return error
+
+
+def describe(queue: str, message: dict, parsed: tuple[Envelope, Message] | MalformedMessage,
+             steps: dict[str, str] | None = None) -> DeadLetter:
     """``steps`` maps a message type (command or reply) to the saga step it belongs to."""
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
-    try:
-        envelope, payload = c.REGISTRY.parse(message["Body"])
-    except MalformedMessage as error:
-        return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(error)[:200]}", receive_count)
+    if isinstance(parsed, MalformedMessage):
+        return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(parsed)[:200]}", receive_count)
+    envelope, payload = parsed
     if isinstance(payload, c.CompensationEscalated):
         return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
                           f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
@@ -80,23 +89,17 @@ async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
 async def list_all(broker: Broker, limit: int = 100, steps: dict[str, str] | None = None) -> list[DeadLetter]:
     letters = []
     for queue in DEAD_LETTER_QUEUES:
-        seen: set[str] = set()
+        seen: set[uuid.UUID] = set()
         for message in await peek(broker, queue, limit):
             # The relay publishes at least once, so an escalation may be there twice
             # under one envelope id: it is one case, listed once.
-            envelope_id = _envelope_id(message)
-            if envelope_id and envelope_id in seen:
-                continue
-            seen.add(envelope_id)
-            letters.append(describe(queue, message, steps))
+            parsed = _parse(message)
+            if not isinstance(parsed, MalformedMessage):
+                if parsed[0].message_id in seen:
+                    continue
+                seen.add(parsed[0].message_id)
+            letters.append(describe(queue, message, parsed, steps))
     return letters
-
-
-def _envelope_id(message: dict) -> str | None:
-    try:
-        return str(c.REGISTRY.parse(message["Body"])[0].message_id)
-    except MalformedMessage:
-        return None
 
 
 async def take(broker: Broker, queue: str):
@@ -156,19 +159,12 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
     return {"queue": dlq, "method": "message-by-message", "moved": moved}
 
 
-def _raised_at(message: dict) -> datetime | None:
-    try:
-        return c.REGISTRY.parse(message["Body"])[0].occurred_at
-    except MalformedMessage:
+def escalation(message: dict) -> tuple[c.CompensationEscalated, datetime] | None:
+    """An escalation and when it was raised, or None for anything else in the queue."""
+    parsed = _parse(message)
+    if isinstance(parsed, MalformedMessage) or not isinstance(parsed[1], c.CompensationEscalated):
         return None
-
-
-def escalation(message: dict) -> c.CompensationEscalated | None:
-    try:
-        _, payload = c.REGISTRY.parse(message["Body"])
-    except MalformedMessage:
-        return None
-    return payload if isinstance(payload, c.CompensationEscalated) else None
+    return parsed[1], parsed[0].occurred_at
 
 
 async def redrive_escalations(broker: Broker, retry) -> dict:
@@ -179,10 +175,11 @@ async def redrive_escalations(broker: Broker, retry) -> dict:
     outcomes = []
     retried: set[tuple] = set()
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
-        escalated, raised = escalation(message), _raised_at(message)
-        if escalated is None or raised is None or raised >= started:
+        found = escalation(message)
+        if found is None or found[1] >= started:
             await release()
             continue
+        escalated = found[0]
         if (escalated.saga_id, escalated.step) in retried:  # a copy (the relay is at least once)
             await delete()
             continue
@@ -200,8 +197,8 @@ async def discard_escalations(broker: Broker, saga_id, step: str | None = None, 
     only open cases; one raised after (the retried compensation failed again) stays."""
     discarded = 0
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
-        escalated, raised = escalation(message), _raised_at(message)
-        if escalated and escalated.saga_id == saga_id and step in (None, escalated.step) and raised and raised < before:
+        found = escalation(message)
+        if found and found[0].saga_id == saga_id and step in (None, found[0].step) and found[1] < before:
             await delete()
             discarded += 1
         else:
