@@ -67,24 +67,20 @@ class Orchestrator:
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
-        state = await self._existing(uow, saga_id)
-        at = now()
-        t = self.engine.retry_compensation(state, step, at, actor)
-        await self._commit_transition(uow, state, t, at, None)
-        return t.state
+        return await self._operator_action(uow, saga_id, lambda state, at: self.engine.retry_compensation(
+            state, step, at, actor))
 
     async def resolve(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
-        state = await self._existing(uow, saga_id)
-        at = now()
-        t = self.engine.resolve(state, reason, at, actor)
-        await self._commit_transition(uow, state, t, at, None)
-        return t.state
+        return await self._operator_action(uow, saga_id, lambda state, at: self.engine.resolve(state, reason, at, actor))
 
-    async def _existing(self, uow: UnitOfWork, saga_id: uuid.UUID) -> SagaState:
+    async def _operator_action(self, uow: UnitOfWork, saga_id: uuid.UUID, transition) -> SagaState:
         state = await repository.load(uow.session, saga_id)
         if state is None:
             raise LookupError(f"no saga {saga_id}")
-        return state
+        at = now()
+        t = transition(state, at)
+        await self._commit_transition(uow, state, t, at, None)
+        return t.state
 
     async def _commit_transition(self, uow: UnitOfWork, before: SagaState, t: Transition, at: datetime,
                                  cause: Envelope | None) -> None:
