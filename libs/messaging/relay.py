@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -18,6 +19,7 @@ from .outbox import NOTIFY_CHANNEL
 
 log = structlog.get_logger("relay")
 
+BACKLOG_INTERVAL = 5.0  # seconds between refreshes of the backlog gauges
 AWS_BATCH_LIMIT = 10  # SendMessageBatch and PublishBatch both take at most 10 entries.
 
 # SKIP LOCKED is what lets several relays run side by side: a row claimed by one relay's
@@ -66,6 +68,7 @@ class Relay:
         self._poll_interval = poll_interval
         self._duplicate_delivery = duplicate_delivery
         self._wake = asyncio.Event()
+        self._backlog_due = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``."""
@@ -76,7 +79,9 @@ class Relay:
                 self._wake.clear()
                 try:
                     published = await self.publish_pending()
-                    await self._record_backlog()
+                    if time.monotonic() >= self._backlog_due:  # a gauge, not worth a query every pass
+                        await self._record_backlog()
+                        self._backlog_due = time.monotonic() + BACKLOG_INTERVAL
                 except Exception:  # the database or the broker is down: keep going, retry on the next pass
                     log.exception("relay_pass_failed", service=self._service)
                     published = 0
