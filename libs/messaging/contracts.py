@@ -220,6 +220,9 @@ class CompensationEscalated(Event):
     attempts: int
 
 
+# Upcasters from the previous schema version (envelope.register_upcaster) go here, next to the
+# classes whose shape they change. None while SCHEMA_VERSION is 1.
+
 REGISTRY = MessageRegistry(
     StartOrderSaga,
     CancelOrder, OrderCancelled, ConfirmOrder,

@@ -2,12 +2,44 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION = 1
+"""The contract version this code writes and its payload classes describe."""
+
+
+def accepted_versions(current: int) -> frozenset[int]:
+    """The versions a consumer of contract version ``current`` reads: ``current`` and ``current - 1``."""
+    return frozenset(v for v in (current - 1, current) if v >= 1)
+
+
+SUPPORTED_SCHEMA_VERSIONS = accepted_versions(SCHEMA_VERSION)
+"""What a consumer accepts: its own version and the previous release's, so that during a
+rolling deploy (and afterwards, for messages still in queues, outboxes or dead-letter queues)
+the new release handles every message the old one wrote. Anything else is malformed."""
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns a payload of version ``v`` into the same message's payload of version ``v + 1``."""
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""``(message type, v) -> upcaster`` for every type whose payload changed between ``v`` and
+``v + 1``. A type missing here kept its shape. When ``SCHEMA_VERSION`` is raised, register
+the previous version's upcasters (``register_upcaster``, next to the contracts in
+``contracts.py``); the release after, which no longer accepts that version, removes them.
+Empty while ``SCHEMA_VERSION`` is 1."""
+
+
+def register_upcaster(message_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Decorator: ``@register_upcaster("ReserveInventory", 1)`` on a function from a version 1
+    payload (a dict, as on the wire) to its version 2 payload."""
+    def decorate(upcaster: Upcaster) -> Upcaster:
+        UPCASTERS[(message_type, from_version)] = upcaster
+        return upcaster
+    return decorate
 
 
 class Message(BaseModel):
@@ -82,10 +114,18 @@ class MalformedMessage(Exception):
 
 
 class MessageRegistry:
-    """Maps message type names to payload classes."""
+    """Maps message type names to payload classes, and reads the versions a consumer accepts.
 
-    def __init__(self, *types: type[Message]) -> None:
+    ``schema_version`` and ``upcasters`` default to this release's; a test passes others to
+    play a later release reading this one's messages.
+    """
+
+    def __init__(self, *types: type[Message], schema_version: int = SCHEMA_VERSION,
+                 upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS) -> None:
         self._types: dict[str, type[Message]] = {}
+        self.schema_version = schema_version
+        self.supported_versions = accepted_versions(schema_version)
+        self._upcasters = upcasters
         for message_type in types:
             self.register(message_type)
 
@@ -111,14 +151,27 @@ class MessageRegistry:
             envelope = Envelope.model_validate_json(body)
         except ValidationError as error:
             raise MalformedMessage(f"invalid envelope: {error.errors(include_url=False, include_input=False)}") from error
-        if envelope.schema_version != SCHEMA_VERSION:
+        if envelope.schema_version not in self.supported_versions:
             raise MalformedMessage(f"unsupported schema_version {envelope.schema_version}")
         message_type = self._types.get(envelope.message_type)
         if message_type is None:
             raise MalformedMessage(f"unknown message type {envelope.message_type!r}")
         try:
-            return envelope, message_type.model_validate(envelope.payload)
+            payload = self._upcast(envelope.message_type, envelope.schema_version, envelope.payload)
+            if payload is not envelope.payload:
+                envelope = envelope.model_copy(update={"payload": payload})
+            return envelope, message_type.model_validate(payload)
         except ValidationError as error:
             raise MalformedMessage(
                 f"invalid {envelope.message_type} payload: {error.errors(include_url=False, include_input=False)}"
             ) from error
+
+    def _upcast(self, message_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload in this release's shape: the upcasters applied from its version on."""
+        for step in range(version, self.schema_version):
+            if upcaster := self._upcasters.get((message_type, step)):
+                try:
+                    payload = upcaster(dict(payload))
+                except (KeyError, TypeError, ValueError) as error:
+                    raise MalformedMessage(f"cannot upcast {message_type} from version {step}: {error!r}"[:500]) from error
+        return payload
