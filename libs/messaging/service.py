@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from . import janitor, logs, migrations
+from . import database, janitor, logs, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -77,6 +77,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         logs.configure(definition.name, settings.log_level)
+        await database.create_if_missing(settings.database_url)
         engine = create_async_engine(
             # hide_parameters: a failing statement's error (which is logged) must not carry
             # the values bound into it, such as an email address.

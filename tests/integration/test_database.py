@@ -1,0 +1,52 @@
+"""A service's database is created at start when its server does not have it yet."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from messaging.database import create_if_missing
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def missing_database(postgres_server):
+    """The URL of a database that does not exist yet (a name that needs quoting), dropped afterwards."""
+    server = make_url(postgres_server)
+    name = f"New-Service_{uuid.uuid4().hex[:8]}"
+    yield server.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(server.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+async def database_exists(url: str) -> bool:
+    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql", database="postgres")
+                                       .render_as_string(hide_password=False))
+    try:
+        return bool(await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", make_url(url).database))
+    finally:
+        await connection.close()
+
+
+async def test_a_missing_database_is_created_once_and_an_existing_one_left_alone(missing_database):
+    assert not await database_exists(missing_database)
+    assert await create_if_missing(missing_database) is True
+    assert await database_exists(missing_database)
+    assert await create_if_missing(missing_database) is False
+
+
+async def test_replicas_starting_together_create_it_once_and_none_fails(missing_database):
+    results = await asyncio.gather(*(create_if_missing(missing_database) for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    assert await database_exists(missing_database)
