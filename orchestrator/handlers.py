@@ -44,7 +44,7 @@ class Orchestrator:
         if not await repository.add(uow.session, t.state):
             log.info("saga_already_started")
             return
-        metrics.SAGAS.labels("started").inc()
+        metrics.saga_event("started")
         await self._stage(uow, t, at, envelope)
 
     async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:
@@ -104,11 +104,11 @@ class Orchestrator:
     @staticmethod
     def _observe(before: SagaState, t: Transition, at: datetime) -> None:
         if before.status != t.state.status and t.state.status in FINAL_STATUSES:
-            metrics.SAGAS.labels(t.state.status).inc()
+            metrics.saga_event(t.state.status)
             log.info("saga_finished", status=t.state.status, failed_step=t.state.failed_step)
         for old, new in zip(before.steps, t.state.steps, strict=True):
             if old.status == "running" and new.status != "running" and new.started_at:
-                metrics.STEP_LATENCY.labels(new.name, new.status).observe((at - new.started_at).total_seconds())
+                metrics.step_finished(new.name, new.status, (at - new.started_at).total_seconds())
 
 
 async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str) -> int:

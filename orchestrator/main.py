@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from fastapi import FastAPI
 
+from messaging import metrics
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
-from . import api, tables
+from . import api, repository, tables
 from .engine import SagaEngine
 from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
@@ -36,9 +38,21 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             if not handled:
                 await asyncio.sleep(settings.deadline_poll_interval)
 
+    async def intervention_gauge(rt: Runtime) -> None:
+        """Sample how many sagas wait for a person: the gauge the CloudWatch alarm watches."""
+        metrics.CLOUDWATCH.declare(*metrics.SAGA_EVENTS.values())
+        while not rt.stop.is_set():
+            try:
+                async with rt.sessions() as session:
+                    metrics.sagas_awaiting_intervention(await repository.count(session, "needs_intervention"))
+            except Exception:  # the database is briefly down: the next sample will tell
+                log.warning("intervention_count_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.stop.wait(), settings.intervention_count_interval)
+
     definition = ServiceDefinition(
         name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
-        handlers=orchestrator.handlers(), routers=(api.router, api.operator_router), workers=(deadlines,),
+        handlers=orchestrator.handlers(), routers=(api.router, api.operator_router), workers=(deadlines, intervention_gauge),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,3 +95,8 @@ async def listing(session: AsyncSession, *, status: str | None, limit: int, olde
     if older_than:
         query = query.where(sagas.c.updated_at <= older_than)
     return [_state(row) for row in (await session.execute(query)).all()]
+
+
+async def count(session: AsyncSession, status: str) -> int:
+    """How many sagas are in ``status`` now (an index scan on ``sagas.status``)."""
+    return (await session.execute(select(func.count()).select_from(sagas).where(sagas.c.status == status))).scalar_one()

@@ -30,4 +30,6 @@ class Settings(ServiceSettings):
     deadline_poll_interval: float = Field(0.5, gt=0)
     deadline_startup_grace: float = Field(
         3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire.")
+    intervention_count_interval: float = Field(
+        30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge).")
     operator_token: str | None = Field(None, description="Bearer token for the operator endpoints; unset disables them.")

@@ -108,7 +108,7 @@ class Consumer:
         except MalformedMessage as error:
             log.error("message_malformed", error=str(error)[:500], **context)
             if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
-                metrics.MESSAGES_DEAD_LETTERED.labels(self._service, self._queue).inc()
+                metrics.dead_lettered(self._service, self._queue)
             await self._release(url, message, 0)
         except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
             delay = retry_delay(receive_count)

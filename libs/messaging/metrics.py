@@ -1,5 +1,11 @@
-"""Prometheus metrics shared by every service (exposed at ``/metrics``)."""
+"""Metrics shared by every service: Prometheus (exposed at ``/metrics``) and CloudWatch.
+
+Code records through the functions below, which update both; CloudWatch receives the
+saga-level subset named in :mod:`cloudwatch`, with the service's name as dimension.
+"""
 from prometheus_client import Counter, Gauge, Histogram
+
+from . import cloudwatch
 
 MESSAGES_HANDLED = Counter("messages_handled_total", "Messages handled", ["service", "message_type", "outcome"])
 MESSAGES_DEAD_LETTERED = Counter(
@@ -13,3 +19,42 @@ STEP_LATENCY = Histogram(
     "saga_step_latency_seconds", "Time from a step's command to its reply", ["step", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+CLOUDWATCH = cloudwatch.Recorder()
+"""This process's CloudWatch metrics until the service's sink sends them. A process runs one
+service, which the sink stamps on every metric as the ``Service`` dimension."""
+
+SAGA_EVENTS = {"started": "SagasStarted", "completed": "SagasCompleted", "compensated": "SagasCompensated",
+               "needs_intervention": "SagasNeedingIntervention"}
+"""``sagas_total`` event -> CloudWatch count."""
+
+
+def saga_event(event: str) -> None:
+    """A saga started or reached ``completed``, ``compensated`` or ``needs_intervention``."""
+    SAGAS.labels(event).inc()
+    CLOUDWATCH.count(SAGA_EVENTS[event])
+
+
+def step_finished(step: str, outcome: str, seconds: float) -> None:
+    """A step's command was answered (or timed out) ``seconds`` after it was sent."""
+    STEP_LATENCY.labels(step, outcome).observe(seconds)
+    CLOUDWATCH.observe(cloudwatch.STEP_LATENCY, seconds * 1000, **{cloudwatch.STEP_DIMENSION: step})
+
+
+def sagas_awaiting_intervention(count: int) -> None:
+    """How many sagas are in ``needs_intervention`` now (sampled from the saga table)."""
+    CLOUDWATCH.gauge("SagasAwaitingIntervention", count)
+
+
+def outbox_backlog(service: str, count: int, oldest_age_seconds: float) -> None:
+    """Unpublished outbox rows and the age of the oldest, as the relay last counted them."""
+    OUTBOX_BACKLOG.labels(service).set(count)
+    OUTBOX_OLDEST_AGE.labels(service).set(oldest_age_seconds)
+    CLOUDWATCH.gauge("OutboxBacklog", count)
+    CLOUDWATCH.gauge("OutboxOldestAgeSeconds", oldest_age_seconds)
+
+
+def dead_lettered(service: str, queue: str) -> None:
+    """A message was received for the last time without being handled: SQS dead-letters it next."""
+    MESSAGES_DEAD_LETTERED.labels(service, queue).inc()
+    CLOUDWATCH.count("MessagesDeadLettered")

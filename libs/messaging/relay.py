@@ -144,8 +144,7 @@ class Relay:
     async def _record_backlog(self) -> None:
         async with self._sessions() as session:
             count, oldest = (await session.execute(_BACKLOG)).one()
-        metrics.OUTBOX_BACKLOG.labels(self._service).set(count)
-        metrics.OUTBOX_OLDEST_AGE.labels(self._service).set(float(oldest or 0))
+        metrics.outbox_backlog(self._service, count, float(oldest or 0))
 
     @contextlib.asynccontextmanager
     async def _listening(self):

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from . import database, janitor, logs, migrations
+from . import cloudwatch, database, janitor, logs, metrics, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -84,7 +84,9 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
-        async with open_broker(Naming(settings.resource_prefix)) as broker:
+        async with (open_broker(Naming(settings.resource_prefix)) as broker,
+                    cloudwatch.publishing(metrics.CLOUDWATCH, service=definition.name, sink=settings.metrics_sink,
+                                          interval=settings.metrics_publish_interval)):
             rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt
             for hook in definition.on_start:
@@ -122,6 +124,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
+    metrics.CLOUDWATCH.declare("MessagesDeadLettered")
     yield "relay", relay.run(rt.stop)
     yield "janitor", janitor.run(rt.sessions, rt.stop, service=definition.name,
                                  outbox_retention=timedelta(days=settings.outbox_retention_days))

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .cloudwatch import Sink
+
 
 class ServiceSettings(BaseSettings):
     """Fails fast: a missing database URL or a bad number stops the process at start."""
@@ -19,6 +21,10 @@ class ServiceSettings(BaseSettings):
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
+    metrics_sink: Sink = Field(
+        "auto", validation_alias="METRICS_SINK",
+        description="Where the CloudWatch metrics go: auto is emf on ECS (stdout), cloudwatch (PutMetricData) elsewhere.")
+    metrics_publish_interval: float = Field(60, gt=0, validation_alias="METRICS_PUBLISH_INTERVAL")
     duplicate_delivery: bool = Field(
         False, validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",

@@ -21,7 +21,8 @@ def _stack(workdir, postgres_server, **env) -> Stack:
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         ports={s.module: free_port() for s in SERVICES},
         env={"ORCHESTRATOR_OPERATOR_TOKEN": "test-operator-token", "RELAY_POLL_INTERVAL": "0.5",
-             "CONSUMER_WAIT_SECONDS": "1", **env},
+             "CONSUMER_WAIT_SECONDS": "1", "METRICS_PUBLISH_INTERVAL": "2",
+             "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2", **env},
     )
 
 
