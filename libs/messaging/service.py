@@ -85,7 +85,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (open_broker(Naming(settings.resource_prefix)) as broker,
-                    cloudwatch.publishing(metrics.CLOUDWATCH, service=definition.name, sink=settings.metrics_sink,
+                    cloudwatch.publishing(metrics.CLOUDWATCH, service=definition.package, sink=settings.metrics_sink,
                                           interval=settings.metrics_publish_interval)):
             rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt
