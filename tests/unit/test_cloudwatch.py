@@ -219,3 +219,12 @@ async def test_emf_records_on_stdout_carry_the_namespace_dimensions_and_values(c
     assert step["Step"] == "reserve_inventory" and step["StepLatency"] == [80, 80]
     assert {"Name": "StepLatency", "Unit": "Milliseconds"} in step["_aws"]["CloudWatchMetrics"][0]["Metrics"]
     assert service["_aws"]["Timestamp"] == int(now.timestamp() * 1000)
+
+
+async def test_the_emf_sink_writes_what_was_recorded_to_stdout_when_the_service_stops(capsys, monkeypatch):
+    monkeypatch.delenv("AWS_EMF_ENVIRONMENT", raising=False)
+    recorder = Recorder()
+    async with cloudwatch.publishing(recorder, service="payment_svc", sink="emf", interval=60):
+        recorder.count("MessagesDeadLettered")
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert record["Service"] == "payment_svc" and record["MessagesDeadLettered"] == 1
