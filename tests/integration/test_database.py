@@ -50,3 +50,20 @@ async def test_replicas_starting_together_create_it_once_and_none_fails(missing_
     results = await asyncio.gather(*(create_if_missing(missing_database) for _ in range(4)))
     assert sorted(results) == [False, False, False, True]
     assert await database_exists(missing_database)
+
+
+async def test_a_service_starts_on_a_server_without_its_database_and_migrates_it(missing_database, naming, monkeypatch):
+    from inventory_svc.main import build_app
+    from inventory_svc.settings import Settings
+
+    monkeypatch.setenv("SAGA_RESOURCE_PREFIX", naming.prefix)
+    monkeypatch.setenv("METRICS_SINK", "off")
+    app = build_app(Settings(database_url=missing_database, port=1))
+    async with app.router.lifespan_context(app):
+        connection = await asyncpg.connect(make_url(missing_database).set(drivername="postgresql")
+                                           .render_as_string(hide_password=False))
+        try:
+            tables = {r["tablename"] for r in await connection.fetch("SELECT tablename FROM pg_tables")}
+        finally:
+            await connection.close()
+    assert {"alembic_version", "outbox", "inbox", "stock"} <= tables
