@@ -42,7 +42,9 @@ resource "aws_sns_topic_subscription" "alert_email" {
 
 locals {
   alerts_topic_arn = "${local.sns_arn_prefix}:${local.physical["alerts"]}"
-  alarm_actions    = concat([aws_sns_topic.alerts.arn], var.alarm_actions)
+  # Formatted rather than read from the topic, so that the plan shows it; every alarm
+  # depends on the topic explicitly instead.
+  alarm_actions = concat([local.alerts_topic_arn], var.alarm_actions)
 }
 
 # Anything in a dead-letter queue needs a person.
@@ -64,6 +66,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
   alarm_actions = local.alarm_actions
   ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
 }
 
 # A consumer that stopped (or cannot keep up) shows as old messages in its queue.
@@ -85,6 +88,7 @@ resource "aws_cloudwatch_metric_alarm" "backlog" {
 
   alarm_actions = local.alarm_actions
   ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
 }
 
 # A saga waits for a person. The gauge is sent by the orchestrator; no data means no
@@ -105,6 +109,7 @@ resource "aws_cloudwatch_metric_alarm" "sagas_awaiting_intervention" {
 
   alarm_actions = local.alarm_actions
   ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
 }
 
 # A relay that stopped publishing (broker unreachable, relay stuck) leaves rows in its
@@ -127,6 +132,7 @@ resource "aws_cloudwatch_metric_alarm" "outbox_age" {
 
   alarm_actions = local.alarm_actions
   ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
 }
 
 locals {

@@ -41,7 +41,7 @@ resource "aws_sqs_queue" "dlq" {
   visibility_timeout_seconds = each.value.visibility_timeout
   message_retention_seconds  = local.dlq_retention_seconds
 
-  sqs_managed_sse_enabled = local.queue_kms_key == null
+  sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
   kms_master_key_id       = local.queue_kms_key
 }
 
@@ -53,7 +53,7 @@ resource "aws_sqs_queue" "queue" {
   # A queue that is itself a dead-letter queue keeps its messages as long as possible.
   message_retention_seconds = contains(local.dead_letter_queue_names, each.key) ? local.dlq_retention_seconds : null
 
-  sqs_managed_sse_enabled = local.queue_kms_key == null
+  sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
   kms_master_key_id       = local.queue_kms_key
 
   redrive_policy = each.value.dead_letter ? jsonencode({
