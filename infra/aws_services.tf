@@ -38,6 +38,7 @@ resource "aws_ecs_cluster" "main" {
 }
 
 resource "aws_cloudwatch_log_group" "service" {
+  #checkov:skip=CKV_AWS_338:Retention is the variable log_retention_days (30 days by default: logs are for debugging; the saga history is in the orchestrator's database).
   for_each = local.deployed_services
 
   name              = local.log_group_names[each.key]
