@@ -72,13 +72,10 @@ resource "aws_db_parameter_group" "postgres" {
   name   = "${local.physical_prefix}order-saga-postgres${var.database_engine_version}"
   family = "postgres${var.database_engine_version}"
 
+  # No statement logging: PostgreSQL would log bound parameters, email addresses included.
   parameter {
     name  = "rds.force_ssl"
     value = "1"
-  }
-  parameter {
-    name  = "log_min_duration_statement"
-    value = "1000" # statements slower than a second are logged
   }
 }
 
