@@ -126,6 +126,11 @@ resource "aws_ecs_task_definition" "service" {
     cpu_architecture        = "X86_64"
   }
 
+  # The root filesystem is read-only; /tmp is the one writable place (task storage).
+  volume {
+    name = "tmp"
+  }
+
   container_definitions = jsonencode([{
     name                   = each.key
     image                  = var.image
@@ -134,6 +139,7 @@ resource "aws_ecs_task_definition" "service" {
     readonlyRootFilesystem = true
     stopTimeout            = local.stop_timeout
     portMappings           = [{ containerPort = local.container_port, protocol = "tcp" }]
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
 
     environment = [
       for name, value in merge(var.service_environment, {
