@@ -50,10 +50,17 @@ def terraform(tmp_path_factory) -> Terraform:
         return result
 
     init = run("init", "-backend=false", "-no-color", check=False)
-    if init.returncode != 0:
+    if init.returncode != 0 and any(sign in init.stderr for sign in PROVIDER_UNAVAILABLE):
         where = f"the mirror {PROVIDER_MIRROR}" if PROVIDER_MIRROR.is_dir() else "the registry (no mirror at /opt/tf-plugins)"
         pytest.skip(f"terraform init could not install hashicorp/aws from {where}:\n{init.stderr[-2000:]}")
+    assert init.returncode == 0, f"terraform init failed:\n{init.stdout}\n{init.stderr}"
     return run
+
+
+# How `terraform init` says that it could not get the provider (as opposed to a broken
+# configuration, which must fail the tests, not skip them).
+PROVIDER_UNAVAILABLE = ("Failed to query available provider packages", "Failed to install provider",
+                        "could not connect to registry", "Failed to resolve provider packages")
 
 
 @pytest.fixture(scope="session")
