@@ -51,6 +51,11 @@ locals {
       stat    = "Maximum"
       metrics = [for svc in keys(local.services) : [local.metric_namespace, "OutboxOldestAgeSeconds", "Service", svc]]
     },
+    {
+      title   = "Sagas awaiting intervention (each needs a person)"
+      stat    = "Maximum"
+      metrics = [[local.metric_namespace, "SagasAwaitingIntervention", "Service", "orchestrator"]]
+    },
   ]
 
   dashboard_body = {

@@ -23,11 +23,10 @@ locals {
 locals {
   topic_kms_key = var.topic_kms_key_arn == "" ? null : var.topic_kms_key_arn
 
-  # Who publishes to each topic (module names, as in aws_iam.tf). With the services on
-  # AWS only their task roles may publish; otherwise anything in the account may.
+  # Who publishes to each topic (services.tf). With the services on AWS only their task
+  # roles may publish; otherwise anything in the account may.
   topic_publishers = {
-    "order-events"  = ["order_svc"]
-    "customer-push" = ["notification_svc"]
+    for topic in keys(local.topics) : topic => [for svc, s in local.services : svc if contains(s.publishes, topic)]
   }
 }
 
