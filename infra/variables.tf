@@ -59,13 +59,13 @@ variable "tags" {
 # --- encryption ----------------------------------------------------------------------------
 
 variable "queue_kms_key_arn" {
-  description = "KMS key (ARN or alias) for server-side encryption of every queue. Empty: SQS-managed keys (SSE-SQS)."
+  description = "KMS key ARN for server-side encryption of every queue. Empty: SQS-managed keys (SSE-SQS). The key policy must let the services' task roles (and sns.amazonaws.com, for a queue a topic delivers to) use it."
   type        = string
   default     = ""
 }
 
 variable "topic_kms_key_arn" {
-  description = "KMS key (ARN or alias) for server-side encryption of the topics, the alerts topic included. Empty: unencrypted. The key policy must let CloudWatch (cloudwatch.amazonaws.com) use it, or alarms cannot notify."
+  description = "KMS key ARN for server-side encryption of the topics, the alerts topic included. Empty: unencrypted. The key policy must let the publishing task roles and CloudWatch (cloudwatch.amazonaws.com) use it, or alarms cannot notify."
   type        = string
   default     = ""
 }
