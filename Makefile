@@ -65,7 +65,7 @@ infra-test: infra-validate  ## plan the local and the AWS configuration against 
 	$(TERRAFORM) -chdir=infra test
 
 infra-lint: venv      ## checkov over infra/, hadolint over the Dockerfile
-	$(CHECKOV) --quiet --compact --framework terraform -d infra
+	$(CHECKOV) --quiet --compact --skip-download --framework terraform -d infra
 	$(VENV)/bin/hadolint Dockerfile
 
 lock: venv            ## pin the image's Python dependencies (requirements.lock) from pyproject.toml
