@@ -5,10 +5,15 @@ PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STACK  := $(PY) -m stack
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
+# The provider comes from the filesystem mirror where there is one, else from the registry.
+TERRAFORM := $(if $(wildcard /opt/tf-plugins),TF_CLI_CONFIG_FILE=$(CURDIR)/infra/terraform.rc terraform,env -u TF_CLI_CONFIG_FILE terraform)
+# checkov pins boto3 below what the services need, so it lives in a venv of its own.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: venv test unit integration e2e demo up down status stop start infra-validate schemas clean bench
+.PHONY: venv test unit integration e2e demo up down status stop start infra-validate infra-test infra-lint lock lock-check schemas clean bench
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(CHECKOV)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -45,16 +50,36 @@ stop: venv            ## make stop SVC=fulfillment_svc
 start: venv           ## make start SVC=fulfillment_svc
 	$(STACK) start $(SVC)
 
-infra-validate:
-	terraform -chdir=infra init -backend=false -input=false >/dev/null
-	terraform -chdir=infra validate
+# --- infra/ ---------------------------------------------------------------------------------
+
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+
+infra-validate:       ## terraform init (no backend), validate, fmt -check
+	$(TERRAFORM) -chdir=infra init -backend=false -input=false >/dev/null
+	$(TERRAFORM) -chdir=infra validate
 	terraform fmt -check -recursive infra
+
+infra-test: infra-validate  ## plan the local and the AWS configuration against a mocked provider (infra/tests)
+	$(TERRAFORM) -chdir=infra test
+
+infra-lint: venv      ## checkov over infra/, hadolint over the Dockerfile
+	$(CHECKOV) --quiet --compact --skip-download --framework terraform -d infra
+	$(VENV)/bin/hadolint Dockerfile
+
+lock: venv            ## pin the image's Python dependencies (requirements.lock) from pyproject.toml
+	$(VENV)/bin/uv pip compile pyproject.toml -o requirements.lock --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet
+
+lock-check: venv      ## fail when requirements.lock is not what `make lock` would write now (needs PyPI)
+	$(VENV)/bin/uv pip compile pyproject.toml -o /tmp/requirements.lock.$$$$ --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet --no-header \
+	  && grep -v '^#' requirements.lock | diff -u - /tmp/requirements.lock.$$$$ ; status=$$?; rm -f /tmp/requirements.lock.$$$$; exit $$status
 
 schemas: venv         ## regenerate the JSON Schemas of every message
 	$(PY) -m messaging.schemas
 
 clean:
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) .run .tools
 
 bench: venv           ## whole-saga throughput and latency on this machine (not part of the tests)
 	$(PY) -m stack.bench --orders 200 --concurrency 16

@@ -13,10 +13,22 @@ output "topic_arns" {
   value       = { for name, t in aws_sns_topic.topic : name => t.arn }
 }
 
+output "alerts_topic_arn" {
+  description = "SNS topic every alarm notifies; subscribe on-call tooling to it."
+  value       = aws_sns_topic.alerts.arn
+}
+
 output "alarm_names" {
-  description = "Names of the CloudWatch alarms on dead-letter queues and queue backlogs."
+  description = "Names of every CloudWatch alarm this configuration creates."
   value = concat(
     [for a in aws_cloudwatch_metric_alarm.dead_letters : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.backlog : a.alarm_name],
+    [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.outbox_age : a.alarm_name],
   )
+}
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard (empty when create_dashboard is false)."
+  value       = one(aws_cloudwatch_dashboard.saga[*].dashboard_name)
 }

@@ -16,6 +16,9 @@ locals {
   # Queues that have a "<name>-dlq" behind them.
   redriven_queues = { for name, q in local.queues : name => q if q.dead_letter }
 
+  # Server-side encryption: SQS-managed keys unless a KMS key is given.
+  queue_kms_key = var.queue_kms_key_arn == "" ? null : var.queue_kms_key_arn
+
   # Queues nothing consumes automatically; mirrors messaging.topology.DEAD_LETTER_QUEUES.
   dead_letter_queue_names = concat(
     [for name in keys(local.redriven_queues) : "${name}-dlq"],
@@ -26,7 +29,7 @@ locals {
 
   # Logical name -> physical name ("<prefix>-<logical>", as messaging.topology.Naming).
   physical = {
-    for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics))) :
+    for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics), ["alerts"])) :
     name => var.name_prefix == "" ? name : "${var.name_prefix}-${name}"
   }
 }
@@ -37,6 +40,9 @@ resource "aws_sqs_queue" "dlq" {
   name                       = local.physical["${each.key}-dlq"]
   visibility_timeout_seconds = each.value.visibility_timeout
   message_retention_seconds  = local.dlq_retention_seconds
+
+  sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
+  kms_master_key_id       = local.queue_kms_key
 }
 
 resource "aws_sqs_queue" "queue" {
@@ -46,6 +52,9 @@ resource "aws_sqs_queue" "queue" {
   visibility_timeout_seconds = each.value.visibility_timeout
   # A queue that is itself a dead-letter queue keeps its messages as long as possible.
   message_retention_seconds = contains(local.dead_letter_queue_names, each.key) ? local.dlq_retention_seconds : null
+
+  sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
+  kms_master_key_id       = local.queue_kms_key
 
   redrive_policy = each.value.dead_letter ? jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
@@ -70,4 +79,44 @@ locals {
     { for name, q in aws_sqs_queue.dlq : "${name}-dlq" => q },
     { "saga-escalations" = aws_sqs_queue.queue["saga-escalations"] },
   )
+}
+
+locals {
+  # Every queue, dead-letter queues included: logical name -> queue URL and formatted ARN.
+  all_queues = merge(
+    { for name, q in aws_sqs_queue.queue : name => { url = q.id, arn = "${local.sqs_arn_prefix}:${local.physical[name]}" } },
+    { for name, q in aws_sqs_queue.dlq : "${name}-dlq" => { url = q.id, arn = "${local.sqs_arn_prefix}:${local.physical["${name}-dlq"]}" } },
+  )
+}
+
+# A queue has one policy: it refuses requests made without TLS and, for a queue that a
+# topic fans out to, lets that topic deliver. Who may send and receive is decided by the
+# task roles (aws_iam.tf), on exact queue ARNs.
+resource "aws_sqs_queue_policy" "queue" {
+  for_each = local.all_queues
+
+  queue_url = each.value.url
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Sid       = "DenyInsecureTransport"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "sqs:*"
+        Resource  = each.value.arn
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      }],
+      contains(keys(local.subscribed_queues), each.key) ? [{
+        Sid       = "AllowSubscribedTopics"
+        Effect    = "Allow"
+        Principal = { Service = "sns.amazonaws.com" }
+        Action    = "sqs:SendMessage"
+        Resource  = each.value.arn
+        Condition = {
+          ArnEquals = { "aws:SourceArn" = [for t in local.subscribed_queues[each.key] : "${local.sns_arn_prefix}:${local.physical[t]}"] }
+        }
+      }] : [],
+    )
+  })
 }

@@ -39,13 +39,53 @@ variable "sender_email" {
 }
 
 variable "alarm_actions" {
-  description = "ARNs (e.g. SNS topics) notified when a dead-letter queue fills or a queue backs up."
+  description = "Further ARNs (e.g. an existing on-call SNS topic) notified by every alarm, besides the alerts topic this configuration creates."
   type        = list(string)
   default     = []
 }
 
 variable "restrict_dead_letter_sources" {
   description = "Give each dead-letter queue a RedriveAllowPolicy that admits only its own source queue. Set false on emulators without RedriveAllowPolicy support (moto ignores the attribute, so Terraform would wait for it forever)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Tags added to every resource, merged into the default tags (Project, Stack)."
+  type        = map(string)
+  default     = {}
+}
+
+# --- encryption ----------------------------------------------------------------------------
+
+variable "queue_kms_key_arn" {
+  description = "KMS key ARN for server-side encryption of every queue. Empty: SQS-managed keys (SSE-SQS). The key policy must let the services' task roles (and sns.amazonaws.com, for a queue a topic delivers to) use it."
+  type        = string
+  default     = ""
+}
+
+variable "topic_kms_key_arn" {
+  description = "KMS key ARN for server-side encryption of the topics, the alerts topic included. Empty: unencrypted. The key policy must let the publishing task roles and CloudWatch (cloudwatch.amazonaws.com) use it, or alarms cannot notify."
+  type        = string
+  default     = ""
+}
+
+# --- alerting ------------------------------------------------------------------------------
+
+variable "alert_email" {
+  description = "If non-empty, this address is subscribed to the alerts topic (it must confirm the subscription)."
+  type        = string
+  default     = ""
+}
+
+variable "outbox_age_alarm_seconds" {
+  description = "Alarm when a service's oldest unpublished outbox row is older than this."
+  type        = number
+  default     = 60
+}
+
+variable "create_dashboard" {
+  description = "Create the CloudWatch dashboard. An emulator without CloudWatch dashboards can set it to false."
   type        = bool
   default     = true
 }

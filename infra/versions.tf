@@ -1,10 +1,11 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.11: write-only arguments keep the generated database password out of the state.
+  required_version = ">= 1.11"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.0"
+      version = "~> 5.0"
     }
   }
 }
@@ -30,6 +31,7 @@ provider "aws" {
     content {
       cloudwatch = endpoints.value
       iam        = endpoints.value
+      kms        = endpoints.value
       ses        = endpoints.value
       sns        = endpoints.value
       sqs        = endpoints.value
@@ -38,9 +40,22 @@ provider "aws" {
   }
 
   default_tags {
-    tags = {
+    tags = merge(var.tags, {
       Project = "order-saga"
       Stack   = var.name_prefix
-    }
+    })
   }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  # ARNs are formatted from the names rather than read from the resources, so that the
+  # policies built from them are known at plan time (and visible to `terraform test`).
+  sqs_arn_prefix = "arn:${local.partition}:sqs:${var.aws_region}:${local.account_id}"
+  sns_arn_prefix = "arn:${local.partition}:sns:${var.aws_region}:${local.account_id}"
 }

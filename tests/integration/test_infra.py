@@ -2,8 +2,8 @@
 
 Applies the Terraform to a throw-away moto server and inspects the result with boto3.
 Needs the ``terraform`` binary and the offline provider mirror in /opt/tf-plugins (see
-infra/README.md); skipped when either is missing. Takes about a minute, most of it the
-AWS provider waiting ~25 s for each wave of SQS queues to "propagate".
+infra/README.md); skipped when either is missing. Takes about two minutes, most of it the
+AWS provider waiting ~25 s for each wave of SQS queues and queue policies to "propagate".
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from messaging import cloudwatch
 from messaging.aws import region
 from messaging.topology import DEAD_LETTER_QUEUES, MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 from stack import infra
@@ -117,6 +118,13 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     for dlq in DEAD_LETTER_QUEUES:
         assert int(attributes(dlq)["MessageRetentionPeriod"]) == DLQ_RETENTION_SECONDS, dlq
 
+    # Every queue is encrypted and refuses requests made without TLS.
+    for logical in {q.name for q in QUEUES} | set(DEAD_LETTER_QUEUES):
+        attrs = attributes(logical)
+        assert attrs.get("SqsManagedSseEnabled") == "true", logical
+        denies = [s for s in json.loads(attrs["Policy"])["Statement"] if s["Effect"] == "Deny"]
+        assert [s["Condition"] for s in denies] == [{"Bool": {"aws:SecureTransport": "false"}}], logical
+
     topic_names = {t["TopicArn"].split(":")[-1] for t in infra.client("sns", moto_endpoint).list_topics()["Topics"]}
     for topic in TOPICS:
         assert naming.physical(topic.name) in topic_names, topic.name
@@ -131,3 +139,9 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     }
     for dlq in DEAD_LETTER_QUEUES:
         assert naming.physical(dlq) in watched, f"no alarm on dead-letter queue {dlq}"
+
+    # Every alarm notifies the alerts topic, which exists.
+    assert naming.physical("alerts") in topic_names
+    assert alarms and all(alarm["AlarmActions"] == [outputs["alerts_topic_arn"]] for alarm in alarms)
+    assert {a["MetricName"] for a in alarms if a["Namespace"] == cloudwatch.NAMESPACE} == {
+        "SagasAwaitingIntervention", "OutboxOldestAgeSeconds"}

@@ -1,0 +1,173 @@
+# Variables of the services' compute, database and network on AWS. Nothing here is
+# created unless deploy_services is true; the default configuration (queues, topics,
+# alarms, dashboard) applies to LocalStack and moto.
+
+variable "deploy_services" {
+  description = "Run the six services on ECS Fargate with RDS PostgreSQL, a load balancer and a VPC. Needs real AWS (not an emulator)."
+  type        = bool
+  default     = false
+}
+
+variable "image" {
+  description = "Container image of the services (one image; the command picks the service), e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/order-saga:1.4.0. Changing it rolls every service out."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = !var.deploy_services || var.image != ""
+    error_message = "deploy_services needs image."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the public order API's HTTPS listener."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = !var.deploy_services || startswith(var.certificate_arn, "arn:")
+    error_message = "deploy_services needs certificate_arn (an ACM certificate ARN)."
+  }
+}
+
+variable "public_ingress_cidr_blocks" {
+  description = "Who may reach the public order API."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "operator_cidr_blocks" {
+  description = "Networks (VPN, bastion) that may reach the internal endpoints (the saga API with its operator endpoints, and every service's own API) through service discovery. The VPC itself always may."
+  type        = list(string)
+  default     = []
+}
+
+# --- network -------------------------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "Existing VPC to deploy into. Empty: create a VPC with public and private subnets in two availability zones and one NAT gateway."
+  type        = string
+  default     = ""
+}
+
+variable "public_subnet_ids" {
+  description = "With vpc_id: subnets of the internet-facing load balancer (two availability zones at least)."
+  type        = list(string)
+  default     = []
+}
+
+variable "private_subnet_ids" {
+  description = "With vpc_id: subnets of the tasks and the database, with a route out (NAT or VPC endpoints) to the AWS APIs and the image registry."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the VPC created when vpc_id is empty."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "Two (or more) availability zones for the created VPC. Empty: the region's first two."
+  type        = list(string)
+  default     = []
+}
+
+# --- services ------------------------------------------------------------------------------
+
+variable "service_settings" {
+  description = "Per-service sizes, e.g. { payment_svc = { cpu = 512, memory = 1024, min_tasks = 2, max_tasks = 8 } }. Services not listed use the defaults."
+  type = map(object({
+    cpu       = optional(number, 256)
+    memory    = optional(number, 512)
+    min_tasks = optional(number, 1)
+    max_tasks = optional(number, 4)
+  }))
+  default = {}
+}
+
+variable "backlog_per_task" {
+  description = "Target of the auto scaling of each worker: messages waiting in its queues per running task."
+  type        = number
+  default     = 50
+}
+
+variable "service_environment" {
+  description = "Further plain environment of every service (e.g. LOG_LEVEL, ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER). Never secrets: those go through Secrets Manager."
+  type        = map(string)
+  default     = {}
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the services' logs."
+  type        = number
+  default     = 30
+}
+
+variable "logs_kms_key_arn" {
+  description = "KMS key ARN for the log groups and the secrets. Empty: AWS-owned keys. The key policy must let CloudWatch Logs and Secrets Manager use it."
+  type        = string
+  default     = ""
+}
+
+variable "alb_deletion_protection" {
+  description = "Protect the load balancer from deletion."
+  type        = bool
+  default     = false
+}
+
+# --- database ------------------------------------------------------------------------------
+
+variable "database_instance_per_service" {
+  description = "One RDS instance per service instead of one instance holding one database per service."
+  type        = bool
+  default     = false
+}
+
+variable "database_instance_class" {
+  description = "RDS instance class."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "database_allocated_storage" {
+  description = "GiB of storage of each RDS instance (gp3; grows automatically up to ten times this)."
+  type        = number
+  default     = 20
+}
+
+variable "database_engine_version" {
+  description = "PostgreSQL major version on RDS."
+  type        = string
+  default     = "16"
+}
+
+variable "database_multi_az" {
+  description = "Run each RDS instance with a standby in a second availability zone."
+  type        = bool
+  default     = false
+}
+
+variable "database_backup_retention_days" {
+  description = "Days of automated RDS backups (point-in-time recovery); at least 1."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.database_backup_retention_days >= 1 && var.database_backup_retention_days <= 35
+    error_message = "database_backup_retention_days must be between 1 and 35 (backups stay on)."
+  }
+}
+
+variable "database_deletion_protection" {
+  description = "Protect the RDS instances from deletion (set false before destroying the stack)."
+  type        = bool
+  default     = true
+}
+
+variable "database_password_version" {
+  description = "Increase to generate a new database password and write it to the instance and the services' secrets (then force a new deployment)."
+  type        = number
+  default     = 1
+}

@@ -1,0 +1,270 @@
+# The services on AWS (deploy_services = true), planned offline against a mocked provider:
+# least-privilege task roles, secrets never in plain environment, rolling deploys,
+# graceful shutdown, auto scaling and the database.
+mock_provider "aws" {
+  override_during = plan
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_vpc" {
+    defaults = { cidr_block = "10.9.0.0/16" }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mocked-AbCdEf" }
+  }
+}
+
+variables {
+  name_prefix     = "saga"
+  deploy_services = true
+  image           = "123456789012.dkr.ecr.us-east-1.amazonaws.com/order-saga:1.0.0"
+  certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+
+  # What each service may reach, stated independently of infra/services.tf: a role that
+  # can receive from, send to or publish to anything else fails the run below.
+  expected_access = {
+    order_svc = {
+      receive = ["order-commands"]
+      send    = ["orchestrator-commands", "orchestrator-replies"]
+      publish = ["order-events"]
+    }
+    orchestrator = {
+      receive = ["orchestrator-commands", "orchestrator-replies", "saga-escalations",
+        "order-commands-dlq", "inventory-commands-dlq", "payment-commands-dlq", "fulfillment-commands-dlq",
+      "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq"]
+      send = ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands",
+      "notification-commands", "orchestrator-commands", "orchestrator-replies", "saga-escalations"]
+      publish = []
+    }
+    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies"], publish = [] }
+    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies"], publish = [] }
+    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies"], publish = [] }
+    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies"], publish = ["customer-push"] }
+  }
+}
+
+run "task_roles_reach_only_what_each_service_needs" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(aws_iam_role_policy.task)) == toset(keys(var.expected_access))
+    error_message = "One task role per service."
+  }
+  assert {
+    condition = alltrue([
+      for svc, p in aws_iam_role_policy.task : toset(flatten([
+        for s in jsondecode(p.policy).Statement : s.Resource if contains(flatten([s.Action]), "sqs:ReceiveMessage")
+      ])) == toset([for q in var.expected_access[svc].receive : "arn:aws:sqs:us-east-1:123456789012:saga-${q}"])
+    ])
+    error_message = "A task role may receive from a queue it does not consume (or misses one it does)."
+  }
+  assert {
+    condition = alltrue([
+      for svc, p in aws_iam_role_policy.task : toset(flatten([
+        for s in jsondecode(p.policy).Statement : s.Resource if contains(flatten([s.Action]), "sqs:SendMessage")
+      ])) == toset([for q in var.expected_access[svc].send : "arn:aws:sqs:us-east-1:123456789012:saga-${q}"])
+    ])
+    error_message = "A task role may send to a queue it does not need (or misses one it does)."
+  }
+  assert {
+    condition = alltrue([
+      for svc, p in aws_iam_role_policy.task : toset(flatten([
+        for s in jsondecode(p.policy).Statement : s.Resource if contains(flatten([s.Action]), "sns:Publish")
+      ])) == toset([for t in var.expected_access[svc].publish : "arn:aws:sns:us-east-1:123456789012:saga-${t}"])
+    ])
+    error_message = "A task role may publish to a topic it does not need (or misses one it does)."
+  }
+  assert {
+    # Everything a role names is one of its queues or topics, the SES identity (notification
+    # only) or "*" for metrics, which the namespace condition limits.
+    condition = alltrue(flatten([
+      for svc, p in aws_iam_role_policy.task : [
+        for s in jsondecode(p.policy).Statement : [
+          for r in flatten([s.Resource]) :
+          contains(concat(
+            [for q in concat(var.expected_access[svc].receive, var.expected_access[svc].send) : "arn:aws:sqs:us-east-1:123456789012:saga-${q}"],
+            [for t in var.expected_access[svc].publish : "arn:aws:sns:us-east-1:123456789012:saga-${t}"],
+            svc == "notification_svc" ? ["arn:aws:ses:us-east-1:123456789012:identity/orders@shop.example"] : [],
+          ), r) || (r == "*" && s.Action == "cloudwatch:PutMetricData" && try(s.Condition.StringEquals["cloudwatch:namespace"], "") == "OrderSaga")
+        ]
+      ]
+    ]))
+    error_message = "A task role names a resource outside its queues, topics and sender identity, or puts metrics outside the OrderSaga namespace."
+  }
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.task["orchestrator"].policy).Statement : s.Resource
+      if contains(flatten([s.Action]), "sqs:StartMessageMoveTask")
+      ])) == toset([for q in ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands", "notification-commands",
+    "orchestrator-commands", "orchestrator-replies"] : "arn:aws:sqs:us-east-1:123456789012:saga-${q}-dlq"])
+    error_message = "The orchestrator may start message move tasks on the dead-letter queues only."
+  }
+}
+
+run "topics_admit_only_their_publishers" {
+  command = plan
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_sns_topic_policy.topic["order-events"].policy).Statement : s.Principal if s.Effect == "Allow"
+    ] == [{ AWS = ["arn:aws:iam::123456789012:role/saga-order-svc-task"] }]
+    error_message = "Only order_svc's task role may publish to order-events."
+  }
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_sns_topic_policy.topic["customer-push"].policy).Statement :
+      s.Effect == "Deny" && try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) == ["arn:aws:iam::123456789012:role/saga-notification-svc-task"]
+    ])
+    error_message = "Every principal but notification_svc's task role must be denied publishing to customer-push."
+  }
+  assert {
+    condition     = aws_iam_role.task["order_svc"].name == "saga-order-svc-task"
+    error_message = "The topic policies name the task roles by these names."
+  }
+}
+
+run "secrets_come_from_secrets_manager" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for svc, td in aws_ecs_task_definition.service : toset([for s in jsondecode(td.container_definitions)[0].secrets : s.name]) == toset(concat(
+        ["${upper(trimsuffix(trimsuffix(svc, "_svc"), "_"))}_DATABASE_URL", "SAGA_OPERATOR_TOKEN"],
+        svc == "orchestrator" ? ["ORCHESTRATOR_OPERATOR_TOKEN"] : [],
+      ))
+    ])
+    error_message = "Each service gets its database URL and the operator token as ECS secrets."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for td in aws_ecs_task_definition.service : [
+        for e in jsondecode(td.container_definitions)[0].environment : !strcontains(e.name, "DATABASE_URL") && !strcontains(e.name, "TOKEN")
+      ]
+    ]))
+    error_message = "No database URL or token may be plain environment."
+  }
+  assert {
+    condition = alltrue([
+      for svc, p in aws_iam_role_policy.execution : [
+        for s in jsondecode(p.policy).Statement : s.Resource if s.Action == "secretsmanager:GetSecretValue"
+        ] == [[
+          "arn:aws:secretsmanager:us-east-1:123456789012:secret:saga-order-saga/${svc}/database-url-??????",
+          "arn:aws:secretsmanager:us-east-1:123456789012:secret:saga-order-saga/operator-token-??????",
+      ]]
+    ])
+    error_message = "A service's execution role may read its own database URL and the operator token, nothing else."
+  }
+}
+
+run "containers_listen_on_all_interfaces_and_run_their_service" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for svc, td in aws_ecs_task_definition.service :
+      jsondecode(td.container_definitions)[0].command == ["python", "-m", svc]
+      && contains([for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"], "${upper(trimsuffix(trimsuffix(svc, "_svc"), "_"))}_HOST=0.0.0.0")
+      && jsondecode(td.container_definitions)[0].logConfiguration.logDriver == "awslogs"
+    ])
+    error_message = "Each task runs python -m <service>, listens on 0.0.0.0 and logs to CloudWatch Logs."
+  }
+}
+
+run "rolling_deploys_and_graceful_shutdown" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for s in aws_ecs_service.service :
+      s.deployment_minimum_healthy_percent == 100 && s.deployment_maximum_percent == 200
+      && s.deployment_circuit_breaker[0].enable && s.deployment_circuit_breaker[0].rollback
+    ])
+    error_message = "Rolling deploys run old and new tasks side by side and roll back when the new ones fail."
+  }
+  assert {
+    condition     = length(aws_ecs_service.service) == 6 && toset([for s in aws_ecs_service.service : s.launch_type]) == toset(["FARGATE"])
+    error_message = "One Fargate service per process, the orchestrator included."
+  }
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service :
+      jsondecode(td.container_definitions)[0].stopTimeout > aws_lb_target_group.order[0].deregistration_delay - 1
+      && jsondecode(td.container_definitions)[0].healthCheck.command[0] == "CMD"
+    ])
+    error_message = "Tasks get a health check and at least the deregistration delay to finish their work after SIGTERM."
+  }
+  assert {
+    condition     = aws_lb_target_group.order[0].health_check[0].path == "/health" && aws_lb_listener.https[0].certificate_arn == var.certificate_arn && aws_lb_listener.https[0].protocol == "HTTPS"
+    error_message = "The public order API terminates TLS with the given certificate and checks /health."
+  }
+  assert {
+    condition     = length([for s in aws_ecs_service.service : s if length(s.load_balancer) > 0]) == 1 && length(aws_ecs_service.service["order_svc"].load_balancer) == 1
+    error_message = "Only order_svc is behind the public load balancer."
+  }
+}
+
+run "workers_scale_on_their_queue_backlog" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for svc, p in aws_appautoscaling_policy.backlog : toset(flatten([
+        for m in p.target_tracking_scaling_policy_configuration[0].customized_metric_specification[0].metrics : [
+          for ms in m.metric_stat : [for d in ms.metric[0].dimensions : d.value if d.name == "QueueName"]
+        ]
+      ])) == toset([for q in var.expected_access[svc].receive : "saga-${q}" if !strcontains(q, "dlq") && q != "saga-escalations"])
+    ])
+    error_message = "Each service scales on the backlog of exactly the queues it consumes."
+  }
+}
+
+run "one_database_instance_by_default" {
+  command = plan
+
+  assert {
+    condition     = keys(aws_db_instance.main) == ["shared"] && aws_db_instance.main["shared"].backup_retention_period >= 1 && aws_db_instance.main["shared"].storage_encrypted && !aws_db_instance.main["shared"].publicly_accessible
+    error_message = "One encrypted, private RDS instance with backups holds every service's database by default."
+  }
+  assert {
+    condition     = aws_db_instance.main["shared"].deletion_protection
+    error_message = "Deletion protection is on by default."
+  }
+}
+
+run "one_database_instance_per_service_by_variable" {
+  command = plan
+
+  variables {
+    database_instance_per_service = true
+    database_deletion_protection  = false
+  }
+
+  assert {
+    condition     = toset(keys(aws_db_instance.main)) == toset(keys(var.expected_access)) && !aws_db_instance.main["payment_svc"].deletion_protection
+    error_message = "database_instance_per_service gives each service its own instance."
+  }
+}
+
+run "existing_network" {
+  command = plan
+
+  variables {
+    vpc_id             = "vpc-0123456789abcdef0"
+    public_subnet_ids  = ["subnet-a", "subnet-b"]
+    private_subnet_ids = ["subnet-c", "subnet-d"]
+  }
+
+  assert {
+    condition     = length(aws_vpc.main) == 0 && toset(aws_ecs_service.service["payment_svc"].network_configuration[0].subnets) == toset(["subnet-c", "subnet-d"])
+    error_message = "With vpc_id the services run in the given private subnets and no VPC is created."
+  }
+}
