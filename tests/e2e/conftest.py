@@ -17,6 +17,7 @@ from tests.conftest import USER_AWS_ENDPOINT, eventually
 
 
 OPERATOR_TOKEN = "test-operator-token"
+PREVIOUS_OPERATOR_TOKEN = "test-operator-token-before-rotation"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
@@ -24,7 +25,8 @@ def _stack(workdir, postgres_server, **env) -> Stack:
     return Stack(
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         ports={s.module: free_port() for s in SERVICES},
-        env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "RELAY_POLL_INTERVAL": "0.5",
+        env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
+             "RELAY_POLL_INTERVAL": "0.5",
              "CONSUMER_WAIT_SECONDS": "1", **env},
     )
 
