@@ -15,7 +15,6 @@ from stack.runner import Stack
 from stack.services import SERVICES
 from tests.conftest import USER_AWS_ENDPOINT, eventually
 
-
 OPERATOR_TOKEN = "test-operator-token"
 PREVIOUS_OPERATOR_TOKEN = "test-operator-token-before-rotation"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
