@@ -158,6 +158,8 @@ def _document_problems(schema: dict) -> dict:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+        if "requestBody" in operation:  # FastAPI's answer to a body that is not even UTF-8 text
+            operation["responses"].setdefault("400", {"description": "The body cannot be read as JSON"})
         for status, response in operation.get("responses", {}).items():
             if status.isdigit() and int(status) >= 400:
                 response["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
