@@ -143,4 +143,6 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    # log_config=None: uvicorn's own records (such as a malformed request) go through the
+    # JSON handler set up by logs.configure instead of a plain-text handler of uvicorn's.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", log_config=None)
