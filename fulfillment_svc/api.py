@@ -1,19 +1,22 @@
-"""fulfillment_svc's API: shipments, and the warehouse's dispatch and return events."""
+"""fulfillment_svc's API: shipments, and the warehouse's dispatch and return events, for operators."""
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
+from messaging.contracts import Line
+from messaging.http import operator_router
 from messaging.service import SessionDep
 
 from . import domain
 from .tables import shipments
 
-router = APIRouter()
+router = operator_router(tags=["shipments"])
+TRANSITION_ERRORS = {404: {"description": "No such shipment"}, 409: {"description": "Not allowed in the shipment's status"}}
 
 
 class ShipmentView(BaseModel):
@@ -21,7 +24,7 @@ class ShipmentView(BaseModel):
     order_id: uuid.UUID
     status: str
     country: str
-    items: list[dict]
+    items: list[Line]
     delivery_date: date
     created_at: datetime
     updated_at: datetime
@@ -29,6 +32,7 @@ class ShipmentView(BaseModel):
 
 @router.get("/shipments", response_model=list[ShipmentView])
 async def list_shipments(order_id: uuid.UUID, session: SessionDep) -> list[ShipmentView]:
+    """An order's shipments."""
     rows = await session.execute(select(shipments).where(shipments.c.order_id == order_id))
     return [ShipmentView.model_validate(r, from_attributes=True) for r in rows]
 
@@ -47,12 +51,13 @@ async def _transition(shipment_id: uuid.UUID, session, change) -> ShipmentView:
     return ShipmentView.model_validate(updated, from_attributes=True)
 
 
-@router.post("/shipments/{shipment_id}/dispatch", response_model=ShipmentView)
+@router.post("/shipments/{shipment_id}/dispatch", response_model=ShipmentView, responses=TRANSITION_ERRORS)
 async def dispatch(shipment_id: uuid.UUID, session: SessionDep) -> ShipmentView:
+    """The warehouse handed the parcel to the carrier: past this point it cannot be cancelled."""
     return await _transition(shipment_id, session, domain.dispatch)
 
 
-@router.post("/shipments/{shipment_id}/return", response_model=ShipmentView)
+@router.post("/shipments/{shipment_id}/return", response_model=ShipmentView, responses=TRANSITION_ERRORS)
 async def mark_returned(shipment_id: uuid.UUID, session: SessionDep) -> ShipmentView:
     """The parcel came back; its cancellation (a compensation) can now succeed."""
     return await _transition(shipment_id, session, domain.mark_returned)

@@ -1,24 +1,25 @@
-"""notification_svc's read API."""
+"""notification_svc's API: what was sent to an order's customer, for operators."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from messaging.http import operator_router
 from messaging.service import SessionDep
 
 from .tables import notifications
 
-router = APIRouter()
+router = operator_router(tags=["notifications"])
 
 
 class NotificationView(BaseModel):
     notification_id: uuid.UUID
     order_id: uuid.UUID
-    channel: str
+    channel: Literal["email", "push"]
     status: str
     subject: str | None
     provider_message_id: str | None
@@ -28,6 +29,7 @@ class NotificationView(BaseModel):
 
 @router.get("/notifications", response_model=list[NotificationView])
 async def list_notifications(order_id: uuid.UUID, session: SessionDep) -> list[NotificationView]:
+    """An order's email and push notifications and their delivery state (never the address or text)."""
     rows = await session.execute(
         select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.channel))
     return [NotificationView.model_validate(r, from_attributes=True) for r in rows]

@@ -1,24 +1,27 @@
-"""Saga API: read-only views for everyone, operator actions behind a bearer token."""
+"""Saga API: one saga by its (unguessable) id for everyone; listings and operator actions
+behind the operator token."""
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
+from messaging.http import operator_router
 from messaging.service import RuntimeDep, SessionDep
+from messaging.text import Text
 from messaging.topology import SAGA_ESCALATIONS
 from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository
 from .engine import SagaState
 
-router = APIRouter()
+router = APIRouter(tags=["sagas"])
+guarded = operator_router(tags=["sagas"])
+operator = operator_router(prefix="/operator", tags=["operator"])
 log = structlog.get_logger("saga_api")
 SagaStatus = Literal["running", "compensating", "completed", "compensated", "needs_intervention"]
 
@@ -64,7 +67,8 @@ class SagaView(BaseModel):
         )
 
 
-@router.get("/sagas/{saga_id}", response_model=SagaView, response_model_exclude_none=False)
+@router.get("/sagas/{saga_id}", response_model=SagaView, response_model_exclude_none=False,
+            responses={404: {"description": "No such saga"}})
 async def get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView:
     state = await repository.load(session, saga_id, lock=False)
     if state is None:
@@ -72,67 +76,88 @@ async def get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView:
     return SagaView.of(state, await repository.history(session, saga_id))
 
 
-@router.get("/sagas", response_model=list[SagaView])
+@guarded.get("/sagas", response_model=list[SagaView])
 async def list_sagas(
     session: SessionDep,
     status: SagaStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    older_than_seconds: Annotated[int | None, Query(ge=0)] = None,
+    older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
 ) -> list[SagaView]:
+    """Sagas by status and age, newest first."""
     older_than = datetime.now(UTC) - timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
     return [SagaView.of(s) for s in await repository.listing(session, status=status, limit=limit, older_than=older_than)]
 
 
 # --------------------------------------------------------------------------- operator
-_bearer = HTTPBearer(auto_error=False)
-
-
-def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    expected = request.app.state.runtime.settings.operator_token
-    if not credentials or not expected or not secrets.compare_digest(credentials.credentials, expected):
-        raise HTTPException(401, "operator bearer token required", headers={"WWW-Authenticate": "Bearer"})
-    return "operator"
-
-
-Operator = Annotated[str, Depends(operator)]
-operator_router = APIRouter(prefix="/operator")
+StepName = Annotated[str, Path(pattern=r"^[a-z][a-z_]{0,63}$")]
+QueueName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$")]
+NOT_FOUND = {404: {"description": "No such saga or step"}}
+CONFLICT = {409: {"description": "The saga is not in a state that allows this action"}}
 
 
 class Resolution(BaseModel):
-    reason: str = Field(min_length=3, max_length=500)
-    actor: str = Field("operator", min_length=1, max_length=100)
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(min_length=3, max_length=500)
+    actor: Text = Field("operator", min_length=1, max_length=100)
 
 
 class Retry(BaseModel):
-    actor: str = Field("operator", min_length=1, max_length=100)
+    model_config = ConfigDict(extra="forbid")
+    actor: Text = Field("operator", min_length=1, max_length=100)
 
 
-@operator_router.get("/sagas", response_model=list[SagaView])
+class DeadLetterView(BaseModel):
+    queue: str
+    sqs_message_id: str
+    message_type: str | None
+    saga_id: str | None
+    step: str | None
+    detail: str
+    receive_count: int
+
+
+class RedriveOutcome(BaseModel):
+    saga_id: uuid.UUID
+    step: str
+    outcome: str
+
+
+class RedriveView(BaseModel):
+    queue: str
+    method: Literal["StartMessageMoveTask", "message-by-message", "retry-compensation"]
+    moved: int | None = Field(description="Messages moved or compensations retried; null while an SQS move task runs.")
+    task: str | None = Field(None, description="The SQS move task's handle, when SQS moves the messages itself.")
+    sagas: list[RedriveOutcome] | None = Field(None, description="For saga-escalations: each retried compensation.")
+
+
+@operator.get("/sagas", response_model=list[SagaView])
 async def operator_list_sagas(
-    session: SessionDep, _: Operator, status: SagaStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, older_than_seconds: Annotated[int | None, Query(ge=0)] = None,
+    session: SessionDep, status: SagaStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
 ) -> list[SagaView]:
     """Sagas by status and age, for the operator's tools (same data as ``GET /sagas``)."""
     return await list_sagas(session, status, limit, older_than_seconds)
 
 
-@operator_router.get("/sagas/{saga_id}", response_model=SagaView)
-async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep, _: Operator) -> SagaView:
+@operator.get("/sagas/{saga_id}", response_model=SagaView, responses=NOT_FOUND)
+async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView:
     """One saga's timeline, for the operator's tools (same data as ``GET /sagas/{saga_id}``)."""
     return await get_saga(saga_id, session)
 
 
-@operator_router.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView)
-async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: RuntimeDep, request: Request,
-                             _: Operator) -> SagaView:
+@operator.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView,
+               responses=NOT_FOUND | CONFLICT)
+async def retry_compensation(saga_id: uuid.UUID, step: StepName, body: Retry, rt: RuntimeDep, request: Request) -> SagaView:
+    """Send a failed compensation again, once its cause has been fixed."""
     acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
     await _discard(rt, saga_id, step, acted)
     return view
 
 
-@operator_router.post("/sagas/{saga_id}/resolve", response_model=SagaView)
-async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, _: Operator) -> SagaView:
+@operator.post("/sagas/{saga_id}/resolve", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
+async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request) -> SagaView:
+    """Mark a saga compensated after its effect was put right outside the system."""
     acted = datetime.now(UTC)
     view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
     await _discard(rt, saga_id, None, acted)
@@ -149,16 +174,16 @@ async def _discard(rt, saga_id: uuid.UUID, step: str | None, acted: datetime) ->
         log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
 
 
-@operator_router.get("/dead-letters")
-async def list_dead_letters(rt: RuntimeDep, request: Request, _: Operator,
-                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+@operator.get("/dead-letters", response_model=list[DeadLetterView])
+async def list_dead_letters(rt: RuntimeDep, request: Request,
+                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[DeadLetterView]:
     """Every message in every dead-letter queue, with its saga and step where known."""
     steps = request.app.state.orchestrator.engine.step_of_message_types()
-    return [letter.as_dict() for letter in await dead_letters.list_all(rt.broker, limit, steps)]
+    return [DeadLetterView(**letter.as_dict()) for letter in await dead_letters.list_all(rt.broker, limit, steps)]
 
 
-@operator_router.post("/dead-letters/{queue}/redrive")
-async def redrive(queue: str, rt: RuntimeDep, request: Request, _: Operator) -> dict:
+@operator.post("/dead-letters/{queue}/redrive", response_model=RedriveView, responses={404: {"description": "No such queue"}})
+async def redrive(queue: QueueName, rt: RuntimeDep, request: Request) -> RedriveView:
     """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated compensation."""
     if queue == SAGA_ESCALATIONS:
         async def retry(saga_id: uuid.UUID, step: str) -> str:
@@ -168,9 +193,9 @@ async def redrive(queue: str, rt: RuntimeDep, request: Request, _: Operator) -> 
             except HTTPException as error:
                 return f"skipped: {error.detail}"
 
-        return await dead_letters.redrive_escalations(rt.broker, retry)
+        return RedriveView(**await dead_letters.redrive_escalations(rt.broker, retry))
     try:
-        return await dead_letters.redrive_queue(rt.broker, queue)
+        return RedriveView(**await dead_letters.redrive_queue(rt.broker, queue))
     except ValueError as error:
         raise HTTPException(404, str(error)) from error
 

@@ -1,7 +1,7 @@
 """``sagactl``: the operator's command line, a client of the saga API.
 
-Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``
-(the orchestrator's ``ORCHESTRATOR_OPERATOR_TOKEN``) for the actions that change things.
+Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``,
+the operator token every service reads, which the operator endpoints need.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     definition = ServiceDefinition(
         name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
-        handlers=orchestrator.handlers(), routers=(api.router, api.operator_router), workers=(deadlines, intervention_gauge),
+        handlers=orchestrator.handlers(), routers=(api.router, api.guarded, api.operator), workers=(deadlines, intervention_gauge),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator

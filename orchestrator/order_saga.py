@@ -42,6 +42,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.CancelShipment, by_order(c.CancelShipment),
                                     success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed),
                 timeout=timedelta(seconds=t.fulfill_order),
+                forget=("shipping_address",),
             ),
             Step(
                 "send_confirmation", participant=q.NOTIFICATION_COMMANDS,

@@ -1,10 +1,10 @@
 """Orchestrator settings (env prefix ``ORCHESTRATOR_``)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from messaging.settings import ServiceSettings
+from messaging.settings import ServiceSettings, operator_token
 
 
 class StepTimeouts(BaseModel):
@@ -32,4 +32,17 @@ class Settings(ServiceSettings):
         3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire.")
     intervention_count_interval: float = Field(
         30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge).")
-    operator_token: str | None = Field(None, description="Bearer token for the operator endpoints; unset disables them.")
+    legacy_operator_token: SecretStr | None = Field(
+        None, validation_alias="ORCHESTRATOR_OPERATOR_TOKEN",
+        description="The orchestrator's former name for SAGA_OPERATOR_TOKEN, still accepted.")
+
+    @model_validator(mode="after")
+    def _one_operator_token(self) -> Settings:
+        legacy = operator_token(self.legacy_operator_token)
+        if legacy is not None:
+            if self.operator_token is None:
+                self.operator_token = legacy
+            elif self.operator_token.get_secret_value() != legacy.get_secret_value():
+                raise ValueError("SAGA_OPERATOR_TOKEN and ORCHESTRATOR_OPERATOR_TOKEN are both set and differ; "
+                                 "set only SAGA_OPERATOR_TOKEN")
+        return self

@@ -1,40 +1,50 @@
-"""The orders API."""
+"""The orders API: customers place and read their orders; listing a customer's orders
+needs the operator token."""
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from messaging import contracts as c
+from messaging.http import operator_router, problem
 from messaging.service import RuntimeDep, SessionDep
+from messaging.text import check_text
 from messaging.topology import ORCHESTRATOR_COMMANDS
 from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import idempotency_keys, orders
 
-router = APIRouter()
+router = APIRouter(tags=["orders"])
+guarded = operator_router(tags=["orders"])
 
 CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK"})
 MAX_ITEMS = 50
 MAX_TOTAL = Decimal("9999999999.99")  # what the orders table and the Money type hold
+IDEMPOTENCY_TTL = timedelta(hours=24)
+CUSTOMER_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 def _email(value: str) -> str:
+    check_text(value)
     try:
         # test_environment admits the reserved .test domain used by the sandbox (bounce.test).
-        return validate_email(value, check_deliverability=False, test_environment=True).normalized
+        # SES takes only ASCII addresses: no SMTPUTF8 local part, and a Unicode domain is
+        # sent in its ASCII (IDNA) form.
+        checked = validate_email(value, check_deliverability=False, test_environment=True, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
+    return checked.ascii_email or checked.normalized
 
 
 class Strict(BaseModel):
@@ -53,7 +63,7 @@ class OrderLine(Strict):
 
 
 class PlaceOrder(Strict):
-    customer_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    customer_id: str = Field(pattern=CUSTOMER_ID)
     customer_email: Annotated[str, Field(max_length=254), AfterValidator(_email)]
     currency: str
     items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS)
@@ -89,27 +99,39 @@ class OrderView(BaseModel):
     saga_id: uuid.UUID
     status: Literal["pending", "confirmed", "cancelled"]
     cancel_reason: str | None
-    items: list[dict]
+    items: list[c.Line]
     total: Decimal
     currency: str
     created_at: datetime
     updated_at: datetime
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
+    description="Repeats of a request with the same key (per customer, for 24 hours) return the first response.")]
+PLACE_ORDER_RESPONSES = {
+    202: {"headers": {"Location": {"description": "The order's URL", "schema": {"type": "string"}}}},
+    400: {"description": "Invalid Content-Length"},
+    413: {"description": "Body over the size limit (64 KiB)"},
+    422: {"description": "Invalid order, or an Idempotency-Key already used with another body"},
+}
 
 
-@router.post("/orders", status_code=202, response_model=OrderAccepted)
-async def place_order(body: PlaceOrder, rt: RuntimeDep, idempotency_key: IdempotencyKey = None):
+@router.post("/orders", status_code=202, response_model=OrderAccepted, responses=PLACE_ORDER_RESPONSES)
+async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idempotency_key: IdempotencyKey = None):
+    """Place an order; its saga runs after the response. Follow ``Location`` for its status."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    if idempotency_key and (earlier := await _earlier_response(rt, idempotency_key, request_hash)):
+    if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
     accepted = OrderAccepted(order_id=uuid.uuid4(), saga_id=uuid.uuid4())
     items = [i.model_dump(mode="json") for i in body.items]
     now = datetime.now(UTC)
     async with UnitOfWork(rt.sessions, rt.name) as uow:
+        # order_svc is the order's system of record, so it alone keeps where it goes and
+        # whom to tell; the other services drop both once their step has used them.
         await uow.session.execute(orders.insert().values(
             order_id=accepted.order_id, saga_id=accepted.saga_id, customer_id=body.customer_id,
+            customer_email=body.customer_email, shipping_address=body.shipping_address.model_dump(mode="json"),
             currency=body.currency, items=items, total=domain.total(items), status=domain.PENDING,
             created_at=now, updated_at=now,
         ))
@@ -120,30 +142,43 @@ async def place_order(body: PlaceOrder, rt: RuntimeDep, idempotency_key: Idempot
             f"queue:{ORCHESTRATOR_COMMANDS}", saga_id=accepted.saga_id, correlation_id=accepted.saga_id,
         )
         if idempotency_key:
+            scope = (idempotency_keys.c.customer_id == body.customer_id) & (idempotency_keys.c.key == idempotency_key)
+            # An expired key is free again, even before the janitor has removed it.
+            expired = idempotency_keys.c.created_at < now - IDEMPOTENCY_TTL
+            await uow.session.execute(delete(idempotency_keys).where(scope, expired))
+            # A concurrent request with this key that is still in flight makes this insert
+            # wait for its transaction; once it commits, ours finds the key taken.
             claimed = await uow.session.execute(insert(idempotency_keys).values(
-                key=idempotency_key, request_hash=request_hash, order_id=accepted.order_id,
+                customer_id=body.customer_id, key=idempotency_key, request_hash=request_hash, order_id=accepted.order_id,
                 response=accepted.model_dump(mode="json"), created_at=now,
             ).on_conflict_do_nothing().returning(idempotency_keys.c.key))
             if claimed.first() is None:
-                # A concurrent request with this key committed first; ours rolls back whole.
                 await uow.session.rollback()
-                return await _earlier_response(rt, idempotency_key, request_hash)
+                return await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)
         await uow.commit()
+    response.headers["Location"] = _location(accepted.order_id)
     return accepted
 
 
-async def _earlier_response(rt, key: str, request_hash: str):
+def _location(order_id: uuid.UUID | str) -> str:
+    return f"/orders/{order_id}"
+
+
+async def _earlier_response(rt, customer_id: str, key: str, request_hash: str):
+    """The first response to this customer's key, if it was used in the last 24 hours."""
     async with rt.sessions() as session:
-        row = (await session.execute(select(idempotency_keys).where(idempotency_keys.c.key == key))).first()
+        row = (await session.execute(select(idempotency_keys).where(
+            idempotency_keys.c.customer_id == customer_id, idempotency_keys.c.key == key,
+            idempotency_keys.c.created_at >= datetime.now(UTC) - IDEMPOTENCY_TTL))).first()
     if row is None:
         return None
     if row.request_hash != request_hash:
-        raise HTTPException(409, "Idempotency-Key was already used with a different request body")
-    return JSONResponse(row.response, status_code=202)
+        raise HTTPException(422, "Idempotency-Key was already used with a different request body")
+    return JSONResponse(row.response, status_code=202, headers={"Location": _location(row.order_id)})
 
 
-@router.get("/orders", response_model=list[OrderView])
-async def list_orders(customer_id: Annotated[str, Query(min_length=1, max_length=64)], session: SessionDep,
+@guarded.get("/orders", response_model=list[OrderView])
+async def list_orders(customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)], session: SessionDep,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[OrderView]:
     """A customer's orders, newest first."""
     rows = await session.execute(select(orders).where(orders.c.customer_id == customer_id)
@@ -151,8 +186,9 @@ async def list_orders(customer_id: Annotated[str, Query(min_length=1, max_length
     return [OrderView.model_validate(row, from_attributes=True) for row in rows]
 
 
-@router.get("/orders/{order_id}", response_model=OrderView)
+@router.get("/orders/{order_id}", response_model=OrderView, responses={404: {"description": "No such order"}})
 async def get_order(order_id: uuid.UUID, session: SessionDep) -> OrderView:
+    """One order and its status; its id is unguessable, so it needs no token."""
     row = (await session.execute(select(orders).where(orders.c.order_id == order_id))).first()
     if row is None:
         raise HTTPException(404, f"no order {order_id}")
@@ -171,7 +207,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and not length.isdigit():
-            return await JSONResponse({"detail": "invalid Content-Length"}, status_code=400)(scope, receive, send)
+            return await problem(400, "invalid Content-Length")(scope, receive, send)
         if length is not None and int(length) > self.limit:
             return await self._refuse(scope, receive, send)
         chunks, size, more = [], 0, True
@@ -187,8 +223,7 @@ class BodyLimit:
         return await self.app(scope, _replay(chunks, receive), send)
 
     async def _refuse(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
-        await response(scope, receive, send)
+        await problem(413, f"request body over {self.limit} bytes")(scope, receive, send)
 
 
 def _replay(messages: list[dict], then=None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 from messaging.topology import ORDER_COMMANDS
 
@@ -14,7 +15,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
         name="order", package=__package__, metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
-        routers=(api.router,),
+        routers=(api.router, api.guarded),
+        expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),
     )
     app = create_app(definition, settings)
     app.add_middleware(api.BodyLimit, limit=settings.max_body_bytes)

@@ -1,25 +1,26 @@
-"""payment_svc's read API."""
+"""payment_svc's API: an order's charges and refunds, for operators."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from messaging.http import operator_router
 from messaging.service import SessionDep
 
 from .tables import payments
 
-router = APIRouter()
+router = operator_router(tags=["payments"])
 
 
 class PaymentView(BaseModel):
     payment_id: uuid.UUID
     order_id: uuid.UUID
-    kind: str
+    kind: Literal["charge", "refund"]
     status: str
     amount: Decimal
     currency: str
@@ -35,6 +36,7 @@ class PaymentsView(BaseModel):
 
 @router.get("/payments", response_model=PaymentsView)
 async def list_payments(order_id: uuid.UUID, session: SessionDep) -> PaymentsView:
+    """An order's charges and refunds, and the totals that succeeded."""
     rows = (await session.execute(
         select(payments).where(payments.c.order_id == order_id).order_by(payments.c.created_at))).all()
     views = [PaymentView.model_validate(r, from_attributes=True) for r in rows]

@@ -4,6 +4,8 @@ Like a card processor's test cards: the token decides the outcome.
 """
 from __future__ import annotations
 
+import hashlib
+
 
 class PaymentDeclined(Exception):
     """The charge was declined: a business failure, never retried."""
@@ -24,6 +26,12 @@ def charge(token: str) -> None:
         raise PaymentDeclined("unknown payment token")
 
 
-def refund(token: str) -> None:
-    if token == REFUND_FAILS:
+def fingerprint(token: str) -> str:
+    """What is kept of a token to route a refund to the same instrument: a one-way hash, so
+    the stored value cannot be charged again (a real provider's charge id plays this role)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def refund(token_fingerprint: str) -> None:
+    if token_fingerprint == fingerprint(REFUND_FAILS):
         raise RefundRejected("refund rejected by the payment provider")

@@ -26,9 +26,9 @@ async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.Proces
         await uow.session.execute(payments.insert().values(
             payment_id=payment_id, saga_id=envelope.saga_id, order_id=command.order_id, kind="charge",
             status="succeeded", amount=command.amount, currency=command.currency,
-            # The token is kept only to route a refund to the same instrument, as a
-            # provider's charge id would be; it never appears in logs or replies.
-            detail=command.payment_token, created_at=datetime.now(UTC)))
+            # Only a fingerprint of the token is kept, to route a refund to the same
+            # instrument; the token itself is never stored.
+            token_fingerprint=domain.fingerprint(command.payment_token), created_at=datetime.now(UTC)))
         return c.PaymentProcessed(order_id=command.order_id, payment_id=payment_id)
 
     await participant.forward(
@@ -41,7 +41,7 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
     async def undo():
         charge = (await uow.session.execute(select(payments).where(
             payments.c.saga_id == envelope.saga_id, payments.c.kind == "charge"))).one()
-        domain.refund(charge.detail)
+        domain.refund(charge.token_fingerprint)
         await uow.session.execute(payments.insert().values(
             payment_id=uuid.uuid4(), saga_id=envelope.saga_id, order_id=command.order_id, kind="refund",
             status="succeeded", amount=charge.amount, currency=charge.currency, created_at=datetime.now(UTC)))

@@ -1,5 +1,5 @@
 """payment_svc's own database: one row per charge or refund."""
-from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text
+from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 
 from messaging.tables import add_messaging_tables
@@ -16,6 +16,6 @@ payments = Table(
     Column("status", String(20), nullable=False),  # succeeded | declined | failed
     Column("amount", Numeric(14, 2), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("detail", Text),
+    Column("token_fingerprint", String(64)),  # sha256 of the payment token; the token is never stored
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from . import demo as demo_module
 from . import supervisor
+from .credentials import operator_token, where
 from .runner import Stack
 from .services import SERVICES
 
@@ -22,16 +23,18 @@ console = Console() if Console().is_terminal else Console(width=150)
 def demo() -> None:
     """Start everything (unless `make up` is running), place one order per outcome, print a table."""
     urls = supervisor.running_urls()
+    token = operator_token()
+    console.print(where())
     if urls and _healthy(urls):
-        ok = demo_module.run(urls, console)
+        ok = demo_module.run(urls, console, token=token)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="saga-demo-"))
         console.print(f"starting PostgreSQL ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded'}), "
                       f"the AWS emulator ({os.environ.get('AWS_ENDPOINT_URL') or 'moto server'}) and 6 services; "
                       f"logs in {workdir}")
         with Stack(workdir=workdir, database_url=os.environ.get("DATABASE_URL"),
-                   endpoint=os.environ.get("AWS_ENDPOINT_URL")) as stack:
-            ok = demo_module.run({s.module: stack.url(s.module) for s in SERVICES}, console)
+                   endpoint=os.environ.get("AWS_ENDPOINT_URL"), env={"SAGA_OPERATOR_TOKEN": token}) as stack:
+            ok = demo_module.run({s.module: stack.url(s.module) for s in SERVICES}, console, token=token)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -41,6 +44,7 @@ def up(prefix: str = "saga") -> None:
     state = supervisor.up(prefix)
     console.print(supervisor.status())
     console.print({k: v for k, v in state.items() if k != "database_url"})
+    console.print(where())
 
 
 @app.command()

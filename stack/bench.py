@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .credentials import operator_token
 from .demo import SCENARIOS, order_body
 from .runner import Stack
 from .services import SERVICES
@@ -24,10 +25,11 @@ from .services import SERVICES
 FINAL = {"completed", "compensated", "needs_intervention"}
 
 
-def run(urls: dict[str, str], orders: int, concurrency: int) -> dict:
+def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict:
     http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency * 2))
     for sku in ("SKU-1", "SKU-2", "SKU-3"):
-        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": 1_000_000}).raise_for_status()
+        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": 1_000_000},
+                 headers={"Authorization": f"Bearer {token}"}).raise_for_status()
     mix = [SCENARIOS[0]] * 6 + list(SCENARIOS[1:])
 
     def one(i: int) -> tuple[str, float]:
@@ -53,9 +55,10 @@ def run(urls: dict[str, str], orders: int, concurrency: int) -> dict:
 
 def main(orders: int = 200, concurrency: int = 16) -> None:
     console = Console()
+    token = operator_token()
     with Stack(workdir=Path(tempfile.mkdtemp(prefix="saga-bench-")), database_url=os.environ.get("DATABASE_URL"),
-               endpoint=os.environ.get("AWS_ENDPOINT_URL")) as stack:
-        result = run({s.module: stack.url(s.module) for s in SERVICES}, orders, concurrency)
+               endpoint=os.environ.get("AWS_ENDPOINT_URL"), env={"SAGA_OPERATOR_TOKEN": token}) as stack:
+        result = run({s.module: stack.url(s.module) for s in SERVICES}, orders, concurrency, token)
     table = Table(title="whole sagas, POST /orders to final saga status")
     for key in ("orders", "concurrency", "wall_seconds", "sagas_per_second", "p50", "p95", "max", "outcomes"):
         value = result[key]

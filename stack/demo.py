@@ -46,12 +46,14 @@ def order_body(scenario: Scenario) -> dict:
     return body
 
 
-def run(urls: dict[str, str], console: Console | None = None, timeout: float = 60) -> bool:
-    """Place every scenario's order at once and report. True when each ended as expected."""
+def run(urls: dict[str, str], console: Console | None = None, timeout: float = 60, *, token: str) -> bool:
+    """Place every scenario's order at once and report. True when each ended as expected.
+    ``token`` is the operator token, which setting stock levels needs."""
     console = console or Console()
     http = httpx.Client(timeout=10)
     for sku, available in SEED_STOCK.items():
-        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": available}).raise_for_status()
+        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": available},
+                 headers={"Authorization": f"Bearer {token}"}).raise_for_status()
     started = {}
     for scenario in SCENARIOS:
         response = http.post(f"{urls['order_svc']}/orders", json=order_body(scenario))

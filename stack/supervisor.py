@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import infra
+from .credentials import operator_token
 from .services import BY_NAME, SERVICES
 
 RUN = Path(".run")
@@ -30,7 +31,7 @@ def up(prefix: str = "saga") -> dict:
     RUN.mkdir(exist_ok=True)
     server = os.environ.get("DATABASE_URL") or infra.start_embedded_postgres((RUN / "pgdata").resolve(), keep_running=True)
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{EMULATOR_PORT}"
-    aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix}
+    aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix, "SAGA_OPERATOR_TOKEN": operator_token()}
     urls = infra.database_urls(server, prefix.replace("-", "_"), [s.database for s in SERVICES])
     lines = [
         "[supervisord]", f"logfile={RUN.resolve()}/supervisord.log", f"pidfile={RUN.resolve()}/supervisord.pid",
@@ -48,6 +49,7 @@ def up(prefix: str = "saga") -> dict:
                   f"directory={Path.cwd()}", "autostart=false", "autorestart=true", "stopsignal=TERM",
                   f"stdout_logfile={RUN.resolve()}/{service.module}.log", "redirect_stderr=true",
                   f"environment={_environment(env)}", ""]
+    CONF.touch(mode=0o600)  # it holds the operator token
     CONF.write_text("\n".join(lines))
     if _ctl("status", check=False).returncode in (0, 3):
         _ctl("reread"), _ctl("update")

@@ -17,9 +17,11 @@ from typing import Annotated, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import Message, MessageRegistry
+from .text import Text
 
 Money = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=14)]
-Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,63}$")]
+SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
+Sku = Annotated[str, Field(pattern=SKU_PATTERN)]
 Reason = Annotated[str, Field(max_length=500)]
 
 
@@ -55,17 +57,19 @@ class Line(Part):
 
 
 class Address(Part):
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
+    name: Text = Field(min_length=1, max_length=200)
+    line1: Text = Field(min_length=1, max_length=200)
+    line2: Text | None = Field(default=None, max_length=200)
+    city: Text = Field(min_length=1, max_length=100)
+    postal_code: Text = Field(min_length=1, max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$")
 
 
 # --- order_svc -> orchestrator -------------------------------------------------------
 class StartOrderSaga(Command):
     """Sent by order_svc in the transaction that creates the pending order."""
+
+    carries_personal_data: ClassVar = True
 
     customer_id: str
     customer_email: str
@@ -112,6 +116,8 @@ class InventoryReleased(Reply):
 
 # --- payment_svc ---------------------------------------------------------------------
 class ProcessPayment(Command):
+    carries_personal_data: ClassVar = True
+
     amount: Money
     currency: str
     payment_token: str
@@ -139,6 +145,8 @@ class PaymentRefundFailed(FailureReply):
 
 # --- fulfillment_svc -----------------------------------------------------------------
 class FulfillOrder(Command):
+    carries_personal_data: ClassVar = True
+
     items: list[Line] = Field(min_length=1)
     shipping_address: Address
 
@@ -165,6 +173,8 @@ class ShipmentCancellationFailed(FailureReply):
 
 # --- notification_svc ----------------------------------------------------------------
 class SendConfirmation(Command):
+    carries_personal_data: ClassVar = True
+
     customer_id: str
     customer_email: str
     total: Money
@@ -233,3 +243,7 @@ REGISTRY = MessageRegistry(
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
     CompensationEscalated,
 )
+
+PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)
+"""Messages that carry a payment token, an email address or a street address: their outbox
+rows are deleted as soon as they are published."""

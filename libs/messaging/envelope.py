@@ -50,6 +50,8 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[Literal["command", "reply", "event"]]
+    carries_personal_data: ClassVar[bool] = False
+    """True for a payload with a secret or personal data, which no store may keep past its use."""
 
     @classmethod
     def message_type(cls) -> str:

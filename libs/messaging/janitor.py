@@ -2,15 +2,18 @@
 
 Published outbox rows are kept for a while to help investigations, then deleted. Inbox rows
 must outlive every possible redelivery of their message: SQS keeps a message at most 14
-days (and a dead-letter queue keeps its original enqueue time), so 15 days is safe.
+days (and a dead-letter queue keeps its original enqueue time), so 15 days is safe. A
+service may name rows of its own tables that expire too (:class:`Expiry`).
 """
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = structlog.get_logger("janitor")
@@ -26,13 +29,30 @@ _PURGE_INBOX = text(
     "DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE received_at < now() - CAST(:keep AS interval) LIMIT :batch)")
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """Rows of ``table`` are deleted once their ``column`` (a timestamp) is older than ``keep``."""
+
+    table: Table
+    column: str
+    keep: timedelta
+
+    def statement(self):
+        name, column = self.table.name, self.table.c[self.column].name  # names from code, never from input
+        return text(f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} "
+                    f"WHERE {column} < now() - CAST(:keep AS interval) LIMIT :batch)")
+
+
 async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention: timedelta,
-                inbox_retention: timedelta = INBOX_RETENTION) -> dict[str, int]:
-    """Delete published outbox rows and inbox rows older than their retention; returns counts."""
+                inbox_retention: timedelta = INBOX_RETENTION, expiring: Sequence[Expiry] = ()) -> dict[str, int]:
+    """Delete published outbox rows, inbox rows and ``expiring`` rows older than their
+    retention; returns counts per table."""
     if inbox_retention < INBOX_RETENTION:
         raise ValueError(f"inbox rows must be kept at least {INBOX_RETENTION.days} days, or a redelivery is handled twice")
     counts = {}
-    for table, statement, keep in (("outbox", _PURGE_OUTBOX, outbox_retention), ("inbox", _PURGE_INBOX, inbox_retention)):
+    purges = [("outbox", _PURGE_OUTBOX, outbox_retention), ("inbox", _PURGE_INBOX, inbox_retention)]
+    purges += [(e.table.name, e.statement(), e.keep) for e in expiring]
+    for table, statement, keep in purges:
         counts[table] = 0
         while True:
             async with sessions() as session, session.begin():
@@ -44,10 +64,10 @@ async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention:
 
 
 async def run(sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event, *, service: str,
-              outbox_retention: timedelta, interval: float = 3600) -> None:
+              outbox_retention: timedelta, expiring: Sequence[Expiry] = (), interval: float = 3600) -> None:
     while not stop.is_set():
         try:
-            counts = await purge(sessions, outbox_retention=outbox_retention)
+            counts = await purge(sessions, outbox_retention=outbox_retention, expiring=expiring)
             if any(counts.values()):
                 log.info("purged", service=service, **counts)
         except Exception:  # noqa: BLE001 - retried at the next interval

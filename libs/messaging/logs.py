@@ -18,9 +18,16 @@ _SHARED = [
 
 
 def configure(service: str, level: str = "INFO") -> None:
+    # Added to every record rather than bound as context: a context bound at start does not
+    # reach the tasks that serve HTTP requests.
+    def add_service(_, __, event: dict) -> dict:
+        event.setdefault("service", service)
+        return event
+
+    shared = [*_SHARED, add_service]
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer()],
     ))
@@ -31,9 +38,8 @@ def configure(service: str, level: str = "INFO") -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     logging.getLogger("aiobotocore").setLevel(logging.WARNING)
     structlog.configure(
-        processors=[*_SHARED, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)

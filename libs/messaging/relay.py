@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ _CLAIM = text(
     "ORDER BY attempts, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 _MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
+_PURGE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids) AND message_type = ANY(:types)")
 _MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
 _BACKLOG = text("SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at)) FROM outbox WHERE published_at IS NULL")
 
@@ -59,7 +61,11 @@ class Relay:
         batch_size: int = 100,
         poll_interval: float = 1.0,
         duplicate_delivery: bool = False,
+        purge_after_publish: Collection[str] = (),
     ) -> None:
+        """``purge_after_publish``: message types whose rows are deleted as soon as they are
+        published, rather than kept for the retention period, because they carry secrets or
+        personal data."""
         self._sessions = sessions
         self._broker = broker
         self._service = service
@@ -67,6 +73,7 @@ class Relay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._duplicate_delivery = duplicate_delivery
+        self._purge_types = sorted(purge_after_publish)
         self._wake = asyncio.Event()
         self._backlog_due = 0.0
 
@@ -108,6 +115,8 @@ class Relay:
                         error = "; ".join(set(failed.values()))[:2000]
                         await session.execute(_MARK_FAILED, {"ids": list(failed), "error": error})
             if published:
+                if self._purge_types:  # in the marking's transaction: a crash before it commits republishes them
+                    await session.execute(_PURGE_PUBLISHED, {"ids": published, "types": self._purge_types})
                 await session.execute(_MARK_PUBLISHED, {"ids": published})
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(published))
         return len(published)

@@ -18,10 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from . import cloudwatch, database, janitor, logs, metrics, migrations
+from . import cloudwatch, database, http, janitor, logs, metrics, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
+from .contracts import PERSONAL_MESSAGE_TYPES
 from .relay import Relay
 from .settings import ServiceSettings
 from .topology import Naming
@@ -58,6 +59,8 @@ class ServiceDefinition:
     """Run once after the tables exist (seeding, checks)."""
     workers: Sequence[Worker] = ()
     """Extra background loops besides the relay and the consumer; they run until ``runtime.stop``."""
+    expiring: Sequence[janitor.Expiry] = ()
+    """Rows of the service's own tables that the janitor deletes once expired."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -102,7 +105,9 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
 
-    app = FastAPI(title=f"{definition.name} service", lifespan=lifespan)
+    app = FastAPI(title=f"{definition.name} service", version="1", lifespan=lifespan,
+                  generate_unique_id_function=http.operation_id)
+    http.install(app)
 
     @app.get("/health", include_in_schema=False)
     async def health(rt: RuntimeDep) -> dict:
@@ -122,12 +127,14 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
     relay = Relay(
         rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
+        purge_after_publish=PERSONAL_MESSAGE_TYPES,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     metrics.CLOUDWATCH.declare("MessagesDeadLettered")
     yield "relay", relay.run(rt.stop)
     yield "janitor", janitor.run(rt.sessions, rt.stop, service=definition.name,
-                                 outbox_retention=timedelta(days=settings.outbox_retention_days))
+                                 outbox_retention=timedelta(days=settings.outbox_retention_days),
+                                 expiring=definition.expiring)
     for queue in definition.queues:
         consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
                             wait_time_seconds=settings.consumer_wait_seconds,
@@ -140,4 +147,6 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+    # log_config=None: uvicorn's own records (such as a malformed request) go through the
+    # JSON handler set up by logs.configure instead of a plain-text handler of uvicorn's.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", log_config=None)

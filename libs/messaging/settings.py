@@ -1,7 +1,7 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .cloudwatch import Sink
@@ -10,7 +10,8 @@ from .cloudwatch import Sink
 class ServiceSettings(BaseSettings):
     """Fails fast: a missing database URL or a bad number stops the process at start."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # Settings hold secrets (the database URL, the operator token): errors must not echo them.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...)")
     host: str = "127.0.0.1"
@@ -30,6 +31,22 @@ class ServiceSettings(BaseSettings):
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",
     )
 
+    operator_token: SecretStr | None = Field(
+        None, validation_alias="SAGA_OPERATOR_TOKEN",
+        description="Bearer token for the operator endpoints of every service; unset refuses everyone.")
+    operator_token_previous: SecretStr | None = Field(
+        None, validation_alias="SAGA_OPERATOR_TOKEN_PREVIOUS",
+        description="Also accepted while set, so that a token can be rotated without downtime.")
+
+    @field_validator("operator_token", "operator_token_previous", mode="before")
+    @classmethod
+    def _token(cls, value):
+        return operator_token(value)
+
+    def operator_tokens(self) -> list[str]:
+        """The tokens accepted now: the current one and, during a rotation, the previous one."""
+        return [t.get_secret_value() for t in (self.operator_token, self.operator_token_previous) if t is not None]
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg(cls, value: str) -> str:
@@ -38,3 +55,15 @@ class ServiceSettings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a PostgreSQL URL")
         return value
+
+
+def operator_token(value: str | SecretStr | None) -> SecretStr | None:
+    """A valid operator token, None when unset or empty; raises ``ValueError`` otherwise."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not value:
+        return None
+    # Sent as a header value: visible ASCII only, and long enough not to be guessed.
+    if not (16 <= len(value) <= 512 and all("!" <= ch <= "~" for ch in value)):
+        raise ValueError("an operator token is 16 to 512 visible ASCII characters")
+    return SecretStr(value)

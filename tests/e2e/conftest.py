@@ -15,12 +15,17 @@ from stack.runner import Stack
 from stack.services import SERVICES
 from tests.conftest import USER_AWS_ENDPOINT, eventually
 
+OPERATOR_TOKEN = "test-operator-token"
+PREVIOUS_OPERATOR_TOKEN = "test-operator-token-before-rotation"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
 
 def _stack(workdir, postgres_server, **env) -> Stack:
     return Stack(
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         ports={s.module: free_port() for s in SERVICES},
-        env={"ORCHESTRATOR_OPERATOR_TOKEN": "test-operator-token", "RELAY_POLL_INTERVAL": "0.5",
+        env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
+             "RELAY_POLL_INTERVAL": "0.5",
              "CONSUMER_WAIT_SECONDS": "1", "METRICS_PUBLISH_INTERVAL": "2",
              "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2", **env},
     )
@@ -38,13 +43,14 @@ class Shop:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.http = httpx.Client(timeout=10)
+        self.operator = httpx.Client(timeout=10, headers=OPERATOR)
 
     def url(self, module: str, path: str) -> str:
         return self.stack.url(module) + path
 
     def new_sku(self, available: int) -> str:
         sku = f"SKU-{uuid.uuid4().hex[:10].upper()}"
-        assert self.http.put(self.url("inventory_svc", f"/stock/{sku}"), json={"available": available}).status_code == 200
+        assert self.operator.put(self.url("inventory_svc", f"/stock/{sku}"), json={"available": available}).status_code == 200
         return sku
 
     def order_body(self, sku: str, quantity: int = 2, **overrides) -> dict:
@@ -87,16 +93,16 @@ class Shop:
         return order, saga
 
     def stock(self, sku: str) -> dict:
-        return self.http.get(self.url("inventory_svc", f"/stock/{sku}")).json()
+        return self.operator.get(self.url("inventory_svc", f"/stock/{sku}")).json()
 
     def payments(self, order_id: str) -> dict:
-        return self.http.get(self.url("payment_svc", "/payments"), params={"order_id": order_id}).json()
+        return self.operator.get(self.url("payment_svc", "/payments"), params={"order_id": order_id}).json()
 
     def shipments(self, order_id: str) -> list[dict]:
-        return self.http.get(self.url("fulfillment_svc", "/shipments"), params={"order_id": order_id}).json()
+        return self.operator.get(self.url("fulfillment_svc", "/shipments"), params={"order_id": order_id}).json()
 
     def notifications(self, order_id: str) -> list[dict]:
-        return self.http.get(self.url("notification_svc", "/notifications"), params={"order_id": order_id}).json()
+        return self.operator.get(self.url("notification_svc", "/notifications"), params={"order_id": order_id}).json()
 
     def assert_books_balanced(self, order_id: str, sku: str, start_available: int) -> None:
         """After a compensated saga: stock back, refunds equal charges, no active shipment."""

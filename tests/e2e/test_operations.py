@@ -89,7 +89,8 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
         placed = shop.place(shop.order_body(sku))
         eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "succeeded", what="shipment made")
         [shipment] = shop.shipments(placed["order_id"])
-        assert shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch")).status_code == 200
+        dispatch = shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch")
+        assert shop.operator.post(dispatch).status_code == 200
 
         order, saga = shop.settled(placed, timeout=30)  # send_confirmation times out, the parcel has left
         assert saga["status"] == "needs_intervention"
@@ -101,7 +102,7 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
         assert f"{placed['saga_id']}" in sagactl(stack, "dead-letters")
 
         # The cause is fixed: the parcel came back. A redrive or a retry carries the saga to compensated.
-        assert shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/return")).status_code == 200
+        assert shop.operator.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/return")).status_code == 200
         if repair == "redrive":
             assert "compensation retried" in sagactl(stack, "redrive", "saga-escalations")
         else:

@@ -36,12 +36,12 @@ def test_release_undoes_reserve(available, wanted):
 def test_sandbox_tokens_decide_payment_outcomes():
     payments.charge("tok_visa")
     payments.charge("tok_refundFail")
-    payments.refund("tok_visa")
+    payments.refund(payments.fingerprint("tok_visa"))
     for token in ("tok_chargeDeclined", "tok_unknown"):
         with pytest.raises(payments.PaymentDeclined):
             payments.charge(token)
     with pytest.raises(payments.RefundRejected):
-        payments.refund("tok_refundFail")
+        payments.refund(payments.fingerprint("tok_refundFail"))
 
 
 def test_shipping_rules():
