@@ -7,6 +7,7 @@ one asks the orchestrator to retry that compensation, once the cause has been fi
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,31 @@ async def list_all(broker: Broker, limit: int = 100, steps: dict[str, str] | Non
                 seen.add(parsed[0].message_id)
             letters.append(describe(queue, message, parsed, steps))
     return letters
+
+
+@dataclass
+class Depth:
+    queue: str
+    waiting: int | None
+    """Approximate messages ready to receive; None when the queue could not be asked."""
+    in_flight: int | None
+    """Approximate messages received and not yet deleted or made visible again."""
+
+
+async def depths(broker: Broker) -> list[Depth]:
+    """How many messages each dead-letter queue (``saga-escalations`` included) holds."""
+    async def depth(queue: str) -> Depth:
+        try:
+            attributes = (await broker.sqs.get_queue_attributes(
+                QueueUrl=await broker.queue_url(queue),
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]))["Attributes"]
+        except ClientError as error:
+            log.warning("queue_depth_unavailable", queue=queue, error=str(error)[:200])
+            return Depth(queue, None, None)
+        return Depth(queue, int(attributes["ApproximateNumberOfMessages"]),
+                     int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
+    return list(await asyncio.gather(*(depth(queue) for queue in DEAD_LETTER_QUEUES)))
 
 
 async def take(broker: Broker, queue: str):

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
-from . import api, tables
+from . import api, console, tables
 from .engine import SagaEngine
 from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
@@ -38,7 +38,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     definition = ServiceDefinition(
         name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
-        handlers=orchestrator.handlers(), routers=(api.router, api.operator_router), workers=(deadlines,),
+        handlers=orchestrator.handlers(), routers=(api.router, api.operator_router, console.router), workers=(deadlines,),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator
