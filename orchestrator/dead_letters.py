@@ -160,29 +160,43 @@ async def take(broker: Broker, queue: str):
 
 
 async def redrive_queue(broker: Broker, dlq: str) -> dict:
-    """Move every message of ``dlq`` back to its source queue."""
+    """Move every message of ``dlq`` back to its source queue. ``messages`` in the result
+    names the saga and type of each message moved (with ``StartMessageMoveTask``: of those
+    seen just before the task started)."""
     if dlq not in DEAD_LETTER_QUEUES or dlq == SAGA_ESCALATIONS:
         raise ValueError(f"{dlq} is not a redrivable dead-letter queue")
     source = dlq.removesuffix("-dlq")
     try:
+        waiting = await peek(broker, dlq)
         # One attempt only: an endpoint without the action (some emulators) answers 5xx,
         # which the default retry policy would retry for seconds.
         async with aioboto3.Session(region_name=region()).client("sqs", config=NO_RETRY) as sqs:
             task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq),
                                                      DestinationArn=broker.queue_arn(source))
-        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle")}
+        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle"),
+                "messages": _sagas_of(waiting)}
     except (ClientError, NotImplementedError) as error:
         log.info("message_move_task_unavailable", queue=dlq, error=str(error)[:200])
     source_url = await broker.queue_url(source)
-    moved = 0
+    moved = []
     async for message, delete, _ in take(broker, dlq):
         # Send before delete: a crash in between leaves a copy in both queues, never in
         # neither, and the receiver's inbox drops the copy by its message id.
         await broker.sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"],
                                       MessageAttributes=message.get("MessageAttributes", {}))
         await delete()
-        moved += 1
-    return {"queue": dlq, "method": "message-by-message", "moved": moved}
+        moved.append(message)
+    return {"queue": dlq, "method": "message-by-message", "moved": len(moved), "messages": _sagas_of(moved)}
+
+
+def _sagas_of(messages: list[dict]) -> list[dict]:
+    """The saga and type of each message that has them (a malformed one has neither)."""
+    found = []
+    for message in messages:
+        parsed = _parse(message)
+        if not isinstance(parsed, MalformedMessage) and parsed[0].saga_id is not None:
+            found.append({"saga_id": str(parsed[0].saga_id), "message_type": parsed[0].message_type})
+    return found
 
 
 def escalation(message: dict) -> tuple[c.CompensationEscalated, datetime] | None:

@@ -17,8 +17,8 @@ from messaging.service import Runtime
 from messaging.topology import SAGA_ESCALATIONS
 from messaging.uow import UnitOfWork
 
-from . import dead_letters
-from .engine import SagaState
+from . import dead_letters, repository
+from .engine import HistoryEntry, SagaState
 from .handlers import Orchestrator
 
 log = structlog.get_logger("operations")
@@ -45,7 +45,9 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
     """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated
     compensation (each retry lands in its saga's history under ``actor``)."""
     if queue != SAGA_ESCALATIONS:
-        return await dead_letters.redrive_queue(rt.broker, queue)
+        outcome = await dead_letters.redrive_queue(rt.broker, queue)
+        await _record_redrive(rt, orchestrator, queue, outcome["messages"], actor)
+        return outcome
 
     async def retry(saga_id: uuid.UUID, step: str) -> str:
         try:
@@ -55,6 +57,22 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
             return f"skipped: {error}"
 
     return await dead_letters.redrive_escalations(rt.broker, retry)
+
+
+async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, messages: list[dict],
+                          actor: str) -> None:
+    """Note in each saga's history that a person sent its dead-lettered message back: not a
+    transition (the message's handling will be one), but who did what to the saga, and when."""
+    steps = orchestrator.engine.step_of_message_types()
+    at = datetime.now(UTC)
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        known = await repository.existing(uow.session, {uuid.UUID(m["saga_id"]) for m in messages})
+        for m in messages:
+            if uuid.UUID(m["saga_id"]) in known:
+                await repository.record(uow.session, uuid.UUID(m["saga_id"]), [HistoryEntry(
+                    "operator_redrive", steps.get(m["message_type"]),
+                    f"by {actor}: {m['message_type']} from {queue} back to {queue.removesuffix('-dlq')}")], at)
+        await uow.commit()
 
 
 async def _act(rt: Runtime, action) -> SagaState:

@@ -7,6 +7,10 @@ import uuid
 import httpx
 import pytest
 
+from messaging import contracts as c
+from messaging.envelope import Envelope
+from tests.conftest import eventually
+
 pytestmark = pytest.mark.e2e
 TOKEN = "test-operator-token"
 
@@ -87,3 +91,26 @@ def test_only_the_console_s_own_static_files_are_served(anonymous):
     assert anonymous.get("/console/static/console.js").status_code == 200
     assert anonymous.get("/console/static/..%2Froutes.py").status_code == 404
     assert anonymous.get("/console/static/routes.py").status_code == 404
+
+
+def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_its_history(stack, shop, signed_in):
+    placed = shop.place(shop.order_body(shop.new_sku(5)))
+    shop.settled(placed)
+    # A reply that failed to be handled until it was dead-lettered.
+    late = Envelope.wrap(c.InventoryReserved(order_id=placed["order_id"]), sender="inventory",
+                         saga_id=uuid.UUID(placed["saga_id"]))
+    stack.client("sqs").send_message(QueueUrl=stack.queue_url("orchestrator-replies-dlq"), MessageBody=late.model_dump_json())
+    page = signed_in.get(f"/console/sagas/{placed['saga_id']}").text
+    assert "orchestrator-replies-dlq" in page and "InventoryReserved" in page
+
+    response = signed_in.post("/console/dead-letters/orchestrator-replies-dlq/redrive",
+                              data={"csrf": csrf(signed_in), "back": f"/console/sagas/{placed['saga_id']}"})
+    assert response.status_code == 303 and "moved=1" in response.headers["location"]
+    history = shop.saga(placed["saga_id"])["history"]
+    [redriven] = [h for h in history if h["event"] == "operator_redrive"]
+    assert redriven["step"] == "reserve_inventory"
+    assert redriven["detail"] == ("by ada (console): InventoryReserved from orchestrator-replies-dlq back to "
+                                  "orchestrator-replies")
+    # Handled this time: a reply for a step long done, ignored and said so.
+    eventually(lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_ignored"],
+               what="the redriven reply handled")
