@@ -34,7 +34,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="screenshots-"))
     with console_stack(workdir, _postgres(workdir), os.environ.get("AWS_ENDPOINT_URL")) as stack:
         shop = Shop(stack)
-        placed = [place_outcomes(shop) for _ in range(args.rounds)]
+        placed = []
+        for _ in range(args.rounds):
+            placed.append(place_outcomes(shop))
+            _everyday(shop, 8)
         chrome = new_driver(workdir, 1440, 1000)
         try:
             sign_in(chrome, stack)
@@ -47,6 +50,15 @@ def main() -> None:
         finally:
             chrome.quit()
     print(f"screenshots in {args.out}")
+
+
+def _everyday(shop: Shop, count: int) -> None:
+    """A more usual mix besides: most orders complete, a card is declined now and then."""
+    sku = shop.new_sku(1000)
+    orders = [shop.place(shop.order_body(sku, payment_token="tok_chargeDeclined" if i % 4 == 3 else "tok_visa"))
+              for i in range(count)]
+    for order in orders:
+        shop.settled(order, timeout=45)
 
 
 def _shoot(chrome, path: Path) -> None:
