@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from messaging import migrations
 from orchestrator.console import queries
-from stack import infra
 
 pytestmark = pytest.mark.integration
 SAGAS = 100_000
@@ -20,32 +16,20 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
-def console_url(postgres_server):
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    yield infra.database_urls(postgres_server, prefix, ["orchestrator"])["orchestrator"]
-    infra.drop_databases(postgres_server, prefix, ["orchestrator"])
-
-
-@pytest.fixture(scope="module")
-async def db(console_url):
-    engine = create_async_engine(console_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(migrations.upgrade, "orchestrator")
-            # One saga a second back from now; every 20th needs a person, every 10th is of a second definition.
-            await connection.execute(text("""
-                INSERT INTO sagas (saga_id, definition, order_id, status, data, steps, created_at, updated_at)
-                SELECT gen_random_uuid(), CASE WHEN i % 10 = 5 THEN 'order_cancellation' ELSE 'order' END,
-                       gen_random_uuid(),
-                       CASE i % 20 WHEN 0 THEN 'needs_intervention' WHEN 1 THEN 'compensated' WHEN 2 THEN 'compensated'
-                                   WHEN 3 THEN 'running' WHEN 4 THEN 'compensating' ELSE 'completed' END,
-                       '{}'::jsonb, '[]'::jsonb, CAST(:now AS timestamptz) - i * interval '1 second',
-                       CAST(:now AS timestamptz) - i * interval '1 second'
-                FROM generate_series(1, :n) AS i"""), {"now": NOW, "n": SAGAS})
-            await connection.execute(text("ANALYZE sagas"))
-        yield async_sessionmaker(engine, expire_on_commit=False)
-    finally:
-        await engine.dispose()
+async def db(orchestrator_db):
+    async with orchestrator_db() as session, session.begin():
+        # One saga a second back from now; every 20th needs a person, every 10th is of a second definition.
+        await session.execute(text("""
+            INSERT INTO sagas (saga_id, definition, order_id, status, data, steps, created_at, updated_at)
+            SELECT gen_random_uuid(), CASE WHEN i % 10 = 5 THEN 'order_cancellation' ELSE 'order' END,
+                   gen_random_uuid(),
+                   CASE i % 20 WHEN 0 THEN 'needs_intervention' WHEN 1 THEN 'compensated' WHEN 2 THEN 'compensated'
+                               WHEN 3 THEN 'running' WHEN 4 THEN 'compensating' ELSE 'completed' END,
+                   '{}'::jsonb, '[]'::jsonb, CAST(:now AS timestamptz) - i * interval '1 second',
+                   CAST(:now AS timestamptz) - i * interval '1 second'
+            FROM generate_series(1, :n) AS i"""), {"now": NOW, "n": SAGAS})
+        await session.execute(text("ANALYZE sagas"))
+    return orchestrator_db
 
 
 def plan_nodes(plan: dict):
