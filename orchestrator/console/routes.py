@@ -62,6 +62,9 @@ def _token_ok(settings, presented: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Session:
+    """A signed-in operator: the token they gave, the name they typed, and a random nonce
+    that their forms' CSRF token is derived from."""
+
     token: str
     name: str
     nonce: str

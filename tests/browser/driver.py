@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -76,7 +77,10 @@ def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: st
 
 
 def wait(chrome: webdriver.Chrome, condition, timeout: float = 15):
-    return WebDriverWait(chrome, timeout).until(condition)
+    """Until ``condition`` holds; an element missing or replaced meanwhile (the page is
+    loading or refreshing itself) only means not yet."""
+    return WebDriverWait(chrome, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition)
 
 
 def visible(css: str):

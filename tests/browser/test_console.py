@@ -10,7 +10,6 @@ from selenium.webdriver.common.by import By
 
 from stack.infra import free_port
 from tests.browser.driver import TOKEN, sign_in, visible, wait
-from tests.conftest import eventually
 
 HOSTILE_REASON = '<script>document.title="pwned"</script><img id="injected" src="x" onerror="document.title=\'pwned\'">'
 
@@ -21,6 +20,15 @@ def page(console, path: str = "") -> str:
 
 def text(chrome, css: str) -> str:
     return chrome.find_element(By.CSS_SELECTOR, css).text
+
+
+def live_text(chrome, css: str) -> str:
+    """Text on the overview, whose live part is replaced every second."""
+    return wait(chrome, lambda c: text(c, css))
+
+
+def live_click(chrome, css: str) -> None:
+    wait(chrome, lambda c: c.find_element(By.CSS_SELECTOR, css).click() or True)
 
 
 def timeline(chrome) -> list[tuple[str, str, str]]:
@@ -50,18 +58,17 @@ def test_only_the_sign_in_shows_until_the_operator_token_is_given(console, outco
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # out of reach of any script
     # The sagas that need a person are at the top, and the escalations queue shows its depth.
-    attention = text(browser, "#attention")
+    attention = live_text(browser, "#attention")
     for placed in outcomes["needs_intervention"]:
         assert placed["saga_id"][:8] in attention
-    eventually(lambda: browser.find_element(By.CSS_SELECTOR, "[data-queue='saga-escalations'] .depth").text not in ("0", "?"),
-               timeout=15, what="escalations counted in the overview")
+    wait(browser, lambda c: text(c, "[data-queue='saga-escalations'] .depth") not in ("0", "?"))  # escalations counted
 
 
 def test_a_compensated_saga_is_found_from_the_overview_with_its_failed_step_and_compensations(console, outcomes, browser):
     saga_id = outcomes["compensated"][0]["saga_id"]
     sign_in(browser, console)
     wait(browser, visible("#counts"))
-    browser.find_element(By.CSS_SELECTOR, "table[data-definition='order'] a[data-count='compensated']").click()
+    live_click(browser, "table[data-definition='order'] a[data-count='compensated']")
     wait(browser, visible("#saga-list"))
     assert "status=compensated" in browser.current_url
     browser.find_element(By.CSS_SELECTOR, f"a[data-saga='{saga_id}']").click()
@@ -179,12 +186,12 @@ def test_the_overview_counts_follow_changes_without_a_reload(console, console_sh
     sign_in(browser, console)
     wait(browser, visible("#counts"))
     counted = "table[data-definition='order'] a[data-count='{}']"
-    before = {s: int(text(browser, counted.format(s))) for s in ("needs_intervention", "compensated")}
+    before = {s: int(live_text(browser, counted.format(s))) for s in ("needs_intervention", "compensated")}
     browser.execute_script("window.notReloaded = true")
     response = httpx.post(console.url("orchestrator") + f"/operator/sagas/{saga_id}/resolve",
                           json={"reason": "refunded by bank transfer", "actor": "sagactl"},
                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert response.status_code == 200, response.text
     wait(browser, lambda c: int(text(c, counted.format("compensated"))) == before["compensated"] + 1, timeout=15)
-    assert int(text(browser, counted.format("needs_intervention"))) == before["needs_intervention"] - 1
+    assert int(live_text(browser, counted.format("needs_intervention"))) == before["needs_intervention"] - 1
     assert browser.execute_script("return window.notReloaded") is True
