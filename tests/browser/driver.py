@@ -70,10 +70,12 @@ def console_stack(workdir: Path, database_url: str | None, endpoint: str | None,
 
 
 def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: str = TOKEN) -> None:
+    """Sign in on the console's page and wait for the answer: signed in, or refused."""
     chrome.get(stack.url("orchestrator") + "/console")
     chrome.find_element(By.ID, "token").send_keys(token)
     chrome.find_element(By.ID, "name").send_keys(name)
     chrome.find_element(By.ID, "sign-in").click()
+    wait(chrome, lambda c: c.find_elements(By.CSS_SELECTOR, ".who, .signin .error"))
 
 
 def wait(chrome: webdriver.Chrome, condition, timeout: float = 15):
