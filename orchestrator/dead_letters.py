@@ -22,7 +22,7 @@ from messaging.aws import Broker, region
 from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
 
-log = structlog.get_logger("dead_letters")
+log = structlog.get_logger("dead_letters", service="orchestrator")
 NO_RETRY = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)
 
 

@@ -21,7 +21,7 @@ from . import dead_letters, repository
 from .engine import HistoryEntry, SagaState
 from .handlers import Orchestrator
 
-log = structlog.get_logger("operations")
+log = structlog.get_logger("operations", service="orchestrator")
 
 
 async def retry_compensation(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, step: str,

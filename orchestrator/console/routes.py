@@ -25,7 +25,8 @@ from .. import dead_letters, operations, repository
 from ..engine import COMPENSATING, COMPENSATION_FAILED, NEEDS_INTERVENTION
 from . import queries, views
 
-log = structlog.get_logger("console")
+# The service is named here: request handlers do not inherit the lifespan's log context.
+log = structlog.get_logger("console", service="orchestrator")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined))
