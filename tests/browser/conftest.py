@@ -45,19 +45,20 @@ def chromium():
         pytest.skip(MISSING)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(chromium, tmp_path_factory, postgres_server):
-    """A running system whose orchestrator serves the console."""
+    """A running system whose orchestrator serves the console, stopped once these tests are
+    done so that its processes and connections are not held through the rest of the suite."""
     with console_stack(tmp_path_factory.mktemp("console"), postgres_server, USER_AWS_ENDPOINT) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_shop(console) -> Shop:
     return Shop(console)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def outcomes(console_shop) -> dict[str, list[dict]]:
     """Settled sagas: one completed, one compensated, three that need a person (the second
     ships to a name that is an HTML injection)."""
