@@ -11,7 +11,7 @@ TERRAFORM := $(if $(wildcard /opt/tf-plugins),TF_CLI_CONFIG_FILE=$(CURDIR)/infra
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: venv test unit integration e2e demo up down status stop start infra-validate infra-test infra-lint lock lock-check schemas clean bench
+.PHONY: venv test unit integration e2e browser screenshots demo up down status stop start infra-validate infra-test infra-lint lock lock-check schemas clean bench
 
 venv: $(VENV)/.installed $(CHECKOV)
 $(VENV)/.installed: pyproject.toml
@@ -31,6 +31,12 @@ integration: venv     ## real PostgreSQL and the AWS emulator
 
 e2e: venv             ## the whole system over HTTP
 	$(PYTEST) -q tests/e2e
+
+browser: venv         ## the console in headless Chromium (Debian's chromium and chromium-driver)
+	$(PYTEST) -q tests/browser
+
+screenshots: venv     ## the README's pictures of the console, taken by the browser tests' code
+	$(PY) -m tests.browser.screenshots docs/screenshots
 
 demo: venv            ## start everything, place one order per outcome, print the table, stop
 	$(STACK) demo

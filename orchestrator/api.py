@@ -2,6 +2,7 @@
 behind the operator token."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -13,10 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from messaging.http import operator_router
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
-from messaging.topology import SAGA_ESCALATIONS
-from messaging.uow import UnitOfWork
 
-from . import dead_letters, repository
+from . import dead_letters, operations, repository
 from .engine import SagaState
 
 router = APIRouter(tags=["sagas"])
@@ -149,29 +148,17 @@ async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView
                responses=NOT_FOUND | CONFLICT)
 async def retry_compensation(saga_id: uuid.UUID, step: StepName, body: Retry, rt: RuntimeDep, request: Request) -> SagaView:
     """Send a failed compensation again, once its cause has been fixed."""
-    acted = datetime.now(UTC)
-    view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
-    await _discard(rt, saga_id, step, acted)
-    return view
+    with _refusals():
+        return SagaView.of(await operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step,
+                                                                body.actor))
 
 
 @operator.post("/sagas/{saga_id}/resolve", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request) -> SagaView:
     """Mark a saga compensated after its effect was put right outside the system."""
-    acted = datetime.now(UTC)
-    view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
-    await _discard(rt, saga_id, None, acted)
-    return view
-
-
-async def _discard(rt, saga_id: uuid.UUID, step: str | None, acted: datetime) -> None:
-    """Tidy the escalation queue after an action that has committed: best effort, since
-    failing here must not make a done action look undone (a stale escalation is skipped by
-    the next redrive)."""
-    try:
-        await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
-    except Exception:  # noqa: BLE001
-        log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
+    with _refusals():
+        return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason,
+                                                     body.actor))
 
 
 @operator.get("/dead-letters", response_model=list[DeadLetterView])
@@ -185,28 +172,18 @@ async def list_dead_letters(rt: RuntimeDep, request: Request,
 @operator.post("/dead-letters/{queue}/redrive", response_model=RedriveView, responses={404: {"description": "No such queue"}})
 async def redrive(queue: QueueName, rt: RuntimeDep, request: Request) -> RedriveView:
     """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated compensation."""
-    if queue == SAGA_ESCALATIONS:
-        async def retry(saga_id: uuid.UUID, step: str) -> str:
-            try:
-                await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, "redrive"))
-                return "compensation retried"
-            except HTTPException as error:
-                return f"skipped: {error.detail}"
-
-        return RedriveView(**await dead_letters.redrive_escalations(rt.broker, retry))
     try:
-        return RedriveView(**await dead_letters.redrive_queue(rt.broker, queue))
+        return RedriveView(**await operations.redrive(rt, request.app.state.orchestrator, queue, "redrive"))
     except ValueError as error:
         raise HTTPException(404, str(error)) from error
 
 
-async def _act(rt, request: Request, action) -> SagaView:
+@contextlib.contextmanager
+def _refusals():
+    """An operator action the saga refuses: 404 for an unknown saga, 409 for a wrong state."""
     try:
-        async with UnitOfWork(rt.sessions, rt.name) as uow:
-            state = await action(request.app.state.orchestrator, uow)
-            await uow.commit()
+        yield
     except LookupError as error:
         raise HTTPException(404, str(error)) from error
     except ValueError as error:
         raise HTTPException(409, str(error)) from error
-    return SagaView.of(state)

@@ -7,6 +7,7 @@ one asks the orchestrator to retry that compensation, once the cause has been fi
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from messaging.aws import Broker, region
 from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
 
-log = structlog.get_logger("dead_letters")
+log = structlog.get_logger("dead_letters", service="orchestrator")
 NO_RETRY = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)
 
 
@@ -102,6 +103,31 @@ async def list_all(broker: Broker, limit: int = 100, steps: dict[str, str] | Non
     return letters
 
 
+@dataclass
+class Depth:
+    queue: str
+    waiting: int | None
+    """Approximate messages ready to receive; None when the queue could not be asked."""
+    in_flight: int | None
+    """Approximate messages received and not yet deleted or made visible again."""
+
+
+async def depths(broker: Broker) -> list[Depth]:
+    """How many messages each dead-letter queue (``saga-escalations`` included) holds."""
+    async def depth(queue: str) -> Depth:
+        try:
+            attributes = (await broker.sqs.get_queue_attributes(
+                QueueUrl=await broker.queue_url(queue),
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]))["Attributes"]
+        except ClientError as error:
+            log.warning("queue_depth_unavailable", queue=queue, error=str(error)[:200])
+            return Depth(queue, None, None)
+        return Depth(queue, int(attributes["ApproximateNumberOfMessages"]),
+                     int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
+    return list(await asyncio.gather(*(depth(queue) for queue in DEAD_LETTER_QUEUES)))
+
+
 async def take(broker: Broker, queue: str):
     """Yield (message, delete, release) for every message in ``queue`` once.
 
@@ -134,29 +160,43 @@ async def take(broker: Broker, queue: str):
 
 
 async def redrive_queue(broker: Broker, dlq: str) -> dict:
-    """Move every message of ``dlq`` back to its source queue."""
+    """Move every message of ``dlq`` back to its source queue. ``messages`` in the result
+    names the saga and type of each message moved (with ``StartMessageMoveTask``: of those
+    seen just before the task started)."""
     if dlq not in DEAD_LETTER_QUEUES or dlq == SAGA_ESCALATIONS:
         raise ValueError(f"{dlq} is not a redrivable dead-letter queue")
     source = dlq.removesuffix("-dlq")
     try:
+        waiting = await peek(broker, dlq)
         # One attempt only: an endpoint without the action (some emulators) answers 5xx,
         # which the default retry policy would retry for seconds.
         async with aioboto3.Session(region_name=region()).client("sqs", config=NO_RETRY) as sqs:
             task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq),
                                                      DestinationArn=broker.queue_arn(source))
-        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle")}
+        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle"),
+                "messages": _sagas_of(waiting)}
     except (ClientError, NotImplementedError) as error:
         log.info("message_move_task_unavailable", queue=dlq, error=str(error)[:200])
     source_url = await broker.queue_url(source)
-    moved = 0
+    moved = []
     async for message, delete, _ in take(broker, dlq):
         # Send before delete: a crash in between leaves a copy in both queues, never in
         # neither, and the receiver's inbox drops the copy by its message id.
         await broker.sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"],
                                       MessageAttributes=message.get("MessageAttributes", {}))
         await delete()
-        moved += 1
-    return {"queue": dlq, "method": "message-by-message", "moved": moved}
+        moved.append(message)
+    return {"queue": dlq, "method": "message-by-message", "moved": len(moved), "messages": _sagas_of(moved)}
+
+
+def _sagas_of(messages: list[dict]) -> list[dict]:
+    """The saga and type of each message that has them (a malformed one has neither)."""
+    found = []
+    for message in messages:
+        parsed = _parse(message)
+        if not isinstance(parsed, MalformedMessage) and parsed[0].saga_id is not None:
+            found.append({"saga_id": str(parsed[0].saga_id), "message_type": parsed[0].message_type})
+    return found
 
 
 def escalation(message: dict) -> tuple[c.CompensationEscalated, datetime] | None:

@@ -11,7 +11,7 @@ from messaging import metrics
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
-from . import api, repository, tables
+from . import api, console, repository, tables
 from .engine import SagaEngine
 from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
@@ -52,7 +52,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     definition = ServiceDefinition(
         name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
-        handlers=orchestrator.handlers(), routers=(api.router, api.guarded, api.operator), workers=(deadlines, intervention_gauge),
+        handlers=orchestrator.handlers(), routers=(api.router, api.guarded, api.operator, console.router),
+        workers=(deadlines, intervention_gauge),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator

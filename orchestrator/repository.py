@@ -83,6 +83,13 @@ async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
                               .values(next_deadline=sagas.c.next_deadline + by))
 
 
+async def existing(session: AsyncSession, saga_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these sagas exist here."""
+    if not saga_ids:
+        return set()
+    return set((await session.execute(select(sagas.c.saga_id).where(sagas.c.saga_id.in_(saga_ids)))).scalars())
+
+
 async def history(session: AsyncSession, saga_id: uuid.UUID) -> list:
     query = select(saga_history).where(saga_history.c.saga_id == saga_id).order_by(saga_history.c.id)
     return list((await session.execute(query)).all())

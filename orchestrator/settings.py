@@ -21,6 +21,24 @@ class StepTimeouts(BaseModel):
     max_compensation_attempts: int = Field(5, ge=1)
 
 
+class ConsoleLinks(BaseModel):
+    """Where the console links an order and each participant's record (``make up``'s ports by default)."""
+
+    order: str = "http://127.0.0.1:8000"
+    inventory: str = "http://127.0.0.1:8002"
+    payment: str = "http://127.0.0.1:8003"
+    fulfillment: str = "http://127.0.0.1:8004"
+    notification: str = "http://127.0.0.1:8005"
+
+
+class ConsoleSettings(BaseModel):
+    """``ORCHESTRATOR_CONSOLE__STUCK_AFTER=600``, ``ORCHESTRATOR_CONSOLE__LINKS__PAYMENT=https://...``."""
+
+    stuck_after: float = Field(300, gt=0, description="Seconds in running or compensating before a saga counts as stuck.")
+    refresh_seconds: float = Field(5, gt=0, description="How often the overview refreshes itself.")
+    links: ConsoleLinks = ConsoleLinks()
+
+
 class Settings(ServiceSettings):
     """``ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER=3`` overrides one step's deadline."""
 
@@ -30,6 +48,7 @@ class Settings(ServiceSettings):
     deadline_poll_interval: float = Field(0.5, gt=0)
     deadline_startup_grace: float = Field(
         3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire.")
+    console: ConsoleSettings = ConsoleSettings()
     intervention_count_interval: float = Field(
         30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge).")
     legacy_operator_token: SecretStr | None = Field(

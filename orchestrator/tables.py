@@ -12,7 +12,7 @@ sagas = Table(
     Column("saga_id", UUID(as_uuid=True), primary_key=True),
     Column("definition", String(50), nullable=False),
     Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
-    Column("status", String(30), nullable=False, index=True),
+    Column("status", String(30), nullable=False),
     Column("data", JSONB, nullable=False),
     Column("steps", JSONB, nullable=False),
     Column("failed_step", String(100)),
@@ -24,6 +24,10 @@ sagas = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("sagas_due", "next_deadline", postgresql_where=text("next_deadline IS NOT NULL")),
+    # Keyset pagination, newest first, with and without a status filter: a page is an
+    # index range however many sagas exist (the console's list; EXPLAIN-checked in a test).
+    Index("sagas_newest", "created_at", "saga_id"),
+    Index("sagas_by_status_newest", "status", "created_at", "saga_id"),
 )
 
 saga_history = Table(

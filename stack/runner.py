@@ -116,7 +116,12 @@ class Stack:
             f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
             f"{service.env_prefix}PORT": str(self.ports[module]),
             "PYTHONUNBUFFERED": "1",
-        } | self.env
+        } | (self.console_links() if module == "orchestrator" else {}) | self.env
+
+    def console_links(self) -> dict[str, str]:
+        """Where the orchestrator's console links each participant's records in this stack."""
+        return {f"ORCHESTRATOR_CONSOLE__LINKS__{name.upper()}": self.url(f"{name}_svc")
+                for name in ("order", "inventory", "payment", "fulfillment", "notification")}
 
     def client(self, name: str):
         """A boto3 client on this stack's endpoint."""

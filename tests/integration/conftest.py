@@ -9,6 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from messaging import migrations
 from messaging.aws import open_broker
 from messaging.tables import add_messaging_tables
 from messaging.topology import Naming
@@ -92,3 +93,21 @@ async def queue(broker, naming):
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": attributes["Attributes"]["QueueArn"], "maxReceiveCount": 3}),
     })
     return name
+
+
+@pytest.fixture(scope="module")
+def orchestrator_url(postgres_server):
+    """A fresh orchestrator database for each test module."""
+    prefix = f"it{uuid.uuid4().hex[:8]}"
+    yield infra.database_urls(postgres_server, prefix, ["orchestrator"])["orchestrator"]
+    infra.drop_databases(postgres_server, prefix, ["orchestrator"])
+
+
+@pytest.fixture(scope="module")
+async def orchestrator_db(orchestrator_url):
+    """Sessions on it, migrated to head."""
+    engine = create_async_engine(orchestrator_url, pool_size=10)
+    async with engine.begin() as connection:
+        await connection.run_sync(migrations.upgrade, "orchestrator")
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()

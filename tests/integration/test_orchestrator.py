@@ -6,35 +6,16 @@ import uuid
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from messaging import contracts as c
-from messaging import migrations
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
 from orchestrator.engine import SagaEngine
 from orchestrator.handlers import Orchestrator, fire_due_deadlines
 from orchestrator.order_saga import order_saga
 from orchestrator.settings import StepTimeouts
-from stack import infra
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def orchestrator_url(postgres_server):
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    yield infra.database_urls(postgres_server, prefix, ["orchestrator"])["orchestrator"]
-    infra.drop_databases(postgres_server, prefix, ["orchestrator"])
-
-
-@pytest.fixture(scope="module")
-async def orchestrator_db(orchestrator_url):
-    engine = create_async_engine(orchestrator_url, pool_size=10)
-    async with engine.begin() as connection:
-        await connection.run_sync(migrations.upgrade, "orchestrator")
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
 
 
 def start_command() -> c.StartOrderSaga:

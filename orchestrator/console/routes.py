@@ -1,0 +1,381 @@
+"""The console's pages and actions. Reads come from :mod:`.queries`; actions from
+:mod:`orchestrator.operations`; drawing from :mod:`.views`."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jinja2
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from messaging.service import RuntimeDep, SessionDep
+
+from .. import dead_letters, operations, repository
+from ..engine import COMPENSATING, COMPENSATION_FAILED, NEEDS_INTERVENTION
+from . import queries, views
+
+# The service is named here: request handlers do not inherit the lifespan's log context.
+log = structlog.get_logger("console", service="orchestrator")
+HERE = Path(__file__).parent
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined))
+router = APIRouter(prefix="/console", include_in_schema=False)
+templates.env.filters.update(
+    ts=lambda at: at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "",
+    clock=lambda at: at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if at else "",
+    seconds=lambda s: "" if s is None else f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s" if s < 60 else f"{s / 60:.1f} min",
+    short=lambda value: str(value)[:8],
+    age=lambda s: f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h" if s < 172800
+    else f"{s / 86400:.0f} d",
+    label=lambda status: str(status).replace("_", " "),
+)
+
+COOKIE = "saga_console"
+PAGE_SIZE = 50
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+HEADERS = {
+    # Defence in depth behind the escaping: no inline script or style runs, no page frames this one.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+# --------------------------------------------------------------------------- sign-in
+def _token_ok(settings, presented: str | None) -> bool:
+    """Whether ``presented`` is an operator token accepted now (the current one or, during a
+    rotation, the previous one), compared in constant time; no token configured lets nobody in."""
+    if not presented:
+        return False
+    matches = [secrets.compare_digest(presented.encode(), token.encode()) for token in settings.operator_tokens()]
+    return any(matches)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in operator: the token they gave, the name they typed, and a random nonce
+    that their forms' CSRF token is derived from."""
+
+    token: str
+    name: str
+    nonce: str
+
+    @property
+    def actor(self) -> str:
+        """What the saga's history records for this person's actions."""
+        return f"{self.name} (console)" if self.name else "console"
+
+    @property
+    def csrf(self) -> str:
+        # Bound to the session and keyed by the token: a page on another origin can neither
+        # read it nor compute it, and a new token voids every form issued before.
+        return hmac.new(self.token.encode(), f"csrf:{self.nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def cookie(self) -> str:
+        raw = json.dumps({"t": self.token, "n": self.name, "c": self.nonce})
+        return base64.urlsafe_b64encode(raw.encode()).decode()
+
+    @classmethod
+    def of_cookie(cls, value: str) -> Session | None:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(value.encode()))
+            return cls(str(raw["t"]), str(raw["n"])[:60], str(raw["c"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _session(request: Request) -> Session | None:
+    value = request.cookies.get(COOKIE)
+    session = Session.of_cookie(value) if value else None
+    if session is None or not _token_ok(request.app.state.runtime.settings, session.token):
+        return None
+    return session
+
+
+async def _form(request: Request, session: Session) -> dict[str, str] | None:
+    """The posted form, or None when its CSRF token is not this session's."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    return form if secrets.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()) else None
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of the console itself: never an address elsewhere after sign-in."""
+    if target and target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console"
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(request: Request, next: str | None = None) -> Response:
+    return _sign_in(request, next)
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    token, name = form.get("token", ""), " ".join(form.get("name", "").split())[:60]
+    if not _token_ok(request.app.state.runtime.settings, token):
+        log.info("console_sign_in_refused")
+        return _sign_in(request, form.get("next"), error="That is not the operator token.")
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    response.set_cookie(COOKIE, Session(token, name, secrets.token_urlsafe(16)).cookie(), path="/console",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    log.info("console_signed_in", actor=name or "console")
+    return _secure(response)
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    session = _session(request)
+    if session is not None and await _form(request, session) is None:
+        return _problem(request, session, 403, "This form is not from this console session.")
+    response = RedirectResponse("/console", status_code=303)
+    response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+    return _secure(response)
+
+
+def _sign_in(request: Request, next: str | None, error: str | None = None) -> Response:
+    configured = bool(request.app.state.runtime.settings.operator_token)
+    return _render(request, None, "sign_in.html", 401, next=_safe_next(next or request.url.path), error=error,
+                   configured=configured)
+
+
+# --------------------------------------------------------------------------- pages
+@router.get("", response_class=HTMLResponse)
+async def overview(request: Request, db: SessionDep, rt: RuntimeDep, done: str | None = None, queue: str = "",
+                   moved: str = "") -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, "/console")
+    notice = f"Redrove {queue}: {moved or 'a move task for all'} message(s)." if done == "redriven" else None
+    return _render(request, session, "overview.html", notice=notice, **await _live(request, db, rt))
+
+
+@router.get("/live", response_class=HTMLResponse)
+async def overview_live(request: Request, db: SessionDep, rt: RuntimeDep) -> Response:
+    """The overview's live part alone, which the page fetches again every few seconds."""
+    if (session := _session(request)) is None:
+        return _secure(HTMLResponse("", status_code=401))
+    return _render(request, session, "_live.html", **await _live(request, db, rt))
+
+
+async def _live(request: Request, db, rt) -> dict:
+    settings = rt.settings.console
+    now = datetime.now(UTC)
+    counts = await queries.counts(db)
+    for name in _definitions(request):
+        counts.setdefault(name, {})
+    waiting, stuck = await queries.needing_attention(db, now - timedelta(seconds=settings.stuck_after))
+    try:
+        depths = await dead_letters.depths(rt.broker)
+    except Exception:  # noqa: BLE001 - the broker being away must not take the overview with it
+        log.warning("console_depths_failed", exc_info=True)
+        depths = None
+    return {"counts": dict(sorted(counts.items())), "chart": views.last_hour_chart(await queries.last_hour(db, now), now),
+            "waiting": waiting, "stuck": stuck, "depths": depths, "stuck_after": settings.stuck_after, "now": now,
+            "refresh_ms": int(settings.refresh_seconds * 1000)}
+
+
+@router.get("/sagas", response_class=HTMLResponse)
+async def saga_list(request: Request, db: SessionDep, status: str | None = None, definition: str | None = None,
+                    order_id: str | None = None, older_than: str | None = None, newer_than: str | None = None,
+                    cursor: str | None = None) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+    chosen = {"status": status or "", "definition": definition or "", "order_id": (order_id or "").strip(),
+              "older_than": older_than or "", "newer_than": newer_than or ""}
+    try:
+        filters = _filters(chosen)
+        after = queries.Cursor.decode(cursor) if cursor else None
+    except ValueError as error:
+        return _render(request, session, "sagas.html", 400, error=str(error), chosen=chosen, rows=[], next_url=None,
+                       definitions=_definitions(request), statuses=views.SAGA_STATUSES, first_url=None, now=_now())
+    now = _now()
+    rows, next_cursor = await queries.page(db, filters, after, PAGE_SIZE, now)
+    query = {k: v for k, v in chosen.items() if v}
+    next_url = f"/console/sagas?{urlencode(query | {'cursor': next_cursor.encode()})}" if next_cursor else None
+    first_url = f"/console/sagas?{urlencode(query)}" if after else None
+    return _render(request, session, "sagas.html", rows=rows, chosen=chosen, next_url=next_url, first_url=first_url,
+                   definitions=_definitions(request), statuses=views.SAGA_STATUSES, error=None, now=now)
+
+
+def _filters(chosen: dict[str, str]) -> queries.Filters:
+    if chosen["status"] and chosen["status"] not in views.SAGA_STATUSES:
+        raise ValueError(f"unknown status {chosen['status']!r}")
+    if len(chosen["definition"]) > 50:
+        raise ValueError("definition names are at most 50 characters")
+    try:
+        order_id = uuid.UUID(chosen["order_id"]) if chosen["order_id"] else None
+    except ValueError as error:
+        raise ValueError("an order id is a UUID") from error
+    return queries.Filters(chosen["status"] or None, chosen["definition"] or None, order_id,
+                           _minutes(chosen["older_than"], "older than"), _minutes(chosen["newer_than"], "newer than"))
+
+
+def _minutes(text: str, what: str) -> timedelta | None:
+    if not text:
+        return None
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1
+    if not 0 <= minutes <= 60 * 24 * 366:
+        raise ValueError(f"'{what}' is a number of minutes")
+    return timedelta(minutes=minutes)
+
+
+@router.get("/sagas/{saga_id}", response_class=HTMLResponse)
+async def saga_page(request: Request, saga_id: str, db: SessionDep, rt: RuntimeDep, done: str | None = None) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, str(request.url.path))
+    return await _saga(request, session, db, rt, saga_id, notice=_NOTICES.get(done or ""))
+
+
+_NOTICES = {"resolved": "Resolved by hand: the reason is in the history.",
+            "retried": "Compensation sent again.", "redriven": "Dead-letter queue redriven."}
+
+
+async def _saga(request: Request, session: Session, db, rt, saga_id: str, status: int = 200,
+                notice: str | None = None, error: str | None = None, reason: str = "") -> Response:
+    try:
+        state = await repository.load(db, uuid.UUID(saga_id), lock=False)
+    except ValueError:
+        state = None
+    if state is None:
+        return _problem(request, session, 404, f"There is no saga {saga_id}.")
+    history = await repository.history(db, state.saga_id)
+    definition = _definition(request, state.definition)
+    try:
+        steps = request.app.state.orchestrator.engine.step_of_message_types()
+        letters = [d for d in await dead_letters.list_all(rt.broker, 100, steps) if d.saga_id == str(state.saga_id)]
+    except Exception:  # noqa: BLE001 - the page is still worth showing without them
+        log.warning("console_dead_letters_failed", exc_info=True)
+        letters = None
+    return _render(
+        request, session, "saga.html", status, saga=state, history=history, timeline=views.timeline(history),
+        diagram=views.state_diagram(definition, state, history), letters=letters, links=_links(rt, state),
+        retryable=[s.name for s in state.steps if s.status == COMPENSATION_FAILED],
+        resolvable=state.status in (NEEDS_INTERVENTION, COMPENSATING), notice=notice, error=error, reason=reason)
+
+
+def _links(rt, state) -> list[tuple[str, str]]:
+    """The order and each participant's record of it, on their own services' APIs."""
+    links, order = rt.settings.console.links, state.data["order_id"]
+    found = [("order", f"{links.order}/orders/{order}"),
+             ("payments and refunds", f"{links.payment}/payments?{urlencode({'order_id': order})}"),
+             ("shipments", f"{links.fulfillment}/shipments?{urlencode({'order_id': order})}"),
+             ("notifications", f"{links.notification}/notifications?{urlencode({'order_id': order})}")]
+    for item in state.data.get("items", []):
+        found.append((f"stock of {item['sku']}", f"{links.inventory}/stock/{item['sku']}"))
+    return found
+
+
+# --------------------------------------------------------------------------- actions
+@router.post("/sagas/{saga_id}/resolve")
+async def resolve(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, f"/console/sagas/{saga_id}")
+    if (form := await _form(request, session)) is None:
+        return _csrf_refused(request, session)
+    reason = form.get("reason", "").strip()
+    if not 3 <= len(reason) <= 500:
+        return await _saga(request, session, db, rt, str(saga_id), 422, reason=reason,
+                           error="A reason of 3 to 500 characters is needed.")
+    return await _acting(request, session, db, rt, saga_id, "resolved", lambda: operations.resolve(
+        rt, request.app.state.orchestrator, saga_id, reason, session.actor), reason)
+
+
+@router.post("/sagas/{saga_id}/steps/{step}/retry-compensation")
+async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db: SessionDep,
+                             rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, f"/console/sagas/{saga_id}")
+    if await _form(request, session) is None:
+        return _csrf_refused(request, session)
+    return await _acting(request, session, db, rt, saga_id, "retried", lambda: operations.retry_compensation(
+        rt, request.app.state.orchestrator, saga_id, step, session.actor))
+
+
+async def _acting(request, session, db, rt, saga_id: uuid.UUID, done: str, action, reason: str = "") -> Response:
+    try:
+        await action()
+    except LookupError:
+        return _problem(request, session, 404, f"There is no saga {saga_id}.")
+    except ValueError as error:
+        return await _saga(request, session, db, rt, str(saga_id), 409, error=str(error), reason=reason)
+    log.info("console_action", action=done, saga_id=str(saga_id), actor=session.actor)
+    return _secure(RedirectResponse(f"/console/sagas/{saga_id}?done={done}", status_code=303))
+
+
+@router.post("/dead-letters/{queue}/redrive")
+async def redrive(request: Request, queue: str, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, "/console")
+    if (form := await _form(request, session)) is None:
+        return _csrf_refused(request, session)
+    try:
+        outcome = await operations.redrive(rt, request.app.state.orchestrator, queue, session.actor)
+    except ValueError as error:
+        return _problem(request, session, 404, str(error))
+    log.info("console_action", action="redrive", queue=queue, actor=session.actor, moved=outcome.get("moved"))
+    back = _safe_next(form.get("back"))
+    moved = outcome.get("moved")
+    separator = "&" if "?" in back else "?"
+    return _secure(RedirectResponse(
+        f"{back}{separator}{urlencode({'done': 'redriven', 'queue': queue, 'moved': '' if moved is None else moved})}",
+        status_code=303))
+
+
+def _csrf_refused(request: Request, session: Session) -> Response:
+    log.warning("console_csrf_refused", path=request.url.path)
+    return _problem(request, session, 403, "This form did not come from this console session, so nothing was done. "
+                                           "Reload the page and try again.")
+
+
+# --------------------------------------------------------------------------- rendering
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in STATIC:
+        return Response(status_code=404)
+    return FileResponse(HERE / "static" / name, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def _definitions(request: Request) -> list[str]:
+    return [request.app.state.orchestrator.engine.definition.name]
+
+
+def _definition(request: Request, name: str):
+    definition = request.app.state.orchestrator.engine.definition
+    return definition if definition.name == name else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _problem(request: Request, session: Session | None, status: int, message: str) -> Response:
+    heading = {403: "Refused: nothing was done", 404: "Not found"}.get(status, "Nothing was done")
+    return _render(request, session, "problem.html", status, message=message, heading=heading)
+
+
+def _render(request: Request, session: Session | None, template: str, status: int = 200, **context) -> Response:
+    context.setdefault("now", _now())
+    context.setdefault("notice", None)
+    return _secure(templates.TemplateResponse(request, template, {"session": session, **context}, status_code=status))
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response

@@ -1,0 +1,92 @@
+"""Operator actions: the one code path behind the saga API's operator endpoints (and so
+``sagactl``) and the console.
+
+Each action commits the saga's transition, with the actor in its history, before it tidies
+the escalation queue. A refused action raises ``LookupError`` (no such saga) or
+``ValueError`` (not allowed in the saga's state, or not a dead-letter queue); callers turn
+them into their own answers.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+
+from messaging.service import Runtime
+from messaging.topology import SAGA_ESCALATIONS
+from messaging.uow import UnitOfWork
+
+from . import dead_letters, repository
+from .engine import HistoryEntry, SagaState
+from .handlers import Orchestrator
+
+log = structlog.get_logger("operations", service="orchestrator")
+
+
+async def retry_compensation(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, step: str,
+                             actor: str) -> SagaState:
+    """Send a ``compensation_failed`` step's compensation again, then drop its older escalations."""
+    acted = datetime.now(UTC)
+    state = await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
+    await _discard(rt, saga_id, step, acted)
+    return state
+
+
+async def resolve(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
+    """Close a saga whose effects a person put right by hand, then drop its escalations."""
+    acted = datetime.now(UTC)
+    state = await _act(rt, lambda uow: orchestrator.resolve(uow, saga_id, reason, actor))
+    await _discard(rt, saga_id, None, acted)
+    return state
+
+
+async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: str) -> dict:
+    """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated
+    compensation (each retry lands in its saga's history under ``actor``)."""
+    if queue != SAGA_ESCALATIONS:
+        outcome = await dead_letters.redrive_queue(rt.broker, queue)
+        await _record_redrive(rt, orchestrator, queue, outcome["messages"], actor)
+        return outcome
+
+    async def retry(saga_id: uuid.UUID, step: str) -> str:
+        try:
+            await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
+            return "compensation retried"
+        except (LookupError, ValueError) as error:
+            return f"skipped: {error}"
+
+    return await dead_letters.redrive_escalations(rt.broker, retry)
+
+
+async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, messages: list[dict],
+                          actor: str) -> None:
+    """Note in each saga's history that a person sent its dead-lettered message back: not a
+    transition (the message's handling will be one), but who did what to the saga, and when."""
+    steps = orchestrator.engine.step_of_message_types()
+    at = datetime.now(UTC)
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        known = await repository.existing(uow.session, {uuid.UUID(m["saga_id"]) for m in messages})
+        for m in messages:
+            if uuid.UUID(m["saga_id"]) in known:
+                await repository.record(uow.session, uuid.UUID(m["saga_id"]), [HistoryEntry(
+                    "operator_redrive", steps.get(m["message_type"]),
+                    f"by {actor}: {m['message_type']} from {queue} back to {queue.removesuffix('-dlq')}")], at)
+        await uow.commit()
+
+
+async def _act(rt: Runtime, action) -> SagaState:
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        state = await action(uow)
+        await uow.commit()
+    return state
+
+
+async def _discard(rt: Runtime, saga_id: uuid.UUID, step: str | None, acted: datetime) -> None:
+    """Tidy the escalation queue after an action that has committed: best effort, since
+    failing here must not make a done action look undone (a stale escalation is skipped by
+    the next redrive)."""
+    try:
+        await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
+    except Exception:  # noqa: BLE001
+        log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
