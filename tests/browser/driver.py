@@ -21,14 +21,14 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from stack.runner import Stack
-from tests.e2e.conftest import Shop
+from tests.e2e.conftest import OPERATOR_TOKEN, Shop
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver", "/usr/lib/chromium/chromedriver")
 ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", "--hide-scrollbars")
-TOKEN = "console-test-token-0123456789"
+TOKEN = OPERATOR_TOKEN  # the token the e2e helpers (Shop) send as well
 MISSING = ("no Chromium here: install Debian's chromium and chromium-driver packages "
            "(.ci/run does so when it runs as root with apt-get)")
 

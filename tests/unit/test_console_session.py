@@ -9,11 +9,12 @@ from orchestrator.console.routes import Session, _safe_next, _token_ok
 
 
 @pytest.mark.parametrize("configured, presented, ok", [
-    ("s3cret", "s3cret", True), ("s3cret", "s3cret ", False), ("s3cret", "", False), ("s3cret", None, False),
-    (None, "", False), (None, "anything", False), ("", "", False),
+    (["s3cret"], "s3cret", True), (["s3cret"], "s3cret ", False), (["s3cret"], "", False), (["s3cret"], None, False),
+    ([], "", False), ([], "anything", False), (["new-one", "old-one"], "old-one", True),
+    (["new-one", "old-one"], "older-one", False), (["s3cret"], "s3crét", False),
 ])
-def test_only_the_configured_operator_token_signs_in(configured, presented, ok):
-    assert _token_ok(SimpleNamespace(operator_token=configured), presented) is ok
+def test_only_a_configured_operator_token_signs_in(configured, presented, ok):
+    assert _token_ok(SimpleNamespace(operator_tokens=lambda: configured), presented) is ok
 
 
 def test_the_cookie_round_trips_and_a_mangled_one_is_no_session():
