@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,9 @@ def up(prefix: str = "saga") -> None:
     With AWS_ENDPOINT_URL the services run on the topology Terraform made there (`make deploy-local`).
     """
     state = supervisor.up(prefix)
+    deadline = time.monotonic() + 180  # migrations run at start; a busy machine takes a while
+    while not _healthy(state["urls"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
     console.print(supervisor.status())
     console.print(f"AWS endpoint {state['endpoint']}, prefix {state['prefix']!r}: {state['topology']} "
                   f"{len(state['queue_urls'])} queues and {len(state['topic_arns'])} topics")

@@ -167,7 +167,9 @@ class Prepared:
         self._all = [prefix for prefix, _ in self._pending]
 
     def take(self) -> str:
-        """The next prefix, once its topology is there."""
+        """The next prefix, once its topology is there; when all are taken, a fresh one with none."""
+        if not self._pending:
+            return f"s{uuid.uuid4().hex[:8]}"
         prefix, future = self._pending.pop(0)
         future.result()
         return prefix

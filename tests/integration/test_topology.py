@@ -20,9 +20,9 @@ pytestmark = pytest.mark.integration
 def _names(endpoint: str, naming: Naming) -> set[str]:
     """Every queue and topic under the prefix."""
     queues = infra.client("sqs", endpoint).list_queues(QueueNamePrefix=naming.physical(""), MaxResults=1000)
-    topics = infra.client("sns", endpoint).list_topics()["Topics"]
-    return ({url.rsplit("/", 1)[-1] for url in queues.get("QueueUrls", [])}
-            | {t["TopicArn"].rsplit(":", 1)[-1] for t in topics if t["TopicArn"].rsplit(":", 1)[-1].startswith(naming.physical(""))})
+    topics = {t["TopicArn"].rsplit(":", 1)[-1] for t in infra.client("sns", endpoint).list_topics()["Topics"]}
+    return {url.rsplit("/", 1)[-1] for url in queues.get("QueueUrls", [])} | {
+        name for name in topics if name.startswith(naming.physical(""))}
 
 
 def _made_elsewhere(endpoint: str, naming: Naming) -> None:
