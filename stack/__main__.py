@@ -85,8 +85,8 @@ def destroy_local(prefix: str = "saga") -> None:
     except RuntimeError as error:
         console.print(str(error))
         raise typer.Exit(1) from None
-    for leftover in (deployment.state_file, deployment.state_file.with_name(deployment.state_file.name + ".backup")):
-        leftover.unlink(missing_ok=True)
+    for leftover in deployment.state_file.parent.glob(f"{deployment.state_file.name}*"):  # the state and its backups
+        leftover.unlink()
     console.print(f"destroyed prefix {prefix!r} on {deployment.endpoint}")
 
 
