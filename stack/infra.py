@@ -106,8 +106,10 @@ def _dsn(url) -> str:
 class TopologyMissing(RuntimeError):
     """Some queues, topics or the SES sender of a topology are not on the endpoint."""
 
-    def __init__(self, endpoint: str | None, prefix: str, missing: list[str]) -> None:
-        super().__init__(f"{len(missing)} resources of prefix {prefix!r} missing on {endpoint or 'AWS'}: {', '.join(missing)}")
+    def __init__(self, endpoint: str | None, prefix: str, missing: list[str], *, found_any: bool) -> None:
+        where = f"prefix {prefix!r} on {endpoint or 'AWS'}"
+        super().__init__(f"{len(missing)} resources of {where} missing: {', '.join(missing)}" if found_any
+                         else f"no queue, topic or SES sender of {where}")
         self.missing = missing
 
 
@@ -175,7 +177,7 @@ def provision(naming: Naming, *, endpoint: str | None = None, create: bool = Tru
             missing.append(f"SES identity {sender_email}")
 
     if missing:
-        raise TopologyMissing(endpoint, naming.prefix, missing)
+        raise TopologyMissing(endpoint, naming.prefix, missing, found_any=bool(urls or arns))
     return Topology(urls, arns, tuple(created))
 
 
