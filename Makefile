@@ -4,14 +4,22 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 STACK  := $(PY) -m stack
+# Name prefix of the queues and topics (SAGA_RESOURCE_PREFIX of the services, Terraform's name_prefix).
+PREFIX ?= saga
+MOTO_PORT ?= 5000
+# The hashicorp/aws provider from the filesystem mirror where this machine has one, else the registry.
+ifneq ($(wildcard /opt/tf-plugins/registry.terraform.io),)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
+endif
 # The provider comes from the filesystem mirror where there is one, else from the registry.
 TERRAFORM := $(if $(wildcard /opt/tf-plugins),TF_CLI_CONFIG_FILE=$(CURDIR)/infra/terraform.rc terraform,env -u TF_CLI_CONFIG_FILE terraform)
 # checkov pins boto3 below what the services need, so it lives in a venv of its own.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: venv test unit integration e2e browser screenshots demo up down status stop start infra-validate infra-test infra-lint lock lock-check schemas clean bench
+.PHONY: venv test unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
+        infra-validate infra-test infra-lint lock lock-check schemas clean bench \
+        localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
 $(VENV)/.installed: pyproject.toml
@@ -41,8 +49,35 @@ screenshots: venv     ## the README's pictures of the console, taken by the brow
 demo: venv            ## start everything, place one order per outcome, print the table, stop
 	$(STACK) demo
 
-up: venv              ## start everything in the background (supervisord)
-	$(STACK) up
+e2e-localstack: venv localstack  ## the end-to-end tests on LocalStack (Terraform applies each test stack's topology)
+	AWS_ENDPOINT_URL=http://127.0.0.1:4566 $(PYTEST) -q tests/e2e
+
+up: venv              ## start everything in the background (supervisord); on AWS_ENDPOINT_URL after deploy-local
+	$(STACK) up --prefix $(PREFIX)
+
+smoke: venv           ## one order per outcome on the stack `make up` started; fails if an outcome is wrong
+	$(STACK) smoke
+
+localstack:           ## LocalStack on 127.0.0.1:4566 (docker if an engine answers, else installed on the host)
+	$(PYTHON) -m stack.localstack start
+
+localstack-stop:
+	$(PYTHON) -m stack.localstack stop
+
+moto: venv            ## a moto server on 127.0.0.1:$(MOTO_PORT) in the background, in place of LocalStack
+	@mkdir -p .run
+	nohup $(PY) -m moto.server -H 127.0.0.1 -p $(MOTO_PORT) >.run/moto.log 2>&1 & echo $$! >.run/moto.pid
+	@$(PY) -c 'from stack.infra import wait_for_port; wait_for_port($(MOTO_PORT))'
+	@echo "moto server on http://127.0.0.1:$(MOTO_PORT)  (export AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT))"
+
+moto-stop:
+	@if [ -f .run/moto.pid ]; then kill $$(cat .run/moto.pid) && rm .run/moto.pid && echo "moto server stopped"; fi
+
+deploy-local: venv    ## terraform init + apply of infra/ on AWS_ENDPOINT_URL, prefix $(PREFIX); state in .deploy/
+	$(STACK) deploy-local --prefix $(PREFIX)
+
+destroy-local: venv   ## terraform destroy of what deploy-local created
+	$(STACK) destroy-local --prefix $(PREFIX)
 
 down: venv
 	$(STACK) down

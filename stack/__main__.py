@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 
 from . import demo as demo_module
-from . import supervisor
+from . import supervisor, terraform
 from .credentials import operator_token, where
 from .runner import Stack
 from .services import SERVICES
@@ -40,11 +41,63 @@ def demo() -> None:
 
 @app.command()
 def up(prefix: str = "saga") -> None:
-    """Start PostgreSQL (embedded unless DATABASE_URL), the emulator and every service under supervisord."""
+    """Start PostgreSQL (embedded unless DATABASE_URL), the emulator and every service under supervisord.
+
+    With AWS_ENDPOINT_URL the services run on the topology Terraform made there (`make deploy-local`).
+    """
     state = supervisor.up(prefix)
+    deadline = time.monotonic() + 180  # migrations run at start; a busy machine takes a while
+    while not _healthy(state["urls"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
     console.print(supervisor.status())
-    console.print({k: v for k, v in state.items() if k != "database_url"})
+    console.print(f"AWS endpoint {state['endpoint']}, prefix {state['prefix']!r}: {state['topology']} "
+                  f"{len(state['queue_urls'])} queues and {len(state['topic_arns'])} topics")
     console.print(where())
+    console.print(state["urls"])
+
+
+@app.command()
+def smoke() -> None:
+    """Place one order per outcome on the stack `up` started, print the table; exit 1 if an outcome is wrong."""
+    urls = supervisor.running_urls()
+    if not urls or not _healthy(urls):
+        console.print("no healthy stack from `make up` (see `make status`)")
+        raise typer.Exit(2)
+    raise typer.Exit(0 if demo_module.run(urls, console, token=operator_token()) else 1)
+
+
+@app.command("deploy-local")
+def deploy_local(prefix: str = "saga") -> None:
+    """terraform init and apply of infra/ on AWS_ENDPOINT_URL (LocalStack or a moto server)."""
+    deployment = terraform.Deployment(_given_endpoint(), prefix)
+    try:
+        outputs = deployment.apply()
+    except RuntimeError as error:
+        console.print(str(error))
+        raise typer.Exit(1) from None
+    console.print(f"state: {deployment.state_file}")
+    console.print({name: outputs[name] for name in ("queue_urls", "topic_arns")})
+
+
+@app.command("destroy-local")
+def destroy_local(prefix: str = "saga") -> None:
+    """terraform destroy of what deploy-local created on AWS_ENDPOINT_URL."""
+    deployment = terraform.Deployment(_given_endpoint(), prefix)
+    try:
+        deployment.destroy()
+    except RuntimeError as error:
+        console.print(str(error))
+        raise typer.Exit(1) from None
+    for leftover in deployment.state_file.parent.glob(f"{deployment.state_file.name}*"):  # the state and its backups
+        leftover.unlink()
+    console.print(f"destroyed prefix {prefix!r} on {deployment.endpoint}")
+
+
+def _given_endpoint() -> str:
+    if endpoint := os.environ.get("AWS_ENDPOINT_URL"):
+        return endpoint
+    console.print("set AWS_ENDPOINT_URL to the emulator to deploy to, e.g. http://127.0.0.1:4566 (make localstack)")
+    raise typer.Exit(2)
 
 
 @app.command()

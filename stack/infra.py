@@ -1,7 +1,9 @@
 """PostgreSQL and the AWS emulator for a local stack, and provisioning of queues and topics.
 
-On AWS (or LocalStack) the same resources come from Terraform in ``infra/``;
-:func:`provision` is the quick path for the emulator and creates identical names.
+On any endpoint a user names (AWS, LocalStack, a moto server) the resources come from the
+Terraform in ``infra/`` (:mod:`stack.terraform`) and :func:`provision` only finds and adopts
+them; on a moto server this process started it creates them itself, the quick path that
+needs no Terraform.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -100,27 +103,102 @@ def _dsn(url) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def provision(naming: Naming, *, endpoint: str | None = None, sender_email: str = "orders@shop.example") -> dict[str, str]:
-    """Create queues (each with its dead-letter queue and redrive policy), topics and the
-    SES sender identity on ``endpoint`` (default: boto3's own resolution). Idempotent.
-    Returns logical name -> queue URL."""
+class TopologyMissing(RuntimeError):
+    """Some queues, topics or the SES sender of a topology are not on the endpoint."""
+
+    def __init__(self, endpoint: str | None, prefix: str, missing: list[str], *, found_any: bool) -> None:
+        where = f"prefix {prefix!r} on {endpoint or 'AWS'}"
+        super().__init__(f"{len(missing)} resources of {where} missing: {', '.join(missing)}" if found_any
+                         else f"no queue, topic or SES sender of {where}")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the topology's resources are: queue URLs (dead-letter queues included) and topic ARNs by logical name."""
+
+    queue_urls: dict[str, str]
+    topic_arns: dict[str, str]
+    created: tuple[str, ...] = ()
+
+
+def provision(naming: Naming, *, endpoint: str | None = None, create: bool = True,
+              sender_email: str = "orders@shop.example") -> Topology:
+    """Find the queues (each with its dead-letter queue and redrive policy), topics and SES sender
+    identity under ``naming`` on ``endpoint`` (default: boto3's own resolution).
+
+    A resource that exists is adopted as it is: its attributes are never set again, because
+    Terraform spells them differently (SQS refuses a CreateQueue whose attributes differ) and
+    because whoever created it owns them. With ``create`` what is missing is created (the quick
+    path for an emulator this process started); without, :class:`TopologyMissing` names it.
+    """
     sqs, sns, ses = (client(name, endpoint) for name in ("sqs", "sns", "ses"))
-    urls = {}
-    for queue in QUEUES:
-        attributes = {"VisibilityTimeout": str(queue.visibility_timeout)}
-        if not queue.dead_letter:  # the escalation queue is itself a dead-letter queue
+    urls, arns, created, missing = {}, {}, [], []
+
+    def queue(logical: str, attributes: dict[str, str]) -> None:
+        physical = naming.physical(logical)
+        try:
+            urls[logical] = sqs.get_queue_url(QueueName=physical)["QueueUrl"]
+        except sqs.exceptions.QueueDoesNotExist:
+            if create:
+                urls[logical] = sqs.create_queue(QueueName=physical, Attributes=attributes)["QueueUrl"]
+                created.append(physical)
+            else:
+                missing.append(physical)
+
+    for spec in QUEUES:
+        attributes = {"VisibilityTimeout": str(spec.visibility_timeout)}
+        if spec.dead_letter:
+            queue(spec.dlq, {"MessageRetentionPeriod": DLQ_RETENTION})
+            if spec.dlq in urls:
+                dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[spec.dlq], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+        else:  # the escalation queue is itself a dead-letter queue
             attributes["MessageRetentionPeriod"] = DLQ_RETENTION
-        if queue.dead_letter:
-            dlq_url = sqs.create_queue(QueueName=naming.physical(queue.dlq),
-                                       Attributes={"MessageRetentionPeriod": DLQ_RETENTION})["QueueUrl"]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
-            urls[queue.dlq] = dlq_url
-        urls[queue.name] = sqs.create_queue(QueueName=naming.physical(queue.name), Attributes=attributes)["QueueUrl"]
+        queue(spec.name, attributes)
+
+    existing = {arn.rsplit(":", 1)[-1]: arn for page in sns.get_paginator("list_topics").paginate()
+                for arn in (t["TopicArn"] for t in page["Topics"])}
     for topic in TOPICS:
-        sns.create_topic(Name=naming.physical(topic.name))
-    ses.verify_email_identity(EmailAddress=sender_email)
-    return urls
+        physical = naming.physical(topic.name)
+        if physical in existing:
+            arns[topic.name] = existing[physical]
+        elif create:
+            arns[topic.name] = sns.create_topic(Name=physical)["TopicArn"]
+            created.append(physical)
+        else:
+            missing.append(physical)
+
+    if sender_email not in ses.list_identities(IdentityType="EmailAddress")["Identities"]:
+        if create:
+            ses.verify_email_identity(EmailAddress=sender_email)
+            created.append(sender_email)
+        else:
+            missing.append(f"SES identity {sender_email}")
+
+    if missing:
+        raise TopologyMissing(endpoint, naming.prefix, missing, found_any=bool(urls or arns))
+    return Topology(urls, arns, tuple(created))
+
+
+def remove(naming: Naming, *, endpoint: str) -> None:
+    """Delete every queue, topic and alarm whose name starts with the prefix, also ones a test added.
+
+    For throw-away stacks on a shared endpoint: quicker than ``terraform destroy`` (which waits
+    for each deletion to propagate), and it leaves the SES sender identity that every prefix shares.
+    """
+    start = naming.physical("")
+    sqs, sns, cloudwatch = (client(name, endpoint) for name in ("sqs", "sns", "cloudwatch"))
+    for url in sqs.list_queues(QueueNamePrefix=start, MaxResults=1000).get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page["Topics"]:
+            if topic["TopicArn"].rsplit(":", 1)[-1].startswith(start):
+                sns.delete_topic(TopicArn=topic["TopicArn"])
+    alarms = [a["AlarmName"] for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=start)
+              for a in page["MetricAlarms"]]
+    for batch in range(0, len(alarms), 100):
+        cloudwatch.delete_alarms(AlarmNames=alarms[batch:batch + 100])
 
 
 def client(service: str, endpoint: str | None = None):

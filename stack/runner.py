@@ -14,7 +14,7 @@ import httpx
 
 from messaging.topology import Naming
 
-from . import infra
+from . import infra, terraform
 from .services import BY_NAME, SERVICES
 
 
@@ -25,6 +25,10 @@ class Stack:
     ``database_url`` names a PostgreSQL server (one database per service is created on it);
     None starts an embedded PostgreSQL. ``endpoint`` is an AWS endpoint; None starts a moto
     server. ``prefix`` isolates queues, topics and databases from any other stack.
+
+    On a moto server of its own the stack creates the queues and topics itself. On a given
+    endpoint it adopts them when they are there, and otherwise applies the Terraform in
+    ``infra/`` for its prefix (about 90 s on LocalStack) and deletes what it applied when it stops.
     """
 
     workdir: Path
@@ -36,6 +40,7 @@ class Stack:
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
+    _applied: bool = False
     _urls: dict[str, str] = field(default_factory=dict)
 
     # ---- lifecycle
@@ -47,7 +52,9 @@ class Stack:
             port = infra.free_port()
             self._emulator = infra.start_emulator(port, self.workdir / "emulator.log")
             self.endpoint = f"http://127.0.0.1:{port}"
-        infra.provision(Naming(self.prefix), endpoint=self.endpoint)
+            infra.provision(Naming(self.prefix), endpoint=self.endpoint)
+        else:
+            self._applied = terraform.adopt_or_apply(Naming(self.prefix), self.endpoint, self.workdir)
         self._urls = infra.database_urls(self.database_url, self.prefix, [s.database for s in SERVICES])
         for service in SERVICES:
             self.start_service(service.module, wait=False)
@@ -61,6 +68,8 @@ class Stack:
         if self._emulator:
             self._emulator.terminate()
             self._emulator.wait(10)
+        elif self._applied:
+            infra.remove(Naming(self.prefix), endpoint=self.endpoint)
         if self.drop_databases and self.database_url:
             infra.drop_databases(self.database_url, self.prefix, [s.database for s in SERVICES])
 

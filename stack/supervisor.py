@@ -9,13 +9,19 @@ import time
 from pathlib import Path
 
 from . import infra
-from .credentials import operator_token
+from .credentials import operator_token, where
 from .services import BY_NAME, SERVICES
 
 RUN = Path(".run")
 STATE = RUN / "stack.json"
 CONF = RUN / "supervisord.conf"
-EMULATOR_PORT = 4566
+# The moto server `up` starts when AWS_ENDPOINT_URL is unset; not LocalStack's 4566, so that
+# the two never answer for each other.
+EMULATOR_PORT = 5100
+
+
+class TopologyNotDeployed(SystemExit):
+    """``up`` on a given endpoint where Terraform has not created the prefix's topology."""
 
 
 def _ctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -27,11 +33,30 @@ def _environment(env: dict[str, str]) -> str:
     return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in env.items())
 
 
+
+def adopt(prefix: str, endpoint: str) -> infra.Topology:
+    """The topology Terraform made on a given endpoint; never creates a second copy.
+
+    Creating it here would put resources on the user's endpoint that no Terraform state knows
+    of, and take 90 s on LocalStack each time; ``make deploy-local`` does it once, with state.
+    """
+    try:
+        return infra.provision(infra.Naming(prefix), endpoint=endpoint, create=False)
+    except infra.TopologyMissing as missing:
+        raise TopologyNotDeployed(
+            f"{missing}\nThe queues and topics on AWS_ENDPOINT_URL come from Terraform: run "
+            f"`make deploy-local PREFIX={prefix}` first (or `terraform -chdir=infra apply -var endpoint_url={endpoint} "
+            f"-var name_prefix={prefix}`).") from None
+
+
 def up(prefix: str = "saga") -> dict:
     RUN.mkdir(exist_ok=True)
+    given = os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = given or f"http://127.0.0.1:{EMULATOR_PORT}"
+    topology = adopt(prefix, endpoint) if given else None  # before anything starts, so a failure leaves nothing running
     server = os.environ.get("DATABASE_URL") or infra.start_embedded_postgres((RUN / "pgdata").resolve(), keep_running=True)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{EMULATOR_PORT}"
-    aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix, "SAGA_OPERATOR_TOKEN": operator_token()}
+    token = operator_token()
+    aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix, "SAGA_OPERATOR_TOKEN": token}
     urls = infra.database_urls(server, prefix.replace("-", "_"), [s.database for s in SERVICES])
     lines = [
         "[supervisord]", f"logfile={RUN.resolve()}/supervisord.log", f"pidfile={RUN.resolve()}/supervisord.pid",
@@ -40,7 +65,7 @@ def up(prefix: str = "saga") -> dict:
         "[supervisorctl]", f"serverurl=unix://{RUN.resolve()}/supervisor.sock", "",
         "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
     ]
-    if not os.environ.get("AWS_ENDPOINT_URL"):
+    if not given:
         lines += ["[program:emulator]", f"command={sys.executable} -m moto.server -H 127.0.0.1 -p {EMULATOR_PORT}",
                   "priority=1", f"stdout_logfile={RUN.resolve()}/emulator.log", "redirect_stderr=true", ""]
     for service in SERVICES:
@@ -55,11 +80,14 @@ def up(prefix: str = "saga") -> dict:
         _ctl("reread"), _ctl("update")
     else:
         subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(CONF)], check=True)
-    if not os.environ.get("AWS_ENDPOINT_URL"):
+    if not given:  # our own moto server: the quick path creates the topology
         infra.wait_for_port(EMULATOR_PORT)
-    infra.provision(infra.Naming(prefix), endpoint=endpoint)
+        topology = infra.provision(infra.Naming(prefix), endpoint=endpoint)
     _ctl("start", "all", check=False)
     state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),
+             "topology": "created" if topology.created else "adopted", "queue_urls": topology.queue_urls,
+             "topic_arns": topology.topic_arns,
+             "operator_token": where(),
              "urls": {s.module: f"http://127.0.0.1:{s.port}" for s in SERVICES}}
     STATE.write_text(json.dumps(state, indent=2))
     return state

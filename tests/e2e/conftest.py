@@ -1,5 +1,6 @@
 """The whole system, started once per test session: every service as its own process,
-PostgreSQL, and a moto server (or ``AWS_ENDPOINT_URL`` if set)."""
+PostgreSQL, and a moto server (or ``AWS_ENDPOINT_URL`` if set, where Terraform creates each
+stack's queues and topics)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from messaging.topology import ORDER_EVENTS, Naming
+from stack import terraform
 from stack.infra import free_port
 from stack.runner import Stack
 from stack.services import SERVICES
@@ -19,10 +21,26 @@ OPERATOR_TOKEN = "test-operator-token"
 PREVIOUS_OPERATOR_TOKEN = "test-operator-token-before-rotation"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
+# Stacks a session starts on a given endpoint: the shared one, and test_delivery's doubled delivery.
+STACKS_PER_SESSION = 2
 
-def _stack(workdir, postgres_server, **env) -> Stack:
+
+@pytest.fixture(scope="session")
+def topologies(tmp_path_factory):
+    """On AWS_ENDPOINT_URL, the Terraform of every stack of the session applied side by side at the
+    start (one apply takes ~90 s on LocalStack, mostly waiting); None on a moto server of our own."""
+    if not USER_AWS_ENDPOINT:
+        yield None
+        return
+    prepared = terraform.Prepared(USER_AWS_ENDPOINT, tmp_path_factory.mktemp("terraform"), STACKS_PER_SESSION)
+    yield prepared
+    prepared.close()
+
+
+def _stack(workdir, postgres_server, topologies, **env) -> Stack:
     return Stack(
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
+        **({"prefix": topologies.take()} if topologies else {}),
         ports={s.module: free_port() for s in SERVICES},
         env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
              "RELAY_POLL_INTERVAL": "0.5",
@@ -32,8 +50,8 @@ def _stack(workdir, postgres_server, **env) -> Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory, postgres_server):
-    with _stack(tmp_path_factory.mktemp("e2e"), postgres_server) as running:
+def stack(tmp_path_factory, postgres_server, topologies):
+    with _stack(tmp_path_factory.mktemp("e2e"), postgres_server, topologies) as running:
         yield running
 
 

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def doubled(tmp_path_factory, postgres_server):
+def doubled(tmp_path_factory, postgres_server, topologies):
     """A second system in which every relay publishes every message twice."""
-    with _stack(tmp_path_factory.mktemp("doubled"), postgres_server, RELAY_DUPLICATE_DELIVERY="1") as running:
+    with _stack(tmp_path_factory.mktemp("doubled"), postgres_server, topologies, RELAY_DUPLICATE_DELIVERY="1") as running:
         yield Shop(running)
 
 

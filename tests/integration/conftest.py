@@ -13,7 +13,7 @@ from messaging import migrations
 from messaging.aws import open_broker
 from messaging.tables import add_messaging_tables
 from messaging.topology import Naming
-from stack import infra
+from stack import infra, terraform
 from tests.conftest import USER_AWS_ENDPOINT
 
 metadata = MetaData()
@@ -46,10 +46,17 @@ def emulator(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def naming(emulator) -> Naming:
+def naming(emulator, tmp_path_factory) -> Naming:
+    """A fresh prefix with its topology: made by Terraform on a given endpoint, directly on our own moto server."""
     naming = Naming(f"it{uuid.uuid4().hex[:8]}")
-    infra.provision(naming, endpoint=emulator)
-    return naming
+    if USER_AWS_ENDPOINT:
+        applied = terraform.adopt_or_apply(naming, emulator, tmp_path_factory.mktemp("terraform"))
+    else:
+        infra.provision(naming, endpoint=emulator)
+        applied = False
+    yield naming
+    if applied:
+        infra.remove(naming, endpoint=emulator)
 
 
 @pytest.fixture(scope="session")
