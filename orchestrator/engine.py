@@ -57,6 +57,11 @@ class Step:
     """None when the step is done by whoever starts the saga, in the same transaction."""
     compensation: Invoke | None = None
     timeout: timedelta = timedelta(seconds=10)
+    """The step's whole budget: past it without a reply, the step has timed out."""
+    resend_after: timedelta | None = None
+    """Silence after which the command is sent again, doubling after each resend, as long as the
+    budget lasts. A participant that restarts finds the resend at once, while the first copy it
+    had received stays invisible for its queue's visibility timeout. None: never resent."""
     forget: tuple[str, ...] = ()
     """Saga data only this step's command needs, erased once the step has been answered."""
 
@@ -95,7 +100,13 @@ class StepState:
     name: str
     status: str = PENDING
     attempts: int = 0
+    """Attempts of the action: a saga runs each step once, so 1 once started. Resends share it."""
+    sends: int = 0
+    """Copies of the action's command sent in this attempt (the first plus resends)."""
     compensation_attempts: int = 0
+    """Sends of the compensation since it was last started; paces its backoff and escalation."""
+    compensation_round: int = 0
+    """Attempt of the compensation: 1 when first started, +1 per operator retry. Resends share it."""
     compensation_command_id: str | None = None
     """Message id of the latest compensation sent, to tell its refusal from a stale one."""
     started_at: datetime | None = None
@@ -135,6 +146,8 @@ class Outgoing:
     expects_reply: bool
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     """The envelope's id: replies name it as their causation."""
+    attempt: int | None = None
+    """With the saga and the step, the command's identity: every resend of an attempt shares it."""
 
 
 @dataclass(frozen=True)
@@ -199,8 +212,9 @@ class SagaEngine:
         return t
 
     def on_reply(self, state: SagaState, reply: Message, now: datetime,
-                 causation_id: uuid.UUID | None = None) -> Transition:
-        """``causation_id`` is the id of the command the reply answers, where known."""
+                 causation_id: uuid.UUID | None = None, attempt: int | None = None) -> Transition:
+        """``causation_id`` is the id of the command the reply answers and ``attempt`` the attempt
+        it served, where known."""
         t = Transition(_copy(state))
         if type(reply) not in self._replies:
             t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} is not part of this saga"))
@@ -216,8 +230,7 @@ class SagaEngine:
             t.history.append(HistoryEntry(
                 "reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}"))
             return t
-        if (phase == "compensation" and not ok and causation_id is not None and step_state.compensation_command_id
-                and str(causation_id) != step_state.compensation_command_id):
+        if phase == "compensation" and not ok and _earlier_attempt(step_state, causation_id, attempt):
             # The refusal of an earlier attempt, overtaken by a retry: the retry's own answer counts.
             t.history.append(HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} to an earlier attempt"))
             return t
@@ -243,16 +256,24 @@ class SagaEngine:
             self._compensate_from(t, index - 1, now)
         return t
 
-    def on_deadline(self, state: SagaState, now: datetime) -> Transition:
-        """Handle every step whose deadline has passed."""
+    def on_deadline(self, state: SagaState, now: datetime, cutoff: datetime | None = None) -> Transition:
+        """Handle every step whose deadline passed by ``cutoff`` (default ``now``).
+
+        A running step whose budget is not spent gets its command again; one whose budget is
+        spent has timed out. ``cutoff`` earlier than ``now`` judges only deadlines that passed
+        while every reply that could answer them has been read.
+        """
         t = Transition(_copy(state))
+        cutoff = cutoff or now
         for index, step_state in enumerate(t.state.steps):
-            if step_state.deadline is None or step_state.deadline > now:
+            if step_state.deadline is None or step_state.deadline > cutoff:
                 continue
             step = self.definition.steps[index]
             step_state.deadline = None
             t.state.updated_at = now
-            if step_state.status == STEP_RUNNING:
+            if step_state.status == STEP_RUNNING and cutoff < step_state.started_at + step.timeout:
+                self._send_action(t, index, now, resend=True)
+            elif step_state.status == STEP_RUNNING:
                 step_state.status, step_state.finished_at = TIMED_OUT, now
                 _forget(t.state, step)
                 step_state.error = f"no reply within {step.timeout.total_seconds():g}s"
@@ -268,6 +289,7 @@ class SagaEngine:
                 # its acknowledgement; it keeps its own deadline and retries, and escalates
                 # if it is never acknowledged.
                 if step.compensation is not None:
+                    step_state.compensation_round += 1
                     self._send_compensation(t, index, now)
                 self._compensate_from(t, index - 1, now)
             elif step_state.status == STEP_COMPENSATING:
@@ -289,6 +311,7 @@ class SagaEngine:
             raise ValueError(f"step {step_name} is {t.state.steps[index].status}, not {COMPENSATION_FAILED}")
         t.state.status = COMPENSATING
         t.state.steps[index].compensation_attempts = 0
+        t.state.steps[index].compensation_round += 1
         t.history.append(HistoryEntry("operator_retry_compensation", step_name, f"by {actor}"))
         self._send_compensation(t, index, now)
         return t
@@ -316,17 +339,30 @@ class SagaEngine:
     def _advance(self, t: Transition, now: datetime) -> None:
         for index, step_state in enumerate(t.state.steps):
             if step_state.status == PENDING:
-                step = self.definition.steps[index]
                 step_state.status, step_state.started_at = STEP_RUNNING, now
                 step_state.attempts += 1
-                step_state.deadline = now + step.timeout
-                t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True))
-                t.history.append(HistoryEntry("step_started", step.name))
+                self._send_action(t, index, now, resend=False)
                 return
         t.state.status = COMPLETED
         t.history.append(HistoryEntry("saga_completed"))
         for notify in self.definition.on_completed:
             t.outgoing.append(Outgoing(None, notify.build(t.state.data), f"queue:{notify.participant}", False))
+
+    def _send_action(self, t: Transition, index: int, now: datetime, *, resend: bool) -> None:
+        """Send the step's command; the next deadline is the next resend or the end of its budget."""
+        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step_state.sends += 1
+        budget_end = step_state.started_at + step.timeout
+        deadline = budget_end
+        if step.resend_after is not None:
+            deadline = min(budget_end, now + step.resend_after * 2 ** (step_state.sends - 1))
+        step_state.deadline = deadline
+        t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True,
+                                   attempt=step_state.attempts))
+        if resend:
+            t.history.append(HistoryEntry("step_resent", step.name, f"send {step_state.sends}, no reply yet"))
+        else:
+            t.history.append(HistoryEntry("step_started", step.name))
 
     def _begin_compensation(self, t: Transition, step: str, reason: str | None, start: int, now: datetime) -> None:
         t.state.status, t.state.failed_step, t.state.failure_reason = COMPENSATING, step, reason
@@ -351,6 +387,7 @@ class SagaEngine:
             if step.compensation is None:
                 continue  # nothing to undo (documented per step)
             step_state.compensation_attempts = 0
+            step_state.compensation_round += 1
             self._send_compensation(t, index, now)
             return
         failed = any(s.status == COMPENSATION_FAILED for s in t.state.steps)
@@ -365,7 +402,8 @@ class SagaEngine:
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
-        command = Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True)
+        command = Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True,
+                           attempt=max(step_state.compensation_round, 1))
         step_state.compensation_command_id = str(command.message_id)
         t.outgoing.append(command)
         t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
@@ -392,6 +430,15 @@ class SagaEngine:
             if step.name == name:
                 return index
         raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+
+def _earlier_attempt(step_state: StepState, causation_id: uuid.UUID | None, attempt: int | None) -> bool:
+    """Whether a compensation reply answers an attempt the saga has moved past (an operator
+    retried since). Replies name their attempt; older ones only the command they answer."""
+    if attempt is not None and step_state.compensation_round:
+        return attempt != step_state.compensation_round
+    return bool(causation_id is not None and step_state.compensation_command_id
+                and str(causation_id) != step_state.compensation_command_id)
 
 
 def _forget(state: SagaState, step: Step) -> None:

@@ -4,6 +4,7 @@ commands it decided on in the outbox."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -53,17 +54,19 @@ class Orchestrator:
             log.warning("reply_for_unknown_saga")
             return
         at = now()
-        t = self.engine.on_reply(state, reply, at, envelope.causation_id)
+        t = self.engine.on_reply(state, reply, at, envelope.causation_id, envelope.attempt)
         await self._commit_transition(uow, state, t, at, envelope)
 
-    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID) -> bool:
-        """Handle one saga's expired deadlines, if it is still due and no other worker holds it."""
+    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID, cutoff: datetime | None = None) -> bool:
+        """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
+        due and no other worker holds it."""
         at = now()
-        if saga_id not in await repository.due(uow.session, at, only=saga_id):
+        cutoff = min(cutoff or at, at)
+        if saga_id not in await repository.due(uow.session, cutoff, only=saga_id):
             return False
         state = await repository.load(uow.session, saga_id)
         with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
-            await self._commit_transition(uow, state, self.engine.on_deadline(state, at), at, None)
+            await self._commit_transition(uow, state, self.engine.on_deadline(state, at, cutoff), at, None)
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
@@ -98,6 +101,7 @@ class Orchestrator:
             await uow.send(
                 out.message, out.destination, saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
                 causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None, message_id=out.message_id,
+                step=out.step if out.attempt else None, attempt=out.attempt,
             )
             log.info("command_staged", step=out.step, command=out.message.message_type(), destination=out.destination)
 
@@ -111,20 +115,25 @@ class Orchestrator:
                 metrics.STEP_LATENCY.labels(new.name, new.status).observe((at - new.started_at).total_seconds())
 
 
-async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str) -> int:
+async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str,
+                             read_until: Callable[[float], float] | None = None) -> int:
     """One pass of the deadline worker; returns how many sagas it moved on.
 
-    Each saga is handled in its own transaction, so one whose transition fails (logged,
-    retried on the next pass) holds up no other; SKIP LOCKED makes several orchestrator
-    instances share the work with each expiry handled once.
+    ``read_until(now)`` (epoch seconds) bounds the deadlines judged to those passed while
+    every reply that could have answered them has been read. Each saga is handled in its own
+    transaction, so one whose transition fails (logged, retried on the next pass) holds up no
+    other; SKIP LOCKED makes several orchestrator instances share the work with each expiry
+    handled once.
     """
+    at = now()
+    cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
     async with sessions() as session:
-        due = await repository.due(session, now())
+        due = await repository.due(session, cutoff)
     handled = 0
     for saga_id in due:
         try:
             async with UnitOfWork(sessions, sender) as uow:
-                handled += await orchestrator.on_deadline(uow, saga_id)
+                handled += await orchestrator.on_deadline(uow, saga_id, cutoff)
                 await uow.commit()
         except Exception:
             log.exception("deadline_failed", saga_id=str(saga_id))

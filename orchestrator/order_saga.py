@@ -12,6 +12,7 @@ from .settings import StepTimeouts
 
 def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
     t = timeouts or StepTimeouts()
+    resend = timedelta(seconds=t.resend_after)
     return SagaDefinition(
         name="order",
         steps=(
@@ -27,6 +28,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                               success=c.InventoryReserved, failure=c.InventoryReservationFailed),
                 compensation=Invoke(c.ReleaseInventory, by_order(c.ReleaseInventory), success=c.InventoryReleased),
                 timeout=timedelta(seconds=t.reserve_inventory),
+                resend_after=resend,
             ),
             Step(
                 "process_payment", participant=q.PAYMENT_COMMANDS,
@@ -34,6 +36,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.RefundPayment, by_order(c.RefundPayment),
                                     success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
                 timeout=timedelta(seconds=t.process_payment),
+                resend_after=resend,
                 forget=("payment_token",),
             ),
             Step(
@@ -42,6 +45,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.CancelShipment, by_order(c.CancelShipment),
                                     success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed),
                 timeout=timedelta(seconds=t.fulfill_order),
+                resend_after=resend,
             ),
             Step(
                 "send_confirmation", participant=q.NOTIFICATION_COMMANDS,
@@ -53,6 +57,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                 compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation),
                                     success=c.ConfirmationWithdrawn),
                 timeout=timedelta(seconds=t.send_confirmation),
+                resend_after=resend,
                 forget=("customer_email",),
             ),
         ),

@@ -37,6 +37,11 @@ class Envelope(BaseModel):
     causation_id: uuid.UUID | None = Field(default=None, description="message_id of the message that caused this one.")
     sender: str = Field(description="Name of the sending service.")
     reply_to: str | None = Field(default=None, description="Logical queue name that replies go to.")
+    step: str | None = Field(default=None, max_length=100, description=(
+        "The saga step a command serves, copied into its reply. With saga_id and attempt it is the command's "
+        "identity: a resend has a new message_id but the same identity."))
+    attempt: int | None = Field(default=None, ge=1, description=(
+        "Which attempt of the step's action (or compensation) this is; resends of one attempt share it."))
     occurred_at: datetime = Field(description="When the sender created the message (UTC).")
     payload: dict[str, Any]
 
@@ -51,6 +56,8 @@ class Envelope(BaseModel):
         causation: Envelope | None = None,
         reply_to: str | None = None,
         message_id: uuid.UUID | None = None,
+        step: str | None = None,
+        attempt: int | None = None,
     ) -> Envelope:
         correlation = correlation_id or (causation.correlation_id if causation else None) or saga_id or uuid.uuid4()
         return cls(
@@ -61,6 +68,8 @@ class Envelope(BaseModel):
             causation_id=causation.message_id if causation else None,
             sender=sender,
             reply_to=reply_to,
+            step=step,
+            attempt=attempt,
             occurred_at=datetime.now(UTC),
             payload=message.model_dump(mode="json"),
         )

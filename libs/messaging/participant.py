@@ -78,7 +78,7 @@ async def forward(
     ``refusals`` its partial effects are rolled back (savepoint) and ``refuse(reason)`` is
     the reply.
     """
-    saga_id = _saga_id(request)
+    saga_id = _saga_id(request, step)
     prior, result = await _claim(uow, saga_id, step, APPLIED)
     if prior is None:
         try:
@@ -95,8 +95,10 @@ async def forward(
         reply = refuse("compensated before it was applied")
         log.info("step_forward_refused_after_compensation", step=step)
     else:
+        # A resend (same saga, step and attempt under a new message id) or a redelivery:
+        # the step already ran, so it gets the same answer and no second effect.
         reply = _restore(result)
-        log.info("step_forward_repeated", step=step, outcome=prior)
+        log.info("step_forward_repeated", step=step, outcome=prior, attempt=request.attempt)
     await uow.reply(request, reply)
     return reply
 
@@ -117,7 +119,7 @@ async def compensate(
     late forward command is refused. If ``undo`` raises one of ``refusals`` the step stays
     applied and ``refuse(reason)`` is the reply, so the compensation can be retried later.
     """
-    saga_id = _saga_id(request)
+    saga_id = _saga_id(request, step)
     prior, result = await _claim(uow, saga_id, step, COMPENSATED)
     if prior is None or prior == REFUSED:
         reply = done()
@@ -147,7 +149,10 @@ def _reason(error: Exception) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def _saga_id(request: Envelope) -> uuid.UUID:
+def _saga_id(request: Envelope, step: str) -> uuid.UUID:
+    """The saga of a command for ``step``; a command naming another step was misrouted."""
     if request.saga_id is None:
         raise MalformedMessage(f"{request.message_type} {request.message_id} carries no saga_id")
+    if request.step is not None and request.step != step:
+        raise MalformedMessage(f"{request.message_type} {request.message_id} names step {request.step}, not {step}")
     return request.saga_id

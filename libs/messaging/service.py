@@ -39,6 +39,8 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+    """The consumer of each queue, by logical name (a worker may ask how far one has read)."""
 
 
 Worker = Callable[[Runtime], Awaitable[None]]
@@ -93,8 +95,12 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             try:
                 yield
             finally:
+                # SIGTERM (a deploy) lands here: consumers stop receiving, finish what is in
+                # flight and hand back what they did not start; the relay finishes its pass.
+                # Only what outlasts the grace period is cancelled.
                 rt.stop.set()
-                for task in tasks:
+                _, late = await asyncio.wait(tasks, timeout=settings.shutdown_grace_seconds)
+                for task in late:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
@@ -128,6 +134,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
         consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
                             wait_time_seconds=settings.consumer_wait_seconds,
                             visibility_timeout=settings.consumer_visibility_timeout)
+        rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)
     for worker in definition.workers:
         yield worker.__name__, worker(rt)

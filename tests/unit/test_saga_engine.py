@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -143,7 +143,7 @@ def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
     saga.succeed_until("fulfill_order")
     saga.tick(4)
     assert saga.step("fulfill_order") == e.STEP_RUNNING
-    saga.tick(2)
+    saga.tick(3)
     assert saga.step("fulfill_order") == e.STEP_COMPENSATING
     assert saga.state.failed_step == "fulfill_order"
     # its participant may be down: the earlier steps are undone without waiting for it
@@ -163,7 +163,8 @@ def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
 def test_timed_out_compensation_that_is_never_acknowledged_escalates_after_the_saga_compensated():
     saga = Saga()
     saga.succeed_until("fulfill_order")
-    saga.tick(5)
+    while saga.step("fulfill_order") == e.STEP_RUNNING:
+        saga.until_deadline("fulfill_order")
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
@@ -184,7 +185,7 @@ def test_unacknowledged_compensation_is_retried_with_backoff_then_escalated():
         deadline = saga.state.step("reserve_inventory").deadline
         waits.append((deadline - saga.now).total_seconds())
         saga.tick(waits[-1])
-    assert waits == [5, 10, 20, 40, 80]
+    assert waits == [7, 14, 28, 56, 112]
     assert saga.step("reserve_inventory") == e.COMPENSATION_FAILED
     escalations = [o for o in saga.sent if isinstance(o.message, c.CompensationEscalated)]
     assert len(escalations) == 1
@@ -283,7 +284,7 @@ def test_the_refusal_of_an_earlier_compensation_attempt_does_not_reopen_a_retry(
     saga.succeed_until("fulfill_order")
     saga.fail(c.FulfillmentFailed)
     first = saga.sent[-1].message_id
-    saga.tick(5)  # RefundPayment unanswered: sent again
+    saga.tick(7)  # RefundPayment unanswered: sent again
     second = saga.sent[-1].message_id
     assert saga.last_sent() is c.RefundPayment and first != second
     stale = c.PaymentRefundFailed(order_id=saga.order_id, reason="late answer to attempt 1")
@@ -308,7 +309,7 @@ def test_payment_token_and_email_are_kept_only_until_their_step_answered():
     assert "customer_email" not in saga.state.data
     timed_out = Saga()
     timed_out.reply(c.InventoryReserved)
-    timed_out.tick(5)
+    timed_out.tick(7)
     assert "payment_token" not in timed_out.state.data
 
 
@@ -328,3 +329,35 @@ def test_engine_does_not_mutate_its_input():
     state = saga.state
     ENGINE.on_reply(state, c.InventoryReserved(order_id=saga.order_id), T0)
     assert state.step("reserve_inventory").status == e.STEP_RUNNING
+
+
+def test_a_silent_step_gets_its_command_again_with_backoff_inside_its_budget():
+    saga = Saga()
+    saga.tick(1.5)
+    assert saga.last_sent() is c.ReserveInventory and saga.last.history[0].event == "step_resent"
+    saga.tick(3)
+    first, second, third = [o for o in saga.sent if isinstance(o.message, c.ReserveInventory)]
+    assert len({first.message_id, second.message_id, third.message_id}) == 3  # new outbox rows...
+    assert first.message == second.message == third.message and first.attempt == third.attempt == 1  # ...one identity
+    assert saga.step("reserve_inventory") == e.STEP_RUNNING
+    assert (saga.state.step("reserve_inventory").deadline - T0).total_seconds() == 7  # the budget, not another resend
+    saga.now += timedelta(seconds=2)
+    saga.reply(c.InventoryReserved)  # the restarted participant answers one copy
+    assert saga.step("reserve_inventory") == e.SUCCEEDED and saga.last_sent() is c.ProcessPayment
+
+
+def test_a_participant_that_stays_down_still_leads_to_compensation_after_the_budget():
+    saga = Saga()
+    saga.reply(c.InventoryReserved)
+    while saga.step("process_payment") == e.STEP_RUNNING:
+        saga.until_deadline("process_payment")
+    assert sum(isinstance(o.message, c.ProcessPayment) for o in saga.sent) == 3
+    assert saga.state.failure_reason == "process_payment timed out"
+    assert (saga.now - saga.state.step("process_payment").started_at).total_seconds() == 7
+
+
+def test_deadlines_after_the_cutoff_wait():
+    saga = Saga()
+    deadline = saga.state.step("reserve_inventory").deadline
+    later = ENGINE.on_deadline(saga.state, deadline + timedelta(seconds=5), cutoff=deadline - timedelta(seconds=1))
+    assert not later.outgoing and later.state.step("reserve_inventory").deadline == deadline
