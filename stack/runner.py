@@ -33,6 +33,8 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"s{uuid.uuid4().hex[:8]}")
     ports: dict[str, int] = field(default_factory=lambda: {s.module: s.port for s in SERVICES})
     env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Environment for one service only, by module (e.g. its own AWS endpoint)."""
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
@@ -116,7 +118,7 @@ class Stack:
             f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
             f"{service.env_prefix}PORT": str(self.ports[module]),
             "PYTHONUNBUFFERED": "1",
-        } | self.env
+        } | self.env | self.service_env.get(module, {})
 
     def client(self, name: str):
         """A boto3 client on this stack's endpoint."""
