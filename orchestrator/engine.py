@@ -37,6 +37,8 @@ PENDING, STEP_RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "pending", "running", "suc
 STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = "compensating", "compensated", "compensation_failed"
 
 
+MAX_RESEND_INTERVAL = timedelta(seconds=5)
+
 # --------------------------------------------------------------------------- definition
 @dataclass(frozen=True)
 class Invoke:
@@ -57,11 +59,13 @@ class Step:
     """None when the step is done by whoever starts the saga, in the same transaction."""
     compensation: Invoke | None = None
     timeout: timedelta = timedelta(seconds=10)
-    """The step's whole budget: past it without a reply, the step has timed out."""
+    """The least time the step is given before it has timed out; it may get more from the
+    saga's budget (:attr:`SagaDefinition.budget`)."""
     resend_after: timedelta | None = None
-    """Silence after which the command is sent again, doubling after each resend, as long as the
-    budget lasts. A participant that restarts finds the resend at once, while the first copy it
-    had received stays invisible for its queue's visibility timeout. None: never resent."""
+    """Silence after which the command is sent again, doubling after each resend up to
+    :data:`MAX_RESEND_INTERVAL`, as long as the budget lasts. A participant that restarts finds
+    a resend at once, while the copy it had taken stays invisible for its queue's visibility
+    timeout. None: never resent."""
     forget: tuple[str, ...] = ()
     """Saga data only this step's command needs, erased once the step has been answered."""
 
@@ -81,6 +85,10 @@ class SagaDefinition:
     on_completed: tuple[Notify, ...] = ()
     max_compensation_attempts: int = 5
     """Compensation sends (first try plus retries on timeout) before escalating."""
+    budget: timedelta | None = None
+    """Time from the start within which the saga should end. A step may use what the steps
+    before it left, minus the least time (``timeout``) of each step after it; so a participant
+    that restarts within the budget still finishes its step, and the saga its run."""
 
     def __post_init__(self) -> None:
         seen: dict[type, str] = {}
@@ -271,12 +279,13 @@ class SagaEngine:
             step = self.definition.steps[index]
             step_state.deadline = None
             t.state.updated_at = now
-            if step_state.status == STEP_RUNNING and cutoff < step_state.started_at + step.timeout:
+            if step_state.status == STEP_RUNNING and cutoff < self._budget_end(t.state, index):
                 self._send_action(t, index, now, resend=True)
             elif step_state.status == STEP_RUNNING:
                 step_state.status, step_state.finished_at = TIMED_OUT, now
                 _forget(t.state, step)
-                step_state.error = f"no reply within {step.timeout.total_seconds():g}s"
+                waited = (self._budget_end(t.state, index) - step_state.started_at).total_seconds()
+                step_state.error = f"no reply within {waited:.3g}s"
                 t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
                 t.state.status, t.state.failed_step = COMPENSATING, step.name
                 t.state.failure_reason = f"{step.name} timed out"
@@ -352,10 +361,10 @@ class SagaEngine:
         """Send the step's command; the next deadline is the next resend or the end of its budget."""
         step, step_state = self.definition.steps[index], t.state.steps[index]
         step_state.sends += 1
-        budget_end = step_state.started_at + step.timeout
+        budget_end = self._budget_end(t.state, index)
         deadline = budget_end
         if step.resend_after is not None:
-            deadline = min(budget_end, now + step.resend_after * 2 ** (step_state.sends - 1))
+            deadline = min(budget_end, now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL))
         step_state.deadline = deadline
         t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True,
                                    attempt=step_state.attempts))
@@ -363,6 +372,16 @@ class SagaEngine:
             t.history.append(HistoryEntry("step_resent", step.name, f"send {step_state.sends}, no reply yet"))
         else:
             t.history.append(HistoryEntry("step_started", step.name))
+
+    def _budget_end(self, state: SagaState, index: int) -> datetime:
+        """When a running step has timed out: after its own least time, or later if the saga's
+        budget leaves room once every later step has its least time."""
+        step, started = self.definition.steps[index], state.steps[index].started_at
+        own = started + step.timeout
+        if self.definition.budget is None:
+            return own
+        later = sum((s.timeout for s in self.definition.steps[index + 1:] if s.action is not None), timedelta())
+        return max(own, state.created_at + self.definition.budget - later)
 
     def _begin_compensation(self, t: Transition, step: str, reason: str | None, start: int, now: datetime) -> None:
         t.state.status, t.state.failed_step, t.state.failure_reason = COMPENSATING, step, reason

@@ -63,6 +63,7 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
         ),
         on_completed=(Notify(q.ORDER_COMMANDS, by_order(c.ConfirmOrder)),),
         max_compensation_attempts=t.max_compensation_attempts,
+        budget=timedelta(seconds=t.saga_budget),
     )
 
 

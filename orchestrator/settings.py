@@ -8,23 +8,25 @@ from messaging.settings import ServiceSettings
 
 
 class StepTimeouts(BaseModel):
-    """Seconds each step may take before the saga compensates, and how soon a command that got
-    no reply is sent again.
+    """How long each step waits for its reply, and how soon a command that got none is resent.
 
-    A forward step's command is resent after 1.5 s of silence, then 3 s after that, within the
-    step's 7 s budget (sends at 0, 1.5 and 4.5 s): a participant killed while handling it, and
-    restarted within a few seconds, finds a resend waiting, while the copy it had taken stays
-    invisible for its 10 s visibility timeout. Four steps of 7 s keep a saga inside 30 s even
-    when every step needs its resends; a participant that is really down still makes its step
-    time out after 7 s, and the others are undone at once. Only a compensation that is never
-    acknowledged takes longer: it is resent after 7, 14, 28, 56 and 112 s, then escalated."""
+    The saga has a budget of 30 s from its start. Each forward step is given at least its own
+    5 s, and more when the steps before it were quick: it may run until the budget's end
+    minus 5 s for each step after it (15 s after the start for reserve_inventory, 20 s for
+    process_payment ...). Meanwhile its command is resent after 1.5 s of silence, then after
+    3 s and every 5 s: a participant killed while handling it, and restarted within the
+    budget, finds a resend waiting, while the copy it had taken stays invisible for its 10 s
+    visibility timeout. A participant that is really down makes its step time out, and the
+    saga compensates, still inside the budget. A compensation that is never acknowledged is
+    resent after 5, 10, 20, 40 and 80 s, then escalated."""
 
     create_order: float = Field(5, gt=0)
-    reserve_inventory: float = Field(7, gt=0)
-    process_payment: float = Field(7, gt=0)
-    fulfill_order: float = Field(7, gt=0)
-    send_confirmation: float = Field(7, gt=0)
+    reserve_inventory: float = Field(5, gt=0)
+    process_payment: float = Field(5, gt=0)
+    fulfill_order: float = Field(5, gt=0)
+    send_confirmation: float = Field(5, gt=0)
     resend_after: float = Field(1.5, gt=0)
+    saga_budget: float = Field(30, gt=0)
     max_compensation_attempts: int = Field(5, ge=1)
 
 

@@ -43,3 +43,17 @@ def test_a_black_holed_topic_delays_no_reply_and_cancels_no_order(black_holed_pu
     assert order["status"] == "confirmed"
     assert [n["channel"] for n in shop.notifications(placed["order_id"]) if n["channel"] == "email"] == ["email"]
     assert time.monotonic() - started < 10  # the reply did not wait for SNS
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["kill -9", "SIGTERM"])
+def test_a_participant_restarted_mid_flight_still_finishes_every_healthy_order(stack, shop, kill):
+    sku = shop.new_sku(100)
+    placed = []
+    for module in ("inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"):
+        placed += [shop.place(shop.order_body(sku, quantity=1)) for _ in range(3)]
+        time.sleep(0.2)  # the commands are in flight
+        stack.stop_service(module, kill=kill)
+        stack.start_service(module)
+    sagas = [shop.settled(order, timeout=40)[1] for order in placed]
+    assert [(s["status"], s["failure_reason"]) for s in sagas] == [("completed", None)] * len(placed)
+    assert shop.stock(sku) == {"sku": sku, "available": 100 - len(placed), "reserved": len(placed)}
