@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -16,16 +16,15 @@ from messaging.topology import SAGA_ESCALATIONS
 from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository
-from .engine import SagaState
+from .engine import SagaState, SagaStatus, StepStatus
 
 router = APIRouter()
 log = structlog.get_logger("saga_api")
-SagaStatus = Literal["running", "compensating", "completed", "compensated", "needs_intervention"]
 
 
 class StepView(BaseModel):
     name: str
-    status: str
+    status: StepStatus
     attempts: int
     compensation_attempts: int
     started_at: datetime | None
@@ -44,7 +43,9 @@ class HistoryView(BaseModel):
 
 class SagaView(BaseModel):
     saga_id: uuid.UUID
-    order_id: uuid.UUID
+    definition: str
+    subject: str
+    """What the saga is about: for both order sagas, the order's id."""
     status: SagaStatus
     failed_step: str | None
     failure_reason: str | None
@@ -56,7 +57,7 @@ class SagaView(BaseModel):
     @classmethod
     def of(cls, state: SagaState, history: list | None = None) -> SagaView:
         return cls(
-            saga_id=state.saga_id, order_id=state.data["order_id"], status=state.status,
+            saga_id=state.saga_id, definition=state.definition, subject=state.subject, status=state.status,
             failed_step=state.failed_step, failure_reason=state.failure_reason,
             created_at=state.created_at, updated_at=state.updated_at,
             steps=[StepView.model_validate(s, from_attributes=True) for s in state.steps],
@@ -78,9 +79,14 @@ async def list_sagas(
     status: SagaStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     older_than_seconds: Annotated[int | None, Query(ge=0)] = None,
+    definition: Annotated[str | None, Query(max_length=50)] = None,
+    subject: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[SagaView]:
+    """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``) or subject."""
     older_than = datetime.now(UTC) - timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
-    return [SagaView.of(s) for s in await repository.listing(session, status=status, limit=limit, older_than=older_than)]
+    sagas = await repository.listing(session, status=status, limit=limit, older_than=older_than,
+                                     definition=definition, subject=subject)
+    return [SagaView.of(s) for s in sagas]
 
 
 # --------------------------------------------------------------------------- operator
@@ -111,9 +117,11 @@ class Retry(BaseModel):
 async def operator_list_sagas(
     session: SessionDep, _: Operator, status: SagaStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, older_than_seconds: Annotated[int | None, Query(ge=0)] = None,
+    definition: Annotated[str | None, Query(max_length=50)] = None,
+    subject: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[SagaView]:
-    """Sagas by status and age, for the operator's tools (same data as ``GET /sagas``)."""
-    return await list_sagas(session, status, limit, older_than_seconds)
+    """Sagas by status, age and definition, for the operator's tools (same data as ``GET /sagas``)."""
+    return await list_sagas(session, status, limit, older_than_seconds, definition, subject)
 
 
 @operator_router.get("/sagas/{saga_id}", response_model=SagaView)
@@ -153,7 +161,7 @@ async def _discard(rt, saga_id: uuid.UUID, step: str | None, acted: datetime) ->
 async def list_dead_letters(rt: RuntimeDep, request: Request, _: Operator,
                             limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
     """Every message in every dead-letter queue, with its saga and step where known."""
-    steps = request.app.state.orchestrator.engine.step_of_message_types()
+    steps = request.app.state.orchestrator.registry.step_of_message_types()
     return [letter.as_dict() for letter in await dead_letters.list_all(rt.broker, limit, steps)]
 
 

@@ -10,17 +10,21 @@ from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
 from . import api, tables
-from .engine import SagaEngine
+from .cancellation_saga import cancellation_saga
+from .engine import SagaDefinition, SagaRegistry
 from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
 from .settings import Settings
+
+DEFINITIONS: tuple[SagaDefinition, ...] = (order_saga(), cancellation_saga())
+"""Every saga the orchestrator runs; a new one is added here."""
 
 log = structlog.get_logger("orchestrator")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    orchestrator = Orchestrator(SagaEngine(order_saga(settings.timeouts)))
+    orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*DEFINITIONS)))
 
     async def deadlines(rt: Runtime) -> None:
         """Fire expired step deadlines; they are in the database, so a restart loses none.
