@@ -17,6 +17,8 @@ router = APIRouter()
 
 class NotificationView(BaseModel):
     notification_id: uuid.UUID
+    saga_id: uuid.UUID
+    """The saga that sent it: an order's confirmation and its cancellation notices differ by it."""
     order_id: uuid.UUID
     channel: str
     status: str

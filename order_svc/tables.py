@@ -1,5 +1,5 @@
 """order_svc's own database."""
-from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text
+from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from messaging.tables import add_messaging_tables
@@ -17,6 +17,9 @@ orders = Table(
     Column("total", Numeric(14, 2), nullable=False),
     Column("status", String(20), nullable=False),
     Column("cancel_reason", Text),
+    # The customer's contact address: order_svc is its system of record, and the
+    # cancellation notice is sent to it. Null for orders placed before it was kept.
+    Column("customer_email", String(254)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -28,4 +31,17 @@ idempotency_keys = Table(
     Column("order_id", UUID(as_uuid=True), nullable=False),
     Column("response", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every saga run about an order, and its status as the orchestrator last reported it
+# (SagaStatusChanged, ordered by ``changed_at`` since SQS may deliver them out of order).
+# One saga per definition and order: a second cancellation request finds the first.
+order_sagas = Table(
+    "order_sagas", metadata,
+    Column("saga_id", UUID(as_uuid=True), primary_key=True),
+    Column("order_id", UUID(as_uuid=True), nullable=False),
+    Column("definition", String(50), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "definition", name="order_sagas_one_per_definition"),
 )
