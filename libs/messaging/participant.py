@@ -14,53 +14,36 @@ refusals, and they become failure replies here, so domain code never touches mes
 """
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
-from sqlalchemy import text
 
 from .contracts import REGISTRY
 from .envelope import Envelope, MalformedMessage, Message
+from .guard import APPLIED, COMPENSATED, REFUSED
 from .uow import UnitOfWork
 
 log = structlog.get_logger("participant")
 
-APPLIED, REFUSED, COMPENSATED = "applied", "refused", "compensated"
-
-_INSERT = text(
-    "INSERT INTO saga_step_guard (saga_id, step, state) VALUES (:saga_id, :step, :state) "
-    "ON CONFLICT DO NOTHING RETURNING state"
-)
-_LOCK = text("SELECT state, result FROM saga_step_guard WHERE saga_id = :saga_id AND step = :step FOR UPDATE")
-_SET = text(
-    "UPDATE saga_step_guard SET state = :state, result = CAST(:result AS jsonb), updated_at = now() "
-    "WHERE saga_id = :saga_id AND step = :step"
-)
-
 Refusals = tuple[type[Exception], ...]
 
 
-def _stored(reply: Message) -> str:
-    return json.dumps({"type": reply.message_type(), "payload": reply.model_dump(mode="json")})
+def _stored(reply: Message) -> dict[str, Any]:
+    return {"type": reply.message_type(), "payload": reply.model_dump(mode="json")}
 
 
-def _restore(result: dict) -> Message:
+def _restore(result: dict[str, Any]) -> Message:
     return REGISTRY.get(result["type"]).model_validate(result["payload"])
 
 
-async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> tuple[str | None, dict | None]:
-    """Insert the guard row in ``state``; if one exists, lock it and return what it holds."""
-    params = {"saga_id": saga_id, "step": step}
-    if (await uow.session.execute(_INSERT, params | {"state": state})).first() is not None:
-        return None, None
-    row = (await uow.session.execute(_LOCK, params)).one()
-    return row.state, row.result
+async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> tuple[str | None, dict[str, Any] | None]:
+    return await uow.guard.claim(saga_id, step, state)
 
 
 async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message) -> None:
-    await uow.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state, "result": _stored(reply)})
+    await uow.guard.settle(saga_id, step, state, _stored(reply))
 
 
 async def forward(
@@ -82,7 +65,7 @@ async def forward(
     prior, result = await _claim(uow, saga_id, step, APPLIED)
     if prior is None:
         try:
-            async with uow.session.begin_nested():
+            async with uow.savepoint():
                 reply = await apply()
             state = APPLIED
         except refusals as error:
@@ -130,7 +113,7 @@ async def compensate(
         log.info("step_compensation_repeated", step=step)
     else:
         try:
-            async with uow.session.begin_nested():
+            async with uow.savepoint():
                 reply = await undo()
             await _set(uow, saga_id, step, COMPENSATED, reply)
             log.info("step_compensated", step=step)

@@ -35,7 +35,6 @@ class Runtime:
 
     name: str
     settings: ServiceSettings
-    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,7 +85,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with open_broker(Naming(settings.resource_prefix)) as broker:
-            rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
+            rt = Runtime(definition.name, settings, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt
             for hook in definition.on_start:
                 await hook(rt)

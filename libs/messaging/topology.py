@@ -31,7 +31,6 @@ class Queue:
 class Topic:
     name: str
     purpose: str
-    subscribers: tuple[str, ...] = ()
 
 
 ORDER_COMMANDS = "order-commands"

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Self
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import outbox
 from .envelope import Envelope, MalformedMessage, Message
+from .guard import SqlStepGuard, StepGuard
 
 
 class UnitOfWork:
@@ -30,9 +32,18 @@ class UnitOfWork:
         self._staged = 0
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.session.rollback()
         await self.session.close()
+
+    @property
+    def guard(self) -> StepGuard:
+        """The participant's record of what it did about each saga step, in this transaction."""
+        return SqlStepGuard(self.session)
+
+    def savepoint(self) -> AbstractAsyncContextManager[Any]:
+        """A nested transaction: leaving it by an exception undoes what was done inside only."""
+        return self.session.begin_nested()
 
     async def send(
         self,

@@ -17,6 +17,7 @@ from orchestrator.handlers import Orchestrator, fire_due_deadlines
 from orchestrator.main import DEFINITIONS
 from orchestrator.settings import StepTimeouts
 from stack import infra
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +38,11 @@ async def orchestrator_db(orchestrator_url):
     await engine.dispose()
 
 
-def start_command() -> c.StartOrderSaga:
-    return c.StartOrderSaga(
-        order_id=uuid.uuid4(), customer_id="c-1", customer_email="ada@example.com", currency="USD",
-        items=[{"sku": "SKU-1", "quantity": 1, "unit_price": "5.00"}], total="5.00", payment_token="tok_visa",
-        shipping_address={"name": "Ada", "line1": "1 Main St", "city": "X", "postal_code": "1", "country": "US"})
-
-
 async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
-    envelope = Envelope.wrap(start_command(), sender="order", saga_id=uuid.uuid4())
+    command = factories.start_order_saga()
+    envelope = Envelope.wrap(command, sender="order", saga_id=uuid.uuid4())
     async with UnitOfWork(sessions, "orchestrator") as uow:
-        await orchestrator.start(uow, envelope, start_command())
+        await orchestrator.start(uow, envelope, command)
         await uow.commit()
     return envelope.saga_id
 

@@ -11,51 +11,25 @@ from messaging import contracts as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import SagaScenario
+from tests import factories
+from tests.factories import T0, order_data
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENGINE = e.SagaEngine(order_saga())
 
 
-def order_data() -> dict:
-    return {
-        "order_id": str(uuid.uuid4()), "customer_id": "c-1", "customer_email": "ada@example.com",
-        "currency": "USD", "total": "25.00", "payment_token": "tok_visa",
-        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}],
-        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield",
-                             "postal_code": "12345", "country": "US"},
-    }
-
-
-class Saga(SagaScenario):
-    """The order saga, given/expect style, with replies built from their type."""
+class Saga(factories.Saga):
+    """The order saga under test."""
 
     def __init__(self) -> None:
-        self.data = order_data()
-        self.order_id = uuid.UUID(self.data["order_id"])
-        super().__init__(order_saga(), self.data, now=T0)
-
-    def reply(self, message_type, **fields) -> e.Transition:
-        super().reply(message_type(order_id=self.order_id, **fields))
-        return self.last
-
-    def fail(self, message_type, reason="no") -> e.Transition:
-        return self.reply(message_type, reason=reason)
-
-    def tick(self, seconds: float) -> e.Transition:
-        super().tick(seconds)
-        return self.last
+        super().__init__(order_saga(), order_data())
 
     def succeed_until(self, step: str) -> None:
-        replies = {
-            "reserve_inventory": (c.InventoryReserved, {}),
-            "process_payment": (c.PaymentProcessed, {"payment_id": uuid.uuid4()}),
-            "fulfill_order": (c.OrderFulfilled, {"shipment_id": uuid.uuid4()}),
-            "send_confirmation": (c.ConfirmationSent, {}),
-        }
-        for name, (reply, fields) in replies.items():
+        replies = {"reserve_inventory": c.InventoryReserved, "process_payment": c.PaymentProcessed,
+                   "fulfill_order": c.OrderFulfilled, "send_confirmation": c.ConfirmationSent}
+        for name, reply in replies.items():
             if name == step:
                 return
-            self.reply(reply, **fields)
+            self.reply(reply)
 
 
 def test_start_marks_create_order_done_and_reserves_inventory():

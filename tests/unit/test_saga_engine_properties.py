@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from messaging import contracts as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
-from tests.unit.test_saga_engine import T0, order_data
+from tests.factories import T0, order_data
 
 ENGINE = e.SagaEngine(order_saga())
 DEFINITION = ENGINE.definition
