@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 STACK  := $(PY) -m stack
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
 
-.PHONY: venv test unit integration e2e demo up down status stop start infra-validate schemas clean bench
+.PHONY: venv test unit integration e2e lint typecheck demo up down status stop start infra-validate schemas clean bench
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -17,6 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv            ## the whole suite: unit, integration, end to end
 	$(PYTEST) -q
+
+lint: venv            ## ruff: lint rules and formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv       ## mypy: strict on libs/ and the saga engine, normal elsewhere (pyproject.toml)
+	$(VENV)/bin/mypy
 
 unit: venv            ## pure logic, no I/O, seconds
 	$(PYTEST) -q tests/unit

@@ -591,7 +591,7 @@ class SagaEngine:
 
     def _compensation_timeout(self, step: Step, step_state: StepState) -> float:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
-        return min(step.timeout.total_seconds() * 2 ** max(step_state.compensation_attempts - 1, 0), 600.0)
+        return min(step.timeout.total_seconds() * 2.0 ** max(step_state.compensation_attempts - 1, 0), 600.0)
 
 
 def _earlier_attempt(step_state: StepState, causation_id: uuid.UUID | None, attempt: int | None) -> bool:

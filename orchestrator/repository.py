@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,7 +23,8 @@ def _step_to_json(step: StepState) -> dict:
 
 
 def _step_from_json(raw: dict) -> StepState:
-    step = StepState(**{k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()})
+    fields: dict[str, Any] = {k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()}
+    step = StepState(**fields)
     step.status = StepStatus(step.status)
     return step
 

@@ -97,7 +97,7 @@ class SagaOfOrder(BaseModel):
 class CancellationAccepted(BaseModel):
     order_id: uuid.UUID
     saga_id: uuid.UUID
-    definition: Literal["order_cancellation"] = CANCELLATION_SAGA
+    definition: Literal["order_cancellation"] = "order_cancellation"
     status: SagaStatus
 
 

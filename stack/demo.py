@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -48,7 +49,7 @@ SCENARIOS = (
 
 
 def order_body(scenario: Scenario) -> dict:
-    body = {
+    body: dict[str, Any] = {
         "customer_id": "c-demo", "customer_email": "ada@example.com", "currency": "USD",
         "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"},
                   {"sku": "SKU-2", "quantity": 1, "unit_price": "30.00"}],
@@ -81,7 +82,7 @@ def run(urls: dict[str, str], console: Console | None = None, timeout: float = 6
 
 def _settle(http: httpx.Client, urls: dict[str, str], started: dict, timeout: float) -> dict:
     """Wait for each saga to be final and its order to show it: ``{key: (order, saga, seconds)}``."""
-    results = {}
+    results: dict[Any, tuple[dict[str, Any], dict[str, Any], float]] = {}
     deadline = time.monotonic() + timeout
     while len(results) < len(started) and time.monotonic() < deadline:
         for key, (placed, t0) in started.items():

@@ -110,7 +110,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[module]}"
 
     def aws_environment(self) -> dict[str, str]:
-        return infra.emulator_environment(self.endpoint) | {"SAGA_RESOURCE_PREFIX": self.prefix}
+        return infra.emulator_environment(self.endpoint or "") | {"SAGA_RESOURCE_PREFIX": self.prefix}
 
     def service_environment(self, module: str) -> dict[str, str]:
         service = BY_NAME[module]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,7 +14,8 @@ from .uow import UnitOfWork
 
 log = structlog.get_logger("bus")
 
-Handler = Callable[[UnitOfWork, Envelope, Message], Awaitable[None]]
+# Any: each handler takes the message type it is registered for.
+Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 Handlers = Mapping[type[Message], Handler]
 
 

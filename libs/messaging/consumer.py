@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ def retry_delay(receive_count: int, *, base: float = 1.0, cap: float = 300.0) ->
     return int(random.uniform(0, min(cap, base * 2 ** max(receive_count - 1, 0)))) + 1
 
 
-def _ids(message: dict) -> dict[str, str]:
+def _ids(message: dict[str, Any]) -> dict[str, str]:
     """Saga and message ids for the log, from the routing attributes (no body parsing)."""
     attributes = message.get("MessageAttributes", {})
     return {key: attributes[key]["StringValue"] for key in ("saga_id", "message_type") if key in attributes}
@@ -118,7 +119,7 @@ class Consumer:
         self.progress.received(asked_at, drained=len(messages) < self._max)
         return len(messages)
 
-    async def _process(self, url: str, message: dict) -> bool:
+    async def _process(self, url: str, message: dict[str, Any]) -> bool:
         """Handle one message; True when it may be deleted."""
         attributes = message.get("Attributes", {})
         receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
@@ -147,7 +148,7 @@ class Consumer:
         return False
 
     @contextlib.asynccontextmanager
-    async def _extending(self, url: str, messages: list[dict]):
+    async def _extending(self, url: str, messages: list[dict[str, Any]]) -> AsyncIterator[None]:
         """Keep ``messages`` hidden while their handlers run, renewing well before expiry."""
         if not messages:
             yield
@@ -171,14 +172,14 @@ class Consumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _delete(self, url: str, messages: list[dict]) -> None:
+    async def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
         """Delete after the commits. A delete that fails only means a redelivery the inbox drops."""
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
         response = await self._broker.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         if response.get("Failed"):
             log.warning("delete_failed", queue=self._queue, count=len(response["Failed"]))
 
-    async def _release(self, url: str, message: dict, delay: int) -> None:
+    async def _release(self, url: str, message: dict[str, Any], delay: int) -> None:
         try:
             await self._broker.sqs.change_message_visibility(
                 QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
@@ -187,7 +188,7 @@ class Consumer:
             log.warning("visibility_change_failed", queue=self._queue, exc_info=True)
 
 
-def _sent_at(attributes: dict) -> float | None:
+def _sent_at(attributes: dict[str, Any]) -> float | None:
     sent = attributes.get("SentTimestamp")
     return int(sent) / 1000 if sent else None
 

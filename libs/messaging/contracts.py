@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -317,7 +317,7 @@ class CompensationEscalated(Message):
     subject: str
     """What the saga is about (the value of its definition's subject key, e.g. an order id)."""
     step: str
-    command: dict
+    command: dict[str, Any]
     last_error: Reason
     attempts: int
 

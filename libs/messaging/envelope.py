@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -105,7 +106,7 @@ class MessageRegistry:
         self._types[name] = message_type
         return message_type
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[type[Message]]:
         return iter(self._types.values())
 
     def __contains__(self, name: str) -> bool:

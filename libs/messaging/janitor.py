@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = structlog.get_logger("janitor")
@@ -36,7 +37,8 @@ async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention:
         counts[table] = 0
         while True:
             async with sessions() as session, session.begin():
-                deleted = (await session.execute(statement, {"keep": keep, "batch": BATCH})).rowcount
+                result = await session.execute(statement, {"keep": keep, "batch": BATCH})
+                deleted = cast(CursorResult[Any], result).rowcount
             counts[table] += deleted
             if deleted < BATCH:
                 break

@@ -34,7 +34,8 @@ def _stored(reply: Message) -> dict[str, Any]:
     return {"type": reply.message_type(), "payload": reply.model_dump(mode="json")}
 
 
-def _restore(result: dict[str, Any]) -> Message:
+def _restore(result: dict[str, Any] | None) -> Message:
+    assert result is not None, "a settled step has its reply"
     return REGISTRY.get(result["type"]).model_validate(result["payload"])
 
 

@@ -6,6 +6,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._backlog_due = 0.0
         self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
-        self._running: dict[str, asyncio.Task] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``.
@@ -185,7 +186,7 @@ class Relay:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (backoff.failures - 1))
         backoff.until = time.monotonic() + random.uniform(delay / 2, delay)
 
-    async def _publish(self, destination: str, rows: list[Any]) -> tuple[list[int], dict[int, str]]:
+    async def _publish(self, destination: str, rows: Sequence[Any]) -> tuple[list[int], dict[int, str]]:
         kind, _, name = destination.partition(":")
         try:
             if kind == "queue":
@@ -231,7 +232,7 @@ class Relay:
         while not stop.is_set():
             connection = None
             try:
-                connection = await asyncpg.connect(listen_dsn(self._database_url), timeout=5, server_settings={
+                connection = await asyncpg.connect(listen_dsn(self._database_url or ""), timeout=5, server_settings={
                     "application_name": f"relay-listen-{self._service}"[:63]})
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda *_, lost=lost: lost.set())

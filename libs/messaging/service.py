@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from . import janitor, logs, migrations
 from .aws import Broker, open_broker
@@ -42,7 +42,7 @@ class Runtime:
     """The consumer of each queue, by logical name (a worker may ask how far one has read)."""
 
 
-Worker = Callable[[Runtime], Awaitable[None]]
+Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -62,10 +62,10 @@ class ServiceDefinition:
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    return cast(Runtime, request.app.state.runtime)
 
 
-async def session(request: Request):
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
     async with runtime(request).sessions() as db_session:
         yield db_session
 
@@ -76,7 +76,7 @@ SessionDep = Annotated[AsyncSession, Depends(session)]
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
         engine = create_async_engine(
             # hide_parameters: a failing statement's error (which is logged) must not carry
@@ -107,7 +107,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     app = FastAPI(title=f"{definition.name} service", lifespan=lifespan)
 
     @app.get("/health", include_in_schema=False)
-    async def health(rt: RuntimeDep) -> dict:
+    async def health(rt: RuntimeDep) -> dict[str, Any]:
         return {"service": rt.name, "status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)
@@ -119,7 +119,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     return app
 
 
-def _workers(definition: ServiceDefinition, rt: Runtime):
+def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, Coroutine[Any, Any, None]]]:
     settings = rt.settings
     relay = Relay(
         rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,

@@ -49,7 +49,8 @@ async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
 
 async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(orchestrator_db):
     sessions = orchestrator_db
-    instances = [Orchestrator(SagaRegistry(*StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS))) for _ in range(3)]
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    instances = [Orchestrator(SagaRegistry(*definitions)) for _ in range(3)]
     sagas = [await start(sessions, instances[0]) for _ in range(20)]
     await asyncio.sleep(0.1)  # every reserve_inventory deadline has passed
 

@@ -53,7 +53,8 @@ def test_any_sequence_keeps_the_saga_consistent(script):
                 message = replies[arg % len(replies)]
             elif flights and action in ("ok", "fail"):
                 index, status = flights[arg % len(flights)]
-                invoke = DEFINITION.steps[index].action if status == e.StepStatus.RUNNING else DEFINITION.steps[index].compensation
+                step = DEFINITION.steps[index]
+                invoke = step.action if status == e.StepStatus.RUNNING else step.compensation
                 reply_type = invoke.success if action == "ok" or invoke.failure is None else invoke.failure
                 message = reply(reply_type, order_id)
             else:

@@ -3,9 +3,8 @@
 Revision ID: 62ca9b92fa2a
 Revises: 0775aa218009
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '62ca9b92fa2a'
 down_revision = '0775aa218009'

@@ -3,9 +3,8 @@
 Revision ID: 7500f2b9b32d
 Revises: 854c9b6b916e
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '7500f2b9b32d'
 down_revision = '854c9b6b916e'
