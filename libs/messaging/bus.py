@@ -8,7 +8,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbox, metrics
-from .contracts import REGISTRY
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
 from .uow import UnitOfWork
 
@@ -33,13 +32,14 @@ class MessageBus:
         sender: str,
         sessions: async_sessionmaker[AsyncSession],
         handlers: Handlers,
-        registry: MessageRegistry = REGISTRY,
+        registry: MessageRegistry | None = None,
     ) -> None:
         self._consumer = consumer
         self._sender = sender
         self._sessions = sessions
         self._handlers = dict(handlers)
-        self._registry = registry
+        # By default the bus reads the types it has handlers for; any other is malformed here.
+        self._registry = registry or MessageRegistry(*handlers)
 
     async def handle(self, body: str, receive_count: int = 1) -> None:
         envelope, message = self._registry.parse(body)

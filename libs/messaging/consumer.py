@@ -15,7 +15,7 @@ from . import metrics
 from .aws import Broker
 from .crash import crash_point
 from .envelope import MalformedMessage
-from .topology import MAX_RECEIVE_COUNT
+from .naming import MAX_RECEIVE_COUNT
 
 log = structlog.get_logger("consumer")
 

@@ -19,10 +19,21 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[Literal["command", "reply", "event"]]
+    _defined: ClassVar[dict[str, type[Message]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Message._defined[cls.__name__] = cls
 
     @classmethod
     def message_type(cls) -> str:
         return cls.__name__
+
+    @staticmethod
+    def defined(name: str) -> type[Message]:
+        """The payload class named ``name``, among every one defined in this process: what a
+        stored message is read back with (a participant's remembered reply, for one)."""
+        return Message._defined[name]
 
 
 class Envelope(BaseModel):

@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 
-from .contracts import REGISTRY
 from .envelope import Envelope, MalformedMessage, Message
 from .guard import APPLIED, COMPENSATED, REFUSED
 from .uow import UnitOfWork
@@ -36,7 +35,7 @@ def _stored(reply: Message) -> dict[str, Any]:
 
 def _restore(result: dict[str, Any] | None) -> Message:
     assert result is not None, "a settled step has its reply"
-    return REGISTRY.get(result["type"]).model_validate(result["payload"])
+    return Message.defined(result["type"]).model_validate(result["payload"])
 
 
 async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> tuple[str | None, dict[str, Any] | None]:

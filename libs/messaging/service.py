@@ -22,9 +22,9 @@ from . import janitor, logs, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
+from .naming import Naming
 from .relay import Relay
 from .settings import ServiceSettings
-from .topology import Naming
 
 log = structlog.get_logger("service")
 
