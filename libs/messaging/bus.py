@@ -50,7 +50,7 @@ class MessageBus:
             saga_id=str(envelope.saga_id) if envelope.saga_id else None,
             message_id=str(envelope.message_id),
             message_type=envelope.message_type,
-            order_id=str(getattr(message, "order_id", "")) or None,
+            **{name: str(getattr(message, name)) for name in message.log_context},
         ):
             async with UnitOfWork(self._sessions, self._sender) as uow:
                 if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):

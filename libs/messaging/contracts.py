@@ -26,11 +26,13 @@ Reason = Annotated[str, Field(max_length=500)]
 
 class Command(Message):
     kind: ClassVar = "command"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 
 class Reply(Message):
     kind: ClassVar = "reply"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 
@@ -40,6 +42,7 @@ class FailureReply(Reply):
 
 class Event(Message):
     kind: ClassVar = "event"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 

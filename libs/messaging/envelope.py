@@ -19,6 +19,8 @@ class Message(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[Literal["command", "reply", "event"]]
+    log_context: ClassVar[tuple[str, ...]] = ()
+    """Payload fields the bus binds to the log context while the message is handled."""
     _defined: ClassVar[dict[str, type[Message]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
