@@ -9,9 +9,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.engine import FINAL_STATUSES
+from orchestrator.engine import SagaStatus as S
+
 # The demo's catalogue (documented in the README).
 SEED_STOCK = {"SKU-1": 100, "SKU-2": 50, "SKU-3": 5}
-FINAL = {"completed", "compensated", "needs_intervention"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,19 +34,19 @@ class Cancellation:
 
 
 CANCELLATIONS = (
-    Cancellation("cancel (success)", "completed"),
-    Cancellation("dispatch, then cancel (refused)", "compensated", dispatch=True),
+    Cancellation("cancel (success)", S.COMPLETED),
+    Cancellation("dispatch, then cancel (refused)", S.COMPENSATED, dispatch=True),
 )
 
 
 SCENARIOS = (
-    Scenario("tok_visa (success)", "completed"),
-    Scenario("SKU-3 x10 (out of stock)", "compensated", {"items": [{"sku": "SKU-3", "quantity": 10, "unit_price": "4.00"}]}),
-    Scenario("SKU-404 (unknown sku)", "compensated", {"items": [{"sku": "SKU-404", "quantity": 1, "unit_price": "4.00"}]}),
-    Scenario("tok_chargeDeclined", "compensated", {"payment_token": "tok_chargeDeclined"}),
-    Scenario("country AQ (undeliverable)", "compensated", address={"country": "AQ"}),
-    Scenario("ada@bounce.test (email bounces)", "compensated", {"customer_email": "ada@bounce.test"}),
-    Scenario("tok_refundFail + country AQ", "needs_intervention", {"payment_token": "tok_refundFail"}, {"country": "AQ"}),
+    Scenario("tok_visa (success)", S.COMPLETED),
+    Scenario("SKU-3 x10 (out of stock)", S.COMPENSATED, {"items": [{"sku": "SKU-3", "quantity": 10, "unit_price": "4.00"}]}),
+    Scenario("SKU-404 (unknown sku)", S.COMPENSATED, {"items": [{"sku": "SKU-404", "quantity": 1, "unit_price": "4.00"}]}),
+    Scenario("tok_chargeDeclined", S.COMPENSATED, {"payment_token": "tok_chargeDeclined"}),
+    Scenario("country AQ (undeliverable)", S.COMPENSATED, address={"country": "AQ"}),
+    Scenario("ada@bounce.test (email bounces)", S.COMPENSATED, {"customer_email": "ada@bounce.test"}),
+    Scenario("tok_refundFail + country AQ", S.NEEDS_INTERVENTION, {"payment_token": "tok_refundFail"}, {"country": "AQ"}),
 )
 
 
@@ -89,9 +91,9 @@ def _settle(http: httpx.Client, urls: dict[str, str], started: dict, timeout: fl
             if key in results:
                 continue
             saga = http.get(f"{urls['orchestrator']}/sagas/{placed['saga_id']}")
-            if saga.status_code == 200 and saga.json()["status"] in FINAL:
+            if saga.status_code == 200 and saga.json()["status"] in FINAL_STATUSES:
                 order = http.get(f"{urls['order_svc']}/orders/{placed['order_id']}").json()
-                if order["status"] != "pending" and {s["status"] for s in order["sagas"]} <= FINAL:
+                if order["status"] != "pending" and {s["status"] for s in order["sagas"]} <= FINAL_STATUSES:
                     results[key] = (order, saga.json(), time.monotonic() - t0)
         time.sleep(0.05)
     return results
@@ -99,7 +101,7 @@ def _settle(http: httpx.Client, urls: dict[str, str], started: dict, timeout: fl
 
 def _orders_table(console: Console, started: dict, results: dict, timeout: float) -> bool:
     def label(key: Scenario | Cancellation) -> tuple[str, str]:
-        return (key.trigger, key.expect) if isinstance(key, Scenario) else ("tok_visa (cancelled below)", "completed")
+        return (key.trigger, key.expect) if isinstance(key, Scenario) else ("tok_visa (cancelled below)", S.COMPLETED)
 
     return _table(console, "Order saga demo: one order per outcome", started, results, timeout, label)
 
