@@ -3,7 +3,7 @@ it gave, so a repeated command gets the same answer and a command overtaken by i
 compensation is refused (see :mod:`messaging.participant`).
 
 Two implementations with one behaviour, proven by one contract test
-(``tests/contract/test_step_guard.py``): :class:`SqlStepGuard` on the service's table, and
+(``tests/integration/test_step_guard_contract.py``): :class:`SqlStepGuard` on the service's table, and
 :class:`FakeStepGuard` in memory, for handler tests that need no database.
 """
 from __future__ import annotations
