@@ -109,7 +109,8 @@ async def test_the_listen_connection_comes_back_after_the_server_dropped_it(sess
         await asyncio.sleep(0.5)
         async with sessions() as session, session.begin():  # as a server restart would
             dropped = (await session.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'relay-listen-relisten'"
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'relay-listen-relisten'"
             ))).scalar_one()
         assert dropped == 1
         await asyncio.sleep(2)  # reconnects after a second
