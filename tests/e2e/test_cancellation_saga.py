@@ -179,5 +179,5 @@ def test_a_step_still_silent_after_the_budget_escalates_and_its_late_answer_stil
     finally:
         shop.stack.start_service("notification_svc")
     # The participant finds the command in its queue and answers: the step is done after all.
-    eventually(lambda: shop.saga(accepted["saga_id"])["status"] == "completed", timeout=30, what="saga completed")
+    eventually(lambda: shop.saga(accepted["saga_id"])["status"] == "completed", timeout=60, what="saga completed")
     order_sagas_reported(shop, placed["order_id"], {"order": "completed", "order_cancellation": "completed"})
