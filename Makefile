@@ -18,7 +18,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: venv test unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
-        infra-validate infra-test infra-lint lock lock-check schemas clean bench \
+        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
@@ -30,6 +30,13 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv            ## the whole suite: unit, integration, end to end
 	$(PYTEST) -q
+
+lint: venv            ## ruff: lint rules and formatting
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv       ## mypy: strict on libs/ and the saga engine, normal elsewhere (pyproject.toml)
+	$(VENV)/bin/mypy
 
 unit: venv            ## pure logic, no I/O, seconds
 	$(PYTEST) -q tests/unit

@@ -32,6 +32,11 @@ def cancel(status: str) -> str:
     return CANCELLED
 
 
+def reinstate(status: str) -> str:
+    """Undo of a cancellation the customer asked for but whose saga gave up on it."""
+    return SCHEDULED if status == CANCELLED else status
+
+
 def dispatch(status: str) -> str:
     if status != SCHEDULED:
         raise InvalidTransition(f"a {status} shipment cannot be dispatched")

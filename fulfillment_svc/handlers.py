@@ -1,4 +1,5 @@
-"""fulfillment_svc's message handlers: fulfill_order and its compensation."""
+"""fulfillment_svc's message handlers: fulfill_order and its compensation; the cancellation
+saga's cancel_shipment and its compensation."""
 from __future__ import annotations
 
 import uuid
@@ -16,6 +17,7 @@ from . import domain
 from .tables import shipments
 
 STEP = "fulfill_order"
+CANCEL_STEP = "cancel_shipment"
 
 
 def handlers(delivery_days: int) -> Handlers:
@@ -37,8 +39,9 @@ def handlers(delivery_days: int) -> Handlers:
 
     async def cancel_shipment(uow: UnitOfWork, envelope: Envelope, command: c.CancelShipment) -> None:
         async def undo():
-            shipment = (await uow.session.execute(select(shipments).where(
-                shipments.c.saga_id == envelope.saga_id).with_for_update())).one()
+            which = (shipments.c.shipment_id == command.shipment_id if command.shipment_id
+                     else shipments.c.saga_id == envelope.saga_id)
+            shipment = (await uow.session.execute(select(shipments).where(which).with_for_update())).one()
             await uow.session.execute(update(shipments).where(shipments.c.shipment_id == shipment.shipment_id).values(
                 status=domain.cancel(shipment.status), updated_at=datetime.now(UTC)))
             return c.ShipmentCancelled(order_id=command.order_id)
@@ -49,4 +52,39 @@ def handlers(delivery_days: int) -> Handlers:
             refuse=lambda reason: c.ShipmentCancellationFailed(order_id=command.order_id, reason=reason),
         )
 
-    return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment}
+    async def cancel_scheduled_shipment(uow: UnitOfWork, envelope: Envelope, command: c.CancelScheduledShipment) -> None:
+        async def apply():
+            shipment = await _order_shipment(uow, command.order_id)
+            if shipment is None:
+                raise domain.ShipmentNotCancellable("the order has no shipment")
+            await _set(uow, shipment.shipment_id, domain.cancel(shipment.status))
+            return c.ScheduledShipmentCancelled(order_id=command.order_id)
+
+        await participant.forward(
+            uow, envelope, step=CANCEL_STEP, apply=apply, refusals=(domain.ShipmentNotCancellable,),
+            refuse=lambda reason: c.ShipmentAlreadyDispatched(order_id=command.order_id, reason=reason),
+        )
+
+    async def reinstate_shipment(uow: UnitOfWork, envelope: Envelope, command: c.ReinstateShipment) -> None:
+        async def undo():
+            shipment = await _order_shipment(uow, command.order_id)
+            if shipment is not None:
+                await _set(uow, shipment.shipment_id, domain.reinstate(shipment.status))
+            return c.ShipmentReinstated(order_id=command.order_id)
+
+        await participant.compensate(uow, envelope, step=CANCEL_STEP, undo=undo,
+                                     done=lambda: c.ShipmentReinstated(order_id=command.order_id))
+
+    return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment,
+            c.CancelScheduledShipment: cancel_scheduled_shipment, c.ReinstateShipment: reinstate_shipment}
+
+
+async def _order_shipment(uow: UnitOfWork, order_id: uuid.UUID):
+    """The order's shipment, locked (an order has at most one: its saga's)."""
+    query = select(shipments).where(shipments.c.order_id == order_id).order_by(shipments.c.created_at.desc()).limit(1)
+    return (await uow.session.execute(query.with_for_update())).first()
+
+
+async def _set(uow: UnitOfWork, shipment_id: uuid.UUID, status: str) -> None:
+    await uow.session.execute(update(shipments).where(shipments.c.shipment_id == shipment_id).values(
+        status=status, updated_at=datetime.now(UTC)))

@@ -1,4 +1,5 @@
-"""inventory_svc's message handlers: reserve_inventory and its compensation."""
+"""inventory_svc's message handlers: reserve_inventory and its compensation; the cancellation
+saga's release_inventory."""
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -43,13 +44,16 @@ async def reserve_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rese
     )
 
 
+async def _release(uow: UnitOfWork, which) -> None:
+    held_rows = await uow.session.execute(
+        reservations.delete().where(which).returning(reservations.c.sku, reservations.c.quantity))
+    held = {r.sku: r.quantity for r in held_rows}
+    await _store(uow, domain.release(await _levels(uow, held), held))
+
+
 async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.ReleaseInventory) -> None:
     async def undo():
-        held_rows = await uow.session.execute(
-            reservations.delete().where(reservations.c.saga_id == envelope.saga_id)
-            .returning(reservations.c.sku, reservations.c.quantity))
-        held = {r.sku: r.quantity for r in held_rows}
-        await _store(uow, domain.release(await _levels(uow, held), held))
+        await _release(uow, reservations.c.saga_id == envelope.saga_id)
         return c.InventoryReleased(order_id=command.order_id)
 
     await participant.compensate(
@@ -57,4 +61,17 @@ async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rele
     )
 
 
-HANDLERS: Handlers = {c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory}
+async def return_reserved_stock(uow: UnitOfWork, envelope: Envelope, command: c.ReturnReservedStock) -> None:
+    async def apply():
+        await _release(uow, reservations.c.order_id == command.order_id)
+        return c.ReservedStockReturned(order_id=command.order_id)
+
+    # No business refusal: reserved stock can always go back, so ``refuse`` is never used.
+    await participant.forward(uow, envelope, step="release_inventory", apply=apply, refusals=(),
+                              refuse=lambda reason: c.ReservedStockReturned(order_id=command.order_id))
+
+
+HANDLERS: Handlers = {
+    c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory,
+    c.ReturnReservedStock: return_reserved_stock,
+}

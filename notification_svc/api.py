@@ -18,6 +18,8 @@ router = operator_router(tags=["notifications"])
 
 class NotificationView(BaseModel):
     notification_id: uuid.UUID
+    saga_id: uuid.UUID
+    """The saga that sent it: an order's confirmation and its cancellation notices differ by it."""
     order_id: uuid.UUID
     channel: Literal["email", "push"]
     status: str

@@ -10,8 +10,12 @@ class Undeliverable(Exception):
     """The address cannot receive mail: a business failure, never retried."""
 
 
+def deliverable(email: str) -> bool:
+    return email.rsplit("@", 1)[-1].lower() not in UNDELIVERABLE_DOMAINS
+
+
 def check_deliverable(email: str) -> None:
-    if email.rsplit("@", 1)[-1].lower() in UNDELIVERABLE_DOMAINS:
+    if not deliverable(email):
         raise Undeliverable("email address cannot receive mail")
 
 
@@ -23,3 +27,15 @@ def confirmation(order_id: str, total: Decimal, currency: str) -> tuple[str, str
 
 def push_text(order_id: str) -> str:
     return f"Order {order_id} confirmed"
+
+
+def cancellation(order_id: str) -> tuple[str, str]:
+    subject = f"Your order {order_id} is cancelled"
+    body = f"As you asked, your order {order_id} is cancelled. The full amount is refunded to your card."
+    return subject, body
+
+
+def cancellation_refused(order_id: str, reason: str) -> tuple[str, str]:
+    subject = f"Your order {order_id} could not be cancelled"
+    body = f"We could not cancel your order {order_id}: {reason}. Once it arrives you can send it back for a refund."
+    return subject, body

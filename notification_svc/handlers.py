@@ -1,4 +1,5 @@
-"""notification_svc's message handlers: send_confirmation (no compensation: it is the last step)."""
+"""notification_svc's message handlers: send_confirmation (no compensation: it is the last step),
+and the cancellation saga's notices."""
 from __future__ import annotations
 
 import uuid
@@ -17,22 +18,31 @@ from .tables import notifications
 STEP = "send_confirmation"
 
 
+async def _notify(uow: UnitOfWork, envelope: Envelope, order_id: uuid.UUID, customer_id: str, email: str | None,
+                  message: tuple[str, str], push: str) -> None:
+    """Queue an email (when there is an address) and send a push.
+
+    The email is queued in this transaction and handed to SES by the email worker, the same
+    outbox discipline as every other effect; the push goes through the outbox."""
+    now = datetime.now(UTC)
+    common = {"saga_id": envelope.saga_id, "order_id": order_id, "created_at": now}
+    if email is not None:
+        subject, body = message
+        await uow.session.execute(notifications.insert().values(
+            notification_id=uuid.uuid4(), channel="email", status="queued", recipient=email,
+            subject=subject, body=body, **common))
+    await uow.session.execute(notifications.insert().values(
+        notification_id=uuid.uuid4(), channel="push", status="sent", body=push, sent_at=now, **common))
+    await uow.send(c.CustomerPushed(order_id=order_id, customer_id=customer_id, text=push),
+                   f"topic:{CUSTOMER_PUSH}", causation=envelope)
+
+
 async def send_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.SendConfirmation) -> None:
     async def apply():
         domain.check_deliverable(command.customer_email)
-        now, order = datetime.now(UTC), str(command.order_id)
-        subject, body = domain.confirmation(order, command.total, command.currency)
-        # The email is queued in this transaction and handed to SES by the email worker,
-        # the same outbox discipline as every other effect; the push goes through the outbox.
-        common = {"saga_id": envelope.saga_id, "order_id": command.order_id, "created_at": now}
-        await uow.session.execute(notifications.insert().values(
-            notification_id=uuid.uuid4(), channel="email", status="queued", recipient=command.customer_email,
-            subject=subject, body=body, **common))
-        await uow.session.execute(notifications.insert().values(
-            notification_id=uuid.uuid4(), channel="push", status="sent", body=domain.push_text(order),
-            sent_at=now, **common))
-        await uow.send(c.CustomerPushed(order_id=command.order_id, customer_id=command.customer_id,
-                                        text=domain.push_text(order)), f"topic:{CUSTOMER_PUSH}", causation=envelope)
+        order = str(command.order_id)
+        await _notify(uow, envelope, command.order_id, command.customer_id, command.customer_email,
+                      domain.confirmation(order, command.total, command.currency), domain.push_text(order))
         return c.ConfirmationSent(order_id=command.order_id)
 
     await participant.forward(
@@ -52,4 +62,30 @@ async def withdraw_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.
                                  done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id))
 
 
-HANDLERS: Handlers = {c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation}
+async def send_cancellation_notice(uow: UnitOfWork, envelope: Envelope, command: c.SendCancellationNotice) -> None:
+    async def apply():
+        if command.customer_email is not None:
+            domain.check_deliverable(command.customer_email)
+        subject, body = domain.cancellation(str(command.order_id))
+        await _notify(uow, envelope, command.order_id, command.customer_id, command.customer_email,
+                      (subject, body), subject)
+        return c.CancellationNoticeSent(order_id=command.order_id)
+
+    await participant.forward(
+        uow, envelope, step="send_cancellation_notice", apply=apply, refusals=(domain.Undeliverable,),
+        refuse=lambda reason: c.CancellationNoticeFailed(order_id=command.order_id, reason=reason),
+    )
+
+
+async def send_cancellation_refusal(uow: UnitOfWork, envelope: Envelope, command: c.SendCancellationRefusal) -> None:
+    """Sent as the cancellation saga ends refused; nothing waits for it, and the inbox makes
+    a redelivery harmless. An undeliverable address gets the push alone."""
+    email = command.customer_email if command.customer_email and domain.deliverable(command.customer_email) else None
+    subject, body = domain.cancellation_refused(str(command.order_id), command.reason)
+    await _notify(uow, envelope, command.order_id, command.customer_id, email, (subject, body), subject)
+
+
+HANDLERS: Handlers = {
+    c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation,
+    c.SendCancellationNotice: send_cancellation_notice, c.SendCancellationRefusal: send_cancellation_refusal,
+}

@@ -16,18 +16,17 @@ from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
 
 from . import dead_letters, operations, repository
-from .engine import SagaState
+from .engine import SagaState, SagaStatus, StepStatus
 
 router = APIRouter(tags=["sagas"])
 guarded = operator_router(tags=["sagas"])
 operator = operator_router(prefix="/operator", tags=["operator"])
 log = structlog.get_logger("saga_api")
-SagaStatus = Literal["running", "compensating", "completed", "compensated", "needs_intervention"]
 
 
 class StepView(BaseModel):
     name: str
-    status: str
+    status: StepStatus
     attempts: int
     compensation_attempts: int
     started_at: datetime | None
@@ -46,7 +45,9 @@ class HistoryView(BaseModel):
 
 class SagaView(BaseModel):
     saga_id: uuid.UUID
-    order_id: uuid.UUID
+    definition: str
+    subject: str
+    """What the saga is about: for both order sagas, the order's id."""
     status: SagaStatus
     failed_step: str | None
     failure_reason: str | None
@@ -58,7 +59,7 @@ class SagaView(BaseModel):
     @classmethod
     def of(cls, state: SagaState, history: list | None = None) -> SagaView:
         return cls(
-            saga_id=state.saga_id, order_id=state.data["order_id"], status=state.status,
+            saga_id=state.saga_id, definition=state.definition, subject=state.subject, status=state.status,
             failed_step=state.failed_step, failure_reason=state.failure_reason,
             created_at=state.created_at, updated_at=state.updated_at,
             steps=[StepView.model_validate(s, from_attributes=True) for s in state.steps],
@@ -81,10 +82,14 @@ async def list_sagas(
     status: SagaStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
+    definition: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,49}$")] = None,
+    subject: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")] = None,
 ) -> list[SagaView]:
-    """Sagas by status and age, newest first."""
+    """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``) or subject."""
     older_than = datetime.now(UTC) - timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
-    return [SagaView.of(s) for s in await repository.listing(session, status=status, limit=limit, older_than=older_than)]
+    sagas = await repository.listing(session, status=status, limit=limit, older_than=older_than,
+                                     definition=definition, subject=subject)
+    return [SagaView.of(s) for s in sagas]
 
 
 # --------------------------------------------------------------------------- operator
@@ -133,9 +138,11 @@ class RedriveView(BaseModel):
 async def operator_list_sagas(
     session: SessionDep, status: SagaStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
     older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
+    definition: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,49}$")] = None,
+    subject: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")] = None,
 ) -> list[SagaView]:
-    """Sagas by status and age, for the operator's tools (same data as ``GET /sagas``)."""
-    return await list_sagas(session, status, limit, older_than_seconds)
+    """Sagas by status, age and definition, for the operator's tools (same data as ``GET /sagas``)."""
+    return await list_sagas(session, status, limit, older_than_seconds, definition, subject)
 
 
 @operator.get("/sagas/{saga_id}", response_model=SagaView, responses=NOT_FOUND)
@@ -165,7 +172,7 @@ async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request:
 async def list_dead_letters(rt: RuntimeDep, request: Request,
                             limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[DeadLetterView]:
     """Every message in every dead-letter queue, with its saga and step where known."""
-    steps = request.app.state.orchestrator.engine.step_of_message_types()
+    steps = request.app.state.orchestrator.registry.step_of_message_types()
     return [DeadLetterView(**letter.as_dict()) for letter in await dead_letters.list_all(rt.broker, limit, steps)]
 
 

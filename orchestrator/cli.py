@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .engine import SagaStatus
+
 app = typer.Typer(help="Inspect and repair sagas.", no_args_is_help=True)
 console = Console()
 
@@ -33,22 +35,23 @@ def _check(response: httpx.Response):
     return response.json()
 
 
-StatusOption = Annotated[
-    str | None, typer.Option(help="running, compensating, completed, compensated, needs_intervention")]
+StatusOption = Annotated[SagaStatus | None, typer.Option(help="only sagas in this status")]
+DefinitionOption = Annotated[str | None, typer.Option(help="only sagas of this definition: order, order_cancellation")]
 
 
 @app.command("list")
-def list_sagas(status: StatusOption = None,
+def list_sagas(status: StatusOption = None, definition: DefinitionOption = None,
                older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
                limit: int = 50, url: Url = DEFAULT_URL, token: Token = "") -> None:
-    """Sagas by status and age, newest first."""
-    params = {"limit": limit} | ({"status": status} if status else {}) | (
+    """Sagas of every definition by status and age, newest first."""
+    params = {"limit": limit} | ({"status": status.value} if status else {}) | (
+        {"definition": definition} if definition else {}) | (
         {"older_than_seconds": older_than} if older_than is not None else {})
     sagas = _check(_client(url, token).get("/operator/sagas", params=params))
-    table = Table("saga", "order", "status", "failed step", "reason", "updated")
+    table = Table("saga", "definition", "subject", "status", "failed step", "reason", "updated")
     for s in sagas:
-        table.add_row(s["saga_id"], s["order_id"], s["status"], s["failed_step"] or "-", (s["failure_reason"] or "")[:40],
-                      s["updated_at"])
+        table.add_row(s["saga_id"], s["definition"], s["subject"], s["status"], s["failed_step"] or "-",
+                      (s["failure_reason"] or "")[:40], s["updated_at"])
     console.print(table)
 
 
@@ -56,7 +59,7 @@ def list_sagas(status: StatusOption = None,
 def show(saga_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """One saga: its steps, and its timeline including operator actions."""
     saga = _check(_client(url, token).get(f"/operator/sagas/{saga_id}"))
-    console.print(f"saga {saga['saga_id']}  order {saga['order_id']}  [bold]{saga['status']}[/bold]"
+    console.print(f"{saga['definition']} saga {saga['saga_id']}  about {saga['subject']}  [bold]{saga['status']}[/bold]"
                   + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else ""))
     steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")
     for s in saga["steps"]:

@@ -4,6 +4,7 @@ commands it decided on in the outbox."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -17,7 +18,7 @@ from messaging.topology import ORCHESTRATOR_REPLIES
 from messaging.uow import UnitOfWork
 
 from . import repository
-from .engine import FINAL_STATUSES, SagaEngine, SagaState, Transition
+from .engine import FINAL_STATUSES, SagaEngine, SagaRegistry, SagaState, SagaStatus, StepStatus, Transition
 
 log = structlog.get_logger("orchestrator")
 DEADLINE_RETRY = timedelta(seconds=30)
@@ -30,22 +31,30 @@ def now() -> datetime:
 
 
 class Orchestrator:
-    def __init__(self, engine: SagaEngine) -> None:
-        self.engine = engine
+    """Runs every saga of a :class:`SagaRegistry`: a start command names its definition, and a
+    reply goes to the saga its envelope names, then to that saga's definition."""
+
+    def __init__(self, registry: SagaRegistry) -> None:
+        self.registry = registry
 
     def handlers(self) -> Handlers:
-        return {c.StartOrderSaga: self.start, **{reply: self.on_reply for reply in self.engine.replies()}}
+        return {**{start: self.start for start in self.registry.starts()},
+                **{reply: self.on_reply for reply in self.registry.replies()}}
 
-    async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartOrderSaga) -> None:
+    def engine(self, state: SagaState) -> SagaEngine:
+        return self.registry[state.definition]
+
+    async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartSaga) -> None:
         if envelope.saga_id is None:
-            raise MalformedMessage("StartOrderSaga without saga_id")
+            raise MalformedMessage(f"{command.message_type()} without saga_id")
         at = now()
-        t = self.engine.start(envelope.saga_id, command.model_dump(mode="json"), at)
+        engine = self.registry[command.definition]
+        t = engine.start(envelope.saga_id, command.model_dump(mode="json", exclude={"definition"}), at)
         if not await repository.add(uow.session, t.state):
             log.info("saga_already_started")
             return
         metrics.saga_event("started")
-        await self._stage(uow, t, at, envelope)
+        await self._stage(uow, t, at, envelope, None)
 
     async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:
         state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
@@ -53,25 +62,28 @@ class Orchestrator:
             log.warning("reply_for_unknown_saga")
             return
         at = now()
-        t = self.engine.on_reply(state, reply, at, envelope.causation_id)
+        t = self.engine(state).on_reply(state, reply, at, envelope.causation_id, envelope.attempt)
         await self._commit_transition(uow, state, t, at, envelope)
 
-    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID) -> bool:
-        """Handle one saga's expired deadlines, if it is still due and no other worker holds it."""
+    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID, cutoff: datetime | None = None) -> bool:
+        """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
+        due and no other worker holds it."""
         at = now()
-        if saga_id not in await repository.due(uow.session, at, only=saga_id):
+        cutoff = min(cutoff or at, at)
+        if saga_id not in await repository.due(uow.session, cutoff, only=saga_id):
             return False
         state = await repository.load(uow.session, saga_id)
-        with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
-            await self._commit_transition(uow, state, self.engine.on_deadline(state, at), at, None)
+        assert state is not None  # due() found and locked it
+        with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), subject=state.subject):
+            await self._commit_transition(uow, state, self.engine(state).on_deadline(state, at, cutoff), at, None)
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
-        return await self._operator_action(uow, saga_id, lambda state, at: self.engine.retry_compensation(
+        return await self._operator_action(uow, saga_id, lambda state, at: self.engine(state).retry_compensation(
             state, step, at, actor))
 
     async def resolve(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
-        return await self._operator_action(uow, saga_id, lambda state, at: self.engine.resolve(state, reason, at, actor))
+        return await self._operator_action(uow, saga_id, lambda state, at: self.engine(state).resolve(state, reason, at, actor))
 
     async def _operator_action(self, uow: UnitOfWork, saga_id: uuid.UUID, transition) -> SagaState:
         state = await repository.load(uow.session, saga_id)
@@ -90,14 +102,23 @@ class Orchestrator:
             if entry.event == "reply_ignored":
                 log.info("reply_ignored", step=entry.step, detail=entry.detail)
         self._observe(before, t, at)
-        await self._stage(uow, t, at, cause)
+        await self._stage(uow, t, at, cause, before.status)
 
-    async def _stage(self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None) -> None:
+    async def _stage(self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None,
+                     before: SagaStatus | None) -> None:
         await repository.record(uow.session, t.state.saga_id, t.history, at, cause.message_id if cause else None)
+        reports_to = self.registry[t.state.definition].definition.reports_to
+        if reports_to is not None and t.state.status != before:
+            # The initiator keeps the status of its sagas (an order lists them) from these.
+            change = c.SagaStatusChanged(saga_id=t.state.saga_id, definition=t.state.definition,
+                                         subject=t.state.subject, status=t.state.status, at=t.state.updated_at)
+            await uow.send(change, f"queue:{reports_to}", saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
+                           causation=cause)
         for out in t.outgoing:
             await uow.send(
                 out.message, out.destination, saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
                 causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None, message_id=out.message_id,
+                step=out.step if out.attempt else None, attempt=out.attempt,
             )
             log.info("command_staged", step=out.step, command=out.message.message_type(), destination=out.destination)
 
@@ -107,24 +128,29 @@ class Orchestrator:
             metrics.saga_event(t.state.status)
             log.info("saga_finished", status=t.state.status, failed_step=t.state.failed_step)
         for old, new in zip(before.steps, t.state.steps, strict=True):
-            if old.status == "running" and new.status != "running" and new.started_at:
+            if old.status == StepStatus.RUNNING and new.status != StepStatus.RUNNING and new.started_at:
                 metrics.step_finished(new.name, new.status, (at - new.started_at).total_seconds())
 
 
-async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str) -> int:
+async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str,
+                             read_until: Callable[[float], float] | None = None) -> int:
     """One pass of the deadline worker; returns how many sagas it moved on.
 
-    Each saga is handled in its own transaction, so one whose transition fails (logged,
-    retried on the next pass) holds up no other; SKIP LOCKED makes several orchestrator
-    instances share the work with each expiry handled once.
+    ``read_until(now)`` (epoch seconds) bounds the deadlines judged to those passed while
+    every reply that could have answered them has been read. Each saga is handled in its own
+    transaction, so one whose transition fails (logged, retried on the next pass) holds up no
+    other; SKIP LOCKED makes several orchestrator instances share the work with each expiry
+    handled once.
     """
+    at = now()
+    cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
     async with sessions() as session:
-        due = await repository.due(session, now())
+        due = await repository.due(session, cutoff)
     handled = 0
     for saga_id in due:
         try:
             async with UnitOfWork(sessions, sender) as uow:
-                handled += await orchestrator.on_deadline(uow, saga_id)
+                handled += await orchestrator.on_deadline(uow, saga_id, cutoff)
                 await uow.commit()
         except Exception:
             log.exception("deadline_failed", saga_id=str(saga_id))

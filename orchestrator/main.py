@@ -12,26 +12,33 @@ from messaging.service import Runtime, ServiceDefinition, create_app, serve
 from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
 from . import api, console, repository, tables
-from .engine import SagaEngine
+from .cancellation_saga import cancellation_saga
+from .engine import SagaDefinition, SagaRegistry
 from .handlers import Orchestrator, fire_due_deadlines
 from .order_saga import order_saga
 from .settings import Settings
+
+DEFINITIONS: tuple[SagaDefinition, ...] = (order_saga(), cancellation_saga())
+"""Every saga the orchestrator runs; a new one is added here."""
 
 log = structlog.get_logger("orchestrator")
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    orchestrator = Orchestrator(SagaEngine(order_saga(settings.timeouts)))
+    orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*DEFINITIONS)))
 
     async def deadlines(rt: Runtime) -> None:
-        """Fire expired step deadlines; they are in the database, so a restart loses none."""
-        # Replies that arrived while no orchestrator ran came in time: let the consumers
-        # read them before the deadlines that expired meanwhile are judged.
-        await asyncio.sleep(settings.deadline_startup_grace)
+        """Fire expired step deadlines; they are in the database, so a restart loses none.
+
+        Only deadlines up to what the reply consumer has read are judged: a reply that reached
+        the queue in time wins, even if this process was down, restarting, or cut off from its
+        database when the deadline passed (see ``ReadProgress``).
+        """
+        replies = rt.consumers[ORCHESTRATOR_REPLIES].progress
         while not rt.stop.is_set():
             try:
-                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name)
+                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name, replies.read_until)
             except Exception:  # the database is briefly down: try again on the next tick
                 log.exception("deadline_pass_failed")
                 handled = 0

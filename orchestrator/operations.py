@@ -63,7 +63,7 @@ async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, m
                           actor: str) -> None:
     """Note in each saga's history that a person sent its dead-lettered message back: not a
     transition (the message's handling will be one), but who did what to the saga, and when."""
-    steps = orchestrator.engine.step_of_message_types()
+    steps = orchestrator.registry.step_of_message_types()
     at = datetime.now(UTC)
     async with UnitOfWork(rt.sessions, rt.name) as uow:
         known = await repository.existing(uow.session, {uuid.UUID(m["saga_id"]) for m in messages})

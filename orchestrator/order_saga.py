@@ -6,42 +6,49 @@ from datetime import timedelta
 from messaging import contracts as c
 from messaging import topology as q
 
-from .engine import Invoke, Notify, SagaDefinition, Step
-from .settings import StepTimeouts
+from .engine import Data, Invoke, Local, Notify, SagaDefinition, Step
+
+LEAST_TIME = timedelta(seconds=5)
+RESEND_AFTER = timedelta(seconds=1.5)
+BUDGET = timedelta(seconds=30)
 
 
-def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
-    t = timeouts or StepTimeouts()
+def order_saga() -> SagaDefinition:
     return SagaDefinition(
         name="order",
+        subject="order_id",
+        start=c.StartOrderSaga,
+        reports_to=q.ORDER_COMMANDS,
         steps=(
             Step(
                 "create_order", participant=q.ORDER_COMMANDS,
-                action=None,  # order_svc creates the pending order in the transaction that starts the saga
+                action=Local("order_svc creates the pending order in the transaction that starts the saga"),
                 compensation=Invoke(c.CancelOrder, cancel_order, success=c.OrderCancelled),
-                timeout=timedelta(seconds=t.create_order),
+                timeout=LEAST_TIME,
             ),
             Step(
                 "reserve_inventory", participant=q.INVENTORY_COMMANDS,
                 action=Invoke(c.ReserveInventory, reserve_inventory,
                               success=c.InventoryReserved, failure=c.InventoryReservationFailed),
                 compensation=Invoke(c.ReleaseInventory, by_order(c.ReleaseInventory), success=c.InventoryReleased),
-                timeout=timedelta(seconds=t.reserve_inventory),
+                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
             ),
             Step(
                 "process_payment", participant=q.PAYMENT_COMMANDS,
-                action=Invoke(c.ProcessPayment, process_payment, success=c.PaymentProcessed, failure=c.PaymentFailed),
-                compensation=Invoke(c.RefundPayment, by_order(c.RefundPayment),
+                action=Invoke(c.ProcessPayment, process_payment, success=c.PaymentProcessed, failure=c.PaymentFailed,
+                              keep=("payment_id",)),
+                compensation=Invoke(c.RefundPayment, refund_payment,
                                     success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
-                timeout=timedelta(seconds=t.process_payment),
+                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
                 forget=("payment_token",),
             ),
             Step(
                 "fulfill_order", participant=q.FULFILLMENT_COMMANDS,
-                action=Invoke(c.FulfillOrder, fulfill_order, success=c.OrderFulfilled, failure=c.FulfillmentFailed),
-                compensation=Invoke(c.CancelShipment, by_order(c.CancelShipment),
+                action=Invoke(c.FulfillOrder, fulfill_order, success=c.OrderFulfilled, failure=c.FulfillmentFailed,
+                              keep=("shipment_id",)),
+                compensation=Invoke(c.CancelShipment, cancel_shipment,
                                     success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed),
-                timeout=timedelta(seconds=t.fulfill_order),
+                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
                 forget=("shipping_address",),
             ),
             Step(
@@ -53,37 +60,45 @@ def order_saga(timeouts: StepTimeouts | None = None) -> SagaDefinition:
                               success=c.ConfirmationSent, failure=c.ConfirmationFailed),
                 compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation),
                                     success=c.ConfirmationWithdrawn),
-                timeout=timedelta(seconds=t.send_confirmation),
+                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
                 forget=("customer_email",),
             ),
         ),
         on_completed=(Notify(q.ORDER_COMMANDS, by_order(c.ConfirmOrder)),),
-        max_compensation_attempts=t.max_compensation_attempts,
+        budget=BUDGET,
     )
 
 
 # --- building each command from the saga's data -----------------------------------------
-def by_order(command):
+def by_order(command: type[c.Command]):
     return lambda data: command(order_id=data["order_id"])
 
 
-def cancel_order(data: dict) -> c.CancelOrder:
+def cancel_order(data: Data) -> c.CancelOrder:
     return c.CancelOrder(order_id=data["order_id"], reason=data.get("failure_reason") or "saga compensated")
 
 
-def reserve_inventory(data: dict) -> c.ReserveInventory:
+def reserve_inventory(data: Data) -> c.ReserveInventory:
     return c.ReserveInventory(order_id=data["order_id"], items=data["items"])
 
 
-def process_payment(data: dict) -> c.ProcessPayment:
+def process_payment(data: Data) -> c.ProcessPayment:
     return c.ProcessPayment(order_id=data["order_id"], amount=data["total"], currency=data["currency"],
                             payment_token=data["payment_token"])
 
 
-def fulfill_order(data: dict) -> c.FulfillOrder:
+def refund_payment(data: Data) -> c.RefundPayment:
+    return c.RefundPayment(order_id=data["order_id"], payment_id=data.get("payment_id"))
+
+
+def fulfill_order(data: Data) -> c.FulfillOrder:
     return c.FulfillOrder(order_id=data["order_id"], items=data["items"], shipping_address=data["shipping_address"])
 
 
-def send_confirmation(data: dict) -> c.SendConfirmation:
+def cancel_shipment(data: Data) -> c.CancelShipment:
+    return c.CancelShipment(order_id=data["order_id"], shipment_id=data.get("shipment_id"))
+
+
+def send_confirmation(data: Data) -> c.SendConfirmation:
     return c.SendConfirmation(order_id=data["order_id"], customer_id=data["customer_id"],
                               customer_email=data["customer_email"], total=data["total"], currency=data["currency"])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .engine import HistoryEntry, SagaState, StepState
+from .engine import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
 from .tables import saga_history, sagas
 
 _TIMES = ("started_at", "finished_at", "deadline")
@@ -22,12 +23,15 @@ def _step_to_json(step: StepState) -> dict:
 
 
 def _step_from_json(raw: dict) -> StepState:
-    return StepState(**{k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()})
+    fields: dict[str, Any] = {k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()}
+    step = StepState(**fields)
+    step.status = StepStatus(step.status)
+    return step
 
 
 def _row(state: SagaState) -> dict:
     return {
-        "definition": state.definition, "order_id": uuid.UUID(str(state.data["order_id"])), "status": state.status,
+        "definition": state.definition, "subject": state.subject, "status": state.status,
         "data": state.data, "steps": [_step_to_json(s) for s in state.steps], "failed_step": state.failed_step,
         "failure_reason": state.failure_reason, "next_deadline": state.next_deadline,
         "created_at": state.created_at, "updated_at": state.updated_at,
@@ -36,8 +40,8 @@ def _row(state: SagaState) -> dict:
 
 def _state(row) -> SagaState:
     return SagaState(
-        saga_id=row.saga_id, definition=row.definition, status=row.status, data=row.data,
-        steps=[_step_from_json(s) for s in row.steps], created_at=row.created_at, updated_at=row.updated_at,
+        saga_id=row.saga_id, definition=row.definition, subject=row.subject, status=SagaStatus(row.status),
+        data=row.data, steps=[_step_from_json(s) for s in row.steps], created_at=row.created_at, updated_at=row.updated_at,
         failed_step=row.failed_step, failure_reason=row.failure_reason,
     )
 
@@ -95,10 +99,15 @@ async def history(session: AsyncSession, saga_id: uuid.UUID) -> list:
     return list((await session.execute(query)).all())
 
 
-async def listing(session: AsyncSession, *, status: str | None, limit: int, older_than: datetime | None = None) -> list:
+async def listing(session: AsyncSession, *, status: str | None, limit: int, older_than: datetime | None = None,
+                  definition: str | None = None, subject: str | None = None) -> list:
     query = select(sagas).order_by(sagas.c.created_at.desc()).limit(limit)
     if status:
         query = query.where(sagas.c.status == status)
+    if definition:
+        query = query.where(sagas.c.definition == definition)
+    if subject:
+        query = query.where(sagas.c.subject == subject)
     if older_than:
         query = query.where(sagas.c.updated_at <= older_than)
     return [_state(row) for row in (await session.execute(query)).all()]

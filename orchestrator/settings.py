@@ -1,24 +1,67 @@
 """Orchestrator settings (env prefix ``ORCHESTRATOR_``)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from dataclasses import replace
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, TypeAdapter, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from messaging.settings import ServiceSettings, operator_token
 
+from .engine import SagaDefinition
+
+_SECONDS = TypeAdapter(PositiveFloat)
+
 
 class StepTimeouts(BaseModel):
-    """Seconds each step may take before the saga compensates. With the defaults an order
-    settles well inside 30 seconds even when a participant is down (its step times out after
-    5 s and the other steps are undone at once); only a compensation that is never
-    acknowledged takes longer: it is resent after 5, 10, 20, 40 and 80 s, then escalated."""
+    """Overrides of what the saga definitions declare, by step name: ``ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER=3``
+    gives the step ``fulfill_order`` (in whichever saga has it) a least time of 3 s.
 
-    create_order: float = Field(5, gt=0)
-    reserve_inventory: float = Field(5, gt=0)
-    process_payment: float = Field(5, gt=0)
-    fulfill_order: float = Field(5, gt=0)
-    send_confirmation: float = Field(5, gt=0)
-    max_compensation_attempts: int = Field(5, ge=1)
+    As declared, each saga has a budget of 30 s from its start. Each forward step is given at
+    least its own 5 s, and more when the steps before it were quick: it may run until the
+    budget's end minus 5 s for each step after it (15 s after the start for reserve_inventory,
+    20 s for process_payment ...). Meanwhile its command is resent after 1.5 s of silence, then
+    after 3 s and every 5 s: a participant killed while handling it, and restarted within the
+    budget, finds a resend waiting, while the copy it had taken stays invisible for its 10 s
+    visibility timeout. A participant that is really down makes its step time out, and the
+    saga compensates (or, after its pivot, escalates), still inside the budget. A compensation
+    that is never acknowledged is resent after 5, 10, 20, 40 and 80 s, then escalated."""
+
+    model_config = ConfigDict(extra="allow")
+    resend_after: PositiveFloat | None = None
+    saga_budget: PositiveFloat | None = None
+    max_compensation_attempts: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _positive_seconds(self) -> StepTimeouts:
+        self.steps()
+        return self
+
+    def steps(self) -> dict[str, float]:
+        """Each step named in the settings and its least time in seconds."""
+        return {name: _SECONDS.validate_python(value) for name, value in (self.model_extra or {}).items()}
+
+    def apply(self, *definitions: SagaDefinition) -> tuple[SagaDefinition, ...]:
+        """The definitions with these overrides; a step name no definition has is an error."""
+        steps = self.steps()
+        known = {step.name for definition in definitions for step in definition.steps}
+        if unknown := sorted(set(steps) - known):
+            raise ValueError(f"timeouts for unknown steps: {', '.join(unknown)}; steps are {', '.join(sorted(known))}")
+        return tuple(self._apply(d, steps) for d in definitions)
+
+    def _apply(self, definition: SagaDefinition, steps: dict[str, float]) -> SagaDefinition:
+        resend = timedelta(seconds=self.resend_after) if self.resend_after else None
+        return replace(
+            definition,
+            steps=tuple(replace(
+                step,
+                timeout=timedelta(seconds=steps[step.name]) if step.name in steps else step.timeout,
+                resend_after=resend if resend and step.resend_after else step.resend_after,
+            ) for step in definition.steps),
+            budget=timedelta(seconds=self.saga_budget) if self.saga_budget else definition.budget,
+            max_compensation_attempts=self.max_compensation_attempts or definition.max_compensation_attempts,
+        )
 
 
 class ConsoleLinks(BaseModel):

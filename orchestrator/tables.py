@@ -11,7 +11,8 @@ sagas = Table(
     "sagas", metadata,
     Column("saga_id", UUID(as_uuid=True), primary_key=True),
     Column("definition", String(50), nullable=False),
-    Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
+    # What the saga is about, as its definition names it (an order's id for both order sagas).
+    Column("subject", String(100), nullable=False, index=True),
     Column("status", String(30), nullable=False),
     Column("data", JSONB, nullable=False),
     Column("steps", JSONB, nullable=False),

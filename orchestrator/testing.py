@@ -4,7 +4,7 @@
     saga.reply(InventoryReserved(order_id=...)).expect(ProcessPayment)
     saga.reply(PaymentFailed(order_id=..., reason="declined")).expect(ReleaseInventory)
     saga.tick(seconds=5)                                    # let deadlines pass
-    assert saga.status == "compensating"
+    assert saga.status == SagaStatus.COMPENSATING
 
 Every input goes through the same pure engine the orchestrator runs.
 """
@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from messaging.envelope import Message
 
-from .engine import HistoryEntry, Outgoing, SagaDefinition, SagaEngine, SagaState, Transition
+from .engine import HistoryEntry, Outgoing, SagaDefinition, SagaEngine, SagaState, SagaStatus, StepStatus, Transition
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,7 +44,9 @@ class SagaScenario:
 
     def until_deadline(self, step: str) -> Self:
         """Move the clock to ``step``'s deadline and fire it."""
-        return self.tick((self.state.step(step).deadline - self.now).total_seconds())
+        deadline = self.state.step(step).deadline
+        assert deadline is not None, f"{step} has no deadline"
+        return self.tick((deadline - self.now).total_seconds())
 
     def retry_compensation(self, step: str, actor: str = "test") -> Self:
         self._apply(self.engine.retry_compensation(self.state, step, self.now, actor))
@@ -66,10 +68,10 @@ class SagaScenario:
         return self.last.state
 
     @property
-    def status(self) -> str:
+    def status(self) -> SagaStatus:
         return self.state.status
 
-    def step(self, name: str) -> str:
+    def step(self, name: str) -> StepStatus:
         return self.state.step(name).status
 
     def last_sent(self) -> type[Message]:

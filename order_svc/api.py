@@ -23,7 +23,7 @@ from messaging.topology import ORCHESTRATOR_COMMANDS
 from messaging.uow import UnitOfWork
 
 from . import domain
-from .tables import idempotency_keys, orders
+from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
 guarded = operator_router(tags=["orders"])
@@ -94,6 +94,23 @@ class OrderAccepted(BaseModel):
     status: Literal["pending"] = "pending"
 
 
+ORDER_SAGA, CANCELLATION_SAGA = "order", "order_cancellation"
+SagaStatus = Literal["running", "compensating", "completed", "compensated", "needs_intervention"]
+
+
+class SagaOfOrder(BaseModel):
+    saga_id: uuid.UUID
+    definition: str
+    status: SagaStatus
+
+
+class CancellationAccepted(BaseModel):
+    order_id: uuid.UUID
+    saga_id: uuid.UUID
+    definition: Literal["order_cancellation"] = "order_cancellation"
+    status: SagaStatus
+
+
 class OrderView(BaseModel):
     order_id: uuid.UUID
     saga_id: uuid.UUID
@@ -104,6 +121,9 @@ class OrderView(BaseModel):
     currency: str
     created_at: datetime
     updated_at: datetime
+    sagas: list[SagaOfOrder]
+    """Every saga about this order (the order saga, and a cancellation if one was asked for),
+    with its status as the orchestrator last reported it."""
 
 
 IdempotencyKey = Annotated[str | None, Header(
@@ -135,6 +155,7 @@ async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idem
             currency=body.currency, items=items, total=domain.total(items), status=domain.PENDING,
             created_at=now, updated_at=now,
         ))
+        await _add_saga(uow, accepted.order_id, accepted.saga_id, ORDER_SAGA, now)
         # The saga starts in the same transaction that creates the order: no order without
         # a saga, no saga without an order.
         await uow.send(
@@ -177,13 +198,47 @@ async def _earlier_response(rt, customer_id: str, key: str, request_hash: str):
     return JSONResponse(row.response, status_code=202, headers={"Location": _location(row.order_id)})
 
 
+async def _add_saga(uow: UnitOfWork, order_id: uuid.UUID, saga_id: uuid.UUID, definition: str, now: datetime) -> None:
+    await uow.session.execute(order_sagas.insert().values(
+        saga_id=saga_id, order_id=order_id, definition=definition, status="running", changed_at=now))
+
+
+@router.post("/orders/{order_id}/cancel", status_code=202, response_model=CancellationAccepted,
+             responses={404: {"description": "no such order"},
+                        409: {"description": "the order is pending, or was cancelled when it was placed"}})
+async def cancel(order_id: uuid.UUID, rt: RuntimeDep) -> CancellationAccepted:
+    """The customer cancels a confirmed order: starts an ``order_cancellation`` saga, or returns
+    the one already started (running or finished) for this order."""
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        # The lock serialises concurrent requests for one order: the second finds the first's saga.
+        order = (await uow.session.execute(select(orders).where(orders.c.order_id == order_id).with_for_update())).first()
+        if order is None:
+            raise HTTPException(404, f"no order {order_id}")
+        existing = (await uow.session.execute(select(order_sagas).where(
+            order_sagas.c.order_id == order_id, order_sagas.c.definition == CANCELLATION_SAGA))).first()
+        if existing is not None:
+            return CancellationAccepted(order_id=order_id, saga_id=existing.saga_id, status=existing.status)
+        try:
+            domain.may_request_cancellation(order.status)
+        except domain.CancellationRefused as refusal:
+            raise HTTPException(409, str(refusal)) from None
+        saga_id, now = uuid.uuid4(), datetime.now(UTC)
+        await _add_saga(uow, order_id, saga_id, CANCELLATION_SAGA, now)
+        await uow.send(
+            c.StartOrderCancellation(order_id=order_id, customer_id=order.customer_id, customer_email=order.customer_email),
+            f"queue:{ORCHESTRATOR_COMMANDS}", saga_id=saga_id, correlation_id=saga_id,
+        )
+        await uow.commit()
+    return CancellationAccepted(order_id=order_id, saga_id=saga_id, status="running")
+
+
 @guarded.get("/orders", response_model=list[OrderView])
 async def list_orders(customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)], session: SessionDep,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[OrderView]:
     """A customer's orders, newest first."""
-    rows = await session.execute(select(orders).where(orders.c.customer_id == customer_id)
-                                 .order_by(orders.c.created_at.desc()).limit(limit))
-    return [OrderView.model_validate(row, from_attributes=True) for row in rows]
+    rows = (await session.execute(select(orders).where(orders.c.customer_id == customer_id)
+                                  .order_by(orders.c.created_at.desc()).limit(limit))).all()
+    return await _views(session, rows)
 
 
 @router.get("/orders/{order_id}", response_model=OrderView, responses={404: {"description": "No such order"}})
@@ -192,7 +247,17 @@ async def get_order(order_id: uuid.UUID, session: SessionDep) -> OrderView:
     row = (await session.execute(select(orders).where(orders.c.order_id == order_id))).first()
     if row is None:
         raise HTTPException(404, f"no order {order_id}")
-    return OrderView.model_validate(row, from_attributes=True)
+    [view] = await _views(session, [row])
+    return view
+
+
+async def _views(session, rows) -> list[OrderView]:
+    ids = [row.order_id for row in rows]
+    sagas: dict[uuid.UUID, list[SagaOfOrder]] = {i: [] for i in ids}
+    for saga in await session.execute(select(order_sagas).where(order_sagas.c.order_id.in_(ids))
+                                      .order_by(order_sagas.c.definition)):
+        sagas[saga.order_id].append(SagaOfOrder.model_validate(saga, from_attributes=True))
+    return [OrderView.model_validate(dict(row._mapping) | {"sagas": sagas[row.order_id]}) for row in rows]
 
 
 class BodyLimit:

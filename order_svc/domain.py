@@ -26,3 +26,23 @@ def cancel(status: str) -> str:
     if status == CONFIRMED:
         raise OrderError("a confirmed order cannot be cancelled by its saga")
     return CANCELLED
+
+
+def cancel_by_customer(status: str) -> str:
+    """The customer's cancellation, once its shipment is stopped: only a confirmed order."""
+    if status != CONFIRMED:
+        raise OrderError(f"a {status} order is not cancelled by its customer")
+    return CANCELLED
+
+
+class CancellationRefused(Exception):
+    """Why a customer's cancellation request cannot start a saga."""
+
+
+def may_request_cancellation(status: str) -> None:
+    """Only a confirmed order can be cancelled by its customer: a pending one is still in the
+    hands of its order saga, and a cancelled one was never confirmed."""
+    if status == PENDING:
+        raise CancellationRefused("the order is still being placed; try again once it is confirmed")
+    if status == CANCELLED:
+        raise CancellationRefused("the order was cancelled when it was placed")

@@ -1,5 +1,5 @@
 """order_svc's own database."""
-from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text
+from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from messaging.tables import add_messaging_tables
@@ -12,7 +12,8 @@ orders = Table(
     Column("order_id", UUID(as_uuid=True), primary_key=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("customer_id", String(64), nullable=False),
-    # The order's system of record keeps whom to tell and where to ship; no other service does.
+    # The order's system of record keeps whom to tell and where to ship; no other service does
+    # (the cancellation notice goes to this address). Null for orders placed before it was kept.
     Column("customer_email", String(254)),
     Column("shipping_address", JSONB),
     Column("currency", String(3), nullable=False),
@@ -33,4 +34,17 @@ idempotency_keys = Table(
     Column("order_id", UUID(as_uuid=True), nullable=False),
     Column("response", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Every saga run about an order, and its status as the orchestrator last reported it
+# (SagaStatusChanged, ordered by ``changed_at`` since SQS may deliver them out of order).
+# One saga per definition and order: a second cancellation request finds the first.
+order_sagas = Table(
+    "order_sagas", metadata,
+    Column("saga_id", UUID(as_uuid=True), primary_key=True),
+    Column("order_id", UUID(as_uuid=True), nullable=False),
+    Column("definition", String(50), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("order_id", "definition", name="order_sagas_one_per_definition"),
 )

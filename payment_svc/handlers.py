@@ -1,4 +1,5 @@
-"""payment_svc's message handlers: process_payment and its compensation."""
+"""payment_svc's message handlers: process_payment and its compensation; the cancellation
+saga's refund_payment."""
 from __future__ import annotations
 
 import uuid
@@ -37,14 +38,20 @@ async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.Proces
     )
 
 
+async def _refund(uow: UnitOfWork, envelope: Envelope, charge) -> None:
+    """Refund ``charge`` in full; the refund row belongs to the saga that asked for it."""
+    domain.refund(charge.token_fingerprint)
+    await uow.session.execute(payments.insert().values(
+        payment_id=uuid.uuid4(), saga_id=envelope.saga_id, order_id=charge.order_id, kind="refund",
+        status="succeeded", amount=charge.amount, currency=charge.currency, created_at=datetime.now(UTC)))
+
+
 async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundPayment) -> None:
     async def undo():
-        charge = (await uow.session.execute(select(payments).where(
-            payments.c.saga_id == envelope.saga_id, payments.c.kind == "charge"))).one()
-        domain.refund(charge.token_fingerprint)
-        await uow.session.execute(payments.insert().values(
-            payment_id=uuid.uuid4(), saga_id=envelope.saga_id, order_id=command.order_id, kind="refund",
-            status="succeeded", amount=charge.amount, currency=charge.currency, created_at=datetime.now(UTC)))
+        which = (payments.c.payment_id == command.payment_id if command.payment_id
+                 else payments.c.saga_id == envelope.saga_id)
+        charge = (await uow.session.execute(select(payments).where(which, payments.c.kind == "charge"))).one()
+        await _refund(uow, envelope, charge)
         return c.PaymentRefunded(order_id=command.order_id, amount=charge.amount)
 
     await participant.compensate(
@@ -54,4 +61,17 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
     )
 
 
-HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment}
+async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCharge) -> None:
+    async def apply():
+        charge = (await uow.session.execute(select(payments).where(
+            payments.c.order_id == command.order_id, payments.c.kind == "charge"))).one()
+        await _refund(uow, envelope, charge)
+        return c.ChargeRefunded(order_id=command.order_id, amount=charge.amount)
+
+    await participant.forward(
+        uow, envelope, step="refund_payment", apply=apply, refusals=(domain.RefundRejected,),
+        refuse=lambda reason: c.ChargeRefundFailed(order_id=command.order_id, reason=reason),
+    )
+
+
+HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge}

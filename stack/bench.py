@@ -17,12 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.engine import FINAL_STATUSES
+
 from .credentials import operator_token
 from .demo import SCENARIOS, order_body
 from .runner import Stack
 from .services import SERVICES
-
-FINAL = {"completed", "compensated", "needs_intervention"}
 
 
 def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict:
@@ -37,7 +37,7 @@ def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict
         placed = http.post(f"{urls['order_svc']}/orders", json=order_body(mix[i % len(mix)])).json()
         while True:
             response = http.get(f"{urls['orchestrator']}/sagas/{placed['saga_id']}")
-            if response.status_code == 200 and response.json()["status"] in FINAL:
+            if response.status_code == 200 and response.json()["status"] in FINAL_STATUSES:
                 return response.json()["status"], time.monotonic() - started
             time.sleep(0.2)  # the poll itself loads the orchestrator; 0.2 s bounds the error
 
@@ -49,7 +49,7 @@ def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict
     return {
         "orders": orders, "concurrency": concurrency, "wall_seconds": wall, "sagas_per_second": orders / wall,
         "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))], "max": latencies[-1],
-        "outcomes": {s: sum(1 for r in results if r[0] == s) for s in FINAL},
+        "outcomes": {s: sum(1 for r in results if r[0] == s) for s in FINAL_STATUSES},
     }
 
 

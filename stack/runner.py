@@ -37,6 +37,8 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"s{uuid.uuid4().hex[:8]}")
     ports: dict[str, int] = field(default_factory=lambda: {s.module: s.port for s in SERVICES})
     env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Environment for one service only, by module (e.g. its own AWS endpoint)."""
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
@@ -117,7 +119,7 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[module]}"
 
     def aws_environment(self) -> dict[str, str]:
-        return infra.emulator_environment(self.endpoint) | {"SAGA_RESOURCE_PREFIX": self.prefix}
+        return infra.emulator_environment(self.endpoint or "") | {"SAGA_RESOURCE_PREFIX": self.prefix}
 
     def service_environment(self, module: str) -> dict[str, str]:
         service = BY_NAME[module]
@@ -125,7 +127,7 @@ class Stack:
             f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
             f"{service.env_prefix}PORT": str(self.ports[module]),
             "PYTHONUNBUFFERED": "1",
-        } | (self.console_links() if module == "orchestrator" else {}) | self.env
+        } | (self.console_links() if module == "orchestrator" else {}) | self.env | self.service_env.get(module, {})
 
     def console_links(self) -> dict[str, str]:
         """Where the orchestrator's console links each participant's records in this stack."""

@@ -15,7 +15,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
-from .topology import Naming
+from .naming import Naming
 
 # Standard retry mode retries throttling and 5xx with exponential backoff and jitter.
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbox, metrics
-from .contracts import REGISTRY
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
 from .uow import UnitOfWork
 
 log = structlog.get_logger("bus")
 
-Handler = Callable[[UnitOfWork, Envelope, Message], Awaitable[None]]
+# Any: each handler takes the message type it is registered for.
+Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 Handlers = Mapping[type[Message], Handler]
 
 
@@ -31,13 +32,14 @@ class MessageBus:
         sender: str,
         sessions: async_sessionmaker[AsyncSession],
         handlers: Handlers,
-        registry: MessageRegistry = REGISTRY,
+        registry: MessageRegistry | None = None,
     ) -> None:
         self._consumer = consumer
         self._sender = sender
         self._sessions = sessions
         self._handlers = dict(handlers)
-        self._registry = registry
+        # By default the bus reads the types it has handlers for; any other is malformed here.
+        self._registry = registry or MessageRegistry(*handlers)
 
     async def handle(self, body: str, receive_count: int = 1) -> None:
         envelope, message = self._registry.parse(body)
@@ -48,7 +50,7 @@ class MessageBus:
             saga_id=str(envelope.saga_id) if envelope.saga_id else None,
             message_id=str(envelope.message_id),
             message_type=envelope.message_type,
-            order_id=str(getattr(message, "order_id", "")) or None,
+            **{name: str(getattr(message, name)) for name in message.log_context},
         ):
             async with UnitOfWork(self._sessions, self._sender) as uow:
                 if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
 from . import metrics
 from .aws import Broker
+from .crash import crash_point
 from .envelope import MalformedMessage
-from .topology import MAX_RECEIVE_COUNT
+from .naming import MAX_RECEIVE_COUNT
 
 log = structlog.get_logger("consumer")
+
+CLOCK_MARGIN = 1.0  # seconds
 
 Handle = Callable[[str, int], Awaitable[None]]
 """Called with the message body and its receive count; returns once the effect is committed."""
@@ -24,7 +30,7 @@ def retry_delay(receive_count: int, *, base: float = 1.0, cap: float = 300.0) ->
     return int(random.uniform(0, min(cap, base * 2 ** max(receive_count - 1, 0)))) + 1
 
 
-def _ids(message: dict) -> dict[str, str]:
+def _ids(message: dict[str, Any]) -> dict[str, str]:
     """Saga and message ids for the log, from the routing attributes (no body parsing)."""
     attributes = message.get("MessageAttributes", {})
     return {key: attributes[key]["StringValue"] for key in ("saga_id", "message_type") if key in attributes}
@@ -45,6 +51,11 @@ class Consumer:
     inbox drops it. A malformed message is made visible again at once, so it reaches the
     queue's dead-letter queue after ``maxReceiveCount`` receives without holding up the
     messages behind it; a failing handler is retried with exponential backoff the same way.
+
+    While handlers run, their messages' visibility is extended, so a long handler never
+    lets its message reappear. When ``stop`` is set the consumer receives no more, lets the
+    handlers in flight finish, and makes what it received but did not handle visible again
+    at once, so another instance takes it without waiting out the visibility timeout.
     """
 
     def __init__(
@@ -65,70 +76,172 @@ class Consumer:
         self._wait = wait_time_seconds
         self._max = max_messages
         # Short on purpose: a message taken by a process that then died reappears after
-        # this long. A handler that runs longer only risks a concurrent second delivery,
-        # which the inbox's primary key turns into a no-op.
+        # this long. A live handler keeps its message hidden by extending it (``_extending``).
         self._visibility = visibility_timeout
+        self.progress = ReadProgress(visibility_timeout)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Receive and handle until ``stop`` is set; returns once nothing is in flight."""
+        self.progress.started(time.time())
         while not stop.is_set():
             try:
-                await self.poll_once()
+                await self.poll_once(stop)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the broker is unreachable: back off and try again
+                self.progress.receive_failed(time.time())
                 log.exception("consumer_poll_failed", queue=self._queue, service=self._service)
                 await asyncio.sleep(1)
 
-    async def poll_once(self) -> int:
+    async def poll_once(self, stop: asyncio.Event | None = None) -> int:
         url = await self._broker.queue_url(self._queue)
+        asked_at = time.time()
         response = await self._broker.sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=self._max,
             WaitTimeSeconds=self._wait,
             VisibilityTimeout=self._visibility,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
+        if stop is not None and stop.is_set() and messages:
+            # Received while shutting down: hand them back at once rather than handle them.
+            await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+            return 0
         # A batch is handled concurrently: messages of different sagas are independent, and
         # those of one saga are serialised by the row locks their handlers take.
-        done = await asyncio.gather(*(self._process(url, m) for m in messages))
+        async with self._extending(url, messages):
+            done = await asyncio.gather(*(self._process(url, m) for m in messages))
         handled = [m for m, ok in zip(messages, done, strict=True) if ok]
         if handled:
             await self._delete(url, handled)
+        self.progress.received(asked_at, drained=len(messages) < self._max)
         return len(messages)
 
-    async def _process(self, url: str, message: dict) -> bool:
+    async def _process(self, url: str, message: dict[str, Any]) -> bool:
         """Handle one message; True when it may be deleted."""
-        receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        attributes = message.get("Attributes", {})
+        receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
         context = {"queue": self._queue, "sqs_message_id": message["MessageId"], "receive_count": receive_count,
                    **_ids(message)}
         try:
             await self._handle(message["Body"], receive_count)
+            crash_point("consumer_before_delete")
         except MalformedMessage as error:
             log.error("message_malformed", error=str(error)[:500], **context)
             if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
                 metrics.dead_lettered(self._service, self._queue)
+            self.progress.settled(message["MessageId"])
             await self._release(url, message, 0)
         except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
             delay = retry_delay(receive_count)
             log.warning("message_handler_failed", retry_in=delay, error=_describe(error), **context)
+            if receive_count >= MAX_RECEIVE_COUNT:
+                self.progress.settled(message["MessageId"])  # dead-lettered next: waiting on it would stall
+            else:
+                self.progress.failed(message["MessageId"], _sent_at(attributes))
             await self._release(url, message, delay)
         else:
+            self.progress.settled(message["MessageId"])
             return True
         return False
 
-    async def _delete(self, url: str, messages: list[dict]) -> None:
+    @contextlib.asynccontextmanager
+    async def _extending(self, url: str, messages: list[dict[str, Any]]) -> AsyncIterator[None]:
+        """Keep ``messages`` hidden while their handlers run, renewing well before expiry."""
+        if not messages:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._visibility / 3)
+                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
+                           for i, m in enumerate(messages)]
+                try:
+                    await self._broker.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                except Exception:  # noqa: BLE001 - at worst the message is delivered twice; the inbox drops one
+                    log.warning("visibility_extension_failed", queue=self._queue, exc_info=True)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
         """Delete after the commits. A delete that fails only means a redelivery the inbox drops."""
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
         response = await self._broker.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         if response.get("Failed"):
             log.warning("delete_failed", queue=self._queue, count=len(response["Failed"]))
 
-    async def _release(self, url: str, message: dict, delay: int) -> None:
+    async def _release(self, url: str, message: dict[str, Any], delay: int) -> None:
         try:
             await self._broker.sqs.change_message_visibility(
                 QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=delay
             )
         except Exception:  # noqa: BLE001 - it becomes visible again when its timeout runs out anyway
             log.warning("visibility_change_failed", queue=self._queue, exc_info=True)
+
+
+def _sent_at(attributes: dict[str, Any]) -> float | None:
+    sent = attributes.get("SentTimestamp")
+    return int(sent) / 1000 if sent else None
+
+
+class ReadProgress:
+    """How far this consumer has read its queue: the basis for judging silence.
+
+    :meth:`read_until` is a time T such that every message that reached the queue before T
+    has been handled, so a deadline up to T that saw no reply saw real silence. It holds back
+    while messages a dead predecessor had received may still be invisible (one visibility
+    timeout after this consumer started), while a receive fails, and while a message waits
+    to be retried after a transient failure (the database was unreachable): their replies
+    came in time and must win. After such a stretch it moves on once a receive has come back
+    with less than a full batch, i.e. the queue has been read to its end.
+    """
+
+    def __init__(self, visibility_timeout: float) -> None:
+        self._visibility = visibility_timeout
+        self._healthy_since: float | None = None
+        self._blocked_at: float | None = None
+        self._drained_at: float | None = None
+        self._waiting: dict[str, float] = {}
+
+    def started(self, now: float) -> None:
+        self._healthy_since = now + self._visibility
+
+    def receive_failed(self, now: float) -> None:
+        self._block(now)
+
+    def failed(self, sqs_message_id: str, sent_at: float | None) -> None:
+        self._waiting.setdefault(sqs_message_id, sent_at or time.time())
+        self._block(min(self._waiting.values()))
+
+    def settled(self, sqs_message_id: str) -> None:
+        self._waiting.pop(sqs_message_id, None)
+
+    def received(self, asked_at: float, *, drained: bool) -> None:
+        if self._blocked_at is not None and not self._waiting:
+            self._blocked_at = None
+            self._healthy_since = max(self._healthy_since or 0.0, asked_at)
+        if drained and self._blocked_at is None and self._healthy_since is not None and asked_at >= self._healthy_since:
+            self._drained_at = asked_at
+
+    def read_until(self, now: float) -> float:
+        """The latest time whose deadlines may be judged now (``now`` when fully caught up)."""
+        if self._healthy_since is None:
+            return 0.0
+        caught_up = self._drained_at is not None and self._drained_at >= self._healthy_since
+        until = now if caught_up else min(now, self._healthy_since)
+        if self._blocked_at is not None:
+            # SentTimestamp is the queue's clock, not ours: keep a margin against the difference.
+            until = min(until, self._blocked_at - CLOCK_MARGIN)
+        return until
+
+    def _block(self, at: float) -> None:
+        self._blocked_at = at if self._blocked_at is None else min(self._blocked_at, at)

@@ -11,8 +11,9 @@ The JSON Schemas in ``messaging/schemas/`` are generated from these classes
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,11 +28,13 @@ Reason = Annotated[str, Field(max_length=500)]
 
 class Command(Message):
     kind: ClassVar = "command"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 
 class Reply(Message):
     kind: ClassVar = "reply"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 
@@ -41,6 +44,7 @@ class FailureReply(Reply):
 
 class Event(Message):
     kind: ClassVar = "event"
+    log_context: ClassVar = ("order_id",)
     order_id: uuid.UUID
 
 
@@ -66,11 +70,18 @@ class Address(Part):
 
 
 # --- order_svc -> orchestrator -------------------------------------------------------
-class StartOrderSaga(Command):
+class StartSaga(Command):
+    """A request to start a saga; ``definition`` names which one."""
+
+    definition: str
+
+
+class StartOrderSaga(StartSaga):
     """Sent by order_svc in the transaction that creates the pending order."""
 
     carries_personal_data: ClassVar = True
 
+    definition: Literal["order"] = "order"
     customer_id: str
     customer_email: str
     currency: str
@@ -78,6 +89,15 @@ class StartOrderSaga(Command):
     total: Money
     payment_token: str
     shipping_address: Address
+
+
+class StartOrderCancellation(StartSaga):
+    """Sent by order_svc when the customer cancels a confirmed order."""
+
+    definition: Literal["order_cancellation"] = "order_cancellation"
+    customer_id: str
+    customer_email: str | None
+    """From the order, the system of record; None for an order placed before it was kept."""
 
 
 # --- orchestrator -> order_svc -------------------------------------------------------
@@ -91,6 +111,20 @@ class OrderCancelled(Reply):
 
 class ConfirmOrder(Command):
     """Sent when the saga completed. No reply: nothing waits for it."""
+
+
+class CancelConfirmedOrder(Command):
+    """The customer's cancellation reached its last business step."""
+
+    reason: Reason
+
+
+class ConfirmedOrderCancelled(Reply):
+    pass
+
+
+class CancelConfirmedOrderRefused(FailureReply):
+    pass
 
 
 # --- inventory_svc -------------------------------------------------------------------
@@ -114,6 +148,14 @@ class InventoryReleased(Reply):
     pass
 
 
+class ReturnReservedStock(Command):
+    """The order's reserved stock goes back to available (customer cancellation)."""
+
+
+class ReservedStockReturned(Reply):
+    pass
+
+
 # --- payment_svc ---------------------------------------------------------------------
 class ProcessPayment(Command):
     carries_personal_data: ClassVar = True
@@ -132,7 +174,8 @@ class PaymentFailed(FailureReply):
 
 
 class RefundPayment(Command):
-    pass
+    payment_id: uuid.UUID | None = None
+    """The charge to refund, when the saga knows it; else the saga's charge."""
 
 
 class PaymentRefunded(Reply):
@@ -140,6 +183,18 @@ class PaymentRefunded(Reply):
 
 
 class PaymentRefundFailed(FailureReply):
+    pass
+
+
+class RefundCharge(Command):
+    """Refund an order's whole charge (customer cancellation)."""
+
+
+class ChargeRefunded(Reply):
+    amount: Money
+
+
+class ChargeRefundFailed(FailureReply):
     pass
 
 
@@ -160,7 +215,8 @@ class FulfillmentFailed(FailureReply):
 
 
 class CancelShipment(Command):
-    pass
+    shipment_id: uuid.UUID | None = None
+    """The shipment to cancel, when the saga knows it; else the saga's shipment."""
 
 
 class ShipmentCancelled(Reply):
@@ -168,6 +224,27 @@ class ShipmentCancelled(Reply):
 
 
 class ShipmentCancellationFailed(FailureReply):
+    pass
+
+
+class CancelScheduledShipment(Command):
+    """The customer cancels: stop the order's parcel unless it has left the warehouse."""
+
+
+class ScheduledShipmentCancelled(Reply):
+    pass
+
+
+class ShipmentAlreadyDispatched(FailureReply):
+    pass
+
+
+class ReinstateShipment(Command):
+    """Undo of CancelScheduledShipment, sent only when it timed out: the order stays
+    confirmed, so its parcel must stay scheduled."""
+
+
+class ShipmentReinstated(Reply):
     pass
 
 
@@ -198,6 +275,31 @@ class ConfirmationWithdrawn(Reply):
     pass
 
 
+class SendCancellationNotice(Command):
+    """Tell the customer the order is cancelled and refunded."""
+
+    carries_personal_data: ClassVar = True
+
+    customer_id: str
+    customer_email: str | None
+
+
+class CancellationNoticeSent(Reply):
+    pass
+
+
+class CancellationNoticeFailed(FailureReply):
+    pass
+
+
+class SendCancellationRefusal(Command):
+    """Tell the customer the order could not be cancelled. No reply: it ends the saga."""
+
+    customer_id: str
+    customer_email: str | None
+    reason: Reason
+
+
 # --- domain events on SNS ------------------------------------------------------------
 class OrderConfirmedEvent(Event):
     """Published on the order-events topic once an order is confirmed."""
@@ -219,13 +321,18 @@ class CustomerPushed(Event):
     text: str = Field(max_length=200)
 
 
-# --- escalation ----------------------------------------------------------------------
-class CompensationEscalated(Event):
-    """Sent to the escalation dead-letter queue when a compensation cannot complete."""
+# --- orchestrator, about any saga -----------------------------------------------------
+class CompensationEscalated(Message):
+    """Sent to the escalation dead-letter queue when a compensation cannot complete, or a
+    step after a saga's pivot still fails after its budget."""
 
+    kind: ClassVar = "event"
     saga_id: uuid.UUID
+    definition: str
+    subject: str
+    """What the saga is about (the value of its definition's subject key, e.g. an order id)."""
     step: str
-    command: dict
+    command: dict[str, Any]
     last_error: Reason
     attempts: int
 
@@ -233,15 +340,29 @@ class CompensationEscalated(Event):
 # Upcasters from the previous schema version (envelope.register_upcaster) go here, next to the
 # classes whose shape they change. None while SCHEMA_VERSION is 1.
 
+class SagaStatusChanged(Message):
+    """Sent to a saga's initiator whenever the saga's status changes; ``at`` orders them."""
+
+    kind: ClassVar = "event"
+    saga_id: uuid.UUID
+    definition: str
+    subject: str
+    status: str
+    at: datetime
+
+
 REGISTRY = MessageRegistry(
-    StartOrderSaga,
-    CancelOrder, OrderCancelled, ConfirmOrder,
+    StartOrderSaga, StartOrderCancellation,
+    CancelOrder, OrderCancelled, ConfirmOrder, CancelConfirmedOrder, ConfirmedOrderCancelled, CancelConfirmedOrderRefused,
+    ReturnReservedStock, ReservedStockReturned, RefundCharge, ChargeRefunded, ChargeRefundFailed,
+    CancelScheduledShipment, ScheduledShipmentCancelled, ShipmentAlreadyDispatched, ReinstateShipment, ShipmentReinstated,
+    SendCancellationNotice, CancellationNoticeSent, CancellationNoticeFailed, SendCancellationRefusal,
     ReserveInventory, InventoryReserved, InventoryReservationFailed, ReleaseInventory, InventoryReleased,
     ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
     SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
-    CompensationEscalated,
+    CompensationEscalated, SagaStatusChanged,
 )
 
 PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)

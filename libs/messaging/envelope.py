@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -52,10 +52,29 @@ class Message(BaseModel):
     kind: ClassVar[Literal["command", "reply", "event"]]
     carries_personal_data: ClassVar[bool] = False
     """True for a payload with a secret or personal data, which no store may keep past its use."""
+    log_context: ClassVar[tuple[str, ...]] = ()
+    """Payload fields the bus binds to the log context while the message is handled."""
+    _defined: ClassVar[dict[str, type[Message]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Message._defined[cls.__name__] = cls
 
     @classmethod
     def message_type(cls) -> str:
         return cls.__name__
+
+    @staticmethod
+    def defined(name: str) -> type[Message]:
+        """The payload class named ``name``, among every one defined in this process: what a
+        stored message is read back with (a participant's remembered reply, for one)."""
+        return Message._defined[name]
+
+    @staticmethod
+    def personal_types() -> frozenset[str]:
+        """Names of the payloads defined in this process that carry a secret or personal data:
+        their outbox rows are deleted as soon as they are published."""
+        return frozenset(name for name, cls in Message._defined.items() if cls.carries_personal_data)
 
 
 class Envelope(BaseModel):
@@ -71,6 +90,11 @@ class Envelope(BaseModel):
     causation_id: uuid.UUID | None = Field(default=None, description="message_id of the message that caused this one.")
     sender: str = Field(description="Name of the sending service.")
     reply_to: str | None = Field(default=None, description="Logical queue name that replies go to.")
+    step: str | None = Field(default=None, max_length=100, description=(
+        "The saga step a command serves, copied into its reply. With saga_id and attempt it is the command's "
+        "identity: a resend has a new message_id but the same identity."))
+    attempt: int | None = Field(default=None, ge=1, description=(
+        "Which attempt of the step's action (or compensation) this is; resends of one attempt share it."))
     occurred_at: datetime = Field(description="When the sender created the message (UTC).")
     payload: dict[str, Any]
 
@@ -85,6 +109,8 @@ class Envelope(BaseModel):
         causation: Envelope | None = None,
         reply_to: str | None = None,
         message_id: uuid.UUID | None = None,
+        step: str | None = None,
+        attempt: int | None = None,
     ) -> Envelope:
         correlation = correlation_id or (causation.correlation_id if causation else None) or saga_id or uuid.uuid4()
         return cls(
@@ -95,6 +121,8 @@ class Envelope(BaseModel):
             causation_id=causation.message_id if causation else None,
             sender=sender,
             reply_to=reply_to,
+            step=step,
+            attempt=attempt,
             occurred_at=datetime.now(UTC),
             payload=message.model_dump(mode="json"),
         )
@@ -138,7 +166,7 @@ class MessageRegistry:
         self._types[name] = message_type
         return message_type
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[type[Message]]:
         return iter(self._types.values())
 
     def __contains__(self, name: str) -> bool:

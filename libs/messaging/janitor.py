@@ -11,9 +11,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, text
+from sqlalchemy import CursorResult, Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = structlog.get_logger("janitor")
@@ -56,7 +57,8 @@ async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention:
         counts[table] = 0
         while True:
             async with sessions() as session, session.begin():
-                deleted = (await session.execute(statement, {"keep": keep, "batch": BATCH})).rowcount
+                result = await session.execute(statement, {"keep": keep, "batch": BATCH})
+                deleted = cast(CursorResult[Any], result).rowcount
             counts[table] += deleted
             if deleted < BATCH:
                 break

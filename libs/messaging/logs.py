@@ -1,6 +1,7 @@
 """Structured JSON logs, one object per line on stdout.
 
-Saga, order and message ids are bound as context by the bus; records from libraries
+Saga and message ids, and the payload fields a message type names in ``log_context``
+(``order_id`` in this system), are bound as context by the bus; records from libraries
 (botocore, uvicorn, SQLAlchemy) go through the same renderer, so every line parses.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 
 import structlog
 
-_SHARED = [
+_SHARED: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -23,7 +23,7 @@ _LOCK = 0x5A6A  # advisory lock key: one migrator per database at a time
 def config(service_package: str, connection: Connection | None = None) -> Config:
     module = sys.modules.get(service_package) or __import__(service_package)
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(Path(str(module.__file__)).parent / "migrations"))
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
@@ -67,7 +67,7 @@ def _main() -> None:
     async def go() -> None:
         engine = create_async_engine(os.environ["DATABASE_URL"])
         async with engine.begin() as connection:
-            def run(sync_connection):
+            def run(sync_connection: Connection) -> None:
                 cfg = config(service, sync_connection)
                 if action == "revision":
                     message = args[args.index("-m") + 1] if "-m" in args else "change"

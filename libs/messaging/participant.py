@@ -14,53 +14,36 @@ refusals, and they become failure replies here, so domain code never touches mes
 """
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
-from sqlalchemy import text
 
-from .contracts import REGISTRY
 from .envelope import Envelope, MalformedMessage, Message
+from .guard import APPLIED, COMPENSATED, REFUSED
 from .uow import UnitOfWork
 
 log = structlog.get_logger("participant")
 
-APPLIED, REFUSED, COMPENSATED = "applied", "refused", "compensated"
-
-_INSERT = text(
-    "INSERT INTO saga_step_guard (saga_id, step, state) VALUES (:saga_id, :step, :state) "
-    "ON CONFLICT DO NOTHING RETURNING state"
-)
-_LOCK = text("SELECT state, result FROM saga_step_guard WHERE saga_id = :saga_id AND step = :step FOR UPDATE")
-_SET = text(
-    "UPDATE saga_step_guard SET state = :state, result = CAST(:result AS jsonb), updated_at = now() "
-    "WHERE saga_id = :saga_id AND step = :step"
-)
-
 Refusals = tuple[type[Exception], ...]
 
 
-def _stored(reply: Message) -> str:
-    return json.dumps({"type": reply.message_type(), "payload": reply.model_dump(mode="json")})
+def _stored(reply: Message) -> dict[str, Any]:
+    return {"type": reply.message_type(), "payload": reply.model_dump(mode="json")}
 
 
-def _restore(result: dict) -> Message:
-    return REGISTRY.get(result["type"]).model_validate(result["payload"])
+def _restore(result: dict[str, Any] | None) -> Message:
+    assert result is not None, "a settled step has its reply"
+    return Message.defined(result["type"]).model_validate(result["payload"])
 
 
-async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> tuple[str | None, dict | None]:
-    """Insert the guard row in ``state``; if one exists, lock it and return what it holds."""
-    params = {"saga_id": saga_id, "step": step}
-    if (await uow.session.execute(_INSERT, params | {"state": state})).first() is not None:
-        return None, None
-    row = (await uow.session.execute(_LOCK, params)).one()
-    return row.state, row.result
+async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> tuple[str | None, dict[str, Any] | None]:
+    return await uow.guard.claim(saga_id, step, state)
 
 
 async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message) -> None:
-    await uow.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state, "result": _stored(reply)})
+    await uow.guard.settle(saga_id, step, state, _stored(reply))
 
 
 async def forward(
@@ -78,11 +61,11 @@ async def forward(
     ``refusals`` its partial effects are rolled back (savepoint) and ``refuse(reason)`` is
     the reply.
     """
-    saga_id = _saga_id(request)
+    saga_id = _saga_id(request, step)
     prior, result = await _claim(uow, saga_id, step, APPLIED)
     if prior is None:
         try:
-            async with uow.session.begin_nested():
+            async with uow.savepoint():
                 reply = await apply()
             state = APPLIED
         except refusals as error:
@@ -95,8 +78,10 @@ async def forward(
         reply = refuse("compensated before it was applied")
         log.info("step_forward_refused_after_compensation", step=step)
     else:
+        # A resend (same saga, step and attempt under a new message id) or a redelivery:
+        # the step already ran, so it gets the same answer and no second effect.
         reply = _restore(result)
-        log.info("step_forward_repeated", step=step, outcome=prior)
+        log.info("step_forward_repeated", step=step, outcome=prior, attempt=request.attempt)
     await uow.reply(request, reply)
     return reply
 
@@ -117,7 +102,7 @@ async def compensate(
     late forward command is refused. If ``undo`` raises one of ``refusals`` the step stays
     applied and ``refuse(reason)`` is the reply, so the compensation can be retried later.
     """
-    saga_id = _saga_id(request)
+    saga_id = _saga_id(request, step)
     prior, result = await _claim(uow, saga_id, step, COMPENSATED)
     if prior is None or prior == REFUSED:
         reply = done()
@@ -128,7 +113,7 @@ async def compensate(
         log.info("step_compensation_repeated", step=step)
     else:
         try:
-            async with uow.session.begin_nested():
+            async with uow.savepoint():
                 reply = await undo()
             await _set(uow, saga_id, step, COMPENSATED, reply)
             log.info("step_compensated", step=step)
@@ -147,7 +132,10 @@ def _reason(error: Exception) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def _saga_id(request: Envelope) -> uuid.UUID:
+def _saga_id(request: Envelope, step: str) -> uuid.UUID:
+    """The saga of a command for ``step``; a command naming another step was misrouted."""
     if request.saga_id is None:
         raise MalformedMessage(f"{request.message_type} {request.message_id} carries no saga_id")
+    if request.step is not None and request.step != step:
+        raise MalformedMessage(f"{request.message_type} {request.message_id} names step {request.step}, not {step}")
     return request.saga_id

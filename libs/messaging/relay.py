@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,21 +18,28 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
 from .aws import Broker, sqs_attributes
+from .crash import crash_point
 from .outbox import NOTIFY_CHANNEL
 
 log = structlog.get_logger("relay")
 
 BACKLOG_INTERVAL = 5.0  # seconds between refreshes of the backlog gauges
 AWS_BATCH_LIMIT = 10  # SendMessageBatch and PublishBatch both take at most 10 entries.
+PUBLISH_TIMEOUT = 5.0
+"""Seconds one batch may take to publish, retries included, before it counts as failed."""
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
+"""A destination that failed is left alone for 0.5 s, doubling up to 30 s, while the others go on."""
+LISTEN_CHECK = 5.0  # seconds between checks that the LISTEN connection is still alive
 
 # SKIP LOCKED is what lets several relays run side by side: a row claimed by one relay's
 # open transaction is invisible to the others until that transaction ends, so no row is
 # ever published by two relays at once. Ordering by attempts first sends rows that keep
 # failing to the back, so they never hold up new ones.
 _CLAIM = text(
-    "SELECT id, destination, body, attributes FROM outbox WHERE published_at IS NULL "
+    "SELECT id, destination, body, attributes FROM outbox WHERE published_at IS NULL AND destination = :destination "
     "ORDER BY attempts, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+_DESTINATIONS = text("SELECT DISTINCT destination FROM outbox WHERE published_at IS NULL")
 _MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 _PURGE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids) AND message_type = ANY(:types)")
 _MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
@@ -42,6 +51,12 @@ def listen_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+@dataclass
+class _Backoff:
+    failures: int = 0
+    until: float = 0.0
+
+
 class Relay:
     """Publishes unpublished outbox rows and marks them published once the broker has them.
 
@@ -49,6 +64,10 @@ class Relay:
     before the marking commits, the rows are published again by the next pass (the
     receivers' inboxes drop the copies). It is never at most once: a row is marked only
     after the broker acknowledged that very entry.
+
+    Each destination is published on its own, in its own transaction, with a short timeout
+    and its own backoff: a topic that answers slowly, or not at all, holds up only its own
+    rows, never a reply on its way to a queue.
     """
 
     def __init__(
@@ -62,6 +81,7 @@ class Relay:
         poll_interval: float = 1.0,
         duplicate_delivery: bool = False,
         purge_after_publish: Collection[str] = (),
+        publish_timeout: float = PUBLISH_TIMEOUT,
     ) -> None:
         """``purge_after_publish``: message types whose rows are deleted as soon as they are
         published, rather than kept for the retention period, because they carry secrets or
@@ -74,46 +94,93 @@ class Relay:
         self._poll_interval = poll_interval
         self._duplicate_delivery = duplicate_delivery
         self._purge_types = sorted(purge_after_publish)
+        self._publish_timeout = publish_timeout
         self._wake = asyncio.Event()
         self._backlog_due = 0.0
+        self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
+        self._running: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``."""
-        async with self._listening():
+        """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``.
+
+        On ``stop`` the destinations being published finish their batch before it returns.
+        """
+        listener = asyncio.create_task(self._listen(stop)) if self._database_url else None
+
+        async def wake_on_stop() -> None:
+            await stop.wait()
+            self._wake.set()
+
+        stopping = asyncio.create_task(wake_on_stop())
+        try:
             while not stop.is_set():
                 # Cleared before the pass, not after: a NOTIFY that arrives while the pass
                 # runs must start the next pass at once rather than wait for the poll.
                 self._wake.clear()
                 try:
-                    published = await self.publish_pending()
+                    for destination in await self._due_destinations():
+                        if destination not in self._running:
+                            task = asyncio.create_task(self._drain(destination))
+                            task.add_done_callback(lambda _: self._wake.set())
+                            self._running[destination] = task
                     if time.monotonic() >= self._backlog_due:  # a gauge, not worth a query every pass
                         await self._record_backlog()
                         self._backlog_due = time.monotonic() + BACKLOG_INTERVAL
-                except Exception:  # the database or the broker is down: keep going, retry on the next pass
+                except Exception:  # the database is down: keep going, retry on the next pass
                     log.exception("relay_pass_failed", service=self._service)
-                    published = 0
-                if published < self._batch_size:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+        finally:
+            stopping.cancel()
+            if self._running:
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            if listener:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
 
     async def publish_pending(self) -> int:
-        """One pass: claim a batch, publish it, mark what the broker accepted. Returns that count."""
+        """One pass over every destination that is not backing off, each in its own
+        transaction, side by side. Returns how many rows the broker accepted."""
+        destinations = await self._due_destinations()
+        counts = await asyncio.gather(*(self._publish_batch(d) for d in destinations))
+        return sum(counts)
+
+    async def _due_destinations(self) -> list[str]:
+        async with self._sessions() as session:
+            destinations = (await session.execute(_DESTINATIONS)).scalars().all()
+        now = time.monotonic()
+        return [d for d in destinations if self._backoff[d].until <= now]
+
+    async def _drain(self, destination: str) -> None:
+        """Publish one destination's rows until none are left or a batch fails."""
+        try:
+            while await self._publish_batch(destination) >= self._batch_size:
+                pass
+        except Exception:  # noqa: BLE001 - the database is down: the next pass retries
+            log.exception("relay_pass_failed", service=self._service, destination=destination)
+        finally:
+            self._running.pop(destination, None)
+
+    async def _publish_batch(self, destination: str) -> int:
+        """Claim up to ``batch_size`` rows of ``destination``, publish them, mark what the
+        broker accepted; one transaction. Returns that count."""
         async with self._sessions() as session, session.begin():
-            rows = (await session.execute(_CLAIM, {"limit": self._batch_size})).all()
+            rows = (await session.execute(_CLAIM, {"destination": destination, "limit": self._batch_size})).all()
             if not rows:
                 return 0
-            by_destination: dict[str, list[Any]] = defaultdict(list)
-            for row in rows:
-                by_destination[row.destination].append(row)
+            crash_point("relay_after_claim")
             published: list[int] = []
-            for destination, destination_rows in by_destination.items():
-                for start in range(0, len(destination_rows), AWS_BATCH_LIMIT):
-                    chunk = destination_rows[start:start + AWS_BATCH_LIMIT]
-                    accepted, failed = await self._publish(destination, chunk)
-                    published += accepted
-                    if failed:
-                        error = "; ".join(set(failed.values()))[:2000]
-                        await session.execute(_MARK_FAILED, {"ids": list(failed), "error": error})
+            for start in range(0, len(rows), AWS_BATCH_LIMIT):
+                accepted, failed = await self._publish(destination, rows[start:start + AWS_BATCH_LIMIT])
+                published += accepted
+                if failed:
+                    error = "; ".join(set(failed.values()))[:2000]
+                    await session.execute(_MARK_FAILED, {"ids": list(failed), "error": error})
+                    self._failed(destination)
+                    break  # the rest waits for the destination's backoff
+            else:
+                self._backoff.pop(destination, None)
+            crash_point("relay_after_publish")
             if published:
                 if self._purge_types:  # in the marking's transaction: a crash before it commits republishes them
                     await session.execute(_PURGE_PUBLISHED, {"ids": published, "types": self._purge_types})
@@ -121,7 +188,13 @@ class Relay:
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(published))
         return len(published)
 
-    async def _publish(self, destination: str, rows: list[Any]) -> tuple[list[int], dict[int, str]]:
+    def _failed(self, destination: str) -> None:
+        backoff = self._backoff[destination]
+        backoff.failures += 1
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (backoff.failures - 1))
+        backoff.until = time.monotonic() + random.uniform(delay / 2, delay)
+
+    async def _publish(self, destination: str, rows: Sequence[Any]) -> tuple[list[int], dict[int, str]]:
         kind, _, name = destination.partition(":")
         try:
             if kind == "queue":
@@ -138,12 +211,15 @@ class Relay:
                 ]}
             else:
                 return [], {r.id: f"unknown destination kind {kind!r}" for r in rows}
-            response = await call(**kwargs)
+            # The client's own retries (read timeout 30 s, 5 attempts) would hold the rows for
+            # minutes; the relay's backoff retries instead, so the call gets a short budget.
+            response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
             if self._duplicate_delivery:
-                await call(**kwargs)
+                await asyncio.wait_for(call(**kwargs), self._publish_timeout)
         except Exception as error:  # noqa: BLE001 - any broker error leaves the rows for the next pass
-            log.warning("relay_publish_failed", service=self._service, destination=destination, error=str(error))
-            return [], {r.id: str(error) for r in rows}
+            reason = str(error) or type(error).__name__
+            log.warning("relay_publish_failed", service=self._service, destination=destination, error=reason)
+            return [], {r.id: reason for r in rows}
         accepted = [int(entry["Id"]) for entry in response.get("Successful", [])]
         failed = {int(entry["Id"]): entry.get("Message", entry.get("Code", "failed")) for entry in response.get("Failed", [])}
         if failed:
@@ -155,19 +231,34 @@ class Relay:
             count, oldest = (await session.execute(_BACKLOG)).one()
         metrics.outbox_backlog(self._service, count, float(oldest or 0))
 
-    @contextlib.asynccontextmanager
-    async def _listening(self):
-        if not self._database_url:
-            yield
-            return
-        connection = None
-        try:
-            connection = await asyncpg.connect(listen_dsn(self._database_url))
-            await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-        except Exception:  # noqa: BLE001 - polling still works without LISTEN
-            log.warning("relay_listen_unavailable", service=self._service, exc_info=True)
-        try:
-            yield
-        finally:
-            if connection is not None:
-                await connection.close()
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Keep a LISTEN connection, reconnecting after the server went away (a restart, a
+        failover). Polling covers the gaps; each reconnect also wakes a pass, for the rows
+        committed while nobody listened."""
+        delay = 1.0
+        while not stop.is_set():
+            connection = None
+            try:
+                connection = await asyncpg.connect(listen_dsn(self._database_url or ""), timeout=5, server_settings={
+                    "application_name": f"relay-listen-{self._service}"[:63]})
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda *_, lost=lost: lost.set())
+                await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()
+                log.info("relay_listening", service=self._service)
+                delay = 1.0
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_CHECK)
+                    # A server that died without closing the socket is noticed by a query.
+                    await asyncio.wait_for(connection.fetchval("SELECT 1"), LISTEN_CHECK)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - polling still works without LISTEN
+                log.warning("relay_listen_lost", service=self._service, error=str(error)[:200], retry_in=delay)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)

@@ -7,25 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from . import cloudwatch, database, http, janitor, logs, metrics, migrations
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
-from .contracts import PERSONAL_MESSAGE_TYPES
+from .envelope import Message
+from .naming import Naming
 from .relay import Relay
 from .settings import ServiceSettings
-from .topology import Naming
 
 log = structlog.get_logger("service")
 
@@ -36,13 +36,14 @@ class Runtime:
 
     name: str
     settings: ServiceSettings
-    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    consumers: dict[str, Consumer] = field(default_factory=dict)
+    """The consumer of each queue, by logical name (a worker may ask how far one has read)."""
 
 
-Worker = Callable[[Runtime], Awaitable[None]]
+Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -64,10 +65,10 @@ class ServiceDefinition:
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    return cast(Runtime, request.app.state.runtime)
 
 
-async def session(request: Request):
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
     async with runtime(request).sessions() as db_session:
         yield db_session
 
@@ -78,7 +79,7 @@ SessionDep = Annotated[AsyncSession, Depends(session)]
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
         await database.create_if_missing(settings.database_url)
         engine = create_async_engine(
@@ -90,7 +91,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         async with (open_broker(Naming(settings.resource_prefix)) as broker,
                     cloudwatch.publishing(metrics.CLOUDWATCH, service=definition.package, sink=settings.metrics_sink,
                                           interval=settings.metrics_publish_interval)):
-            rt = Runtime(definition.name, settings, engine, async_sessionmaker(engine, expire_on_commit=False), broker)
+            rt = Runtime(definition.name, settings, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt
             for hook in definition.on_start:
                 await hook(rt)
@@ -99,8 +100,12 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             try:
                 yield
             finally:
+                # SIGTERM (a deploy) lands here: consumers stop receiving, finish what is in
+                # flight and hand back what they did not start; the relay finishes its pass.
+                # Only what outlasts the grace period is cancelled.
                 rt.stop.set()
-                for task in tasks:
+                _, late = await asyncio.wait(tasks, timeout=settings.shutdown_grace_seconds)
+                for task in late:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
@@ -110,7 +115,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     http.install(app)
 
     @app.get("/health", include_in_schema=False)
-    async def health(rt: RuntimeDep) -> dict:
+    async def health(rt: RuntimeDep) -> dict[str, Any]:
         return {"service": rt.name, "status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)
@@ -122,12 +127,12 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     return app
 
 
-def _workers(definition: ServiceDefinition, rt: Runtime):
+def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, Coroutine[Any, Any, None]]]:
     settings = rt.settings
     relay = Relay(
         rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
-        purge_after_publish=PERSONAL_MESSAGE_TYPES,
+        purge_after_publish=Message.personal_types(),
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     metrics.CLOUDWATCH.declare("MessagesDeadLettered")
@@ -139,6 +144,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
         consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
                             wait_time_seconds=settings.consumer_wait_seconds,
                             visibility_timeout=settings.consumer_visibility_timeout)
+        rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)
     for worker in definition.workers:
         yield worker.__name__, worker(rt)

@@ -21,6 +21,9 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0, validation_alias="RELAY_POLL_INTERVAL")
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
+    shutdown_grace_seconds: float = Field(
+        8, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS",
+        description="On SIGTERM, how long handlers in flight and the relay's pass may take before being cancelled.")
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
     metrics_sink: Sink = Field(
         "auto", validation_alias="METRICS_SINK",

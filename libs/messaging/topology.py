@@ -6,33 +6,11 @@ account. ``infra/`` declares the same resources in Terraform; a test checks they
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-MAX_RECEIVE_COUNT = 10
-"""Receives before SQS moves a message to the queue's dead-letter queue. With the consumer's
-backoff (1 s doubling, capped at 5 min) a transiently failing message is retried for about
-eight minutes before it is dead-lettered; a malformed one is released at once and gets
-there within seconds."""
-
-
-@dataclass(frozen=True)
-class Queue:
-    name: str
-    purpose: str
-    dead_letter: bool = True
-    visibility_timeout: int = 30
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.name}-dlq"
-
-
-@dataclass(frozen=True)
-class Topic:
-    name: str
-    purpose: str
-    subscribers: tuple[str, ...] = ()
-
+# Re-exported: whoever reads this system's queues also needs how they are described and named.
+from .naming import MAX_RECEIVE_COUNT as MAX_RECEIVE_COUNT
+from .naming import Naming as Naming
+from .naming import Queue as Queue
+from .naming import Topic as Topic
 
 ORDER_COMMANDS = "order-commands"
 INVENTORY_COMMANDS = "inventory-commands"
@@ -63,13 +41,3 @@ TOPICS: tuple[Topic, ...] = (
 )
 
 DEAD_LETTER_QUEUES: tuple[str, ...] = tuple(q.dlq for q in QUEUES if q.dead_letter) + (SAGA_ESCALATIONS,)
-
-
-@dataclass(frozen=True)
-class Naming:
-    """Turns logical names into physical AWS resource names."""
-
-    prefix: str = "saga"
-
-    def physical(self, logical: str) -> str:
-        return f"{self.prefix}-{logical}" if self.prefix else logical

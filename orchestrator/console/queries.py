@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..engine import COMPENSATING, NEEDS_INTERVENTION, RUNNING
+from ..engine import SagaStatus
 from ..tables import sagas
 
-SUMMARY = (sagas.c.saga_id, sagas.c.definition, sagas.c.status, sagas.c.order_id, sagas.c.failed_step,
+SUMMARY = (sagas.c.saga_id, sagas.c.definition, sagas.c.status, sagas.c.subject.label("order_id"), sagas.c.failed_step,
            sagas.c.failure_reason, sagas.c.created_at, sagas.c.updated_at)
 """The list's columns: never the saga's data or steps, so a page stays small."""
 
@@ -38,9 +38,10 @@ async def last_hour(session: AsyncSession, now: datetime) -> list[tuple[datetime
 async def needing_attention(session: AsyncSession, stuck_before: datetime, limit: int = 20) -> tuple[list, list]:
     """Sagas in ``needs_intervention`` (oldest first), and those in ``running`` or
     ``compensating`` with no transition since ``stuck_before``."""
-    waiting = (select(*SUMMARY).where(sagas.c.status == NEEDS_INTERVENTION)
+    waiting = (select(*SUMMARY).where(sagas.c.status == SagaStatus.NEEDS_INTERVENTION)
                .order_by(sagas.c.updated_at).limit(limit))
-    stuck = (select(*SUMMARY).where(sagas.c.status.in_((RUNNING, COMPENSATING)), sagas.c.updated_at < stuck_before)
+    stuck = (select(*SUMMARY)
+             .where(sagas.c.status.in_((SagaStatus.RUNNING, SagaStatus.COMPENSATING)), sagas.c.updated_at < stuck_before)
              .order_by(sagas.c.updated_at).limit(limit))
     return list((await session.execute(waiting)).all()), list((await session.execute(stuck)).all())
 
@@ -87,7 +88,7 @@ def listing_query(filters: Filters, after: Cursor | None, limit: int, now: datet
     if filters.definition:
         conditions.append(sagas.c.definition == filters.definition)
     if filters.order_id:
-        conditions.append(sagas.c.order_id == filters.order_id)
+        conditions.append(sagas.c.subject == str(filters.order_id))
     if filters.older_than is not None:
         conditions.append(sagas.c.created_at <= now - filters.older_than)
     if filters.newer_than is not None:

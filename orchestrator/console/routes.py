@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from messaging.service import RuntimeDep, SessionDep
 
 from .. import dead_letters, operations, repository
-from ..engine import COMPENSATING, COMPENSATION_FAILED, NEEDS_INTERVENTION
+from ..engine import SagaStatus, StepStatus
 from . import queries, views
 
 # The service is named here: request handlers do not inherit the lifespan's log context.
@@ -258,7 +258,7 @@ async def _saga(request: Request, session: Session, db, rt, saga_id: str, status
     history = await repository.history(db, state.saga_id)
     definition = _definition(request, state.definition)
     try:
-        steps = request.app.state.orchestrator.engine.step_of_message_types()
+        steps = request.app.state.orchestrator.registry.step_of_message_types()
         letters = [d for d in await dead_letters.list_all(rt.broker, 100, steps) if d.saga_id == str(state.saga_id)]
     except Exception:  # noqa: BLE001 - the page is still worth showing without them
         log.warning("console_dead_letters_failed", exc_info=True)
@@ -266,13 +266,14 @@ async def _saga(request: Request, session: Session, db, rt, saga_id: str, status
     return _render(
         request, session, "saga.html", status, saga=state, history=history, timeline=views.timeline(history),
         diagram=views.state_diagram(definition, state, history), letters=letters, links=_links(rt, state),
-        retryable=[s.name for s in state.steps if s.status == COMPENSATION_FAILED],
-        resolvable=state.status in (NEEDS_INTERVENTION, COMPENSATING), notice=notice, error=error, reason=reason)
+        retryable=[s.name for s in state.steps if s.status in (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)],
+        resolvable=state.status in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING),
+        notice=notice, error=error, reason=reason)
 
 
 def _links(rt, state) -> list[tuple[str, str]]:
     """The order and each participant's record of it, on their own services' APIs."""
-    links, order = rt.settings.console.links, state.data["order_id"]
+    links, order = rt.settings.console.links, state.data.get("order_id", state.subject)
     found = [("order", f"{links.order}/orders/{order}"),
              ("payments and refunds", f"{links.payment}/payments?{urlencode({'order_id': order})}"),
              ("shipments", f"{links.fulfillment}/shipments?{urlencode({'order_id': order})}"),
@@ -353,12 +354,12 @@ async def static(name: str) -> Response:
 
 
 def _definitions(request: Request) -> list[str]:
-    return [request.app.state.orchestrator.engine.definition.name]
+    return list(request.app.state.orchestrator.registry.engines)
 
 
 def _definition(request: Request, name: str):
-    definition = request.app.state.orchestrator.engine.definition
-    return definition if definition.name == name else None
+    engine = request.app.state.orchestrator.registry.engines.get(name)
+    return engine.definition if engine else None
 
 
 def _now() -> datetime:

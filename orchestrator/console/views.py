@@ -13,22 +13,14 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..engine import (
-    COMPENSATED,
-    COMPENSATING,
-    COMPENSATION_FAILED,
-    COMPLETED,
-    FAILED,
-    NEEDS_INTERVENTION,
-    PENDING,
-    STEP_COMPENSATED,
-    STEP_COMPENSATING,
-    STEP_RUNNING,
-    SUCCEEDED,
-    TIMED_OUT,
-    SagaDefinition,
-    SagaState,
-)
+from ..engine import Invoke, SagaDefinition, SagaState, SagaStatus, StepStatus
+
+COMPENSATED, COMPENSATING, COMPLETED, NEEDS_INTERVENTION = (
+    SagaStatus.COMPENSATED, SagaStatus.COMPENSATING, SagaStatus.COMPLETED, SagaStatus.NEEDS_INTERVENTION)
+PENDING, STEP_RUNNING, SUCCEEDED, FAILED, TIMED_OUT = (
+    StepStatus.PENDING, StepStatus.RUNNING, StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
+STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = (
+    StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED)
 
 SAGA_STATUSES = ("running", COMPENSATING, COMPLETED, COMPENSATED, NEEDS_INTERVENTION)
 FORWARD_OUTCOMES = {"step_succeeded": SUCCEEDED, "step_failed": FAILED, "step_timed_out": TIMED_OUT}
@@ -86,7 +78,7 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
         step = steps.get(step_state.name)
         forward = outcomes.get(step_state.name) or (step_state.status if step_state.status in (PENDING, STEP_RUNNING)
                                                      else SUCCEEDED)
-        command = (step.action.command.__name__ if step.action else "by the initiator") if step else ""
+        command = (step.action.command.__name__ if isinstance(step.action, Invoke) else "by the initiator") if step else ""
         nodes.append(Node(f"step:{step_state.name}", step_state.name, command, forward, x, TOP, W, H))
         previous_x = x - GAP
         edges.append(Edge(((previous_x, TOP + H // 2), (x, TOP + H // 2)), forward != PENDING))

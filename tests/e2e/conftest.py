@@ -15,6 +15,7 @@ from stack import terraform
 from stack.infra import free_port
 from stack.runner import Stack
 from stack.services import SERVICES
+from tests import factories
 from tests.conftest import USER_AWS_ENDPOINT, eventually
 
 OPERATOR_TOKEN = "test-operator-token"
@@ -72,21 +73,11 @@ class Shop:
         return sku
 
     def order_body(self, sku: str, quantity: int = 2, **overrides) -> dict:
-        body = {
-            "customer_id": "c-1", "customer_email": "ada@example.com", "currency": "USD",
-            "items": [{"sku": sku, "quantity": quantity, "unit_price": "12.50"}],
-            "payment_token": "tok_visa",
-            "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield",
-                                 "postal_code": "12345", "country": "US"},
-        }
-        body.update(overrides)
-        return body
+        return factories.order_body(sku, quantity, **overrides)
 
     def refund_failure_body(self, sku: str) -> dict:
         """An order whose refund is rejected and whose shipment fails: it needs a person."""
-        body = self.order_body(sku, payment_token="tok_refundFail")
-        body["shipping_address"]["country"] = "AQ"
-        return body
+        return self.order_body(sku, payment_token="tok_refundFail", country="AQ")
 
     def place(self, body: dict, **headers) -> dict:
         response = self.http.post(self.url("order_svc", "/orders"), json=body, headers=headers)

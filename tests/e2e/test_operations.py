@@ -178,18 +178,12 @@ def test_orchestrator_killed_mid_flight_finishes_every_saga_after_restart(stack,
         time.sleep(0.2 * round_)
         stack.stop_service("orchestrator", kill=True)  # kill -9, in whatever phase each saga is
         stack.start_service("orchestrator")
-    completed = 0
     for order, expected in placed:
         saga = shop.settled(order, timeout=40)[1]
-        if expected == "completed" and saga["status"] == "compensated":
-            # A reply taken by the killed process stays invisible for the consumer's
-            # visibility timeout; if that outlasts the step's deadline the saga compensates,
-            # which is the safe outcome, never a half-done one.
-            assert saga["failure_reason"].endswith("timed out"), saga["failure_reason"]
-        else:
-            assert saga["status"] == expected, (saga["failed_step"], saga["failure_reason"])
-        completed += saga["status"] == "completed"
-    assert completed >= 1
+        # A reply taken by the killed process stays invisible for a while, but deadlines wait
+        # until the restarted orchestrator has read it: no healthy order is cancelled.
+        assert saga["status"] == expected, (saga["failed_step"], saga["failure_reason"])
+    completed = sum(expected == "completed" for _, expected in placed)
     assert shop.stock(sku) == {"sku": sku, "available": 100 - completed, "reserved": completed}
 
 

@@ -10,32 +10,30 @@ from sqlalchemy import text
 from messaging import contracts as c
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
-from orchestrator.engine import SagaEngine
+from orchestrator.engine import SagaRegistry
 from orchestrator.handlers import Orchestrator, fire_due_deadlines
-from orchestrator.order_saga import order_saga
+from orchestrator.main import DEFINITIONS
 from orchestrator.settings import StepTimeouts
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
 
-def start_command() -> c.StartOrderSaga:
-    return c.StartOrderSaga(
-        order_id=uuid.uuid4(), customer_id="c-1", customer_email="ada@example.com", currency="USD",
-        items=[{"sku": "SKU-1", "quantity": 1, "unit_price": "5.00"}], total="5.00", payment_token="tok_visa",
-        shipping_address={"name": "Ada", "line1": "1 Main St", "city": "X", "postal_code": "1", "country": "US"})
 
 
 async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
-    envelope = Envelope.wrap(start_command(), sender="order", saga_id=uuid.uuid4())
+    command = factories.start_order_saga()
+    envelope = Envelope.wrap(command, sender="order", saga_id=uuid.uuid4())
     async with UnitOfWork(sessions, "orchestrator") as uow:
-        await orchestrator.start(uow, envelope, start_command())
+        await orchestrator.start(uow, envelope, command)
         await uow.commit()
     return envelope.saga_id
 
 
 async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(orchestrator_db):
     sessions = orchestrator_db
-    instances = [Orchestrator(SagaEngine(order_saga(StepTimeouts(reserve_inventory=0.05)))) for _ in range(3)]
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    instances = [Orchestrator(SagaRegistry(*definitions)) for _ in range(3)]
     sagas = [await start(sessions, instances[0]) for _ in range(20)]
     await asyncio.sleep(0.1)  # every reserve_inventory deadline has passed
 
@@ -62,14 +60,14 @@ async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(or
 
 async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orchestrator_db):
     sessions = orchestrator_db
-    first = Orchestrator(SagaEngine(order_saga()))
+    first = Orchestrator(SagaRegistry(*DEFINITIONS))
     saga_id = await start(sessions, first)
     reply = Envelope.wrap(c.InventoryReserved(order_id=uuid.uuid4()), sender="inventory", saga_id=saga_id)
-    restarted = Orchestrator(SagaEngine(order_saga()))  # a new process: nothing in memory
+    restarted = Orchestrator(SagaRegistry(*DEFINITIONS))  # a new process: nothing in memory
     async with UnitOfWork(sessions, "orchestrator") as uow:
         await restarted.on_reply(uow, reply, c.InventoryReserved(order_id=uuid.uuid4()))
         await uow.commit()
     async with sessions() as session:
         staged = (await session.execute(text(
             "SELECT message_type FROM outbox WHERE saga_id = :id ORDER BY id"), {"id": saga_id})).scalars().all()
-    assert staged == ["ReserveInventory", "ProcessPayment"]
+    assert staged == ["SagaStatusChanged", "ReserveInventory", "ProcessPayment"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,58 +11,32 @@ from messaging import contracts as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import SagaScenario
+from tests import factories
+from tests.factories import T0, order_data
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENGINE = e.SagaEngine(order_saga())
 
 
-def order_data() -> dict:
-    return {
-        "order_id": str(uuid.uuid4()), "customer_id": "c-1", "customer_email": "ada@example.com",
-        "currency": "USD", "total": "25.00", "payment_token": "tok_visa",
-        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}],
-        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield",
-                             "postal_code": "12345", "country": "US"},
-    }
-
-
-class Saga(SagaScenario):
-    """The order saga, given/expect style, with replies built from their type."""
+class Saga(factories.Saga):
+    """The order saga under test."""
 
     def __init__(self) -> None:
-        self.data = order_data()
-        self.order_id = uuid.UUID(self.data["order_id"])
-        super().__init__(order_saga(), self.data, now=T0)
-
-    def reply(self, message_type, **fields) -> e.Transition:
-        super().reply(message_type(order_id=self.order_id, **fields))
-        return self.last
-
-    def fail(self, message_type, reason="no") -> e.Transition:
-        return self.reply(message_type, reason=reason)
-
-    def tick(self, seconds: float) -> e.Transition:
-        super().tick(seconds)
-        return self.last
+        super().__init__(order_saga(), order_data())
 
     def succeed_until(self, step: str) -> None:
-        replies = {
-            "reserve_inventory": (c.InventoryReserved, {}),
-            "process_payment": (c.PaymentProcessed, {"payment_id": uuid.uuid4()}),
-            "fulfill_order": (c.OrderFulfilled, {"shipment_id": uuid.uuid4()}),
-            "send_confirmation": (c.ConfirmationSent, {}),
-        }
-        for name, (reply, fields) in replies.items():
+        replies = {"reserve_inventory": c.InventoryReserved, "process_payment": c.PaymentProcessed,
+                   "fulfill_order": c.OrderFulfilled, "send_confirmation": c.ConfirmationSent}
+        for name, reply in replies.items():
             if name == step:
                 return
-            self.reply(reply, **fields)
+            self.reply(reply)
 
 
 def test_start_marks_create_order_done_and_reserves_inventory():
     saga = Saga()
-    assert saga.state.status == e.RUNNING
-    assert saga.step("create_order") == e.SUCCEEDED
-    assert saga.step("reserve_inventory") == e.STEP_RUNNING
+    assert saga.state.status == e.SagaStatus.RUNNING
+    assert saga.step("create_order") == e.StepStatus.SUCCEEDED
+    assert saga.step("reserve_inventory") == e.StepStatus.RUNNING
     [command] = saga.sent
     assert isinstance(command.message, c.ReserveInventory)
     assert command.destination == "queue:inventory-commands"
@@ -72,11 +46,11 @@ def test_start_marks_create_order_done_and_reserves_inventory():
 def test_all_steps_succeed_then_order_is_confirmed():
     saga = Saga()
     saga.succeed_until("end")
-    assert saga.state.status == e.COMPLETED
+    assert saga.state.status == e.SagaStatus.COMPLETED
     assert [type(o.message) for o in saga.sent] == [
         c.ReserveInventory, c.ProcessPayment, c.FulfillOrder, c.SendConfirmation, c.ConfirmOrder]
     assert saga.sent[1].message.amount == Decimal("25.00")
-    assert all(s.status == e.SUCCEEDED for s in saga.state.steps)
+    assert all(s.status == e.StepStatus.SUCCEEDED for s in saga.state.steps)
     assert saga.state.next_deadline is None
 
 
@@ -91,9 +65,9 @@ def test_failure_compensates_completed_steps_in_reverse_one_at_a_time(failing_st
     saga.succeed_until(failing_step)
     sent_before = len(saga.sent)
     saga.fail(failure, "declined")
-    assert saga.state.status == e.COMPENSATING
+    assert saga.state.status == e.SagaStatus.COMPENSATING
     assert saga.state.failed_step == failing_step and saga.state.failure_reason == "declined"
-    assert saga.step(failing_step) == e.FAILED
+    assert saga.step(failing_step) == e.StepStatus.FAILED
     acks = {c.CancelShipment: c.ShipmentCancelled, c.RefundPayment: c.PaymentRefunded,
             c.ReleaseInventory: c.InventoryReleased, c.CancelOrder: c.OrderCancelled}
     for expected in undone:
@@ -104,8 +78,8 @@ def test_failure_compensates_completed_steps_in_reverse_one_at_a_time(failing_st
         fields = {"amount": Decimal("25.00")} if expected is c.RefundPayment else {}
         saga.reply(acks[expected], **fields)
     assert len(saga.sent) == sent_before
-    assert saga.state.status == e.COMPENSATED
-    assert saga.step("create_order") == e.STEP_COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED
+    assert saga.step("create_order") == e.StepStatus.COMPENSATED
 
 
 def test_cancel_order_carries_the_failure_reason():
@@ -124,7 +98,7 @@ def test_duplicate_and_late_replies_change_nothing():
     assert not t.outgoing and t.history[0].event == "reply_ignored"
     assert saga.state.steps == before[0].steps and len(saga.sent) == before[1]
     t = saga.reply(c.ConfirmationSent)  # a reply for a step that has not started
-    assert not t.outgoing and saga.step("send_confirmation") == e.PENDING
+    assert not t.outgoing and saga.step("send_confirmation") == e.StepStatus.PENDING
 
 
 def test_duplicate_failure_after_compensation_started_does_not_rewind():
@@ -135,16 +109,17 @@ def test_duplicate_failure_after_compensation_started_does_not_rewind():
     saga.fail(c.PaymentFailed)
     saga.reply(c.PaymentProcessed, payment_id=uuid.uuid4())
     assert len(saga.sent) == sent
-    assert saga.step("process_payment") == e.FAILED
+    assert saga.step("process_payment") == e.StepStatus.FAILED
 
 
 def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
     saga = Saga()
     saga.succeed_until("fulfill_order")
     saga.tick(4)
-    assert saga.step("fulfill_order") == e.STEP_RUNNING
-    saga.tick(2)
-    assert saga.step("fulfill_order") == e.STEP_COMPENSATING
+    assert saga.step("fulfill_order") == e.StepStatus.RUNNING
+    while saga.step("fulfill_order") == e.StepStatus.RUNNING:
+        saga.until_deadline("fulfill_order")
+    assert saga.step("fulfill_order") == e.StepStatus.COMPENSATING
     assert saga.state.failed_step == "fulfill_order"
     # its participant may be down: the earlier steps are undone without waiting for it
     assert [type(o.message) for o in saga.sent[-2:]] == [c.CancelShipment, c.RefundPayment]
@@ -153,24 +128,25 @@ def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    assert saga.state.status == e.COMPENSATED
-    assert saga.step("fulfill_order") == e.STEP_COMPENSATING
+    assert saga.state.status == e.SagaStatus.COMPENSATED
+    assert saga.step("fulfill_order") == e.StepStatus.COMPENSATING
     saga.reply(c.ShipmentCancelled)  # the participant is back
-    assert saga.step("fulfill_order") == e.STEP_COMPENSATED
-    assert saga.state.status == e.COMPENSATED and saga.state.next_deadline is None
+    assert saga.step("fulfill_order") == e.StepStatus.COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED and saga.state.next_deadline is None
 
 
 def test_timed_out_compensation_that_is_never_acknowledged_escalates_after_the_saga_compensated():
     saga = Saga()
     saga.succeed_until("fulfill_order")
-    saga.tick(5)
+    while saga.step("fulfill_order") == e.StepStatus.RUNNING:
+        saga.until_deadline("fulfill_order")
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    while saga.step("fulfill_order") == e.STEP_COMPENSATING:
+    while saga.step("fulfill_order") == e.StepStatus.COMPENSATING:
         saga.tick((saga.state.step("fulfill_order").deadline - saga.now).total_seconds())
-    assert saga.state.status == e.NEEDS_INTERVENTION
-    assert saga.step("fulfill_order") == e.COMPENSATION_FAILED
+    assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
+    assert saga.step("fulfill_order") == e.StepStatus.COMPENSATION_FAILED
     assert sum(isinstance(o.message, c.CompensationEscalated) for o in saga.sent) == 1
 
 
@@ -180,12 +156,12 @@ def test_unacknowledged_compensation_is_retried_with_backoff_then_escalated():
     saga.fail(c.PaymentFailed)
     assert saga.last_sent() is c.ReleaseInventory
     waits = []
-    while saga.step("reserve_inventory") == e.STEP_COMPENSATING:
+    while saga.step("reserve_inventory") == e.StepStatus.COMPENSATING:
         deadline = saga.state.step("reserve_inventory").deadline
         waits.append((deadline - saga.now).total_seconds())
         saga.tick(waits[-1])
     assert waits == [5, 10, 20, 40, 80]
-    assert saga.step("reserve_inventory") == e.COMPENSATION_FAILED
+    assert saga.step("reserve_inventory") == e.StepStatus.COMPENSATION_FAILED
     escalations = [o for o in saga.sent if isinstance(o.message, c.CompensationEscalated)]
     assert len(escalations) == 1
     assert escalations[0].destination == "queue:saga-escalations"
@@ -193,7 +169,7 @@ def test_unacknowledged_compensation_is_retried_with_backoff_then_escalated():
     # the earlier step is still compensated
     assert saga.last_sent() is c.CancelOrder
     saga.reply(c.OrderCancelled)
-    assert saga.state.status == e.NEEDS_INTERVENTION
+    assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
 
 
 def test_refused_refund_escalates_once_and_earlier_steps_are_still_undone():
@@ -201,12 +177,12 @@ def test_refused_refund_escalates_once_and_earlier_steps_are_still_undone():
     saga.succeed_until("fulfill_order")
     saga.fail(c.FulfillmentFailed, "undeliverable")
     saga.fail(c.PaymentRefundFailed, "refund rejected")
-    assert saga.step("process_payment") == e.COMPENSATION_FAILED
+    assert saga.step("process_payment") == e.StepStatus.COMPENSATION_FAILED
     assert sum(isinstance(o.message, c.CompensationEscalated) for o in saga.sent) == 1
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    assert saga.state.status == e.NEEDS_INTERVENTION
-    assert saga.step("reserve_inventory") == e.STEP_COMPENSATED
+    assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
+    assert saga.step("reserve_inventory") == e.StepStatus.COMPENSATED
 
 
 def test_operator_retry_after_fix_reaches_compensated():
@@ -217,9 +193,9 @@ def test_operator_retry_after_fix_reaches_compensated():
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
     saga.retry_compensation("process_payment", "ops")
-    assert saga.state.status == e.COMPENSATING and saga.last_sent() is c.RefundPayment
+    assert saga.state.status == e.SagaStatus.COMPENSATING and saga.last_sent() is c.RefundPayment
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
-    assert saga.state.status == e.COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED
 
 
 def test_resolve_by_hand_only_from_needs_intervention():
@@ -232,7 +208,7 @@ def test_resolve_by_hand_only_from_needs_intervention():
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
     saga.resolve("refunded by bank transfer", "ops")
-    assert saga.state.status == e.COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED
     assert saga.last.history[0].detail == "by ops: refunded by bank transfer"
 
 
@@ -240,13 +216,13 @@ def test_a_late_acknowledgement_of_an_escalated_compensation_still_counts():
     saga = Saga()
     saga.reply(c.InventoryReserved)
     saga.fail(c.PaymentFailed)
-    while saga.step("reserve_inventory") == e.STEP_COMPENSATING:
+    while saga.step("reserve_inventory") == e.StepStatus.COMPENSATING:
         saga.tick((saga.state.step("reserve_inventory").deadline - saga.now).total_seconds())
     saga.reply(c.OrderCancelled)
-    assert saga.state.status == e.NEEDS_INTERVENTION
+    assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
     saga.reply(c.InventoryReleased)  # the participant was only slow
-    assert saga.step("reserve_inventory") == e.STEP_COMPENSATED
-    assert saga.state.status == e.COMPENSATED
+    assert saga.step("reserve_inventory") == e.StepStatus.COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED
 
 
 def test_resolve_settles_a_compensation_still_in_flight():
@@ -258,11 +234,11 @@ def test_resolve_settles_a_compensation_still_in_flight():
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
     saga.retry_compensation("fulfill_order", "ops")
-    assert saga.state.status == e.COMPENSATING  # the retry is still out when a person closes the saga
+    assert saga.state.status == e.SagaStatus.COMPENSATING  # the retry is still out when a person closes the saga
     saga.resolve("parcel written off", "ops")
-    assert saga.step("fulfill_order") == e.STEP_COMPENSATED and saga.state.next_deadline is None
+    assert saga.step("fulfill_order") == e.StepStatus.COMPENSATED and saga.state.next_deadline is None
     saga.tick(600)
-    assert saga.state.status == e.COMPENSATED
+    assert saga.state.status == e.SagaStatus.COMPENSATED
 
 
 def test_resolving_a_stuck_compensation_still_undoes_the_steps_below_it():
@@ -270,12 +246,12 @@ def test_resolving_a_stuck_compensation_still_undoes_the_steps_below_it():
     saga.succeed_until("send_confirmation")
     saga.fail(c.ConfirmationFailed)
     saga.reply(c.ShipmentCancelled)
-    assert saga.step("process_payment") == e.STEP_COMPENSATING  # the provider never answers
+    assert saga.step("process_payment") == e.StepStatus.COMPENSATING  # the provider never answers
     saga.resolve("refunded by hand", "ops")
-    assert saga.last_sent() is c.ReleaseInventory and saga.status == e.COMPENSATING
+    assert saga.last_sent() is c.ReleaseInventory and saga.status == e.SagaStatus.COMPENSATING
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
-    assert saga.status == e.COMPENSATED
+    assert saga.status == e.SagaStatus.COMPENSATED
 
 
 def test_the_refusal_of_an_earlier_compensation_attempt_does_not_reopen_a_retry():
@@ -288,10 +264,10 @@ def test_the_refusal_of_an_earlier_compensation_attempt_does_not_reopen_a_retry(
     assert saga.last_sent() is c.RefundPayment and first != second
     stale = c.PaymentRefundFailed(order_id=saga.order_id, reason="late answer to attempt 1")
     saga.last = ENGINE.on_reply(saga.state, stale, saga.now, causation_id=first)
-    assert saga.step("process_payment") == e.STEP_COMPENSATING and not saga.last.outgoing
+    assert saga.step("process_payment") == e.StepStatus.COMPENSATING and not saga.last.outgoing
     current = c.PaymentRefundFailed(order_id=saga.order_id, reason="refused")
     saga._apply(ENGINE.on_reply(saga.state, current, saga.now, causation_id=second))
-    assert saga.step("process_payment") == e.COMPENSATION_FAILED
+    assert saga.step("process_payment") == e.StepStatus.COMPENSATION_FAILED
 
 
 def test_data_for_steps_that_never_run_is_forgotten_when_compensation_starts():
@@ -308,7 +284,8 @@ def test_payment_token_and_email_are_kept_only_until_their_step_answered():
     assert "customer_email" not in saga.state.data
     timed_out = Saga()
     timed_out.reply(c.InventoryReserved)
-    timed_out.tick(5)
+    while timed_out.step("process_payment") == e.StepStatus.RUNNING:
+        timed_out.until_deadline("process_payment")
     assert "payment_token" not in timed_out.state.data
 
 
@@ -320,11 +297,52 @@ def test_given_expect_reads_like_the_business_process():
     saga.reply(c.PaymentFailed(order_id=order, reason="declined")).expect(c.ReleaseInventory)
     saga.reply(c.InventoryReleased(order_id=order)).expect(c.CancelOrder)
     saga.reply(c.OrderCancelled(order_id=order)).expect()
-    assert saga.status == e.COMPENSATED and saga.state.failure_reason == "declined"
+    assert saga.status == e.SagaStatus.COMPENSATED and saga.state.failure_reason == "declined"
 
 
 def test_engine_does_not_mutate_its_input():
     saga = Saga()
     state = saga.state
     ENGINE.on_reply(state, c.InventoryReserved(order_id=saga.order_id), T0)
-    assert state.step("reserve_inventory").status == e.STEP_RUNNING
+    assert state.step("reserve_inventory").status == e.StepStatus.RUNNING
+
+
+def test_a_silent_step_gets_its_command_again_with_backoff_inside_its_budget():
+    saga = Saga()
+    saga.tick(1.5)
+    assert saga.last_sent() is c.ReserveInventory and saga.last.history[0].event == "step_resent"
+    saga.tick(3)
+    first, second, third = [o for o in saga.sent if isinstance(o.message, c.ReserveInventory)]
+    assert len({first.message_id, second.message_id, third.message_id}) == 3  # new outbox rows...
+    assert first.message == second.message == third.message and first.attempt == third.attempt == 1  # ...one identity
+    assert saga.step("reserve_inventory") == e.StepStatus.RUNNING
+    assert (saga.state.step("reserve_inventory").deadline - saga.now).total_seconds() == 5  # resends level off
+    saga.now += timedelta(seconds=2)
+    saga.reply(c.InventoryReserved)  # the restarted participant answers one copy
+    assert saga.step("reserve_inventory") == e.StepStatus.SUCCEEDED and saga.last_sent() is c.ProcessPayment
+
+
+def test_a_step_may_use_what_the_earlier_steps_left_of_the_saga_budget():
+    saga = Saga()  # 30 s budget; 5 s least time for each of the 3 steps after reserve_inventory
+    while saga.step("reserve_inventory") == e.StepStatus.RUNNING:
+        saga.until_deadline("reserve_inventory")
+    assert (saga.now - T0).total_seconds() == 15
+    assert saga.state.failure_reason == "reserve_inventory timed out"
+    assert sum(isinstance(o.message, c.ReserveInventory) for o in saga.sent) == 5  # 0, 1.5, 4.5, 9.5, 14.5 s
+
+
+def test_a_late_saga_still_gives_each_step_its_least_time():
+    saga = Saga()
+    saga.now += timedelta(seconds=29)  # everything before was slow
+    saga.reply(c.InventoryReserved)
+    while saga.step("process_payment") == e.StepStatus.RUNNING:
+        saga.until_deadline("process_payment")
+    assert (saga.now - saga.state.step("process_payment").started_at).total_seconds() == 5
+    assert saga.state.failure_reason == "process_payment timed out"
+
+
+def test_deadlines_after_the_cutoff_wait():
+    saga = Saga()
+    deadline = saga.state.step("reserve_inventory").deadline
+    later = ENGINE.on_deadline(saga.state, deadline + timedelta(seconds=5), cutoff=deadline - timedelta(seconds=1))
+    assert not later.outgoing and later.state.step("reserve_inventory").deadline == deadline

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from messaging import contracts as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
-from tests.unit.test_saga_engine import T0, order_data
+from tests.factories import T0, order_data
 
 ENGINE = e.SagaEngine(order_saga())
 DEFINITION = ENGINE.definition
@@ -33,7 +33,7 @@ def reply(reply_type, order_id, reason="no"):
 
 
 def in_flight(state: e.SagaState) -> list[tuple[int, str]]:
-    return [(i, s.status) for i, s in enumerate(state.steps) if s.status in (e.STEP_RUNNING, e.STEP_COMPENSATING)]
+    return [(i, s.status) for i, s in enumerate(state.steps) if s.status in (e.StepStatus.RUNNING, e.StepStatus.COMPENSATING)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -53,7 +53,8 @@ def test_any_sequence_keeps_the_saga_consistent(script):
                 message = replies[arg % len(replies)]
             elif flights and action in ("ok", "fail"):
                 index, status = flights[arg % len(flights)]
-                invoke = DEFINITION.steps[index].action if status == e.STEP_RUNNING else DEFINITION.steps[index].compensation
+                step = DEFINITION.steps[index]
+                invoke = step.action if status == e.StepStatus.RUNNING else step.compensation
                 reply_type = invoke.success if action == "ok" or invoke.failure is None else invoke.failure
                 message = reply(reply_type, order_id)
             else:
@@ -68,36 +69,36 @@ def test_any_sequence_keeps_the_saga_consistent(script):
 
 
 def check(before: e.SagaState, after: e.SagaState, t: e.Transition) -> None:
-    running = [s for s in after.steps if s.status == e.STEP_RUNNING]
+    running = [s for s in after.steps if s.status == e.StepStatus.RUNNING]
     assert len(running) <= 1, "two forward steps at once"
-    if after.status in (e.COMPENSATING, e.COMPENSATED, e.NEEDS_INTERVENTION):
+    if after.status in (e.SagaStatus.COMPENSATING, e.SagaStatus.COMPENSATED, e.SagaStatus.NEEDS_INTERVENTION):
         assert not running, "a forward step runs while compensating"
     for out in t.outgoing:
         if out.expects_reply:  # a command goes out only for a step now waiting on it
-            assert after.step(out.step).status in (e.STEP_RUNNING, e.STEP_COMPENSATING)
-    if before.status == e.COMPLETED:
-        assert after.status == e.COMPLETED and not t.outgoing, "a completed saga moved"
+            assert after.step(out.step).status in (e.StepStatus.RUNNING, e.StepStatus.COMPENSATING)
+    if before.status == e.SagaStatus.COMPLETED:
+        assert after.status == e.SagaStatus.COMPLETED and not t.outgoing, "a completed saga moved"
     for old, new in zip(before.steps, after.steps, strict=True):
-        if old.status == e.STEP_COMPENSATED:
-            assert new.status == e.STEP_COMPENSATED, "a compensated step came back"
+        if old.status == e.StepStatus.COMPENSATED:
+            assert new.status == e.StepStatus.COMPENSATED, "a compensated step came back"
 
 
 def check_final(state: e.SagaState, sent: list[e.Outgoing]) -> None:
     statuses = [s.status for s in state.steps]
-    if state.status == e.COMPLETED:
-        assert statuses == [e.SUCCEEDED] * len(statuses)
+    if state.status == e.SagaStatus.COMPLETED:
+        assert statuses == [e.StepStatus.SUCCEEDED] * len(statuses)
         assert type(sent[-1].message) is c.ConfirmOrder
-    if state.status in (e.COMPENSATED, e.NEEDS_INTERVENTION):
+    if state.status in (e.SagaStatus.COMPENSATED, e.SagaStatus.NEEDS_INTERVENTION):
         # nothing stays applied: every step that succeeded was undone (or escalated)
-        assert e.SUCCEEDED not in statuses
-        assert statuses[0] in (e.STEP_COMPENSATED, e.COMPENSATION_FAILED, e.STEP_COMPENSATING)
-    if state.status == e.NEEDS_INTERVENTION:
-        assert e.COMPENSATION_FAILED in statuses
-    if state.status == e.COMPENSATED:
-        assert e.COMPENSATION_FAILED not in statuses
+        assert e.StepStatus.SUCCEEDED not in statuses
+        assert statuses[0] in (e.StepStatus.COMPENSATED, e.StepStatus.COMPENSATION_FAILED, e.StepStatus.COMPENSATING)
+    if state.status == e.SagaStatus.NEEDS_INTERVENTION:
+        assert e.StepStatus.COMPENSATION_FAILED in statuses
+    if state.status == e.SagaStatus.COMPENSATED:
+        assert e.StepStatus.COMPENSATION_FAILED not in statuses
     escalated = [o.message.step for o in sent if isinstance(o.message, c.CompensationEscalated)]
-    assert sorted(escalated) == sorted(s.name for s in state.steps if s.status == e.COMPENSATION_FAILED)
-    assert not any(type(o.message) is c.ConfirmOrder for o in sent) or state.status == e.COMPLETED
+    assert sorted(escalated) == sorted(s.name for s in state.steps if s.status == e.StepStatus.COMPENSATION_FAILED)
+    assert not any(type(o.message) is c.ConfirmOrder for o in sent) or state.status == e.SagaStatus.COMPLETED
     # compensations start strictly backwards, from the last applied step to the first
     compensates = {s.compensation.command: s.name for s in DEFINITION.steps if s.compensation}
     first_sends: list[str] = []

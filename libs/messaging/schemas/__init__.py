@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..contracts import REGISTRY
 from ..envelope import Envelope
@@ -12,7 +13,7 @@ from ..envelope import Envelope
 FOLDER = Path(__file__).parent
 
 
-def generate() -> dict[str, dict]:
+def generate() -> dict[str, dict[str, Any]]:
     schemas = {"Envelope": Envelope.model_json_schema()}
     for message_type in REGISTRY:
         schema = message_type.model_json_schema()
@@ -21,7 +22,7 @@ def generate() -> dict[str, dict]:
     return schemas
 
 
-def render(schema: dict) -> str:
+def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

@@ -1,0 +1,43 @@
+"""How queues and topics are described and named, for any system built on this library.
+
+A system lists its own queues and topics with :class:`Queue` and :class:`Topic`; logical
+names are used in code and in ``Envelope.reply_to``, and :class:`Naming` turns them into
+physical AWS names with a prefix (``SAGA_RESOURCE_PREFIX``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_RECEIVE_COUNT = 10
+"""Receives before SQS moves a message to the queue's dead-letter queue. With the consumer's
+backoff (1 s doubling, capped at 5 min) a transiently failing message is retried for about
+eight minutes before it is dead-lettered; a malformed one is released at once and gets
+there within seconds."""
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    purpose: str
+    dead_letter: bool = True
+    visibility_timeout: int = 30
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Turns logical names into physical AWS resource names."""
+
+    prefix: str = "saga"
+
+    def physical(self, logical: str) -> str:
+        return f"{self.prefix}-{logical}" if self.prefix else logical

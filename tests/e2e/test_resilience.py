@@ -1,0 +1,59 @@
+"""Restarts and slow dependencies cost time, never a healthy order."""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from stack.faults import BLACK_HOLE, FaultyEndpoint
+from tests.e2e.conftest import Shop, _stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def black_holed_push(tmp_path_factory, postgres_server):
+    """A system whose notification_svc reaches SNS through an endpoint that never answers."""
+    stack = _stack(tmp_path_factory.mktemp("black-hole"), postgres_server)
+    if stack.endpoint is None:  # the stack starts its own moto server: start it first to know its port
+        stack.start()
+        stack.stop_service("notification_svc")
+    target = urlparse(stack.endpoint or "")
+    hole = FaultyEndpoint(target.hostname, target.port, mode=BLACK_HOLE)
+    stack.service_env["notification_svc"] = {"AWS_ENDPOINT_URL_SNS": hole.url}
+    try:
+        if stack.processes:
+            stack.start_service("notification_svc")
+        else:
+            stack.start()
+        yield Shop(stack)
+    finally:
+        stack.stop()
+        hole.close()
+
+
+def test_a_black_holed_topic_delays_no_reply_and_cancels_no_order(black_holed_push):
+    shop = black_holed_push
+    sku = shop.new_sku(5)
+    started = time.monotonic()
+    placed = shop.place(shop.order_body(sku))
+    order, saga = shop.settled(placed, timeout=40)
+    assert (saga["status"], saga["failure_reason"]) == ("completed", None)
+    assert order["status"] == "confirmed"
+    assert [n["channel"] for n in shop.notifications(placed["order_id"]) if n["channel"] == "email"] == ["email"]
+    assert time.monotonic() - started < 10  # the reply did not wait for SNS
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["kill -9", "SIGTERM"])
+def test_a_participant_restarted_mid_flight_still_finishes_every_healthy_order(stack, shop, kill):
+    sku = shop.new_sku(100)
+    placed = []
+    for module in ("inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"):
+        placed += [shop.place(shop.order_body(sku, quantity=1)) for _ in range(3)]
+        time.sleep(0.2)  # the commands are in flight
+        stack.stop_service(module, kill=kill)
+        stack.start_service(module)
+    sagas = [shop.settled(order, timeout=40)[1] for order in placed]
+    assert [(s["status"], s["failure_reason"]) for s in sagas] == [("completed", None)] * len(placed)
+    assert shop.stock(sku) == {"sku": sku, "available": 100 - len(placed), "reserved": len(placed)}

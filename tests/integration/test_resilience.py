@@ -1,0 +1,123 @@
+"""The consumer and the relay under shutdowns, slow handlers, dead endpoints and lost connections."""
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy import text
+
+from messaging import contracts as c
+from messaging.aws import open_broker
+from messaging.bus import MessageBus
+from messaging.consumer import Consumer
+from messaging.relay import Relay
+from stack.faults import BLACK_HOLE, FaultyEndpoint
+from tests.integration.test_messaging import effect_count, outbox_rows, receive_all, record_effect, stage
+
+pytestmark = pytest.mark.integration
+
+
+def slow_bus(sessions, seconds: float, started: list | None = None) -> MessageBus:
+    async def slow(uow, envelope, message):
+        if started is not None:
+            started.append(envelope.message_id)
+        await asyncio.sleep(seconds)
+        await record_effect(uow, envelope, message)
+
+    return MessageBus(consumer=f"slow-{time.monotonic_ns()}", sender="test", sessions=sessions,
+                      handlers={c.ReleaseInventory: slow})
+
+
+async def test_a_handler_longer_than_the_visibility_timeout_keeps_its_message_hidden(sessions, broker, queue):
+    [envelope] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+    consumer = Consumer(broker, queue, slow_bus(sessions, 5).handle, service="test", wait_time_seconds=1,
+                        visibility_timeout=2)
+    polling = asyncio.create_task(consumer.poll_once())
+    await asyncio.sleep(3)  # past the first visibility timeout, the handler still running
+    assert await receive_all(broker, queue, wait=0) == []  # nobody else got it meanwhile
+    assert await polling == 1
+    assert await effect_count(sessions, envelope.message_id) == 1
+
+
+async def test_on_stop_the_handler_in_flight_finishes_and_nothing_waits_out_a_timeout(sessions, broker, queue):
+    [first] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+    started: list = []
+    consumer = Consumer(broker, queue, slow_bus(sessions, 2, started).handle, service="test", wait_time_seconds=1,
+                        max_messages=1, visibility_timeout=30)
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    async with asyncio.timeout(10):
+        while not started:
+            await asyncio.sleep(0.05)
+    [second] = await stage(sessions, queue)  # arrives while the consumer is shutting down
+    await Relay(sessions, broker, service="relay").publish_pending()
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert await effect_count(sessions, first.message_id) == 1  # finished, not cancelled
+    # The second was either never received or handed back at once, not hidden for 30 s.
+    leftover = await receive_all(broker, queue, wait=1)
+    assert [m["Body"] for m in leftover] == [second.model_dump_json()] or await effect_count(
+        sessions, second.message_id) == 1
+
+
+async def test_a_black_holed_topic_holds_up_no_queue(sessions, broker, queue, emulator):
+    target = urlparse(emulator)
+    hole = FaultyEndpoint(target.hostname, target.port, mode=BLACK_HOLE)
+    try:
+        import os
+        saved = os.environ.get("AWS_ENDPOINT_URL_SNS")
+        os.environ["AWS_ENDPOINT_URL_SNS"] = hole.url
+        try:
+            async with open_broker(broker.naming) as black_holed:
+                async with sessions() as session, session.begin():
+                    # A push first, as SendConfirmation stages it, then the reply.
+                    await session.execute(text(
+                        "INSERT INTO outbox (message_id, destination, message_type, body, attributes) "
+                        "VALUES (gen_random_uuid(), 'topic:customer-push', 'CustomerPushed', '{}', '{}')"))
+                [reply] = await stage(sessions, queue)
+                relay = Relay(sessions, black_holed, service="black-holed", poll_interval=0.2, publish_timeout=2)
+                stop = asyncio.Event()
+                running = asyncio.create_task(relay.run(stop))
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(10):
+                        while await outbox_rows(sessions, [reply], published=True) == 0:
+                            await asyncio.sleep(0.05)
+                    assert time.monotonic() - started < 1.5  # not after the topic's timeout
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(running, 10)
+        finally:
+            if saved is None:
+                os.environ.pop("AWS_ENDPOINT_URL_SNS", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL_SNS"] = saved
+    finally:
+        hole.close()
+    assert len(await receive_all(broker, queue)) == 1
+
+
+async def test_the_listen_connection_comes_back_after_the_server_dropped_it(sessions, broker, queue, database_url):
+    relay = Relay(sessions, broker, service="relisten", database_url=database_url, poll_interval=60)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        async with sessions() as session, session.begin():  # as a server restart would
+            dropped = (await session.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'relay-listen-relisten'"
+            ))).scalar_one()
+        assert dropped == 1
+        await asyncio.sleep(2)  # reconnects after a second
+        [envelope] = await stage(sessions, queue)
+        async with asyncio.timeout(5):  # long before the 60 s poll: NOTIFY woke it
+            while await outbox_rows(sessions, [envelope], published=True) == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)

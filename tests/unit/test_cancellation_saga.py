@@ -1,0 +1,121 @@
+"""The order_cancellation saga with no I/O, through the same given/expect helpers as the order saga."""
+from __future__ import annotations
+
+import pytest
+
+from messaging import contracts as c
+from orchestrator.engine import SagaStatus, StepStatus
+from orchestrator.settings import StepTimeouts
+from tests.factories import Saga, cancellation_data, cancellation_under_test
+
+AFTER_PIVOT = [c.ScheduledShipmentCancelled, c.ChargeRefunded, c.ReservedStockReturned, c.ConfirmedOrderCancelled]
+
+
+def test_each_step_in_order_then_completed_with_nothing_left_of_the_address():
+    saga = cancellation_under_test().expect(c.CancelScheduledShipment)
+    saga.reply(c.ScheduledShipmentCancelled)
+    saga.expect(c.RefundCharge)
+    saga.reply(c.ChargeRefunded)
+    saga.expect(c.ReturnReservedStock)
+    saga.reply(c.ReservedStockReturned)
+    saga.expect(c.CancelConfirmedOrder)
+    assert saga.sent[-1].message.reason == "cancelled by customer"
+    saga.reply(c.ConfirmedOrderCancelled)
+    saga.expect(c.SendCancellationNotice)
+    assert saga.sent[-1].message.customer_email == "ada@example.com"
+    saga.reply(c.CancellationNoticeSent)
+    saga.expect()
+    assert saga.status == SagaStatus.COMPLETED and "customer_email" not in saga.state.data
+    assert saga.state.subject == str(saga.order_id) and saga.state.definition == "order_cancellation"
+
+
+def test_a_dispatched_parcel_refuses_it_and_the_customer_is_told():
+    saga = cancellation_under_test()
+    saga.fail(c.ShipmentAlreadyDispatched, "shipment already dispatched")
+    saga.expect(c.SendCancellationRefusal)
+    assert saga.status == SagaStatus.COMPENSATED and saga.state.failed_step == "cancel_shipment"
+    refusal = saga.sent[-1].message
+    assert refusal.reason == "shipment already dispatched" and refusal.customer_email == "ada@example.com"
+    assert saga.sent[-1].destination == "queue:notification-commands" and not saga.sent[-1].expects_reply
+    assert [s.status for s in saga.state.steps[1:]] == [StepStatus.PENDING] * 4
+
+
+def test_a_rejected_refund_escalates_and_the_other_steps_are_still_done():
+    saga = cancellation_under_test()
+    saga.reply(c.ScheduledShipmentCancelled)
+    saga.fail(c.ChargeRefundFailed, "refund rejected by the payment provider")
+    saga.expect(c.CompensationEscalated, c.ReturnReservedStock)
+    escalation = saga.sent[-2].message
+    assert (escalation.step, escalation.command["type"], escalation.subject) == (
+        "refund_payment", "RefundCharge", str(saga.order_id))
+    saga.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
+    assert saga.status == SagaStatus.NEEDS_INTERVENTION
+    assert saga.step("refund_payment") == StepStatus.ESCALATED
+    assert not [o for o in saga.sent if o.step and "compensation" in o.step]
+
+
+def test_after_the_pivot_a_silent_step_is_resent_then_escalated_when_its_budget_is_spent_never_undone():
+    saga = cancellation_under_test()
+    saga.reply(c.ScheduledShipmentCancelled)
+    while saga.step("refund_payment") == StepStatus.RUNNING:
+        saga.until_deadline("refund_payment")
+    sends = [o for o in saga.sent if isinstance(o.message, c.RefundCharge)]
+    assert len(sends) > 2 and len({o.attempt for o in sends}) == 1  # resends of one attempt
+    assert saga.step("refund_payment") == StepStatus.ESCALATED and saga.last_sent() is c.ReturnReservedStock
+    assert not any(isinstance(o.message, c.ReinstateShipment) for o in saga.sent)
+
+
+def test_an_escalated_step_that_answers_late_is_done_after_all():
+    saga = cancellation_under_test()
+    saga.reply(c.ScheduledShipmentCancelled)
+    saga.fail(c.ChargeRefundFailed)
+    saga.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
+    saga.reply(c.ChargeRefunded)
+    assert saga.step("refund_payment") == StepStatus.SUCCEEDED and saga.status == SagaStatus.COMPLETED
+
+
+def test_an_operator_retries_an_escalated_step_or_resolves_it_without_undoing_anything():
+    retried = cancellation_under_test()
+    retried.reply(c.ScheduledShipmentCancelled)
+    retried.fail(c.ChargeRefundFailed)
+    retried.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
+    retried.retry_compensation("refund_payment")
+    retried.expect(c.RefundCharge)
+    assert retried.status == SagaStatus.RUNNING
+    retried.reply(c.ChargeRefunded)
+    assert retried.status == SagaStatus.COMPLETED
+
+    resolved = cancellation_under_test()
+    resolved.reply(c.ScheduledShipmentCancelled)
+    resolved.fail(c.ChargeRefundFailed)
+    resolved.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
+    resolved.resolve("refunded by bank transfer")
+    resolved.expect()
+    assert resolved.status == SagaStatus.COMPLETED and resolved.step("cancel_shipment") == StepStatus.SUCCEEDED
+
+
+def test_a_pivot_that_times_out_is_reinstated_and_the_cancellation_refused():
+    saga = cancellation_under_test()
+    while saga.step("cancel_shipment") == StepStatus.RUNNING:
+        saga.until_deadline("cancel_shipment")
+    assert saga.last.outgoing[0].message.__class__ is c.ReinstateShipment
+    assert saga.status == SagaStatus.COMPENSATED and saga.last_sent() is c.SendCancellationRefusal
+    assert saga.sent[-1].message.reason == "cancel_shipment timed out"
+
+
+def test_timeouts_are_set_by_step_name_in_either_saga():
+    from orchestrator.main import DEFINITIONS
+
+    order, cancellation = StepTimeouts.model_validate(
+        {"refund_payment": "2", "fulfill_order": 3, "saga_budget": 9}).apply(*DEFINITIONS)
+    assert cancellation.step("refund_payment").timeout.total_seconds() == 2
+    assert order.step("fulfill_order").timeout.total_seconds() == 3
+    assert order.budget == cancellation.budget and order.budget.total_seconds() == 9
+    with pytest.raises(ValueError, match="unknown steps: refund"):
+        StepTimeouts.model_validate({"refund": 1}).apply(*DEFINITIONS)
+
+
+def test_a_reply_of_one_saga_changes_nothing_in_the_other():
+    saga = Saga(cancellation_under_test().engine.definition, cancellation_data())
+    t = saga.reply(c.InventoryReserved)
+    assert not t.outgoing and t.history[0].event == "reply_ignored"
