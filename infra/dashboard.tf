@@ -2,9 +2,12 @@
 # and each service's outbox. The OrderSaga metrics are those of messaging.cloudwatch;
 # tests/infra checks every name used here against messaging.cloudwatch.METRIC_NAMES.
 locals {
-  # Steps of orchestrator/order_saga.py that send a command (create_order is done by the
+  # Steps of both sagas (orchestrator/order_saga.py, cancellation_saga.py) that send a command (create_order is done by the
   # API itself, so it has no command-to-reply latency).
-  saga_steps = ["reserve_inventory", "process_payment", "fulfill_order", "send_confirmation"]
+  saga_steps = [
+    "reserve_inventory", "process_payment", "fulfill_order", "send_confirmation",                         # order
+    "cancel_shipment", "refund_payment", "release_inventory", "cancel_order", "send_cancellation_notice", # order_cancellation
+  ]
 
   working_queues = [for name in keys(local.queues) : name if name != "saga-escalations"]
 

@@ -38,7 +38,7 @@ def topologies(tmp_path_factory):
     prepared.close()
 
 
-def _stack(workdir, postgres_server, topologies, **env) -> Stack:
+def _stack(workdir, postgres_server, topologies=None, **env) -> Stack:
     return Stack(
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         **({"prefix": topologies.take()} if topologies else {}),

@@ -64,7 +64,7 @@ def test_a_confirmed_order_is_cancelled_refunded_and_restocked_and_both_sagas_ar
 
     again = cancel(shop, placed["order_id"])  # idempotent once finished too
     assert again.status_code == 202 and again.json() == accepted | {"status": "completed"}
-    listed = shop.http.get(shop.url("orchestrator", "/sagas"), params={"definition": "order_cancellation"}).json()
+    listed = shop.operator.get(shop.url("orchestrator", "/sagas"), params={"definition": "order_cancellation"}).json()
     assert accepted["saga_id"] in {s["saga_id"] for s in listed} and {s["definition"] for s in listed} == {
         "order_cancellation"}
 
@@ -73,7 +73,7 @@ def test_a_dispatched_parcel_refuses_the_cancellation_and_the_customer_is_told(s
     sku = shop.new_sku(10)
     placed = confirmed_order(shop, sku)
     [shipment] = shop.shipments(placed["order_id"])
-    dispatched = shop.http.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch"))
+    dispatched = shop.operator.post(shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch"))
     assert dispatched.status_code == 200, dispatched.text
 
     accepted = cancel(shop, placed["order_id"]).json()
@@ -106,7 +106,7 @@ def test_a_rejected_refund_needs_a_person_and_every_other_step_is_still_done(sho
     order = shop.order(placed["order_id"])
     assert order["status"] == "cancelled" and order["cancel_reason"] == "cancelled by customer"
     assert shop.stock(sku) == {"sku": sku, "available": 10, "reserved": 0}
-    escalations = [e for e in shop.http.get(shop.url("orchestrator", "/operator/dead-letters"),
+    escalations = [e for e in shop.operator.get(shop.url("orchestrator", "/operator/dead-letters"),
                                             headers={"Authorization": "Bearer test-operator-token"}).json()
                    if e["saga_id"] == accepted["saga_id"]]
     assert [(e["step"], e["queue"].endswith("saga-escalations")) for e in escalations][:1] == [("refund_payment", True)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,9 +21,9 @@ async def db(orchestrator_db):
     async with orchestrator_db() as session, session.begin():
         # One saga a second back from now; every 20th needs a person, every 10th is of a second definition.
         await session.execute(text("""
-            INSERT INTO sagas (saga_id, definition, order_id, status, data, steps, created_at, updated_at)
+            INSERT INTO sagas (saga_id, definition, subject, status, data, steps, created_at, updated_at)
             SELECT gen_random_uuid(), CASE WHEN i % 10 = 5 THEN 'order_cancellation' ELSE 'order' END,
-                   gen_random_uuid(),
+                   gen_random_uuid()::text,
                    CASE i % 20 WHEN 0 THEN 'needs_intervention' WHEN 1 THEN 'compensated' WHEN 2 THEN 'compensated'
                                WHEN 3 THEN 'running' WHEN 4 THEN 'compensating' ELSE 'completed' END,
                    '{}'::jsonb, '[]'::jsonb, CAST(:now AS timestamptz) - i * interval '1 second',
@@ -80,11 +81,11 @@ async def test_every_page_of_the_list_is_an_index_range_without_a_sort(db, filte
 
 async def test_an_order_id_finds_its_saga_through_the_order_index(db):
     async with db() as session:
-        order_id = (await session.execute(text("SELECT order_id FROM sagas LIMIT 1"))).scalar()
+        order_id = uuid.UUID((await session.execute(text("SELECT subject FROM sagas LIMIT 1"))).scalar())
         nodes = await explain(session, queries.listing_query(queries.Filters(order_id=order_id), None, 51, NOW))
         rows, more = await queries.page(session, queries.Filters(order_id=order_id), None, 50, NOW)
-    assert "ix_sagas_order_id" in [n.get("Index Name") for n in nodes] and "Seq Scan" not in [n["Node Type"] for n in nodes]
-    assert [r.order_id for r in rows] == [order_id] and more is None
+    assert "ix_sagas_subject" in [n.get("Index Name") for n in nodes] and "Seq Scan" not in [n["Node Type"] for n in nodes]
+    assert [r.order_id for r in rows] == [str(order_id)] and more is None
 
 
 async def test_paging_with_a_cursor_sees_every_matching_saga_once_in_order(db):
