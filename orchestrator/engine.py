@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from messaging.contracts import CompensationEscalated, FailureReply, Reply
+from messaging.contracts import CompensationEscalated, FailureReply, Reply, SagaStartFailed
 from messaging.envelope import Message
 from messaging.topology import SAGA_ESCALATIONS
 
@@ -217,6 +217,26 @@ class SagaEngine:
             step_state.status, step_state.started_at, step_state.finished_at = SUCCEEDED, now, now
             t.history.append(HistoryEntry("step_succeeded", step.name, "done by the saga's initiator"))
         self._advance(t, now)
+        return t
+
+    def settle_unstarted(self, saga_id: uuid.UUID, order_id: str, reason: str, now: datetime) -> Transition:
+        """The saga of ``order_id`` never started: record it as one that could not, undo what
+        its initiator did (cancel the order) and escalate. Nothing else ever ran for it; a start
+        that arrives later finds the saga and does nothing."""
+        state = SagaState(
+            saga_id=saga_id, definition=self.definition.name, status=RUNNING, data={"order_id": order_id},
+            steps=[StepState(s.name) for s in self.definition.steps], created_at=now, updated_at=now,
+        )
+        t = Transition(state, history=[HistoryEntry("saga_start_failed", None, reason)])
+        last_done = -1
+        for index, (step, step_state) in enumerate(zip(self.definition.steps, state.steps, strict=True)):
+            if step.action is not None:
+                break
+            step_state.status, step_state.started_at, step_state.finished_at = SUCCEEDED, now, now
+            last_done = index
+        self._begin_compensation(t, self.definition.steps[max(last_done, 0)].name, reason, last_done, now)
+        t.outgoing.append(Outgoing(None, SagaStartFailed(order_id=order_id, saga_id=saga_id, reason=reason),
+                                   f"queue:{SAGA_ESCALATIONS}", False))
         return t
 
     def on_reply(self, state: SagaState, reply: Message, now: datetime,

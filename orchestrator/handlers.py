@@ -35,7 +35,8 @@ class Orchestrator:
         self.engine = engine
 
     def handlers(self) -> Handlers:
-        return {c.StartOrderSaga: self.start, **{reply: self.on_reply for reply in self.engine.replies()}}
+        return {c.StartOrderSaga: self.start, c.SettleUnstartedSaga: self.settle_unstarted,
+                **{reply: self.on_reply for reply in self.engine.replies()}}
 
     async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartOrderSaga) -> None:
         if envelope.saga_id is None:
@@ -46,6 +47,18 @@ class Orchestrator:
             log.info("saga_already_started")
             return
         metrics.SAGAS.labels("started").inc()
+        await self._stage(uow, t, at, envelope)
+
+    async def settle_unstarted(self, uow: UnitOfWork, envelope: Envelope, command: c.SettleUnstartedSaga) -> None:
+        if envelope.saga_id is None:
+            raise MalformedMessage("SettleUnstartedSaga without saga_id")
+        at = now()
+        t = self.engine.settle_unstarted(envelope.saga_id, str(command.order_id), command.reason, at)
+        if not await repository.add(uow.session, t.state):
+            log.info("saga_started_after_all")  # it runs, and ends the order itself
+            return
+        log.warning("saga_start_failed", reason=command.reason)
+        metrics.SAGAS.labels("start_failed").inc()
         await self._stage(uow, t, at, envelope)
 
     async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:

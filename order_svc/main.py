@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from messaging.service import ServiceDefinition, create_app, serve
 from messaging.topology import ORDER_COMMANDS
 
-from . import api, handlers, tables
+from . import api, handlers, stranded, tables
 from .settings import Settings
 
 
@@ -14,7 +14,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
         name="order", package=__package__, metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
-        routers=(api.router,),
+        routers=(api.router,), workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
     )
     app = create_app(definition, settings)
     app.add_middleware(api.BodyLimit, limit=settings.max_body_bytes)

@@ -76,6 +76,15 @@ class StartOrderSaga(Command):
     shipping_address: Address
 
 
+class SettleUnstartedSaga(Command):
+    """Sent by order_svc for an order still pending long after it was placed: if its saga
+    never started (its StartOrderSaga was dead-lettered, for instance), the orchestrator
+    records the saga as one that could not start, cancels the order and escalates; if it
+    started, nothing happens. Carries no order data, so it goes through where the start did not."""
+
+    reason: Reason
+
+
 # --- orchestrator -> order_svc -------------------------------------------------------
 class CancelOrder(Command):
     reason: Reason
@@ -220,13 +229,21 @@ class CompensationEscalated(Event):
     attempts: int
 
 
+class SagaStartFailed(Event):
+    """Sent to the escalation queue when an order's saga could not start and the order was
+    cancelled for it: a person should find out why (the StartOrderSaga's dead letter)."""
+
+    saga_id: uuid.UUID
+    reason: Reason
+
+
 REGISTRY = MessageRegistry(
-    StartOrderSaga,
+    StartOrderSaga, SettleUnstartedSaga,
     CancelOrder, OrderCancelled, ConfirmOrder,
     ReserveInventory, InventoryReserved, InventoryReservationFailed, ReleaseInventory, InventoryReleased,
     ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
     SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
-    CompensationEscalated,
+    CompensationEscalated, SagaStartFailed,
 )

@@ -79,6 +79,7 @@ class Relay:
         poll_interval: float = 1.0,
         duplicate_delivery: bool = False,
         publish_timeout: float = PUBLISH_TIMEOUT,
+        chaos_copies: int = 0,
     ) -> None:
         self._sessions = sessions
         self._broker = broker
@@ -88,6 +89,7 @@ class Relay:
         self._poll_interval = poll_interval
         self._duplicate_delivery = duplicate_delivery
         self._publish_timeout = publish_timeout
+        self._chaos_copies = chaos_copies
         self._wake = asyncio.Event()
         self._backlog_due = 0.0
         self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
@@ -207,6 +209,8 @@ class Relay:
             response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
             if self._duplicate_delivery:
                 await asyncio.wait_for(call(**kwargs), self._publish_timeout)
+            if self._chaos_copies and kind == "queue":
+                await self._send_copies(call, kwargs)
         except Exception as error:  # noqa: BLE001 - any broker error leaves the rows for the next pass
             reason = str(error) or type(error).__name__
             log.warning("relay_publish_failed", service=self._service, destination=destination, error=reason)
@@ -216,6 +220,14 @@ class Relay:
         if failed:
             log.warning("relay_entries_rejected", service=self._service, destination=destination, count=len(failed))
         return accepted, failed
+
+    async def _send_copies(self, call, kwargs: dict) -> None:
+        """Chaos switch: up to ``chaos_copies`` more deliveries of each message, each delayed
+        0 to 3 s at random so that copies and later messages overtake one another."""
+        for _ in range(random.randint(0, self._chaos_copies)):
+            entries = [entry | {"DelaySeconds": random.randint(0, 3)} for entry in kwargs["Entries"]]
+            with contextlib.suppress(Exception):  # a copy that fails is a copy fewer, nothing more
+                await asyncio.wait_for(call(**(kwargs | {"Entries": entries})), self._publish_timeout)
 
     async def _record_backlog(self) -> None:
         async with self._sessions() as session:

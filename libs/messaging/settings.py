@@ -22,6 +22,10 @@ class ServiceSettings(BaseSettings):
         8, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS",
         description="On SIGTERM, how long handlers in flight and the relay's pass may take before being cancelled.")
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
+    chaos_copies: int = Field(
+        0, ge=0, le=2, validation_alias="RELAY_CHAOS_COPIES",
+        description="Chaos switch: up to this many extra deliveries of each queue message, delayed 0-3 s at random.",
+    )
     duplicate_delivery: bool = Field(
         False, validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",

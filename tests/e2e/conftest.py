@@ -21,7 +21,7 @@ def _stack(workdir, postgres_server, **env) -> Stack:
         workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
         ports={s.module: free_port() for s in SERVICES},
         env={"ORCHESTRATOR_OPERATOR_TOKEN": "test-operator-token", "RELAY_POLL_INTERVAL": "0.5",
-             "CONSUMER_WAIT_SECONDS": "1", **env},
+             "CONSUMER_WAIT_SECONDS": "1", "ORDER_SAGA_START_BOUND": "10", "ORDER_STRANDED_CHECK_INTERVAL": "1", **env},
     )
 
 

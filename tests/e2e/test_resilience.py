@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import pytest
 
 from stack.faults import BLACK_HOLE, FaultyEndpoint
+from tests.conftest import eventually
 from tests.e2e.conftest import Shop, _stack
 
 pytestmark = pytest.mark.e2e
@@ -57,3 +58,24 @@ def test_a_participant_restarted_mid_flight_still_finishes_every_healthy_order(s
     sagas = [shop.settled(order, timeout=40)[1] for order in placed]
     assert [(s["status"], s["failure_reason"]) for s in sagas] == [("completed", None)] * len(placed)
     assert shop.stock(sku) == {"sku": sku, "available": 100 - len(placed), "reserved": len(placed)}
+
+
+def test_an_order_whose_saga_never_started_is_cancelled_and_escalated(stack, shop):
+    from tests.e2e.test_operations import sagactl
+
+    sku = shop.new_sku(5)
+    stack.stop_service("orchestrator")
+    try:
+        placed = shop.place(shop.order_body(sku))
+        lost = eventually(lambda: shop.drain(stack.queue_url("orchestrator-commands")), what="the StartOrderSaga")
+        assert [m["MessageAttributes"]["message_type"]["StringValue"] for m in lost] == ["StartOrderSaga"]
+    finally:
+        stack.start_service("orchestrator")
+    order = eventually(lambda: (o := shop.order(placed["order_id"]))["status"] == "cancelled" and o, timeout=40,
+                       what="order cancelled")
+    assert order["cancel_reason"] == "saga could not start within 10s"
+    saga = shop.saga(placed["saga_id"])
+    assert saga["status"] == "compensated" and saga["history"][0]["event"] == "saga_start_failed"
+    listing = sagactl(stack, "dead-letters")
+    assert placed["saga_id"] in listing and "SagaStartFailed" in listing
+    assert shop.stock(sku)["available"] == 5 and shop.payments(placed["order_id"])["charged"] in ("0", "0.00")

@@ -372,3 +372,15 @@ def test_deadlines_after_the_cutoff_wait():
     deadline = saga.state.step("reserve_inventory").deadline
     later = ENGINE.on_deadline(saga.state, deadline + timedelta(seconds=5), cutoff=deadline - timedelta(seconds=1))
     assert not later.outgoing and later.state.step("reserve_inventory").deadline == deadline
+
+
+def test_a_saga_that_never_started_cancels_its_order_and_escalates():
+    saga_id, order_id = uuid.uuid4(), str(uuid.uuid4())
+    t = ENGINE.settle_unstarted(saga_id, order_id, "saga could not start within 60s", T0)
+    assert t.state.status == e.COMPENSATING and t.state.failure_reason == "saga could not start within 60s"
+    cancel, escalation = t.outgoing
+    assert isinstance(cancel.message, c.CancelOrder) and cancel.message.reason == "saga could not start within 60s"
+    assert isinstance(escalation.message, c.SagaStartFailed) and escalation.destination == "queue:saga-escalations"
+    assert [s.status for s in t.state.steps[1:]] == [e.PENDING] * 4  # nothing else ever ran
+    done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0)
+    assert done.state.status == e.COMPENSATED
