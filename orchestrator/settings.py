@@ -13,9 +13,9 @@ class StepTimeouts(BaseModel):
     The saga has a budget of 30 s from its start. Each forward step is given at least its own
     5 s, and more when the steps before it were quick: it may run until the budget's end
     minus 5 s for each step after it (15 s after the start for reserve_inventory, 20 s for
-    process_payment ...). Meanwhile its command is resent after 1.5 s of silence, then after
-    3 s and every 5 s: a participant killed while handling it, and restarted within the
-    budget, finds a resend waiting, while the copy it had taken stays invisible for its 10 s
+    process_payment ...). Meanwhile its command is resent after 3 s of silence, then every
+    5 s: a participant killed while handling it, and restarted within the budget, finds a
+    resend waiting, while the copy it had taken stays invisible for its 10 s
     visibility timeout. A participant that is really down makes its step time out, and the
     saga compensates, still inside the budget. A compensation that is never acknowledged is
     resent after 5, 10, 20, 40 and 80 s, then escalated."""
@@ -25,7 +25,7 @@ class StepTimeouts(BaseModel):
     process_payment: float = Field(5, gt=0)
     fulfill_order: float = Field(5, gt=0)
     send_confirmation: float = Field(5, gt=0)
-    resend_after: float = Field(1.5, gt=0)
+    resend_after: float = Field(3, gt=0)
     saga_budget: float = Field(30, gt=0)
     max_compensation_attempts: int = Field(5, ge=1)
 

@@ -142,8 +142,9 @@ class Chaos:
         self.stack = Stack(
             workdir=self.workdir, database_url=self.pg.get_uri("postgres"), endpoint=f"http://127.0.0.1:{moto_port}",
             ports={s.module: infra.free_port() for s in SERVICES}, drop_databases=False,
-            env={"CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies), "SAGA_CRASH_POINTS": crash_points,
-                 "ORDER_SAGA_START_BOUND": "60", "LOG_LEVEL": "WARNING", **dict(e.split("=", 1) for e in self.args.env)},
+            env={"CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies),
+                 "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance), "SAGA_CRASH_POINTS": crash_points,
+                 "ORDER_SAGA_START_BOUND": "60", **dict(e.split("=", 1) for e in self.args.env)},
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
         )
         for module in self.stack.ports:
@@ -174,6 +175,7 @@ class Chaos:
                     if process.returncode == -signal.SIGKILL and module not in self._killed:
                         self.run.faults["crash points"] += 1
                     self._killed.discard(module)
+                    print(f"  {time.strftime('%H:%M:%S')} restart {module} (exit {process.returncode})", flush=True)
                     await asyncio.to_thread(self.restart, module)
             await asyncio.sleep(0.2)
 
@@ -531,11 +533,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--rate", type=float, default=5.0)
-    parser.add_argument("--settle", type=float, default=300.0, help="seconds the system may take to settle")
+    parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
     parser.add_argument("--faults", default="kill,postgres,database,endpoint,gap",
                         help="comma-separated: kill, postgres, database, endpoint, gap")
-    parser.add_argument("--crash-chance", type=float, default=0.002, help="per pass through each crash point")
+    parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
+    parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
     parser.add_argument("--strict", action="store_true", help="fail on any wrongly cancelled order too")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")

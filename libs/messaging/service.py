@@ -125,7 +125,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime):
     relay = Relay(
         rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
-        chaos_copies=settings.chaos_copies,
+        chaos_copies=settings.chaos_copies, chaos_copy_chance=settings.chaos_copy_chance,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     yield "relay", relay.run(rt.stop)

@@ -24,8 +24,10 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
     chaos_copies: int = Field(
         0, ge=0, le=2, validation_alias="RELAY_CHAOS_COPIES",
-        description="Chaos switch: up to this many extra deliveries of each queue message, delayed 0-3 s at random.",
+        description="Chaos switch: up to this many extra deliveries of a queue message, delayed 0-3 s at random.",
     )
+    chaos_copy_chance: float = Field(0.0, ge=0, le=1, validation_alias="RELAY_CHAOS_COPY_CHANCE",
+                                     description="Chaos switch: the share of queue messages that get extra deliveries.")
     duplicate_delivery: bool = Field(
         False, validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",
