@@ -6,7 +6,7 @@ PYTEST := $(PY) -m pytest
 STACK  := $(PY) -m stack
 export TF_CLI_CONFIG_FILE := $(CURDIR)/infra/terraform.rc
 
-.PHONY: venv test unit integration e2e demo up down status stop start infra-validate schemas clean bench
+.PHONY: venv test unit integration e2e demo up down status stop start infra-validate schemas clean bench chaos
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -58,3 +58,6 @@ clean:
 
 bench: venv           ## whole-saga throughput and latency on this machine (not part of the tests)
 	$(PY) -m stack.bench --orders 200 --concurrency 16
+
+chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5: orders under faults, then every invariant checked
+	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) $(CHAOS_ARGS)

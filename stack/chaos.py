@@ -541,6 +541,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
     parser.add_argument("--strict", action="store_true", help="fail on any wrongly cancelled order too")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")
     args = parser.parse_args(argv)
     if args.seed is None:
@@ -566,6 +567,12 @@ def main() -> None:
     args = parse()
     run, text = execute(args)
     print(text, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "seed": run.seed, "faults": dict(run.faults), "statuses": dict(run.statuses),
+            "settle_seconds": run.settle_seconds, "wrongly_cancelled": len(run.wrongly_cancelled),
+            "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
+        }, indent=1))
     failed = [name for name, (ok, _) in run.results.items()
               if not ok and (args.strict or name != "no_wrong_cancel")]
     sys.exit(1 if failed else 0)

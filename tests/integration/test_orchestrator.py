@@ -54,7 +54,7 @@ async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
 
 async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(orchestrator_db):
     sessions = orchestrator_db
-    instances = [Orchestrator(SagaEngine(order_saga(StepTimeouts(reserve_inventory=0.05)))) for _ in range(3)]
+    instances = [Orchestrator(SagaEngine(order_saga(StepTimeouts(reserve_inventory=0.05, saga_budget=0.05)))) for _ in range(3)]
     sagas = [await start(sessions, instances[0]) for _ in range(20)]
     await asyncio.sleep(0.1)  # every reserve_inventory deadline has passed
 
