@@ -49,4 +49,4 @@ def handlers(delivery_days: int) -> Handlers:
             refuse=lambda reason: c.ShipmentCancellationFailed(order_id=command.order_id, reason=reason),
         )
 
-    return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment}
+    return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment, c.SettleStep: participant.settle(STEP)}

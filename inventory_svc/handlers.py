@@ -57,4 +57,5 @@ async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rele
     )
 
 
-HANDLERS: Handlers = {c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory}
+HANDLERS: Handlers = {c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory,
+                      c.SettleStep: participant.settle(STEP)}

@@ -52,4 +52,5 @@ async def withdraw_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.
                                  done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id))
 
 
-HANDLERS: Handlers = {c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation}
+HANDLERS: Handlers = {c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation,
+                      c.SettleStep: participant.settle(STEP)}

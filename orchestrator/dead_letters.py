@@ -54,6 +54,9 @@ def describe(queue: str, message: dict, parsed: tuple[Envelope, Message] | Malfo
     if isinstance(parsed, MalformedMessage):
         return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(parsed)[:200]}", receive_count)
     envelope, payload = parsed
+    if isinstance(payload, c.SettlementConflict):
+        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
+                          f"order {payload.order_id}: {payload.detail}", receive_count)
     if isinstance(payload, c.SagaStartFailed):
         return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), "create_order",
                           f"order {payload.order_id} cancelled: {payload.reason}", receive_count)

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from messaging.contracts import CompensationEscalated, FailureReply, Reply, SagaStartFailed
+from messaging.contracts import (
+    CompensationEscalated,
+    FailureReply,
+    Reply,
+    SagaStartFailed,
+    SettlementConflict,
+    SettleStep,
+)
 from messaging.envelope import Message
 from messaging.topology import SAGA_ESCALATIONS
 
@@ -351,17 +358,39 @@ class SagaEngine:
         if t.state.status not in (NEEDS_INTERVENTION, COMPENSATING):
             raise ValueError(f"saga is {t.state.status}; only {NEEDS_INTERVENTION} or {COMPENSATING} sagas"
                              " are resolved by hand")
-        for step_state in t.state.steps:
+        told: list[HistoryEntry] = []
+        for step, step_state in zip(self.definition.steps, t.state.steps, strict=True):
             # A compensation still in flight is settled too, so that it cannot escalate
             # a saga that a person has already closed.
             if step_state.status in (COMPENSATION_FAILED, STEP_COMPENSATING):
                 step_state.status = STEP_COMPENSATED
                 step_state.deadline = None
+                # The participant learns it too: a compensation still queued, or redriven
+                # from a dead-letter queue later, must not undo the step a second time.
+                t.outgoing.append(Outgoing(step.name, SettleStep(order_id=t.state.data["order_id"], reason=reason[:500]),
+                                           f"queue:{step.participant}", True, attempt=max(step_state.compensation_round, 1)))
+                told.append(HistoryEntry("settlement_sent", step.name, "the participant is told the step was settled"))
         t.state.status, t.state.updated_at = COMPENSATING, now
         t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+        t.history += told
         # What the person settled is done; steps below it that are still applied are
         # undone as usual, and the saga is compensated once they are.
         self._compensate_from(t, len(t.state.steps) - 1, now)
+        return t
+
+    def on_settled(self, state: SagaState, step_name: str, already_compensated: bool, now: datetime) -> Transition:
+        """A participant's answer to a settlement by hand. If its compensation had already run,
+        the effect was undone twice: recorded and escalated so that a person undoes the manual action."""
+        t = Transition(_copy(state))
+        if not already_compensated:
+            t.history.append(HistoryEntry("settlement_acknowledged", step_name))
+            return t
+        detail = ("its compensation had already run when the step was settled by hand: "
+                  "undo the manual action")
+        t.history.append(HistoryEntry("compensation_ran_before_settlement", step_name, detail))
+        t.outgoing.append(Outgoing(step_name, SettlementConflict(
+            order_id=t.state.data["order_id"], saga_id=t.state.saga_id, step=step_name, detail=detail),
+            f"queue:{SAGA_ESCALATIONS}", False))
         return t
 
     # ---- transitions

@@ -35,7 +35,7 @@ class Orchestrator:
         self.engine = engine
 
     def handlers(self) -> Handlers:
-        return {c.StartOrderSaga: self.start, c.SettleUnstartedSaga: self.settle_unstarted,
+        return {c.StartOrderSaga: self.start, c.SettleUnstartedSaga: self.settle_unstarted, c.StepSettled: self.on_settled,
                 **{reply: self.on_reply for reply in self.engine.replies()}}
 
     async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartOrderSaga) -> None:
@@ -60,6 +60,17 @@ class Orchestrator:
         log.warning("saga_start_failed", reason=command.reason)
         metrics.SAGAS.labels("start_failed").inc()
         await self._stage(uow, t, at, envelope)
+
+    async def on_settled(self, uow: UnitOfWork, envelope: Envelope, reply: c.StepSettled) -> None:
+        state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
+        if state is None or envelope.step is None:
+            log.warning("settlement_answer_unmatched")
+            return
+        at = now()
+        t = self.engine.on_settled(state, envelope.step, reply.already_compensated, at)
+        if reply.already_compensated:
+            log.warning("compensation_ran_before_settlement", step=envelope.step)
+        await self._commit_transition(uow, state, t, at, envelope)
 
     async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:
         state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None

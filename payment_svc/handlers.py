@@ -54,4 +54,5 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
     )
 
 
-HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment}
+HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment,
+                      c.SettleStep: participant.settle(STEP)}

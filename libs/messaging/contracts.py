@@ -218,6 +218,20 @@ class CustomerPushed(Event):
     text: str = Field(max_length=200)
 
 
+# --- orchestrator -> any participant -------------------------------------------------
+class SettleStep(Command):
+    """An operator resolved the saga by hand: this step was put right outside the system, so a
+    compensation that arrives later (late, or redriven from a dead-letter queue) must do nothing."""
+
+    reason: Reason
+
+
+class StepSettled(Reply):
+    already_compensated: bool
+    """True when the step's compensation had already undone its effect here before the
+    settlement arrived: the manual action then undid it a second time."""
+
+
 # --- escalation ----------------------------------------------------------------------
 class CompensationEscalated(Event):
     """Sent to the escalation dead-letter queue when a compensation cannot complete."""
@@ -237,6 +251,15 @@ class SagaStartFailed(Event):
     reason: Reason
 
 
+class SettlementConflict(Event):
+    """Sent to the escalation queue when a step settled by hand turns out to have been
+    compensated by the system as well: the operator should undo the manual action."""
+
+    saga_id: uuid.UUID
+    step: str
+    detail: Reason
+
+
 REGISTRY = MessageRegistry(
     StartOrderSaga, SettleUnstartedSaga,
     CancelOrder, OrderCancelled, ConfirmOrder,
@@ -245,5 +268,6 @@ REGISTRY = MessageRegistry(
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
     SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
-    CompensationEscalated, SagaStartFailed,
+    SettleStep, StepSettled,
+    CompensationEscalated, SagaStartFailed, SettlementConflict,
 )

@@ -27,7 +27,7 @@ from .uow import UnitOfWork
 
 log = structlog.get_logger("participant")
 
-APPLIED, REFUSED, COMPENSATED = "applied", "refused", "compensated"
+APPLIED, REFUSED, COMPENSATED, SETTLED = "applied", "refused", "compensated", "settled"
 
 _INSERT = text(
     "INSERT INTO saga_step_guard (saga_id, step, state) VALUES (:saga_id, :step, :state) "
@@ -42,8 +42,9 @@ _SET = text(
 Refusals = tuple[type[Exception], ...]
 
 
-def _stored(reply: Message) -> str:
-    return json.dumps({"type": reply.message_type(), "payload": reply.model_dump(mode="json")})
+def _stored(reply: Message, undone: bool = False) -> str:
+    """The reply to give again; ``undone`` records that a compensation really undid an effect."""
+    return json.dumps({"type": reply.message_type(), "payload": reply.model_dump(mode="json"), "undone": undone})
 
 
 def _restore(result: dict) -> Message:
@@ -59,8 +60,9 @@ async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> 
     return row.state, row.result
 
 
-async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message) -> None:
-    await uow.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state, "result": _stored(reply)})
+async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message, undone: bool = False) -> None:
+    await uow.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state,
+                                     "result": _stored(reply, undone)})
 
 
 async def forward(
@@ -89,11 +91,11 @@ async def forward(
             reply, state = refuse(_reason(error)), REFUSED
         await _set(uow, saga_id, step, state, reply)
         log.info("step_forward", step=step, outcome=state)
-    elif prior == COMPENSATED:
-        # The compensation overtook this command. Applying it now would leave an effect
-        # that nothing will ever undo, so it is refused.
-        reply = refuse("compensated before it was applied")
-        log.info("step_forward_refused_after_compensation", step=step)
+    elif prior in (COMPENSATED, SETTLED):
+        # The compensation (or an operator's settlement) overtook this command. Applying it
+        # now would leave an effect that nothing will ever undo, so it is refused.
+        reply = refuse("compensated before it was applied" if prior == COMPENSATED else "settled by hand")
+        log.info("step_forward_refused_after_compensation", step=step, prior=prior)
     else:
         # A resend (same saga, step and attempt under a new message id) or a redelivery:
         # the step already ran, so it gets the same answer and no second effect.
@@ -128,11 +130,16 @@ async def compensate(
     elif prior == COMPENSATED:
         reply = _restore(result)
         log.info("step_compensation_repeated", step=step)
+    elif prior == SETTLED:
+        # A person already put this step right by hand: a late or redriven compensation
+        # must not undo it a second time.
+        reply = done()
+        log.warning("step_compensation_after_settlement_ignored", step=step)
     else:
         try:
             async with uow.session.begin_nested():
                 reply = await undo()
-            await _set(uow, saga_id, step, COMPENSATED, reply)
+            await _set(uow, saga_id, step, COMPENSATED, reply, undone=True)
             log.info("step_compensated", step=step)
         except refusals as error:
             if refuse is None:
@@ -141,6 +148,29 @@ async def compensate(
             log.warning("step_compensation_refused", step=step, reason=_reason(error))
     await uow.reply(request, reply)
     return reply
+
+
+def settle(step: str):
+    """The handler of SettleStep for ``step``: record that the step was settled by hand, so
+    that a compensation arriving later does nothing, and say whether one already ran."""
+
+    async def handle(uow: UnitOfWork, request: Envelope, command) -> None:
+        from .contracts import StepSettled
+
+        saga_id = _saga_id(request, step)
+        prior, result = await _claim(uow, saga_id, step, SETTLED)
+        already = prior == COMPENSATED and bool((result or {}).get("undone"))
+        if prior in (APPLIED, REFUSED) or (prior == COMPENSATED and not already):
+            reply = StepSettled(order_id=command.order_id, already_compensated=False)
+            await _set(uow, saga_id, step, SETTLED, reply)
+        else:
+            reply = StepSettled(order_id=command.order_id, already_compensated=already)
+            if prior is None:
+                await _set(uow, saga_id, step, SETTLED, reply)
+        log.log(30 if already else 20, "step_settled_by_hand", step=step, already_compensated=already)
+        await uow.reply(request, reply)
+
+    return handle
 
 
 def _reason(error: Exception) -> str:

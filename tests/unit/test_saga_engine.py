@@ -384,3 +384,18 @@ def test_a_saga_that_never_started_cancels_its_order_and_escalates():
     assert [s.status for s in t.state.steps[1:]] == [e.PENDING] * 4  # nothing else ever ran
     done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0)
     assert done.state.status == e.COMPENSATED
+
+
+def test_resolving_by_hand_tells_the_participant_and_reports_a_compensation_that_ran_anyway():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed)  # RefundPayment sent; the provider never answers
+    saga.resolve("refunded by bank transfer", "ops")
+    settle = [o for o in saga.last.outgoing if isinstance(o.message, c.SettleStep)]
+    assert [(o.step, o.destination) for o in settle] == [("process_payment", "queue:payment-commands")]
+    quiet = ENGINE.on_settled(saga.state, "process_payment", False, saga.now)
+    assert [h.event for h in quiet.history] == ["settlement_acknowledged"] and not quiet.outgoing
+    clash = ENGINE.on_settled(saga.state, "process_payment", True, saga.now)
+    assert clash.history[0].event == "compensation_ran_before_settlement"
+    [escalation] = clash.outgoing
+    assert isinstance(escalation.message, c.SettlementConflict) and escalation.destination == "queue:saga-escalations"
