@@ -292,23 +292,32 @@ class SagaEngine:
         return t
 
     def on_deadline(self, state: SagaState, now: datetime, cutoff: datetime | None = None) -> Transition:
-        """Handle every step whose deadline passed by ``cutoff`` (default ``now``).
+        """Handle every step whose deadline has passed.
 
-        A running step whose budget is not spent gets its command again; one whose budget is
-        spent has timed out. ``cutoff`` earlier than ``now`` judges only deadlines that passed
-        while every reply that could answer them has been read.
+        Sending a command again is always safe, so resends happen at ``now``. Judging silence
+        is not: a step times out, and a compensation escalates, only for deadlines up to
+        ``cutoff`` (default ``now``), i.e. while every reply that could answer them has been read.
         """
         t = Transition(_copy(state))
-        cutoff = cutoff or now
+        cutoff = min(cutoff or now, now)
         for index, step_state in enumerate(t.state.steps):
-            if step_state.deadline is None or step_state.deadline > cutoff:
+            if step_state.deadline is None or step_state.deadline > now:
                 continue
             step = self.definition.steps[index]
+            # A running step has timed out only once its whole budget lies before the cutoff.
+            silence_until = self._budget_end(t.state, index) if step_state.status == STEP_RUNNING else step_state.deadline
+            judged = silence_until <= cutoff
+            if step_state.status == STEP_RUNNING and now < self._budget_end(t.state, index):
+                step_state.deadline, t.state.updated_at = None, now
+                self._send_action(t, index, now, resend=True)
+                continue
+            resend_compensation = (step_state.status == STEP_COMPENSATING
+                                   and step_state.compensation_attempts < self.definition.max_compensation_attempts)
+            if not judged and not resend_compensation:
+                continue  # silence not established yet: wait until the replies are read
             step_state.deadline = None
             t.state.updated_at = now
-            if step_state.status == STEP_RUNNING and cutoff < self._budget_end(t.state, index):
-                self._send_action(t, index, now, resend=True)
-            elif step_state.status == STEP_RUNNING:
+            if step_state.status == STEP_RUNNING:
                 step_state.status, step_state.finished_at = TIMED_OUT, now
                 _forget(t.state, step)
                 waited = (self._budget_end(t.state, index) - step_state.started_at).total_seconds()

@@ -85,12 +85,14 @@ class Orchestrator:
         """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
         due and no other worker holds it."""
         at = now()
-        cutoff = min(cutoff or at, at)
-        if saga_id not in await repository.due(uow.session, cutoff, only=saga_id):
+        if saga_id not in await repository.due(uow.session, at, only=saga_id):
             return False
         state = await repository.load(uow.session, saga_id)
+        t = self.engine.on_deadline(state, at, cutoff)
+        if not t.changed:
+            return False  # only silences not yet established: nothing to do before the replies are read
         with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), order_id=state.data["order_id"]):
-            await self._commit_transition(uow, state, self.engine.on_deadline(state, at, cutoff), at, None)
+            await self._commit_transition(uow, state, t, at, None)
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
@@ -152,7 +154,9 @@ async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchest
     at = now()
     cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
     async with sessions() as session:
-        due = await repository.due(session, cutoff)
+        # Resends are due at once; judgments only up to the cutoff, and the engine tells them
+        # apart, so the list is wide enough that waiting judgments never crowd resends out.
+        due = await repository.due(session, at, limit=500)
     handled = 0
     for saga_id in due:
         try:

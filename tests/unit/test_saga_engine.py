@@ -367,11 +367,16 @@ def test_a_late_saga_still_gives_each_step_its_least_time():
     assert saga.state.failure_reason == "process_payment timed out"
 
 
-def test_deadlines_after_the_cutoff_wait():
+def test_resends_go_out_at_once_but_silence_is_judged_only_up_to_the_cutoff():
     saga = Saga()
-    deadline = saga.state.step("reserve_inventory").deadline
-    later = ENGINE.on_deadline(saga.state, deadline + timedelta(seconds=5), cutoff=deadline - timedelta(seconds=1))
-    assert not later.outgoing and later.state.step("reserve_inventory").deadline == deadline
+    resent = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=4), cutoff=T0)
+    assert [type(o.message) for o in resent.outgoing] == [c.ReserveInventory]
+    waiting = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=2))
+    assert not waiting.changed and waiting.state.step("reserve_inventory").status == e.STEP_RUNNING
+    early = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=14))
+    assert not early.changed  # the resend point is read, the end of the budget is not yet
+    judged = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=16))
+    assert judged.state.step("reserve_inventory").status == e.STEP_COMPENSATING
 
 
 def test_a_saga_that_never_started_cancels_its_order_and_escalates():
