@@ -125,28 +125,32 @@ async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep, _: Operator
 @operator_router.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView)
 async def retry_compensation(saga_id: uuid.UUID, step: str, body: Retry, rt: RuntimeDep, request: Request,
                              _: Operator) -> SagaView:
-    acted = datetime.now(UTC)
-    view = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
-    await _discard(rt, saga_id, step, acted)
-    return view
+    state = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, body.actor))
+    await _discard(rt, _escalations(state, step))
+    return SagaView.of(state)
 
 
 @operator_router.post("/sagas/{saga_id}/resolve", response_model=SagaView)
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, _: Operator) -> SagaView:
-    acted = datetime.now(UTC)
-    view = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
-    await _discard(rt, saga_id, None, acted)
-    return view
+    state = await _act(rt, request, lambda orch, uow: orch.resolve(uow, saga_id, body.reason, body.actor))
+    await _discard(rt, _escalations(state, None))
+    return SagaView.of(state)
 
 
-async def _discard(rt, saga_id: uuid.UUID, step: str | None, acted: datetime) -> None:
+def _escalations(state: SagaState, step: str | None) -> set[str]:
+    """Ids of the escalations raised for ``step`` (every step if None) before an operator acted;
+    one a retry raises by failing again comes later, under a new id, and stays."""
+    return {i for s in state.steps if step in (None, s.name) for i in s.escalation_ids}
+
+
+async def _discard(rt, escalation_ids: set[str]) -> None:
     """Tidy the escalation queue after an action that has committed: best effort, since
     failing here must not make a done action look undone (a stale escalation is skipped by
     the next redrive)."""
     try:
-        await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
+        await dead_letters.discard_escalations(rt.broker, escalation_ids)
     except Exception:  # noqa: BLE001
-        log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
+        log.warning("escalation_discard_failed", exc_info=True)
 
 
 @operator_router.get("/dead-letters")
@@ -161,12 +165,12 @@ async def list_dead_letters(rt: RuntimeDep, request: Request, _: Operator,
 async def redrive(queue: str, rt: RuntimeDep, request: Request, _: Operator) -> dict:
     """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated compensation."""
     if queue == SAGA_ESCALATIONS:
-        async def retry(saga_id: uuid.UUID, step: str) -> str:
+        async def retry(saga_id: uuid.UUID, step: str) -> tuple[str, set[str]]:
             try:
-                await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, "redrive"))
-                return "compensation retried"
+                state = await _act(rt, request, lambda orch, uow: orch.retry_compensation(uow, saga_id, step, "redrive"))
+                return "compensation retried", _escalations(state, step)
             except HTTPException as error:
-                return f"skipped: {error.detail}"
+                return f"skipped: {error.detail}", set()
 
         return await dead_letters.redrive_escalations(rt.broker, retry)
     try:
@@ -175,7 +179,7 @@ async def redrive(queue: str, rt: RuntimeDep, request: Request, _: Operator) -> 
         raise HTTPException(404, str(error)) from error
 
 
-async def _act(rt, request: Request, action) -> SagaView:
+async def _act(rt, request: Request, action) -> SagaState:
     try:
         async with UnitOfWork(rt.sessions, rt.name) as uow:
             state = await action(request.app.state.orchestrator, uow)
@@ -184,4 +188,4 @@ async def _act(rt, request: Request, action) -> SagaView:
         raise HTTPException(404, str(error)) from error
     except ValueError as error:
         raise HTTPException(409, str(error)) from error
-    return SagaView.of(state)
+    return state

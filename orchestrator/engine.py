@@ -122,6 +122,9 @@ class StepState:
     """Sends of the compensation since it was last started; paces its backoff and escalation."""
     compensation_round: int = 0
     """Attempt of the compensation: 1 when first started, +1 per operator retry. Resends share it."""
+    escalation_ids: list[str] = field(default_factory=list)
+    """Message ids of the CompensationEscalated raised for this step, so the operator's tools
+    find them in the escalation queue by id rather than by comparing clocks."""
     compensation_command_id: str | None = None
     """Message id of the latest compensation sent, to tell its refusal from a stale one."""
     started_at: datetime | None = None
@@ -496,7 +499,9 @@ class SagaEngine:
                      "payload": step.compensation.build(_context(t.state)).model_dump(mode="json")},
             last_error=error[:500], attempts=step_state.compensation_attempts,
         )
-        t.outgoing.append(Outgoing(step.name, escalation, f"queue:{SAGA_ESCALATIONS}", False))
+        out = Outgoing(step.name, escalation, f"queue:{SAGA_ESCALATIONS}", False)
+        step_state.escalation_ids = [*step_state.escalation_ids, str(out.message_id)]
+        t.outgoing.append(out)
 
     def _compensation_timeout(self, step: Step, step_state: StepState) -> float:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
@@ -529,4 +534,5 @@ def _context(state: SagaState) -> dict[str, Any]:
 
 
 def _copy(state: SagaState) -> SagaState:
-    return replace(state, data=dict(state.data), steps=[replace(s) for s in state.steps])
+    return replace(state, data=dict(state.data),
+                   steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in state.steps])
