@@ -75,6 +75,8 @@ class Run:
     statuses: Counter = field(default_factory=Counter)
     settle_seconds: float | None = None
     wrongly_cancelled: list[str] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+    """Seconds from start to completion of the completed sagas (a measurement, not an invariant)."""
 
 
 # --------------------------------------------------------------------------- orders
@@ -388,6 +390,8 @@ async def check(chaos: Chaos) -> None:
         payments = await db.payment.fetch("SELECT saga_id, order_id, kind, amount FROM payments WHERE status = 'succeeded'")
         shipments = await db.fulfillment.fetch("SELECT saga_id, order_id, status FROM shipments")
         emails = await db.notification.fetch("SELECT saga_id, channel FROM notifications")
+        durations = sorted(float(r[0]) for r in await db.orchestrator.fetch(
+            "SELECT EXTRACT(EPOCH FROM updated_at - created_at) FROM sagas WHERE status = 'completed'"))
         start_failed = await db.orchestrator.fetchval(
             "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = 'saga_start_failed'")
         wrong = [o.saga_id for o in accepted if o.sandbox_confirms and orders[o.order_id]["status"] != "confirmed"]
@@ -398,6 +402,9 @@ async def check(chaos: Chaos) -> None:
         (chaos.workdir / "wrongly-cancelled.json").write_text(json.dumps(histories, indent=1))
         unpublished = {key: await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
                        for key, connection in db._connections.items()}
+    if durations:
+        run.durations = {"p50": durations[len(durations) // 2], "p95": durations[int(len(durations) * 0.95)],
+                         "max": durations[-1]}
     run.statuses = Counter(sagas[o.saga_id]["status"] if o.saga_id in sagas else "no saga" for o in accepted)
     run.statuses["not accepted"] = len(run.placed) - len(accepted)
     unfinished = sum(n for status, n in run.statuses.items() if status not in FINAL and status != "not accepted")
@@ -517,6 +524,8 @@ def report(run: Run, dead_letters: dict[str, int]) -> str:
     lines += [f"  {kind:28} {run.faults.get(kind, 0):5}" for kind in FAULT_KINDS]
     lines += ["", "sagas by final status"]
     lines += [f"  {status:28} {n:5}" for status, n in sorted(run.statuses.items())]
+    if run.durations:
+        lines += ["", "completed sagas, start to end: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.durations.items())]
     lines += ["", "dead-letter queues (messages)"]
     lines += [f"  {queue:28} {n:5}" for queue, n in dead_letters.items() if n] or ["  none"]
     lines += ["", "invariants"]
@@ -571,6 +580,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "seed": run.seed, "faults": dict(run.faults), "statuses": dict(run.statuses),
             "settle_seconds": run.settle_seconds, "wrongly_cancelled": len(run.wrongly_cancelled),
+            "durations": run.durations,
             "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
         }, indent=1))
     failed = [name for name, (ok, _) in run.results.items()
