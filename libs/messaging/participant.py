@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from sqlalchemy import text
 
-from .contracts import REGISTRY
+from .contracts import REGISTRY, StepSettled
 from .envelope import Envelope, MalformedMessage, Message
 from .uow import UnitOfWork
 
@@ -155,8 +155,6 @@ def settle(step: str):
     that a compensation arriving later does nothing, and say whether one already ran."""
 
     async def handle(uow: UnitOfWork, request: Envelope, command) -> None:
-        from .contracts import StepSettled
-
         saga_id = _saga_id(request, step)
         prior, result = await _claim(uow, saga_id, step, SETTLED)
         already = prior == COMPENSATED and bool((result or {}).get("undone"))
@@ -167,7 +165,7 @@ def settle(step: str):
             reply = StepSettled(order_id=command.order_id, already_compensated=already)
             if prior is None:
                 await _set(uow, saga_id, step, SETTLED, reply)
-        log.log(30 if already else 20, "step_settled_by_hand", step=step, already_compensated=already)
+        (log.warning if already else log.info)("step_settled_by_hand", step=step, already_compensated=already)
         await uow.reply(request, reply)
 
     return handle
