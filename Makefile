@@ -18,7 +18,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: venv test unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
-        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench \
+        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench chaos \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
@@ -131,3 +131,6 @@ clean:
 
 bench: venv           ## whole-saga throughput and latency on this machine (not part of the tests)
 	$(PY) -m stack.bench --orders 200 --concurrency 16
+
+chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5: orders under faults, then every invariant checked
+	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) $(CHAOS_ARGS)

@@ -76,7 +76,8 @@ def handlers(delivery_days: int) -> Handlers:
                                      done=lambda: c.ShipmentReinstated(order_id=command.order_id))
 
     return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment,
-            c.CancelScheduledShipment: cancel_scheduled_shipment, c.ReinstateShipment: reinstate_shipment}
+            c.CancelScheduledShipment: cancel_scheduled_shipment, c.ReinstateShipment: reinstate_shipment,
+            c.SettleStep: participant.settle(STEP, c.step_settled)}
 
 
 async def _order_shipment(uow: UnitOfWork, order_id: uuid.UUID):

@@ -73,5 +73,5 @@ async def return_reserved_stock(uow: UnitOfWork, envelope: Envelope, command: c.
 
 HANDLERS: Handlers = {
     c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory,
-    c.ReturnReservedStock: return_reserved_stock,
+    c.ReturnReservedStock: return_reserved_stock, c.SettleStep: participant.settle(STEP, c.step_settled),
 }

@@ -88,4 +88,5 @@ async def send_cancellation_refusal(uow: UnitOfWork, envelope: Envelope, command
 HANDLERS: Handlers = {
     c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation,
     c.SendCancellationNotice: send_cancellation_notice, c.SendCancellationRefusal: send_cancellation_refusal,
+    c.SettleStep: participant.settle(STEP, c.step_settled),
 }

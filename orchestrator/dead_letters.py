@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 import aioboto3
 import structlog
@@ -55,6 +54,12 @@ def describe(queue: str, message: dict, parsed: tuple[Envelope, Message] | Malfo
     if isinstance(parsed, MalformedMessage):
         return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(parsed)[:200]}", receive_count)
     envelope, payload = parsed
+    if isinstance(payload, c.SettlementConflict):
+        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
+                          f"order {payload.order_id}: {payload.detail}", receive_count)
+    if isinstance(payload, c.SagaStartFailed):
+        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), "create_order",
+                          f"order {payload.order_id} cancelled: {payload.reason}", receive_count)
     if isinstance(payload, c.CompensationEscalated):
         return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
                           f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
@@ -63,6 +68,8 @@ def describe(queue: str, message: dict, parsed: tuple[Envelope, Message] | Malfo
                       (steps or {}).get(envelope.message_type), "not processed by its consumer", receive_count)
 
 
+EMPTY_RECEIVES = 3  # empty short polls in a row before a queue counts as read
+MAX_RECEIVES = 1000  # receives per pass over a queue, whatever happens
 PEEK_VISIBILITY = 2  # seconds a listed message is hidden, so the next receive brings others
 
 
@@ -137,12 +144,17 @@ async def take(broker: Broker, queue: str):
     url = await broker.queue_url(queue)
     released: list[str] = []
     seen: set[str] = set()
+    empty = 0
     try:
-        while True:
+        # A short poll samples only some of SQS's servers and may come back empty while
+        # messages remain: stop only after several empty receives in a row, and after a
+        # bounded number of receives whatever happens.
+        for _ in range(MAX_RECEIVES):
             response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
                                                         WaitTimeSeconds=0, MessageAttributeNames=["All"])
             messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
-            if not messages:
+            empty = 0 if messages else empty + 1
+            if empty >= EMPTY_RECEIVES:
                 return
             for message in messages:
                 seen.add(message["MessageId"])
@@ -199,46 +211,52 @@ def _sagas_of(messages: list[dict]) -> list[dict]:
     return found
 
 
-def escalation(message: dict) -> tuple[c.CompensationEscalated, datetime] | None:
-    """An escalation and when it was raised, or None for anything else in the queue."""
+def escalation(message: dict) -> tuple[c.CompensationEscalated, str] | None:
+    """An escalation and its message id, or None for anything else in the queue."""
     parsed = _parse(message)
     if isinstance(parsed, MalformedMessage) or not isinstance(parsed[1], c.CompensationEscalated):
         return None
-    return parsed[1], parsed[0].occurred_at
+    return parsed[1], str(parsed[0].message_id)
 
 
 async def redrive_escalations(broker: Broker, retry) -> dict:
-    """Retry the compensation behind every escalation raised before this call, once per
-    saga and step; ``retry(saga_id, step)`` returns an outcome. An escalation raised by a
-    retry failing again is left for the next redrive, so a call always ends."""
-    started = datetime.now(UTC)
+    """Retry the compensation behind every escalation in the queue, once per saga and step;
+    ``retry(saga_id, step)`` returns an outcome and the ids of the step's escalations raised
+    before the retry. Copies of those are deleted; an escalation raised by a retry failing
+    again has a new id and is left for the next redrive, so a call always ends."""
     outcomes = []
-    retried: set[tuple] = set()
+    retried: dict[tuple, set[str]] = {}
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
         found = escalation(message)
-        if found is None or found[1] >= started:
+        if found is None:
             await release()
             continue
-        escalated = found[0]
-        if (escalated.saga_id, escalated.step) in retried:  # a copy (the relay is at least once)
-            await delete()
+        escalated, message_id = found
+        key = (escalated.saga_id, escalated.step)
+        if key in retried:
+            if message_id in retried[key]:  # a copy (the relay is at least once)
+                await delete()
+            else:  # raised by this call's retry failing again
+                await release()
             continue
-        retried.add((escalated.saga_id, escalated.step))
-        outcomes.append({"saga_id": str(escalated.saga_id), "step": escalated.step,
-                         "outcome": await retry(escalated.saga_id, escalated.step)})
+        outcome, known = await retry(escalated.saga_id, escalated.step)
+        retried[key] = known | {message_id}
+        outcomes.append({"saga_id": str(escalated.saga_id), "step": escalated.step, "outcome": outcome})
         # Deleted only after the retry committed; a crash in between redrives it again,
         # and the retry then finds the step no longer failed and skips it.
         await delete()
     return {"queue": SAGA_ESCALATIONS, "method": "retry-compensation", "moved": len(outcomes), "sagas": outcomes}
 
 
-async def discard_escalations(broker: Broker, saga_id, step: str | None = None, *, before: datetime) -> int:
-    """Remove a saga's escalations raised before an operator acted on it, so the queue lists
-    only open cases; one raised after (the retried compensation failed again) stays."""
+async def discard_escalations(broker: Broker, escalation_ids: set[str]) -> int:
+    """Remove the escalations with these message ids (those raised before an operator acted
+    on the saga), so the queue lists only open cases; one raised after has another id and stays."""
+    if not escalation_ids:
+        return 0
     discarded = 0
     async for message, delete, release in take(broker, SAGA_ESCALATIONS):
         found = escalation(message)
-        if found and found[0].saga_id == saga_id and step in (None, found[0].step) and found[1] < before:
+        if found and found[1] in escalation_ids:
             await delete()
             discarded += 1
         else:

@@ -27,7 +27,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from messaging.contracts import CompensationEscalated, FailureReply, Reply
+from messaging.contracts import (
+    CompensationEscalated,
+    FailureReply,
+    Reply,
+    SagaStartFailed,
+    SettlementConflict,
+    SettleStep,
+)
 from messaging.envelope import Message
 from messaging.topology import SAGA_ESCALATIONS
 
@@ -76,6 +83,10 @@ ACCEPTS: dict[StepStatus, frozenset[ReplyKind]] = {
 
 
 MAX_RESEND_INTERVAL = timedelta(seconds=5)
+MAX_SENDS = 3
+"""Copies of a step's command at most (the first and two resends). A crashed participant
+needs one resend after it died; more would only add load when replies are late because
+every queue is backed up, which is when load hurts most."""
 
 # --------------------------------------------------------------------------- definition
 Data = dict[str, Any]
@@ -193,6 +204,9 @@ class StepState:
     """Sends of the compensation since it was last started; paces its backoff and escalation."""
     compensation_round: int = 0
     """Attempt of the compensation: 1 when first started, +1 per operator retry. Resends share it."""
+    escalation_ids: list[str] = field(default_factory=list)
+    """Message ids of the CompensationEscalated raised for this step, so the operator's tools
+    find them in the escalation queue by id rather than by comparing clocks."""
     compensation_command_id: str | None = None
     """Message id of the latest compensation sent, to tell its refusal from a stale one."""
     started_at: datetime | None = None
@@ -306,6 +320,27 @@ class SagaEngine:
         self._advance(t, now)
         return t
 
+    def settle_unstarted(self, saga_id: uuid.UUID, subject: str, reason: str, now: datetime) -> Transition:
+        """The saga about ``subject`` never started: record it as one that could not, undo what
+        its initiator did (for an order, cancel it) and escalate. Nothing else ever ran for it;
+        a start that arrives later finds the saga and does nothing."""
+        key = {self.definition.subject: subject}
+        state = SagaState(
+            saga_id=saga_id, definition=self.definition.name, subject=subject, status=SagaStatus.RUNNING,
+            data=dict(key), steps=[StepState(s.name) for s in self.definition.steps], created_at=now, updated_at=now,
+        )
+        t = Transition(state, history=[HistoryEntry("saga_start_failed", None, reason)])
+        last_done = -1
+        for index, (step, step_state) in enumerate(zip(self.definition.steps, state.steps, strict=True)):
+            if not isinstance(step.action, Local):
+                break
+            step_state.status, step_state.started_at, step_state.finished_at = StepStatus.SUCCEEDED, now, now
+            last_done = index
+        self._begin_compensation(t, self.definition.steps[max(last_done, 0)].name, reason, last_done, now)
+        t.outgoing.append(Outgoing(None, SagaStartFailed(**key, saga_id=saga_id, reason=reason),
+                                   f"queue:{SAGA_ESCALATIONS}", False))
+        return t
+
     def on_reply(self, state: SagaState, reply: Message, now: datetime,
                  causation_id: uuid.UUID | None = None, attempt: int | None = None) -> Transition:
         """``causation_id`` is the id of the command the reply answers and ``attempt`` the attempt
@@ -356,23 +391,35 @@ class SagaEngine:
         return t
 
     def on_deadline(self, state: SagaState, now: datetime, cutoff: datetime | None = None) -> Transition:
-        """Handle every step whose deadline passed by ``cutoff`` (default ``now``).
+        """Handle every step whose deadline has passed.
 
-        A running step whose budget is not spent gets its command again; one whose budget is
-        spent has timed out. ``cutoff`` earlier than ``now`` judges only deadlines that passed
-        while every reply that could answer them has been read.
+        Sending a command again is always safe, so resends happen at ``now``. Judging silence
+        is not: a step times out, and a compensation escalates, only for deadlines up to
+        ``cutoff`` (default ``now``), i.e. while every reply that could answer them has been read.
         """
         t = Transition(_copy(state))
-        cutoff = cutoff or now
+        cutoff = min(cutoff or now, now)
         for index, step_state in enumerate(t.state.steps):
-            if step_state.deadline is None or step_state.deadline > cutoff:
+            if step_state.deadline is None or step_state.deadline > now:
                 continue
             step = self.definition.steps[index]
+            running = step_state.status == StepStatus.RUNNING
+            # Sending a command again is always safe, so a running step whose budget is not
+            # spent gets it again at ``now``. Judging silence is not: a step times out (or
+            # escalates), and a compensation gives up, only once its budget lies before the
+            # cutoff, i.e. while every reply that could answer it has been read.
+            if running and now < self._budget_end(t.state, index):
+                step_state.deadline, t.state.updated_at = None, now
+                self._send_action(t, index, now, resend=True)
+                continue
+            silence_until = self._budget_end(t.state, index) if running else step_state.deadline
+            resend_compensation = (step_state.status == StepStatus.COMPENSATING
+                                   and step_state.compensation_attempts < self.definition.max_compensation_attempts)
+            if silence_until > cutoff and not resend_compensation:
+                continue  # silence not established yet: wait until the replies are read
             step_state.deadline = None
             t.state.updated_at = now
-            if step_state.status == StepStatus.RUNNING and cutoff < self._budget_end(t.state, index):
-                self._send_action(t, index, now, resend=True)
-            elif step_state.status == StepStatus.RUNNING and self.definition.forward_only(index):
+            if running and self.definition.forward_only(index):
                 _forget(t.state, step)
                 self._escalate_step(t, index, f"no reply within {self._waited(t.state, index):.3g}s", now)
                 self._advance(t, now)
@@ -433,25 +480,49 @@ class SagaEngine:
         if t.state.status not in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING):
             raise ValueError(f"saga is {t.state.status}; only {SagaStatus.NEEDS_INTERVENTION} or"
                              f" {SagaStatus.COMPENSATING} sagas are resolved by hand")
-        t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
         if any(s.status == StepStatus.ESCALATED for s in t.state.steps):
             # Past the pivot: what the person did completes the escalated steps; nothing is undone.
+            t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
             for step_state in t.state.steps:
                 if step_state.status == StepStatus.ESCALATED:
                     step_state.status, step_state.deadline = StepStatus.SUCCEEDED, None
             t.state.updated_at = now
             self._settle_forward(t)
             return t
-        for step_state in t.state.steps:
+        told: list[HistoryEntry] = []
+        for step, step_state in zip(self.definition.steps, t.state.steps, strict=True):
             # A compensation still in flight is settled too, so that it cannot escalate
             # a saga that a person has already closed.
             if step_state.status in (StepStatus.COMPENSATION_FAILED, StepStatus.COMPENSATING):
                 step_state.status = StepStatus.COMPENSATED
                 step_state.deadline = None
+                # The participant learns it too: a compensation still queued, or redriven
+                # from a dead-letter queue later, must not undo the step a second time.
+                settle = SettleStep(**{self.definition.subject: t.state.subject}, reason=reason[:500])
+                t.outgoing.append(Outgoing(step.name, settle, f"queue:{step.participant}", True,
+                                           attempt=max(step_state.compensation_round, 1)))
+                told.append(HistoryEntry("settlement_sent", step.name, "the participant is told the step was settled"))
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
+        t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+        t.history += told
         # What the person settled is done; steps below it that are still applied are
         # undone as usual, and the saga is compensated once they are.
         self._compensate_from(t, len(t.state.steps) - 1, now)
+        return t
+
+    def on_settled(self, state: SagaState, step_name: str, already_compensated: bool, now: datetime) -> Transition:
+        """A participant's answer to a settlement by hand. If its compensation had already run,
+        the effect was undone twice: recorded and escalated so that a person undoes the manual action."""
+        t = Transition(_copy(state))
+        if not already_compensated:
+            t.history.append(HistoryEntry("settlement_acknowledged", step_name))
+            return t
+        detail = ("its compensation had already run when the step was settled by hand: "
+                  "undo the manual action")
+        t.history.append(HistoryEntry("compensation_ran_before_settlement", step_name, detail))
+        t.outgoing.append(Outgoing(step_name, SettlementConflict(
+            **{self.definition.subject: t.state.subject}, saga_id=t.state.saga_id, step=step_name, detail=detail),
+            f"queue:{SAGA_ESCALATIONS}", False))
         return t
 
     # ---- transitions
@@ -493,7 +564,7 @@ class SagaEngine:
         step_state.sends += 1
         budget_end = deadline or self._budget_end(t.state, index)
         step_state.deadline = budget_end
-        if step.resend_after is not None:
+        if step.resend_after is not None and step_state.sends < MAX_SENDS:
             resend_at = now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
             step_state.deadline = min(budget_end, resend_at)
         t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True,
@@ -587,7 +658,11 @@ class SagaEngine:
             command={"type": command.message_type(), "payload": command.model_dump(mode="json")},
             last_error=error[:500], attempts=attempts,
         )
-        t.outgoing.append(Outgoing(step, escalation, f"queue:{SAGA_ESCALATIONS}", False))
+        out = Outgoing(step, escalation, f"queue:{SAGA_ESCALATIONS}", False)
+        # Remembered so that an operator's action removes exactly these from the queue.
+        step_state = t.state.step(step)
+        step_state.escalation_ids = [*step_state.escalation_ids, str(out.message_id)]
+        t.outgoing.append(out)
 
     def _compensation_timeout(self, step: Step, step_state: StepState) -> float:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
@@ -614,7 +689,8 @@ def _context(state: SagaState) -> Data:
 
 
 def _copy(state: SagaState) -> SagaState:
-    return replace(state, data=dict(state.data), steps=[replace(s) for s in state.steps])
+    return replace(state, data=dict(state.data),
+                   steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in state.steps])
 
 
 class SagaRegistry:

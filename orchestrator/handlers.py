@@ -39,6 +39,7 @@ class Orchestrator:
 
     def handlers(self) -> Handlers:
         return {**{start: self.start for start in self.registry.starts()},
+                c.SettleUnstartedSaga: self.settle_unstarted, c.StepSettled: self.on_settled,
                 **{reply: self.on_reply for reply in self.registry.replies()}}
 
     def engine(self, state: SagaState) -> SagaEngine:
@@ -56,6 +57,29 @@ class Orchestrator:
         metrics.saga_event("started")
         await self._stage(uow, t, at, envelope, None)
 
+    async def settle_unstarted(self, uow: UnitOfWork, envelope: Envelope, command: c.SettleUnstartedSaga) -> None:
+        if envelope.saga_id is None:
+            raise MalformedMessage("SettleUnstartedSaga without saga_id")
+        at = now()
+        t = self.registry["order"].settle_unstarted(envelope.saga_id, str(command.order_id), command.reason, at)
+        if not await repository.add(uow.session, t.state):
+            log.info("saga_started_after_all")  # it runs, and ends the order itself
+            return
+        log.warning("saga_start_failed", reason=command.reason)
+        metrics.SAGAS.labels("start_failed").inc()
+        await self._stage(uow, t, at, envelope, None)
+
+    async def on_settled(self, uow: UnitOfWork, envelope: Envelope, reply: c.StepSettled) -> None:
+        state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
+        if state is None or envelope.step is None:
+            log.warning("settlement_answer_unmatched")
+            return
+        at = now()
+        t = self.engine(state).on_settled(state, envelope.step, reply.already_compensated, at)
+        if reply.already_compensated:
+            log.warning("compensation_ran_before_settlement", step=envelope.step)
+        await self._commit_transition(uow, state, t, at, envelope)
+
     async def on_reply(self, uow: UnitOfWork, envelope: Envelope, reply: Message) -> None:
         state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
         if state is None:
@@ -69,13 +93,15 @@ class Orchestrator:
         """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
         due and no other worker holds it."""
         at = now()
-        cutoff = min(cutoff or at, at)
-        if saga_id not in await repository.due(uow.session, cutoff, only=saga_id):
+        if saga_id not in await repository.due(uow.session, at, only=saga_id):
             return False
         state = await repository.load(uow.session, saga_id)
         assert state is not None  # due() found and locked it
+        t = self.engine(state).on_deadline(state, at, cutoff)
+        if not t.changed:
+            return False  # only silences not yet established: nothing to do before the replies are read
         with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), subject=state.subject):
-            await self._commit_transition(uow, state, self.engine(state).on_deadline(state, at, cutoff), at, None)
+            await self._commit_transition(uow, state, t, at, None)
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
@@ -145,7 +171,9 @@ async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchest
     at = now()
     cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
     async with sessions() as session:
-        due = await repository.due(session, cutoff)
+        # Resends are due at once; judgments only up to the cutoff, and the engine tells them
+        # apart, so the list is wide enough that waiting judgments never crowd resends out.
+        due = await repository.due(session, at, limit=500)
     handled = 0
     for saga_id in due:
         try:

@@ -27,17 +27,15 @@ log = structlog.get_logger("operations", service="orchestrator")
 async def retry_compensation(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, step: str,
                              actor: str) -> SagaState:
     """Send a ``compensation_failed`` step's compensation again, then drop its older escalations."""
-    acted = datetime.now(UTC)
     state = await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
-    await _discard(rt, saga_id, step, acted)
+    await _discard(rt, _escalations(state, step))
     return state
 
 
 async def resolve(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
     """Close a saga whose effects a person put right by hand, then drop its escalations."""
-    acted = datetime.now(UTC)
     state = await _act(rt, lambda uow: orchestrator.resolve(uow, saga_id, reason, actor))
-    await _discard(rt, saga_id, None, acted)
+    await _discard(rt, _escalations(state, None))
     return state
 
 
@@ -49,12 +47,12 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
         await _record_redrive(rt, orchestrator, queue, outcome["messages"], actor)
         return outcome
 
-    async def retry(saga_id: uuid.UUID, step: str) -> str:
+    async def retry(saga_id: uuid.UUID, step: str) -> tuple[str, set[str]]:
         try:
-            await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
-            return "compensation retried"
+            state = await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
+            return "compensation retried", _escalations(state, step)
         except (LookupError, ValueError) as error:
-            return f"skipped: {error}"
+            return f"skipped: {error}", set()
 
     return await dead_letters.redrive_escalations(rt.broker, retry)
 
@@ -82,11 +80,17 @@ async def _act(rt: Runtime, action) -> SagaState:
     return state
 
 
-async def _discard(rt: Runtime, saga_id: uuid.UUID, step: str | None, acted: datetime) -> None:
+def _escalations(state: SagaState, step: str | None) -> set[str]:
+    """Ids of the escalations raised for ``step`` (every step if None) before an operator acted;
+    one a retry raises by failing again comes later, under a new id, and stays."""
+    return {i for s in state.steps if step in (None, s.name) for i in s.escalation_ids}
+
+
+async def _discard(rt: Runtime, escalation_ids: set[str]) -> None:
     """Tidy the escalation queue after an action that has committed: best effort, since
     failing here must not make a done action look undone (a stale escalation is skipped by
     the next redrive)."""
     try:
-        await dead_letters.discard_escalations(rt.broker, saga_id, step, before=acted)
+        await dead_letters.discard_escalations(rt.broker, escalation_ids)
     except Exception:  # noqa: BLE001
-        log.warning("escalation_discard_failed", saga_id=str(saga_id), exc_info=True)
+        log.warning("escalation_discard_failed", exc_info=True)

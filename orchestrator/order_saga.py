@@ -9,7 +9,7 @@ from messaging import topology as q
 from .engine import Data, Invoke, Local, Notify, SagaDefinition, Step
 
 LEAST_TIME = timedelta(seconds=5)
-RESEND_AFTER = timedelta(seconds=1.5)
+RESEND_AFTER = timedelta(seconds=3)
 BUDGET = timedelta(seconds=30)
 
 

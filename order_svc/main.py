@@ -7,7 +7,7 @@ from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 from messaging.topology import ORDER_COMMANDS
 
-from . import api, handlers, tables
+from . import api, handlers, stranded, tables
 from .settings import Settings
 
 
@@ -16,6 +16,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     definition = ServiceDefinition(
         name="order", package=__package__, metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),
+        workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
         expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),
     )
     app = create_app(definition, settings)

@@ -21,6 +21,9 @@ orders = Table(
     Column("total", Numeric(14, 2), nullable=False),
     Column("status", String(20), nullable=False),
     Column("cancel_reason", Text),
+    # When order_svc last asked the orchestrator to settle this order's saga in case it
+    # never started (see ``stranded``); null until the order outlived the bound.
+    Column("start_checked_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

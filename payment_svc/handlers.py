@@ -74,4 +74,5 @@ async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCh
     )
 
 
-HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge}
+HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge,
+                      c.SettleStep: participant.settle(STEP, c.step_settled)}

@@ -116,7 +116,8 @@ class Consumer:
         handled = [m for m, ok in zip(messages, done, strict=True) if ok]
         if handled:
             await self._delete(url, handled)
-        self.progress.received(asked_at, drained=len(messages) < self._max)
+        sent = [t for t in (_sent_at(m.get("Attributes", {})) for m in messages) if t is not None]
+        self.progress.received(asked_at, drained=len(messages) < self._max, oldest_sent=min(sent, default=None))
         return len(messages)
 
     async def _process(self, url: str, message: dict[str, Any]) -> bool:
@@ -197,19 +198,21 @@ class ReadProgress:
     """How far this consumer has read its queue: the basis for judging silence.
 
     :meth:`read_until` is a time T such that every message that reached the queue before T
-    has been handled, so a deadline up to T that saw no reply saw real silence. It holds back
-    while messages a dead predecessor had received may still be invisible (one visibility
-    timeout after this consumer started), while a receive fails, and while a message waits
-    to be retried after a transient failure (the database was unreachable): their replies
-    came in time and must win. After such a stretch it moves on once a receive has come back
-    with less than a full batch, i.e. the queue has been read to its end.
+    has been handled, so a deadline up to T that saw no reply saw real silence. Nothing is
+    read until one visibility timeout after this consumer started (messages a dead
+    predecessor had received are invisible until then). A receive that returns less than a
+    full batch has read the queue to its end; one that returns a full batch has read what
+    was sent before its oldest message (a backlog is read in about the order it was sent).
+    While a receive fails, or a message waits to be retried after a transient failure (the
+    database was unreachable), nothing after that message was sent is read: its reply came
+    in time and must win.
     """
 
     def __init__(self, visibility_timeout: float) -> None:
         self._visibility = visibility_timeout
         self._healthy_since: float | None = None
         self._blocked_at: float | None = None
-        self._drained_at: float | None = None
+        self._frontier = 0.0
         self._waiting: dict[str, float] = {}
 
     def started(self, now: float) -> None:
@@ -225,21 +228,21 @@ class ReadProgress:
     def settled(self, sqs_message_id: str) -> None:
         self._waiting.pop(sqs_message_id, None)
 
-    def received(self, asked_at: float, *, drained: bool) -> None:
+    def received(self, asked_at: float, *, drained: bool, oldest_sent: float | None = None) -> None:
         if self._blocked_at is not None and not self._waiting:
             self._blocked_at = None
-            self._healthy_since = max(self._healthy_since or 0.0, asked_at)
-        if drained and self._blocked_at is None and self._healthy_since is not None and asked_at >= self._healthy_since:
-            self._drained_at = asked_at
+        if self._blocked_at is not None or self._healthy_since is None or asked_at < self._healthy_since:
+            return
+        if drained:
+            self._frontier = max(self._frontier, asked_at)
+        elif oldest_sent is not None:
+            # SentTimestamp is the queue's clock, not ours: keep a margin against the difference.
+            self._frontier = max(self._frontier, oldest_sent - CLOCK_MARGIN)
 
     def read_until(self, now: float) -> float:
-        """The latest time whose deadlines may be judged now (``now`` when fully caught up)."""
-        if self._healthy_since is None:
-            return 0.0
-        caught_up = self._drained_at is not None and self._drained_at >= self._healthy_since
-        until = now if caught_up else min(now, self._healthy_since)
+        """The latest time whose deadlines may be judged now."""
+        until = min(self._frontier, now)
         if self._blocked_at is not None:
-            # SentTimestamp is the queue's clock, not ours: keep a margin against the difference.
             until = min(until, self._blocked_at - CLOCK_MARGIN)
         return until
 

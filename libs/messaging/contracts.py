@@ -100,6 +100,15 @@ class StartOrderCancellation(StartSaga):
     """From the order, the system of record; None for an order placed before it was kept."""
 
 
+class SettleUnstartedSaga(Command):
+    """Sent by order_svc for an order still pending long after it was placed: if its saga
+    never started (its StartOrderSaga was dead-lettered, for instance), the orchestrator
+    records the saga as one that could not start, cancels the order and escalates; if it
+    started, nothing happens. Carries no order data, so it goes through where the start did not."""
+
+    reason: Reason
+
+
 # --- orchestrator -> order_svc -------------------------------------------------------
 class CancelOrder(Command):
     reason: Reason
@@ -321,6 +330,25 @@ class CustomerPushed(Event):
     text: str = Field(max_length=200)
 
 
+# --- orchestrator -> any participant -------------------------------------------------
+class SettleStep(Command):
+    """An operator resolved the saga by hand: this step was put right outside the system, so a
+    compensation that arrives later (late, or redriven from a dead-letter queue) must do nothing."""
+
+    reason: Reason
+
+
+class StepSettled(Reply):
+    already_compensated: bool
+    """True when the step's compensation had already undone its effect here before the
+    settlement arrived: the manual action then undid it a second time."""
+
+
+def step_settled(command: SettleStep, already_compensated: bool) -> StepSettled:
+    """A participant's answer to SettleStep (``messaging.participant.settle`` builds it)."""
+    return StepSettled(order_id=command.order_id, already_compensated=already_compensated)
+
+
 # --- orchestrator, about any saga -----------------------------------------------------
 class CompensationEscalated(Message):
     """Sent to the escalation dead-letter queue when a compensation cannot complete, or a
@@ -351,8 +379,25 @@ class SagaStatusChanged(Message):
     at: datetime
 
 
+class SagaStartFailed(Event):
+    """Sent to the escalation queue when an order's saga could not start and the order was
+    cancelled for it: a person should find out why (the StartOrderSaga's dead letter)."""
+
+    saga_id: uuid.UUID
+    reason: Reason
+
+
+class SettlementConflict(Event):
+    """Sent to the escalation queue when a step settled by hand turns out to have been
+    compensated by the system as well: the operator should undo the manual action."""
+
+    saga_id: uuid.UUID
+    step: str
+    detail: Reason
+
+
 REGISTRY = MessageRegistry(
-    StartOrderSaga, StartOrderCancellation,
+    StartOrderSaga, StartOrderCancellation, SettleUnstartedSaga,
     CancelOrder, OrderCancelled, ConfirmOrder, CancelConfirmedOrder, ConfirmedOrderCancelled, CancelConfirmedOrderRefused,
     ReturnReservedStock, ReservedStockReturned, RefundCharge, ChargeRefunded, ChargeRefundFailed,
     CancelScheduledShipment, ScheduledShipmentCancelled, ShipmentAlreadyDispatched, ReinstateShipment, ShipmentReinstated,
@@ -362,7 +407,8 @@ REGISTRY = MessageRegistry(
     FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
     SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
     OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
-    CompensationEscalated, SagaStatusChanged,
+    SettleStep, StepSettled,
+    CompensationEscalated, SagaStatusChanged, SagaStartFailed, SettlementConflict,
 )
 
 PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-APPLIED, REFUSED, COMPENSATED = "applied", "refused", "compensated"
+APPLIED, REFUSED, COMPENSATED, SETTLED = "applied", "refused", "compensated", "settled"
 
 Result = dict[str, Any]
 

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from .envelope import Envelope, MalformedMessage, Message
-from .guard import APPLIED, COMPENSATED, REFUSED
+from .guard import APPLIED, COMPENSATED, REFUSED, SETTLED
 from .uow import UnitOfWork
 
 log = structlog.get_logger("participant")
@@ -29,8 +29,9 @@ log = structlog.get_logger("participant")
 Refusals = tuple[type[Exception], ...]
 
 
-def _stored(reply: Message) -> dict[str, Any]:
-    return {"type": reply.message_type(), "payload": reply.model_dump(mode="json")}
+def _stored(reply: Message, undone: bool = False) -> dict[str, Any]:
+    """The reply to give again; ``undone`` records that a compensation really undid an effect."""
+    return {"type": reply.message_type(), "payload": reply.model_dump(mode="json"), "undone": undone}
 
 
 def _restore(result: dict[str, Any] | None) -> Message:
@@ -42,8 +43,8 @@ async def _claim(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str) -> 
     return await uow.guard.claim(saga_id, step, state)
 
 
-async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message) -> None:
-    await uow.guard.settle(saga_id, step, state, _stored(reply))
+async def _set(uow: UnitOfWork, saga_id: uuid.UUID, step: str, state: str, reply: Message, undone: bool = False) -> None:
+    await uow.guard.settle(saga_id, step, state, _stored(reply, undone))
 
 
 async def forward(
@@ -72,11 +73,11 @@ async def forward(
             reply, state = refuse(_reason(error)), REFUSED
         await _set(uow, saga_id, step, state, reply)
         log.info("step_forward", step=step, outcome=state)
-    elif prior == COMPENSATED:
-        # The compensation overtook this command. Applying it now would leave an effect
-        # that nothing will ever undo, so it is refused.
-        reply = refuse("compensated before it was applied")
-        log.info("step_forward_refused_after_compensation", step=step)
+    elif prior in (COMPENSATED, SETTLED):
+        # The compensation (or an operator's settlement) overtook this command. Applying it
+        # now would leave an effect that nothing will ever undo, so it is refused.
+        reply = refuse("compensated before it was applied" if prior == COMPENSATED else "settled by hand")
+        log.info("step_forward_refused_after_compensation", step=step, prior=prior)
     else:
         # A resend (same saga, step and attempt under a new message id) or a redelivery:
         # the step already ran, so it gets the same answer and no second effect.
@@ -111,11 +112,16 @@ async def compensate(
     elif prior == COMPENSATED:
         reply = _restore(result)
         log.info("step_compensation_repeated", step=step)
+    elif prior == SETTLED:
+        # A person already put this step right by hand: a late or redriven compensation
+        # must not undo it a second time.
+        reply = done()
+        log.warning("step_compensation_after_settlement_ignored", step=step)
     else:
         try:
             async with uow.savepoint():
                 reply = await undo()
-            await _set(uow, saga_id, step, COMPENSATED, reply)
+            await _set(uow, saga_id, step, COMPENSATED, reply, undone=True)
             log.info("step_compensated", step=step)
         except refusals as error:
             if refuse is None:
@@ -124,6 +130,28 @@ async def compensate(
             log.warning("step_compensation_refused", step=step, reason=_reason(error))
     await uow.reply(request, reply)
     return reply
+
+
+def settle(step: str, settled: Callable[[Any, bool], Message]):
+    """The handler of a "settle this step" command for ``step``: record that the step was
+    settled by hand, so that a compensation arriving later does nothing, and reply
+    ``settled(command, already_compensated)``, which says whether one had already run."""
+
+    async def handle(uow: UnitOfWork, request: Envelope, command: Any) -> None:
+        saga_id = _saga_id(request, step)
+        prior, result = await _claim(uow, saga_id, step, SETTLED)
+        already = prior == COMPENSATED and bool((result or {}).get("undone"))
+        if prior in (APPLIED, REFUSED) or (prior == COMPENSATED and not already):
+            reply = settled(command, False)
+            await _set(uow, saga_id, step, SETTLED, reply)
+        else:
+            reply = settled(command, already)
+            if prior is None:
+                await _set(uow, saga_id, step, SETTLED, reply)
+        (log.warning if already else log.info)("step_settled_by_hand", step=step, already_compensated=already)
+        await uow.reply(request, reply)
+
+    return handle
 
 
 def _reason(error: Exception) -> str:

@@ -29,6 +29,7 @@ PUBLISH_TIMEOUT = 5.0
 """Seconds one batch may take to publish, retries included, before it counts as failed."""
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 """A destination that failed is left alone for 0.5 s, doubling up to 30 s, while the others go on."""
+STUCK_AFTER = 60.0  # seconds after which a destination still publishing is reported
 LISTEN_CHECK = 5.0  # seconds between checks that the LISTEN connection is still alive
 
 # SKIP LOCKED is what lets several relays run side by side: a row claimed by one relay's
@@ -82,6 +83,8 @@ class Relay:
         duplicate_delivery: bool = False,
         purge_after_publish: Collection[str] = (),
         publish_timeout: float = PUBLISH_TIMEOUT,
+        chaos_copies: int = 0,
+        chaos_copy_chance: float = 1.0,
     ) -> None:
         """``purge_after_publish``: message types whose rows are deleted as soon as they are
         published, rather than kept for the retention period, because they carry secrets or
@@ -95,10 +98,13 @@ class Relay:
         self._duplicate_delivery = duplicate_delivery
         self._purge_types = sorted(purge_after_publish)
         self._publish_timeout = publish_timeout
+        self._chaos_copies = chaos_copies
+        self._chaos_copy_chance = chaos_copy_chance
         self._wake = asyncio.Event()
         self._backlog_due = 0.0
         self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._since: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``.
@@ -118,11 +124,13 @@ class Relay:
                 # runs must start the next pass at once rather than wait for the poll.
                 self._wake.clear()
                 try:
+                    self._report_stuck()
                     for destination in await self._due_destinations():
                         if destination not in self._running:
                             task = asyncio.create_task(self._drain(destination))
                             task.add_done_callback(lambda _: self._wake.set())
                             self._running[destination] = task
+                            self._since[destination] = time.monotonic()
                     if time.monotonic() >= self._backlog_due:  # a gauge, not worth a query every pass
                         await self._record_backlog()
                         self._backlog_due = time.monotonic() + BACKLOG_INTERVAL
@@ -137,6 +145,12 @@ class Relay:
             if listener:
                 listener.cancel()
                 await asyncio.gather(listener, return_exceptions=True)
+
+    def _report_stuck(self) -> None:
+        for destination, task in self._running.items():
+            if time.monotonic() - self._since.get(destination, time.monotonic()) > STUCK_AFTER:
+                frames = [f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}" for f in task.get_stack(limit=8)]
+                log.warning("relay_destination_stuck", service=self._service, destination=destination, at=frames)
 
     async def publish_pending(self) -> int:
         """One pass over every destination that is not backing off, each in its own
@@ -216,6 +230,8 @@ class Relay:
             response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
             if self._duplicate_delivery:
                 await asyncio.wait_for(call(**kwargs), self._publish_timeout)
+            if self._chaos_copies and kind == "queue":
+                await self._send_copies(call, kwargs)
         except Exception as error:  # noqa: BLE001 - any broker error leaves the rows for the next pass
             reason = str(error) or type(error).__name__
             log.warning("relay_publish_failed", service=self._service, destination=destination, error=reason)
@@ -225,6 +241,17 @@ class Relay:
         if failed:
             log.warning("relay_entries_rejected", service=self._service, destination=destination, count=len(failed))
         return accepted, failed
+
+    async def _send_copies(self, call, kwargs: dict) -> None:
+        """Chaos switch: 1 to ``chaos_copies`` more deliveries of a share of the messages, each
+        delayed 0 to 3 s at random so that copies and later messages overtake one another."""
+        for _ in range(self._chaos_copies):
+            entries = [entry | {"DelaySeconds": random.randint(0, 3)} for entry in kwargs["Entries"]
+                       if random.random() < self._chaos_copy_chance]
+            if not entries:
+                continue
+            with contextlib.suppress(Exception):  # a copy that fails is a copy fewer, nothing more
+                await asyncio.wait_for(call(**(kwargs | {"Entries": entries})), self._publish_timeout)
 
     async def _record_backlog(self) -> None:
         async with self._sessions() as session:

@@ -133,6 +133,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
         rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
         poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
         purge_after_publish=Message.personal_types(),
+        chaos_copies=settings.chaos_copies, chaos_copy_chance=settings.chaos_copy_chance,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     metrics.CLOUDWATCH.declare("MessagesDeadLettered")

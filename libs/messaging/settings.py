@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
         "auto", validation_alias="METRICS_SINK",
         description="Where the CloudWatch metrics go: auto is emf on ECS (stdout), cloudwatch (PutMetricData) elsewhere.")
     metrics_publish_interval: float = Field(60, gt=0, validation_alias="METRICS_PUBLISH_INTERVAL")
+    chaos_copies: int = Field(
+        0, ge=0, le=2, validation_alias="RELAY_CHAOS_COPIES",
+        description="Chaos switch: up to this many extra deliveries of a queue message, delayed 0-3 s at random.",
+    )
+    chaos_copy_chance: float = Field(0.0, ge=0, le=1, validation_alias="RELAY_CHAOS_COPY_CHANCE",
+                                     description="Chaos switch: the share of queue messages that get extra deliveries.")
     duplicate_delivery: bool = Field(
         False, validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",

@@ -46,7 +46,8 @@ def _stack(workdir, postgres_server, topologies=None, **env) -> Stack:
         env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
              "RELAY_POLL_INTERVAL": "0.5",
              "CONSUMER_WAIT_SECONDS": "1", "METRICS_PUBLISH_INTERVAL": "2",
-             "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2", **env},
+             "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2",
+             "ORDER_SAGA_START_BOUND": "10", "ORDER_STRANDED_CHECK_INTERVAL": "1", **env},
     )
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from urllib.parse import urlparse
 
 import pytest
 
 from stack.faults import BLACK_HOLE, FaultyEndpoint
+from tests.conftest import eventually
 from tests.e2e.conftest import Shop, _stack
 
 pytestmark = pytest.mark.e2e
@@ -57,3 +59,55 @@ def test_a_participant_restarted_mid_flight_still_finishes_every_healthy_order(s
     sagas = [shop.settled(order, timeout=40)[1] for order in placed]
     assert [(s["status"], s["failure_reason"]) for s in sagas] == [("completed", None)] * len(placed)
     assert shop.stock(sku) == {"sku": sku, "available": 100 - len(placed), "reserved": len(placed)}
+
+
+def test_an_order_whose_saga_never_started_is_cancelled_and_escalated(stack, shop):
+    from tests.e2e.test_operations import sagactl
+
+    sku = shop.new_sku(5)
+    stack.stop_service("orchestrator")
+    try:
+        placed = shop.place(shop.order_body(sku))
+        lost = eventually(lambda: shop.drain(stack.queue_url("orchestrator-commands")), what="the StartOrderSaga")
+        assert [m["MessageAttributes"]["message_type"]["StringValue"] for m in lost] == ["StartOrderSaga"]
+    finally:
+        stack.start_service("orchestrator")
+    order = eventually(lambda: (o := shop.order(placed["order_id"]))["status"] == "cancelled" and o, timeout=40,
+                       what="order cancelled")
+    assert order["cancel_reason"] == "saga could not start within 10s"
+    saga = eventually(lambda: (s := shop.saga(placed["saga_id"]))["status"] == "compensated" and s, what="saga ended")
+    assert saga["history"][0]["event"] == "saga_start_failed"
+    listing = sagactl(stack, "dead-letters")
+    assert placed["saga_id"] in listing and "SagaStartFailed" in listing
+    assert shop.stock(sku)["available"] == 5 and shop.payments(placed["order_id"])["charged"] in ("0", "0.00")
+
+
+def test_a_step_resolved_by_hand_is_settled_at_its_participant(stack, shop):
+    """The refund queued when an operator settles it by hand either does nothing, or, if it
+    had already run (SQS gives no order), is reported: in the history and to the alarm."""
+    from tests.e2e.test_operations import sagactl, step_status
+
+    sku = shop.new_sku(5)
+    address = {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "AQ"}
+    stack.stop_service("fulfillment_svc")
+    try:
+        placed = shop.place(shop.order_body(sku, quantity=1, shipping_address=address))
+        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "succeeded", what="charged")
+        stack.stop_service("payment_svc")
+    finally:
+        stack.start_service("fulfillment_svc")
+    try:
+        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating", timeout=30,
+                   what="waiting on the refund")
+        sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ops")
+    finally:
+        stack.start_service("payment_svc")
+    events = eventually(lambda: {h["event"] for h in shop.saga(placed["saga_id"])["history"]} & {
+        "settlement_acknowledged", "compensation_ran_before_settlement"}, timeout=30, what="the participant answers")
+    time.sleep(3)  # let every queued RefundPayment copy arrive
+    payments = shop.payments(placed["order_id"])
+    if events == {"settlement_acknowledged"}:
+        assert (Decimal(payments["charged"]), Decimal(payments["refunded"])) == (Decimal("12.50"), Decimal("0"))
+    else:
+        assert Decimal(payments["refunded"]) == Decimal("12.50")
+        assert "SettlementConflict" in sagactl(stack, "dead-letters")

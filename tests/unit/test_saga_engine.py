@@ -309,14 +309,14 @@ def test_engine_does_not_mutate_its_input():
 
 def test_a_silent_step_gets_its_command_again_with_backoff_inside_its_budget():
     saga = Saga()
-    saga.tick(1.5)
-    assert saga.last_sent() is c.ReserveInventory and saga.last.history[0].event == "step_resent"
     saga.tick(3)
+    assert saga.last_sent() is c.ReserveInventory and saga.last.history[0].event == "step_resent"
+    saga.tick(5)
     first, second, third = [o for o in saga.sent if isinstance(o.message, c.ReserveInventory)]
     assert len({first.message_id, second.message_id, third.message_id}) == 3  # new outbox rows...
     assert first.message == second.message == third.message and first.attempt == third.attempt == 1  # ...one identity
     assert saga.step("reserve_inventory") == e.StepStatus.RUNNING
-    assert (saga.state.step("reserve_inventory").deadline - saga.now).total_seconds() == 5  # resends level off
+    assert (saga.state.step("reserve_inventory").deadline - T0).total_seconds() == 15  # no more resends: the budget
     saga.now += timedelta(seconds=2)
     saga.reply(c.InventoryReserved)  # the restarted participant answers one copy
     assert saga.step("reserve_inventory") == e.StepStatus.SUCCEEDED and saga.last_sent() is c.ProcessPayment
@@ -328,7 +328,7 @@ def test_a_step_may_use_what_the_earlier_steps_left_of_the_saga_budget():
         saga.until_deadline("reserve_inventory")
     assert (saga.now - T0).total_seconds() == 15
     assert saga.state.failure_reason == "reserve_inventory timed out"
-    assert sum(isinstance(o.message, c.ReserveInventory) for o in saga.sent) == 5  # 0, 1.5, 4.5, 9.5, 14.5 s
+    assert sum(isinstance(o.message, c.ReserveInventory) for o in saga.sent) == 3  # 0, 3 and 8 s
 
 
 def test_a_late_saga_still_gives_each_step_its_least_time():
@@ -341,8 +341,40 @@ def test_a_late_saga_still_gives_each_step_its_least_time():
     assert saga.state.failure_reason == "process_payment timed out"
 
 
-def test_deadlines_after_the_cutoff_wait():
+def test_resends_go_out_at_once_but_silence_is_judged_only_up_to_the_cutoff():
     saga = Saga()
-    deadline = saga.state.step("reserve_inventory").deadline
-    later = ENGINE.on_deadline(saga.state, deadline + timedelta(seconds=5), cutoff=deadline - timedelta(seconds=1))
-    assert not later.outgoing and later.state.step("reserve_inventory").deadline == deadline
+    resent = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=4), cutoff=T0)
+    assert [type(o.message) for o in resent.outgoing] == [c.ReserveInventory]
+    waiting = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=2))
+    assert not waiting.changed and waiting.state.step("reserve_inventory").status == e.StepStatus.RUNNING
+    early = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=14))
+    assert not early.changed  # the resend point is read, the end of the budget is not yet
+    judged = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=16))
+    assert judged.state.step("reserve_inventory").status == e.StepStatus.COMPENSATING
+
+
+def test_a_saga_that_never_started_cancels_its_order_and_escalates():
+    saga_id, order_id = uuid.uuid4(), str(uuid.uuid4())
+    t = ENGINE.settle_unstarted(saga_id, order_id, "saga could not start within 60s", T0)
+    assert t.state.status == e.SagaStatus.COMPENSATING and t.state.failure_reason == "saga could not start within 60s"
+    cancel, escalation = t.outgoing
+    assert isinstance(cancel.message, c.CancelOrder) and cancel.message.reason == "saga could not start within 60s"
+    assert isinstance(escalation.message, c.SagaStartFailed) and escalation.destination == "queue:saga-escalations"
+    assert [s.status for s in t.state.steps[1:]] == [e.StepStatus.PENDING] * 4  # nothing else ever ran
+    done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0)
+    assert done.state.status == e.SagaStatus.COMPENSATED
+
+
+def test_resolving_by_hand_tells_the_participant_and_reports_a_compensation_that_ran_anyway():
+    saga = Saga()
+    saga.succeed_until("fulfill_order")
+    saga.fail(c.FulfillmentFailed)  # RefundPayment sent; the provider never answers
+    saga.resolve("refunded by bank transfer", "ops")
+    settle = [o for o in saga.last.outgoing if isinstance(o.message, c.SettleStep)]
+    assert [(o.step, o.destination) for o in settle] == [("process_payment", "queue:payment-commands")]
+    quiet = ENGINE.on_settled(saga.state, "process_payment", False, saga.now)
+    assert [h.event for h in quiet.history] == ["settlement_acknowledged"] and not quiet.outgoing
+    clash = ENGINE.on_settled(saga.state, "process_payment", True, saga.now)
+    assert clash.history[0].event == "compensation_ran_before_settlement"
+    [escalation] = clash.outgoing
+    assert isinstance(escalation.message, c.SettlementConflict) and escalation.destination == "queue:saga-escalations"

