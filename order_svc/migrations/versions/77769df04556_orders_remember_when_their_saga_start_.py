@@ -1,13 +1,13 @@
 """orders remember when their saga start was checked
 
 Revision ID: 77769df04556
-Revises: 854c9b6b916e
+Revises: 7500f2b9b32d
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '77769df04556'
-down_revision = '854c9b6b916e'
+down_revision = '7500f2b9b32d'
 branch_labels = None
 depends_on = None
 
