@@ -45,6 +45,10 @@ STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = "compensating", "comp
 
 
 MAX_RESEND_INTERVAL = timedelta(seconds=5)
+MAX_SENDS = 3
+"""Copies of a step's command at most (the first and two resends). A crashed participant
+needs one resend after it died; more would only add load when replies are late because
+every queue is backed up, which is when load hurts most."""
 
 # --------------------------------------------------------------------------- definition
 @dataclass(frozen=True)
@@ -424,7 +428,7 @@ class SagaEngine:
         step_state.sends += 1
         budget_end = self._budget_end(t.state, index)
         deadline = budget_end
-        if step.resend_after is not None:
+        if step.resend_after is not None and step_state.sends < MAX_SENDS:
             deadline = min(budget_end, now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL))
         step_state.deadline = deadline
         t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True,

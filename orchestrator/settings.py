@@ -13,8 +13,8 @@ class StepTimeouts(BaseModel):
     The saga has a budget of 30 s from its start. Each forward step is given at least its own
     5 s, and more when the steps before it were quick: it may run until the budget's end
     minus 5 s for each step after it (15 s after the start for reserve_inventory, 20 s for
-    process_payment ...). Meanwhile its command is resent after 3 s of silence, then every
-    5 s: a participant killed while handling it, and restarted within the budget, finds a
+    process_payment ...). Meanwhile its command is resent after 3 s of silence and once more
+    5 s later: a participant killed while handling it, and restarted within the budget, finds a
     resend waiting, while the copy it had taken stays invisible for its 10 s
     visibility timeout. A participant that is really down makes its step time out, and the
     saga compensates, still inside the budget. A compensation that is never acknowledged is
