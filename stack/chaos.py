@@ -483,7 +483,8 @@ async def check(chaos: Chaos) -> None:
                                   f"{len(failed_steps)} compensations could not complete, {len(escalations)} escalated; "
                                   f"{start_failed} sagas never started, {started_failed} escalated")
 
-    run.wrongly_cancelled = [o.order_id for o in accepted if o.sandbox_confirms and o.order_id not in confirmed]
+    run.wrongly_cancelled = [o.order_id for o in accepted
+                             if o.sandbox_confirms and orders[o.order_id]["status"] == "cancelled"]
     why = Counter((sagas[o.saga_id]["failure_reason"] or "?") if o.saga_id in sagas else "no saga"
                   for o in accepted if o.order_id in run.wrongly_cancelled)
     run.results["no_wrong_cancel"] = (not run.wrongly_cancelled,
