@@ -9,14 +9,15 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 
 from messaging.contracts import Line
-from messaging.http import operator_router
+from messaging.http import Responses, operator_router
 from messaging.service import SessionDep
 
 from . import domain
 from .tables import shipments
 
 router = operator_router(tags=["shipments"])
-TRANSITION_ERRORS = {404: {"description": "No such shipment"}, 409: {"description": "Not allowed in the shipment's status"}}
+TRANSITION_ERRORS: Responses = {404: {"description": "No such shipment"},
+                                 409: {"description": "Not allowed in the shipment's status"}}
 
 
 class ShipmentView(BaseModel):

@@ -11,7 +11,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from messaging.http import operator_router
+from messaging.http import Responses, operator_router
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
 
@@ -95,8 +95,8 @@ async def list_sagas(
 # --------------------------------------------------------------------------- operator
 StepName = Annotated[str, Path(pattern=r"^[a-z][a-z_]{0,63}$")]
 QueueName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$")]
-NOT_FOUND = {404: {"description": "No such saga or step"}}
-CONFLICT = {409: {"description": "The saga is not in a state that allows this action"}}
+NOT_FOUND: Responses = {404: {"description": "No such saga or step"}}
+CONFLICT: Responses = {409: {"description": "The saga is not in a state that allows this action"}}
 
 
 class Resolution(BaseModel):

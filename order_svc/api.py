@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from messaging import contracts as c
-from messaging.http import operator_router, problem
+from messaging.http import Responses, operator_router, problem
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import check_text
 from messaging.topology import ORCHESTRATOR_COMMANDS
@@ -129,7 +129,7 @@ class OrderView(BaseModel):
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
     description="Repeats of a request with the same key (per customer, for 24 hours) return the first response.")]
-PLACE_ORDER_RESPONSES = {
+PLACE_ORDER_RESPONSES: Responses = {
     202: {"headers": {"Location": {"description": "The order's URL", "schema": {"type": "string"}}}},
     400: {"description": "Invalid Content-Length"},
     413: {"description": "Body over the size limit (64 KiB)"},

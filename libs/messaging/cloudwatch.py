@@ -17,7 +17,7 @@ import contextlib
 import math
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -286,8 +286,8 @@ def resolve_sink(sink: Sink, environ: dict[str, str] | None = None) -> Literal["
     """``auto`` is ``emf`` on ECS (where the awslogs driver ships stdout), ``cloudwatch`` elsewhere."""
     if sink != "auto":
         return sink
-    environ = os.environ if environ is None else environ
-    return "emf" if environ.get("ECS_CONTAINER_METADATA_URI_V4") else "cloudwatch"
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    return "emf" if env.get("ECS_CONTAINER_METADATA_URI_V4") else "cloudwatch"
 
 
 @contextlib.asynccontextmanager
@@ -331,6 +331,6 @@ async def _sender(sink: str) -> AsyncIterator[Send]:
     from .aws import region
 
     # Few retries: a failed period is simply sent again with the next one.
-    config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
-    async with aioboto3.Session(region_name=region()).client("cloudwatch", config=config) as client:
+    client_config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
+    async with aioboto3.Session(region_name=region()).client("cloudwatch", config=client_config) as client:
         yield put_metric_data(client)

@@ -43,6 +43,8 @@ async def create_if_missing(database_url: str) -> bool:
         await probe.dispose()
     # CREATE DATABASE cannot run inside a transaction block, hence AUTOCOMMIT.
     admin = create_async_engine(url.set(database=MAINTENANCE_DATABASE), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    if url.database is None:
+        raise ValueError("the database URL names no database")
     name = admin.dialect.identifier_preparer.quote(url.database)
     try:
         async with admin.connect() as connection:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import http
 import secrets
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
@@ -29,6 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = structlog.get_logger("http")
 
 PROBLEM_JSON = "application/problem+json"
+Responses = dict[int | str, dict[str, Any]]
+"""The type of FastAPI's ``responses=``: extra OpenAPI responses by status code."""
+
 MAX_AUTHORIZATION = 1024  # far above any token we issue; longer headers are refused unread
 
 
@@ -50,7 +54,7 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="On 422: every field error.")
 
 
-def problem(status: int, detail: str, *, errors: list[dict] | None = None,
+def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
     """A problem response."""
     body = Problem(title=http.HTTPStatus(status).phrase, status=status, detail=_printable(detail))
@@ -67,17 +71,19 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def field_errors(error: RequestValidationError) -> list[dict]:
+def field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
     """Each error as ``{loc, msg, type}``; the input is never echoed (it may be a secret)."""
     return [{"loc": [_printable(part) for part in e["loc"]], "msg": _printable(e["msg"]), "type": e["type"]}
             for e in error.errors()]
 
 
-async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # registered for this class only
     return problem(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
 
 
-async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # registered for this class only
     errors = field_errors(error)
     fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
     return problem(422, f"{len(errors)} invalid field{'s' if len(errors) != 1 else ''}: {fields}", errors=errors)
@@ -111,10 +117,10 @@ class OperatorRoute(APIRoute):
     """A route that answers 401 to a request without the operator token before it reads
     the body or validates any parameter."""
 
-    def get_route_handler(self):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def guarded(request: Request):
+        async def guarded(request: Request) -> Response:
             settings = request.app.state.runtime.settings
             if not authorized(request.headers.get("authorization"), settings.operator_tokens()):
                 return problem(401, "operator bearer token required", headers={"WWW-Authenticate": 'Bearer realm="operator"'})
@@ -123,7 +129,7 @@ class OperatorRoute(APIRoute):
         return guarded
 
 
-def operator_router(**kwargs) -> APIRouter:
+def operator_router(**kwargs: Any) -> APIRouter:
     """An ``APIRouter`` whose every route needs the operator token."""
     return APIRouter(route_class=OperatorRoute, dependencies=[Security(_bearer)],
                      responses={401: {"description": "No valid operator bearer token"}}, **kwargs)
@@ -141,16 +147,16 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = _document_problems(get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes))
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing app.openapi to customise the schema
 
 
-def _document_problems(schema: dict) -> dict:
+def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(problem_schema.pop("$defs", {}))

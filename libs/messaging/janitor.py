@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CursorResult, Table, text
+from sqlalchemy import CursorResult, Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = structlog.get_logger("janitor")
@@ -38,7 +38,7 @@ class Expiry:
     column: str
     keep: timedelta
 
-    def statement(self):
+    def statement(self) -> TextClause:
         name, column = self.table.name, self.table.c[self.column].name  # names from code, never from input
         return text(f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} "
                     f"WHERE {column} < now() - CAST(:keep AS interval) LIMIT :batch)")

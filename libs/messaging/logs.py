@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -21,11 +23,11 @@ _SHARED: list[structlog.typing.Processor] = [
 def configure(service: str, level: str = "INFO") -> None:
     # Added to every record rather than bound as context: a context bound at start does not
     # reach the tasks that serve HTTP requests.
-    def add_service(_, __, event: dict) -> dict:
+    def add_service(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
         return event
 
-    shared = [*_SHARED, add_service]
+    shared: list[structlog.typing.Processor] = [*_SHARED, add_service]
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -132,7 +132,7 @@ async def compensate(
     return reply
 
 
-def settle(step: str, settled: Callable[[Any, bool], Message]):
+def settle(step: str, settled: Callable[[Any, bool], Message]) -> Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]:
     """The handler of a "settle this step" command for ``step``: record that the step was
     settled by hand, so that a compensation arriving later does nothing, and reply
     ``settled(command, already_compensated)``, which says whether one had already run."""

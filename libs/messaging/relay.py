@@ -6,7 +6,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,7 +242,7 @@ class Relay:
             log.warning("relay_entries_rejected", service=self._service, destination=destination, count=len(failed))
         return accepted, failed
 
-    async def _send_copies(self, call, kwargs: dict) -> None:
+    async def _send_copies(self, call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> None:
         """Chaos switch: 1 to ``chaos_copies`` more deliveries of a share of the messages, each
         delayed 0 to 3 s at random so that copies and later messages overtake one another."""
         for _ in range(self._chaos_copies):

@@ -1,6 +1,8 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,7 +51,7 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("operator_token", "operator_token_previous", mode="before")
     @classmethod
-    def _token(cls, value):
+    def _token(cls, value: Any) -> Any:
         return operator_token(value)
 
     def operator_tokens(self) -> list[str]:

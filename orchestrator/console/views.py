@@ -86,7 +86,8 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
             failed_at = index
         if step is None or step.compensation is not None:
             undone = step_state.status in (STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED)
-            nodes.append(Node(f"undo:{step_state.name}", step.compensation.command.__name__ if step else "undo",
+            undo_command = step.compensation.command.__name__ if step and step.compensation else "undo"
+            nodes.append(Node(f"undo:{step_state.name}", undo_command,
                               step_state.status.replace("_", " ") if undone else "not run",
                               step_state.status if undone else "not_run", x, LOWER, W, H))
     end_x = LEFT + len(state.steps) * (W + GAP)
@@ -151,7 +152,7 @@ def last_hour_chart(rows: list[tuple[datetime, str, int]], now: datetime, width:
                 h = height * counted[status] / peak
                 y -= h
                 bars.append(Bar(slot * slot_w + 1, y, slot_w - 2, h, status, f"{label} UTC: {summary}"))
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for counted in per_minute.values():
         totals.update(counted)
     return Chart(width, height, tuple(bars), peak, {s: totals[s] for s in OUTCOME_ORDER})
