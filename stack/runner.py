@@ -70,7 +70,7 @@ class Stack:
         if self._emulator:
             self._emulator.terminate()
             self._emulator.wait(10)
-        elif self._applied:
+        elif self._applied and self.endpoint is not None:  # applied only once the endpoint is known
             infra.remove(Naming(self.prefix), endpoint=self.endpoint)
         if self.drop_databases and self.database_url:
             infra.drop_databases(self.database_url, self.prefix, [s.database for s in SERVICES])

@@ -84,6 +84,7 @@ def up(prefix: str = "saga") -> dict:
         infra.wait_for_port(EMULATOR_PORT)
         topology = infra.provision(infra.Naming(prefix), endpoint=endpoint)
     _ctl("start", "all", check=False)
+    assert topology is not None  # adopted when an endpoint is given, provisioned above otherwise
     state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),
              "topology": "created" if topology.created else "adopted", "queue_urls": topology.queue_urls,
              "topic_arns": topology.topic_arns,

@@ -176,6 +176,7 @@ class Prepared:
 
     def close(self) -> None:
         """Wait for the applies and delete every prefix's resources (see :func:`stack.infra.remove`)."""
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         for prefix in self._all:
             infra.remove(Naming(prefix), endpoint=self.endpoint)
