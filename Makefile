@@ -124,7 +124,7 @@ lock-check: venv      ## fail when requirements.lock is not what `make lock` wou
 	  && grep -v '^#' requirements.lock | diff -u - /tmp/requirements.lock.$$$$ ; status=$$?; rm -f /tmp/requirements.lock.$$$$; exit $$status
 
 schemas: venv         ## regenerate the JSON Schemas of every message
-	$(PY) -m messaging.schemas
+	$(PY) -m contracts.schemas
 
 clean:
 	rm -rf $(VENV) .run .tools

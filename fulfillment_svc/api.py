@@ -8,7 +8,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel
 from sqlalchemy import select, update
 
-from messaging.contracts import Line
+from contracts.messages import Line
 from messaging.http import Responses, operator_router
 from messaging.service import SessionDep
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topology import FULFILLMENT_COMMANDS
 from messaging.service import ServiceDefinition, create_app, serve
-from messaging.topology import FULFILLMENT_COMMANDS
 
 from . import api, handlers, tables
 from .settings import Settings

@@ -1,15 +1,15 @@
 output "queue_urls" {
-  description = "Queue URL by logical name (messaging.topology.QUEUES)."
+  description = "Queue URL by logical name (contracts.topology.QUEUES)."
   value       = { for name, q in aws_sqs_queue.queue : name => q.url }
 }
 
 output "dead_letter_queue_urls" {
-  description = "Dead-letter queue URL by logical name (messaging.topology.DEAD_LETTER_QUEUES)."
+  description = "Dead-letter queue URL by logical name (contracts.topology.DEAD_LETTER_QUEUES)."
   value       = { for name, q in local.dead_letter_queues : name => q.url }
 }
 
 output "topic_arns" {
-  description = "Topic ARN by logical name (messaging.topology.TOPICS)."
+  description = "Topic ARN by logical name (contracts.topology.TOPICS)."
   value       = { for name, t in aws_sns_topic.topic : name => t.arn }
 }
 

@@ -1,4 +1,4 @@
-# Mirrors messaging.topology.QUEUES (the source of truth for names); the integration
+# Mirrors contracts.topology.QUEUES (the source of truth for names); the integration
 # test tests/integration/test_infra.py checks that the two agree.
 locals {
   queues = {
@@ -19,7 +19,7 @@ locals {
   # Server-side encryption: SQS-managed keys unless a KMS key is given.
   queue_kms_key = var.queue_kms_key_arn == "" ? null : var.queue_kms_key_arn
 
-  # Queues nothing consumes automatically; mirrors messaging.topology.DEAD_LETTER_QUEUES.
+  # Queues nothing consumes automatically; mirrors contracts.topology.DEAD_LETTER_QUEUES.
   dead_letter_queue_names = concat(
     [for name in keys(local.redriven_queues) : "${name}-dlq"],
     ["saga-escalations"],
@@ -27,7 +27,7 @@ locals {
 
   dlq_retention_seconds = 14 * 24 * 60 * 60 # the SQS maximum
 
-  # Logical name -> physical name ("<prefix>-<logical>", as messaging.topology.Naming).
+  # Logical name -> physical name ("<prefix>-<logical>", as contracts.topology.Naming).
   physical = {
     for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics), ["alerts"])) :
     name => var.name_prefix == "" ? name : "${var.name_prefix}-${name}"

@@ -1,4 +1,4 @@
-# Mirrors messaging.topology.TOPICS.
+# Mirrors contracts.topology.TOPICS.
 locals {
   topics = {
     "order-events"  = { subscribers = [] }

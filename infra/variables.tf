@@ -22,7 +22,7 @@ variable "endpoint_url" {
 }
 
 variable "max_receive_count" {
-  description = "Receives before SQS moves a message to the dead-letter queue; must equal messaging.topology.MAX_RECEIVE_COUNT."
+  description = "Receives before SQS moves a message to the dead-letter queue; must equal contracts.topology.MAX_RECEIVE_COUNT."
   type        = number
   default     = 10
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from messaging.contracts import SKU_PATTERN
+from contracts.messages import SKU_PATTERN
 from messaging.http import operator_router
 from messaging.service import SessionDep
 

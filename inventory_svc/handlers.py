@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope

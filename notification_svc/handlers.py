@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import CUSTOMER_PUSH
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
-from messaging.topology import CUSTOMER_PUSH
 from messaging.uow import UnitOfWork
 
 from . import domain

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topology import NOTIFICATION_COMMANDS
 from messaging.service import ServiceDefinition, create_app, serve
-from messaging.topology import NOTIFICATION_COMMANDS
 
 from . import api, handlers, tables
 from .mailer import email_worker

@@ -7,8 +7,8 @@ undone, and one that still fails goes to a person while the others are still don
 """
 from __future__ import annotations
 
-from messaging import contracts as c
-from messaging import topology as q
+from contracts import messages as c
+from contracts import topology as q
 
 from .engine import Data, Invoke, Notify, SagaDefinition, Step
 from .order_saga import BUDGET, LEAST_TIME, RESEND_AFTER, by_order

@@ -16,10 +16,10 @@ import structlog
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
 from messaging.aws import Broker, region
 from messaging.envelope import Envelope, MalformedMessage, Message
-from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
 
 log = structlog.get_logger("dead_letters", service="orchestrator")
 NO_RETRY = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5, read_timeout=30)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from messaging.contracts import (
+from contracts.messages import (
     CompensationEscalated,
     FailureReply,
     Reply,
@@ -35,8 +35,8 @@ from messaging.contracts import (
     SettlementConflict,
     SettleStep,
 )
+from contracts.topology import SAGA_ESCALATIONS
 from messaging.envelope import Message
-from messaging.topology import SAGA_ESCALATIONS
 
 
 class SagaStatus(StrEnum):

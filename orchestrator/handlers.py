@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import ORCHESTRATOR_REPLIES
 from messaging import metrics
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
-from messaging.topology import ORCHESTRATOR_REPLIES
 from messaging.uow import UnitOfWork
 
 from . import repository

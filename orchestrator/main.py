@@ -7,9 +7,9 @@ import contextlib
 import structlog
 from fastapi import FastAPI
 
+from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 from messaging import metrics
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
-from messaging.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
 
 from . import api, console, repository, tables
 from .cancellation_saga import cancellation_saga

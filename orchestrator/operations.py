@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import structlog
 
+from contracts.topology import SAGA_ESCALATIONS
 from messaging.service import Runtime
-from messaging.topology import SAGA_ESCALATIONS
 from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository

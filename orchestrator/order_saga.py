@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from messaging import contracts as c
-from messaging import topology as q
+from contracts import messages as c
+from contracts import topology as q
 
 from .engine import Data, Invoke, Local, Notify, SagaDefinition, Step
 

@@ -15,11 +15,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import ORCHESTRATOR_COMMANDS
 from messaging.http import Responses, operator_router, problem
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import check_text
-from messaging.topology import ORCHESTRATOR_COMMANDS
 from messaging.uow import UnitOfWork
 
 from . import domain

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import structlog
 from sqlalchemy import select, update
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import ORDER_EVENTS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
-from messaging.topology import ORDER_EVENTS
 from messaging.uow import UnitOfWork
 
 from . import domain

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topology import ORDER_COMMANDS
 from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
-from messaging.topology import ORDER_COMMANDS
 
 from . import api, handlers, stranded, tables
 from .settings import Settings

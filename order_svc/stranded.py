@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import text
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import ORCHESTRATOR_COMMANDS
 from messaging.service import Runtime
-from messaging.topology import ORCHESTRATOR_COMMANDS
 from messaging.uow import UnitOfWork
 
 from . import domain

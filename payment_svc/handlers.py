@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topology import PAYMENT_COMMANDS
 from messaging.service import ServiceDefinition, create_app, serve
-from messaging.topology import PAYMENT_COMMANDS
 
 from . import api, handlers, tables
 from .settings import Settings

@@ -35,9 +35,9 @@ from urllib.parse import urlparse
 import asyncpg
 import httpx
 
+from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
 from messaging.crash import POINTS
 from messaging.relay import listen_dsn
-from messaging.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
 
 from . import infra
 from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
@@ -291,7 +291,7 @@ class Chaos:
 
     async def _outbox_gap(self, module: str, seconds: float) -> None:
         """A transaction that took an outbox id, and commits only after later rows did."""
-        from messaging import contracts as c
+        from contracts import messages as c
         from messaging.envelope import Envelope
 
         envelope = Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="chaos", saga_id=uuid.uuid4())

@@ -21,8 +21,8 @@ import asyncpg
 import boto3
 from sqlalchemy.engine import make_url
 
+from contracts.topology import MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 from messaging.aws import region
-from messaging.topology import MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 
 DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum, as in infra/queues.tf
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from messaging.topology import Naming
+from contracts.topology import Naming
 
 from . import infra, terraform
 from .services import BY_NAME, SERVICES

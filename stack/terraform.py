@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from contracts.topology import Naming
 from messaging.aws import region
-from messaging.topology import Naming
 
 from . import infra
 

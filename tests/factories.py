@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Self
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.envelope import Envelope, Message
 from orchestrator.cancellation_saga import cancellation_saga
 from orchestrator.engine import SagaDefinition, Transition

@@ -25,7 +25,7 @@ run "messaging_only_by_default" {
   }
   assert {
     condition     = length(aws_sqs_queue.queue) == 8 && length(aws_sqs_queue.dlq) == 7 && length(aws_sns_topic.topic) == 2
-    error_message = "Expected the 8 queues, 7 dead-letter queues and 2 topics of messaging.topology."
+    error_message = "Expected the 8 queues, 7 dead-letter queues and 2 topics of contracts.topology."
   }
 }
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from messaging.topology import ORDER_EVENTS, Naming
+from contracts.topology import ORDER_EVENTS, Naming
 from stack import terraform
 from stack.infra import free_port
 from stack.runner import Stack

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.envelope import Envelope
 from tests.conftest import eventually
 from tests.e2e.conftest import OPERATOR_TOKEN

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.topology import MAX_RECEIVE_COUNT
 from messaging.envelope import Envelope
-from messaging.topology import MAX_RECEIVE_COUNT
 from stack.runner import Stack
 from tests.conftest import eventually
 from tests.e2e.conftest import Shop, _stack, bodies

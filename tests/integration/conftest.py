@@ -9,10 +9,10 @@ from sqlalchemy import Column, Integer, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from contracts.topology import Naming
 from messaging import migrations
 from messaging.aws import open_broker
 from messaging.tables import add_messaging_tables
-from messaging.topology import Naming
 from stack import infra, terraform
 from tests.conftest import USER_AWS_ENDPOINT
 

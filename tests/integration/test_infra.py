@@ -1,4 +1,4 @@
-"""``infra/`` (Terraform) declares exactly the resources ``messaging.topology`` names.
+"""``infra/`` (Terraform) declares exactly the resources ``contracts.topology`` names.
 
 Applies the Terraform to a throw-away moto server and inspects the result with boto3.
 Needs the ``terraform`` binary and the offline provider mirror in /opt/tf-plugins (see
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts.topology import DEAD_LETTER_QUEUES, MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 from messaging import cloudwatch
 from messaging.aws import region
-from messaging.topology import DEAD_LETTER_QUEUES, MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 from stack import infra
 
 pytestmark = pytest.mark.integration

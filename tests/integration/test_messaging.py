@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.bus import MessageBus
 from messaging.consumer import Consumer
 from messaging.envelope import Envelope

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
 from orchestrator.engine import SagaRegistry

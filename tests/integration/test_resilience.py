@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import text
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.aws import open_broker
 from messaging.bus import MessageBus
 from messaging.consumer import Consumer

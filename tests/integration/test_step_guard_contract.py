@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging import participant
 from messaging.envelope import Envelope
 from messaging.fakes import FakeUnitOfWork

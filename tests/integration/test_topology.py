@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from messaging.topology import DEAD_LETTER_QUEUES, QUEUES, TOPICS, Naming
+from contracts.topology import DEAD_LETTER_QUEUES, QUEUES, TOPICS, Naming
 from stack import credentials, infra, supervisor, terraform
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.messages import Command
 from messaging.bus import MessageBus
 from messaging.consumer import Consumer
-from messaging.contracts import Command
 from messaging.envelope import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, Envelope, MessageRegistry
 from messaging.relay import Relay
 from tests.integration.conftest import effects

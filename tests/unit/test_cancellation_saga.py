@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
 from orchestrator.engine import SagaStatus, StepStatus
 from orchestrator.settings import StepTimeouts
 from tests.factories import Saga, cancellation_data, cancellation_under_test

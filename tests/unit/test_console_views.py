@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
 from orchestrator.console import views
 from orchestrator.console.queries import Cursor
 from orchestrator.order_saga import order_saga

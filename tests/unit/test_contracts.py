@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messaging import contracts as c
+from contracts import messages as c
+from contracts.schemas import FOLDER, generate, render
 from messaging.envelope import Envelope, MalformedMessage
-from messaging.schemas import FOLDER, generate, render
 
 
 def test_checked_in_schemas_match_the_code():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging import participant
 from messaging.fakes import FakeUnitOfWork
 from tests import factories

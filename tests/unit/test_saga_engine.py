@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from messaging import contracts as c
+from contracts import messages as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import SagaScenario

@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from messaging import contracts as c
+from contracts import messages as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
 from orchestrator.repository import _step_from_json, _step_to_json

@@ -7,7 +7,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messaging import contracts as c
+from contracts import messages as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
 from tests.factories import T0, order_data

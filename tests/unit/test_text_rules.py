@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from messaging import contracts as c
+from contracts import messages as c
 from messaging.text import check_text, refused_character
 from order_svc.api import PlaceOrder
 

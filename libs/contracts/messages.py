@@ -5,8 +5,8 @@ replies are past tense (``InventoryReserved``) or name the failure
 (``InventoryReservationFailed``) and go to the queue named in the command's ``reply_to``;
 events (``OrderConfirmed``) go to an SNS topic for whoever subscribes.
 
-The JSON Schemas in ``messaging/schemas/`` are generated from these classes
-(``python -m messaging.schemas``) and checked against them by the unit tests.
+The JSON Schemas in ``contracts/schemas/`` are generated from these classes
+(``python -m contracts.schemas``) and checked against them by the unit tests.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .envelope import Message, MessageRegistry
+from messaging.envelope import Message, MessageRegistry
+
 from .text import Text
 
 Money = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=14)]

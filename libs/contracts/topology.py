@@ -7,10 +7,10 @@ account. ``infra/`` declares the same resources in Terraform; a test checks they
 from __future__ import annotations
 
 # Re-exported: whoever reads this system's queues also needs how they are described and named.
-from .naming import MAX_RECEIVE_COUNT as MAX_RECEIVE_COUNT
-from .naming import Naming as Naming
-from .naming import Queue as Queue
-from .naming import Topic as Topic
+from messaging.naming import MAX_RECEIVE_COUNT as MAX_RECEIVE_COUNT
+from messaging.naming import Naming as Naming
+from messaging.naming import Queue as Queue
+from messaging.naming import Topic as Topic
 
 ORDER_COMMANDS = "order-commands"
 INVENTORY_COMMANDS = "inventory-commands"

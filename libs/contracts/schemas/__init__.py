@@ -1,5 +1,5 @@
 """JSON Schemas of the envelope and of every message payload, generated from the pydantic
-classes in :mod:`messaging.contracts` and kept in this folder. ``python -m messaging.schemas``
+classes in :mod:`contracts.messages` and kept in this folder. ``python -m contracts.schemas``
 rewrites them; a unit test fails when they drift from the code."""
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..contracts import REGISTRY
-from ..envelope import Envelope
+from messaging.envelope import Envelope
+
+from ..messages import REGISTRY
 
 FOLDER = Path(__file__).parent
 
