@@ -1,4 +1,5 @@
 """fulfillment_svc's API: shipments, and the warehouse's dispatch and return events, for operators."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,8 +17,10 @@ from . import domain
 from .tables import shipments
 
 router = operator_router(tags=["shipments"])
-TRANSITION_ERRORS: Responses = {404: {"description": "No such shipment"},
-                                 409: {"description": "Not allowed in the shipment's status"}}
+TRANSITION_ERRORS: Responses = {
+    404: {"description": "No such shipment"},
+    409: {"description": "Not allowed in the shipment's status"},
+}
 
 
 class ShipmentView(BaseModel):
@@ -46,8 +49,14 @@ async def _transition(shipment_id: uuid.UUID, session, change) -> ShipmentView:
         status = change(row.status)
     except domain.InvalidTransition as error:
         raise HTTPException(409, str(error)) from error
-    updated = (await session.execute(update(shipments).where(shipments.c.shipment_id == shipment_id)
-                                     .values(status=status, updated_at=datetime.now(UTC)).returning(shipments))).one()
+    updated = (
+        await session.execute(
+            update(shipments)
+            .where(shipments.c.shipment_id == shipment_id)
+            .values(status=status, updated_at=datetime.now(UTC))
+            .returning(shipments)
+        )
+    ).one()
     await session.commit()
     return ShipmentView.model_validate(updated, from_attributes=True)
 

@@ -1,5 +1,6 @@
 """fulfillment_svc's message handlers: fulfill_order and its compensation; the cancellation
 saga's cancel_shipment and its compensation."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,28 +27,49 @@ def handlers(delivery_days: int) -> Handlers:
             now = datetime.now(UTC)
             delivery = domain.schedule(command.shipping_address.country, now.date(), delivery_days)
             shipment_id = uuid.uuid4()
-            await uow.session.execute(shipments.insert().values(
-                shipment_id=shipment_id, saga_id=envelope.saga_id, order_id=command.order_id,
-                status=domain.SCHEDULED, items=[i.model_dump(mode="json") for i in command.items],
-                country=command.shipping_address.country, delivery_date=delivery, created_at=now, updated_at=now))
+            await uow.session.execute(
+                shipments.insert().values(
+                    shipment_id=shipment_id,
+                    saga_id=envelope.saga_id,
+                    order_id=command.order_id,
+                    status=domain.SCHEDULED,
+                    items=[i.model_dump(mode="json") for i in command.items],
+                    country=command.shipping_address.country,
+                    delivery_date=delivery,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             return c.OrderFulfilled(order_id=command.order_id, shipment_id=shipment_id)
 
         await participant.forward(
-            uow, envelope, step=STEP, apply=apply, refusals=(domain.ShipmentRefused,),
+            uow,
+            envelope,
+            step=STEP,
+            apply=apply,
+            refusals=(domain.ShipmentRefused,),
             refuse=lambda reason: c.FulfillmentFailed(order_id=command.order_id, reason=reason),
         )
 
     async def cancel_shipment(uow: UnitOfWork, envelope: Envelope, command: c.CancelShipment) -> None:
         async def undo():
-            which = (shipments.c.shipment_id == command.shipment_id if command.shipment_id
-                     else shipments.c.saga_id == envelope.saga_id)
+            which = (
+                shipments.c.shipment_id == command.shipment_id if command.shipment_id else shipments.c.saga_id == envelope.saga_id
+            )
             shipment = (await uow.session.execute(select(shipments).where(which).with_for_update())).one()
-            await uow.session.execute(update(shipments).where(shipments.c.shipment_id == shipment.shipment_id).values(
-                status=domain.cancel(shipment.status), updated_at=datetime.now(UTC)))
+            await uow.session.execute(
+                update(shipments)
+                .where(shipments.c.shipment_id == shipment.shipment_id)
+                .values(status=domain.cancel(shipment.status), updated_at=datetime.now(UTC))
+            )
             return c.ShipmentCancelled(order_id=command.order_id)
 
         await participant.compensate(
-            uow, envelope, step=STEP, undo=undo, refusals=(domain.ShipmentNotCancellable,),
+            uow,
+            envelope,
+            step=STEP,
+            undo=undo,
+            refusals=(domain.ShipmentNotCancellable,),
             done=lambda: c.ShipmentCancelled(order_id=command.order_id),
             refuse=lambda reason: c.ShipmentCancellationFailed(order_id=command.order_id, reason=reason),
         )
@@ -61,7 +83,11 @@ def handlers(delivery_days: int) -> Handlers:
             return c.ScheduledShipmentCancelled(order_id=command.order_id)
 
         await participant.forward(
-            uow, envelope, step=CANCEL_STEP, apply=apply, refusals=(domain.ShipmentNotCancellable,),
+            uow,
+            envelope,
+            step=CANCEL_STEP,
+            apply=apply,
+            refusals=(domain.ShipmentNotCancellable,),
             refuse=lambda reason: c.ShipmentAlreadyDispatched(order_id=command.order_id, reason=reason),
         )
 
@@ -72,12 +98,17 @@ def handlers(delivery_days: int) -> Handlers:
                 await _set(uow, shipment.shipment_id, domain.reinstate(shipment.status))
             return c.ShipmentReinstated(order_id=command.order_id)
 
-        await participant.compensate(uow, envelope, step=CANCEL_STEP, undo=undo,
-                                     done=lambda: c.ShipmentReinstated(order_id=command.order_id))
+        await participant.compensate(
+            uow, envelope, step=CANCEL_STEP, undo=undo, done=lambda: c.ShipmentReinstated(order_id=command.order_id)
+        )
 
-    return {c.FulfillOrder: fulfill_order, c.CancelShipment: cancel_shipment,
-            c.CancelScheduledShipment: cancel_scheduled_shipment, c.ReinstateShipment: reinstate_shipment,
-            c.SettleStep: participant.settle(STEP, c.step_settled)}
+    return {
+        c.FulfillOrder: fulfill_order,
+        c.CancelShipment: cancel_shipment,
+        c.CancelScheduledShipment: cancel_scheduled_shipment,
+        c.ReinstateShipment: reinstate_shipment,
+        c.SettleStep: participant.settle(STEP, c.step_settled),
+    }
 
 
 async def _order_shipment(uow: UnitOfWork, order_id: uuid.UUID):
@@ -87,5 +118,6 @@ async def _order_shipment(uow: UnitOfWork, order_id: uuid.UUID):
 
 
 async def _set(uow: UnitOfWork, shipment_id: uuid.UUID, status: str) -> None:
-    await uow.session.execute(update(shipments).where(shipments.c.shipment_id == shipment_id).values(
-        status=status, updated_at=datetime.now(UTC)))
+    await uow.session.execute(
+        update(shipments).where(shipments.c.shipment_id == shipment_id).values(status=status, updated_at=datetime.now(UTC))
+    )

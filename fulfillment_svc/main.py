@@ -1,4 +1,5 @@
 """Entry point: ``python -m fulfillment_svc``."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -13,7 +14,10 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="fulfillment", package=__package__, metadata=tables.metadata, queues=(FULFILLMENT_COMMANDS,),
+        name="fulfillment",
+        package=__package__,
+        metadata=tables.metadata,
+        queues=(FULFILLMENT_COMMANDS,),
         handlers=handlers.handlers(settings.delivery_days),
         routers=(api.router,),
     )

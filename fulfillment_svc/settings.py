@@ -1,4 +1,5 @@
 """fulfillment_svc settings (env prefix ``FULFILLMENT_``)."""
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 

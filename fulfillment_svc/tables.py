@@ -1,4 +1,5 @@
 """fulfillment_svc's own database."""
+
 from sqlalchemy import Column, Date, DateTime, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 shipments = Table(
-    "shipments", metadata,
+    "shipments",
+    metadata,
     Column("shipment_id", UUID(as_uuid=True), primary_key=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("order_id", UUID(as_uuid=True), nullable=False, index=True),

@@ -1,4 +1,5 @@
 """inventory_svc's API: reading and setting a SKU's stock level, for operators."""
+
 from __future__ import annotations
 
 from typing import Annotated

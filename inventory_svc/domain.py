@@ -1,4 +1,5 @@
 """Stock rules, with no I/O."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,5 +1,6 @@
 """inventory_svc's message handlers: reserve_inventory and its compensation; the cancellation
 saga's release_inventory."""
+
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -24,8 +25,9 @@ async def _levels(uow: UnitOfWork, skus) -> dict[str, domain.Level]:
 
 async def _store(uow: UnitOfWork, levels: dict[str, domain.Level]) -> None:
     for sku, level in levels.items():
-        await uow.session.execute(update(stock).where(stock.c.sku == sku).values(
-            available=level.available, reserved=level.reserved))
+        await uow.session.execute(
+            update(stock).where(stock.c.sku == sku).values(available=level.available, reserved=level.reserved)
+        )
 
 
 async def reserve_inventory(uow: UnitOfWork, envelope: Envelope, command: c.ReserveInventory) -> None:
@@ -33,20 +35,26 @@ async def reserve_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rese
 
     async def apply():
         await _store(uow, domain.reserve(await _levels(uow, wanted), wanted))
-        await uow.session.execute(reservations.insert(), [
-            {"saga_id": envelope.saga_id, "order_id": command.order_id, "sku": sku, "quantity": q}
-            for sku, q in wanted.items()])
+        await uow.session.execute(
+            reservations.insert(),
+            [{"saga_id": envelope.saga_id, "order_id": command.order_id, "sku": sku, "quantity": q} for sku, q in wanted.items()],
+        )
         return c.InventoryReserved(order_id=command.order_id)
 
     await participant.forward(
-        uow, envelope, step=STEP, apply=apply, refusals=(domain.ReservationRefused,),
+        uow,
+        envelope,
+        step=STEP,
+        apply=apply,
+        refusals=(domain.ReservationRefused,),
         refuse=lambda reason: c.InventoryReservationFailed(order_id=command.order_id, reason=reason),
     )
 
 
 async def _release(uow: UnitOfWork, which) -> None:
     held_rows = await uow.session.execute(
-        reservations.delete().where(which).returning(reservations.c.sku, reservations.c.quantity))
+        reservations.delete().where(which).returning(reservations.c.sku, reservations.c.quantity)
+    )
     held = {r.sku: r.quantity for r in held_rows}
     await _store(uow, domain.release(await _levels(uow, held), held))
 
@@ -57,7 +65,11 @@ async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rele
         return c.InventoryReleased(order_id=command.order_id)
 
     await participant.compensate(
-        uow, envelope, step=STEP, undo=undo, done=lambda: c.InventoryReleased(order_id=command.order_id),
+        uow,
+        envelope,
+        step=STEP,
+        undo=undo,
+        done=lambda: c.InventoryReleased(order_id=command.order_id),
     )
 
 
@@ -67,11 +79,19 @@ async def return_reserved_stock(uow: UnitOfWork, envelope: Envelope, command: c.
         return c.ReservedStockReturned(order_id=command.order_id)
 
     # No business refusal: reserved stock can always go back, so ``refuse`` is never used.
-    await participant.forward(uow, envelope, step="release_inventory", apply=apply, refusals=(),
-                              refuse=lambda reason: c.ReservedStockReturned(order_id=command.order_id))
+    await participant.forward(
+        uow,
+        envelope,
+        step="release_inventory",
+        apply=apply,
+        refusals=(),
+        refuse=lambda reason: c.ReservedStockReturned(order_id=command.order_id),
+    )
 
 
 HANDLERS: Handlers = {
-    c.ReserveInventory: reserve_inventory, c.ReleaseInventory: release_inventory,
-    c.ReturnReservedStock: return_reserved_stock, c.SettleStep: participant.settle(STEP, c.step_settled),
+    c.ReserveInventory: reserve_inventory,
+    c.ReleaseInventory: release_inventory,
+    c.ReturnReservedStock: return_reserved_stock,
+    c.SettleStep: participant.settle(STEP, c.step_settled),
 }

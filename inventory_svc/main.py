@@ -1,4 +1,5 @@
 """Entry point: ``python -m inventory_svc``."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -13,7 +14,11 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="inventory", package=__package__, metadata=tables.metadata, queues=(INVENTORY_COMMANDS,), handlers=handlers.HANDLERS,
+        name="inventory",
+        package=__package__,
+        metadata=tables.metadata,
+        queues=(INVENTORY_COMMANDS,),
+        handlers=handlers.HANDLERS,
         routers=(api.router,),
     )
     return create_app(definition, settings)

@@ -1,4 +1,5 @@
 """inventory_svc settings (env prefix ``INVENTORY_``)."""
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 

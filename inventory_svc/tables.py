@@ -1,4 +1,5 @@
 """inventory_svc's own database."""
+
 from sqlalchemy import CheckConstraint, Column, Integer, MetaData, PrimaryKeyConstraint, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 stock = Table(
-    "stock", metadata,
+    "stock",
+    metadata,
     Column("sku", String(64), primary_key=True),
     Column("available", Integer, nullable=False),
     Column("reserved", Integer, nullable=False, server_default="0"),
@@ -16,7 +18,8 @@ stock = Table(
 )
 
 reservations = Table(
-    "reservations", metadata,
+    "reservations",
+    metadata,
     Column("saga_id", UUID(as_uuid=True), nullable=False),
     Column("order_id", UUID(as_uuid=True), nullable=False),
     Column("sku", String(64), nullable=False),

@@ -1,4 +1,5 @@
 """notification_svc's API: what was sent to an order's customer, for operators."""
+
 from __future__ import annotations
 
 import uuid
@@ -33,5 +34,6 @@ class NotificationView(BaseModel):
 async def list_notifications(order_id: uuid.UUID, session: SessionDep) -> list[NotificationView]:
     """An order's email and push notifications and their delivery state (never the address or text)."""
     rows = await session.execute(
-        select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.channel))
+        select(notifications).where(notifications.c.order_id == order_id).order_by(notifications.c.channel)
+    )
     return [NotificationView.model_validate(r, from_attributes=True) for r in rows]

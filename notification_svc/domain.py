@@ -1,4 +1,5 @@
 """What the customer is told, and the sandbox's delivery rules, with no I/O."""
+
 from __future__ import annotations
 
 from decimal import Decimal

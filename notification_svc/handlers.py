@@ -1,5 +1,6 @@
 """notification_svc's message handlers: send_confirmation (no compensation: it is the last step),
 and the cancellation saga's notices."""
+
 from __future__ import annotations
 
 import uuid
@@ -18,8 +19,15 @@ from .tables import notifications
 STEP = "send_confirmation"
 
 
-async def _notify(uow: UnitOfWork, envelope: Envelope, order_id: uuid.UUID, customer_id: str, email: str | None,
-                  message: tuple[str, str], push: str) -> None:
+async def _notify(
+    uow: UnitOfWork,
+    envelope: Envelope,
+    order_id: uuid.UUID,
+    customer_id: str,
+    email: str | None,
+    message: tuple[str, str],
+    push: str,
+) -> None:
     """Queue an email (when there is an address) and send a push.
 
     The email is queued in this transaction and handed to SES by the email worker, the same
@@ -28,25 +36,48 @@ async def _notify(uow: UnitOfWork, envelope: Envelope, order_id: uuid.UUID, cust
     common = {"saga_id": envelope.saga_id, "order_id": order_id, "created_at": now}
     if email is not None:
         subject, body = message
-        await uow.session.execute(notifications.insert().values(
-            notification_id=uuid.uuid4(), channel="email", status="queued", recipient=email,
-            subject=subject, body=body, **common))
-    await uow.session.execute(notifications.insert().values(
-        notification_id=uuid.uuid4(), channel="push", status="sent", body=push, sent_at=now, **common))
-    await uow.send(c.CustomerPushed(order_id=order_id, customer_id=customer_id, text=push),
-                   f"topic:{CUSTOMER_PUSH}", causation=envelope)
+        await uow.session.execute(
+            notifications.insert().values(
+                notification_id=uuid.uuid4(),
+                channel="email",
+                status="queued",
+                recipient=email,
+                subject=subject,
+                body=body,
+                **common,
+            )
+        )
+    await uow.session.execute(
+        notifications.insert().values(
+            notification_id=uuid.uuid4(), channel="push", status="sent", body=push, sent_at=now, **common
+        )
+    )
+    await uow.send(
+        c.CustomerPushed(order_id=order_id, customer_id=customer_id, text=push), f"topic:{CUSTOMER_PUSH}", causation=envelope
+    )
 
 
 async def send_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.SendConfirmation) -> None:
     async def apply():
         domain.check_deliverable(command.customer_email)
         order = str(command.order_id)
-        await _notify(uow, envelope, command.order_id, command.customer_id, command.customer_email,
-                      domain.confirmation(order, command.total, command.currency), domain.push_text(order))
+        await _notify(
+            uow,
+            envelope,
+            command.order_id,
+            command.customer_id,
+            command.customer_email,
+            domain.confirmation(order, command.total, command.currency),
+            domain.push_text(order),
+        )
         return c.ConfirmationSent(order_id=command.order_id)
 
     await participant.forward(
-        uow, envelope, step=STEP, apply=apply, refusals=(domain.Undeliverable,),
+        uow,
+        envelope,
+        step=STEP,
+        apply=apply,
+        refusals=(domain.Undeliverable,),
         refuse=lambda reason: c.ConfirmationFailed(order_id=command.order_id, reason=reason),
     )
 
@@ -54,12 +85,14 @@ async def send_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.Send
 async def withdraw_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.WithdrawConfirmation) -> None:
     async def undo():
         # Already handed over: an email cannot be recalled. Queued emails are dropped.
-        await uow.session.execute(notifications.delete().where(
-            notifications.c.saga_id == envelope.saga_id, notifications.c.status == "queued"))
+        await uow.session.execute(
+            notifications.delete().where(notifications.c.saga_id == envelope.saga_id, notifications.c.status == "queued")
+        )
         return c.ConfirmationWithdrawn(order_id=command.order_id)
 
-    await participant.compensate(uow, envelope, step=STEP, undo=undo,
-                                 done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id))
+    await participant.compensate(
+        uow, envelope, step=STEP, undo=undo, done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id)
+    )
 
 
 async def send_cancellation_notice(uow: UnitOfWork, envelope: Envelope, command: c.SendCancellationNotice) -> None:
@@ -67,12 +100,15 @@ async def send_cancellation_notice(uow: UnitOfWork, envelope: Envelope, command:
         if command.customer_email is not None:
             domain.check_deliverable(command.customer_email)
         subject, body = domain.cancellation(str(command.order_id))
-        await _notify(uow, envelope, command.order_id, command.customer_id, command.customer_email,
-                      (subject, body), subject)
+        await _notify(uow, envelope, command.order_id, command.customer_id, command.customer_email, (subject, body), subject)
         return c.CancellationNoticeSent(order_id=command.order_id)
 
     await participant.forward(
-        uow, envelope, step="send_cancellation_notice", apply=apply, refusals=(domain.Undeliverable,),
+        uow,
+        envelope,
+        step="send_cancellation_notice",
+        apply=apply,
+        refusals=(domain.Undeliverable,),
         refuse=lambda reason: c.CancellationNoticeFailed(order_id=command.order_id, reason=reason),
     )
 
@@ -86,7 +122,9 @@ async def send_cancellation_refusal(uow: UnitOfWork, envelope: Envelope, command
 
 
 HANDLERS: Handlers = {
-    c.SendConfirmation: send_confirmation, c.WithdrawConfirmation: withdraw_confirmation,
-    c.SendCancellationNotice: send_cancellation_notice, c.SendCancellationRefusal: send_cancellation_refusal,
+    c.SendConfirmation: send_confirmation,
+    c.WithdrawConfirmation: withdraw_confirmation,
+    c.SendCancellationNotice: send_cancellation_notice,
+    c.SendCancellationRefusal: send_cancellation_refusal,
     c.SettleStep: participant.settle(STEP, c.step_settled),
 }

@@ -7,6 +7,7 @@ An email SES refuses is retried on its own schedule (exponential backoff with ji
 after ``MAX_EMAIL_ATTEMPTS``, marked ``failed`` and counted in ``emails_failed_total``;
 it never holds up the emails behind it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,22 +54,34 @@ async def send_queued(rt: Runtime, ses, sender: str, limit: int = 10) -> int:
     now = datetime.now(UTC)
     due = or_(notifications.c.next_attempt_at.is_(None), notifications.c.next_attempt_at <= now)
     async with rt.sessions() as session, session.begin():
-        rows = (await session.execute(
-            select(notifications).where(notifications.c.channel == "email", notifications.c.status == "queued", due)
-            .order_by(notifications.c.created_at).limit(limit).with_for_update(skip_locked=True))).all()
+        rows = (
+            await session.execute(
+                select(notifications)
+                .where(notifications.c.channel == "email", notifications.c.status == "queued", due)
+                .order_by(notifications.c.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
         for row in rows:
             try:
                 response = await ses.send_email(
-                    Source=sender, Destination={"ToAddresses": [row.recipient]},
+                    Source=sender,
+                    Destination={"ToAddresses": [row.recipient]},
                     Message={"Subject": {"Data": row.subject}, "Body": {"Text": {"Data": row.body}}},
                 )
             except Exception as error:  # noqa: BLE001 - this email waits; the others go on
-                await session.execute(update(notifications).where(
-                    notifications.c.notification_id == row.notification_id).values(**_failure(row, error, now)))
+                await session.execute(
+                    update(notifications)
+                    .where(notifications.c.notification_id == row.notification_id)
+                    .values(**_failure(row, error, now))
+                )
                 continue
-            await session.execute(update(notifications).where(notifications.c.notification_id == row.notification_id)
-                                  .values(status="sent", sent_at=datetime.now(UTC), recipient=None,
-                                          provider_message_id=response["MessageId"]))
+            await session.execute(
+                update(notifications)
+                .where(notifications.c.notification_id == row.notification_id)
+                .values(status="sent", sent_at=datetime.now(UTC), recipient=None, provider_message_id=response["MessageId"])
+            )
             sent += 1
             log.info("email_sent", order_id=str(row.order_id), saga_id=str(row.saga_id))
     return sent

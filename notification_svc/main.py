@@ -1,4 +1,5 @@
 """Entry point: ``python -m notification_svc``."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -14,9 +15,13 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="notification", package=__package__, metadata=tables.metadata, queues=(NOTIFICATION_COMMANDS,),
+        name="notification",
+        package=__package__,
+        metadata=tables.metadata,
+        queues=(NOTIFICATION_COMMANDS,),
         handlers=handlers.HANDLERS,
-        routers=(api.router,), workers=(email_worker(settings.sender_email, settings.email_poll_interval),),
+        routers=(api.router,),
+        workers=(email_worker(settings.sender_email, settings.email_poll_interval),),
     )
     return create_app(definition, settings)
 

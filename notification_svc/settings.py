@@ -1,4 +1,5 @@
 """notification_svc settings (env prefix ``NOTIFICATION_``)."""
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 

@@ -1,4 +1,5 @@
 """notification_svc's own database: one row per message to a customer."""
+
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 notifications = Table(
-    "notifications", metadata,
+    "notifications",
+    metadata,
     Column("notification_id", UUID(as_uuid=True), primary_key=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("order_id", UUID(as_uuid=True), nullable=False, index=True),

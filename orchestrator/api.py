@@ -1,5 +1,6 @@
 """Saga API: one saga by its (unguessable) id for everyone; listings and operator actions
 behind the operator token."""
+
 from __future__ import annotations
 
 import contextlib
@@ -59,16 +60,25 @@ class SagaView(BaseModel):
     @classmethod
     def of(cls, state: SagaState, history: list | None = None) -> SagaView:
         return cls(
-            saga_id=state.saga_id, definition=state.definition, subject=state.subject, status=state.status,
-            failed_step=state.failed_step, failure_reason=state.failure_reason,
-            created_at=state.created_at, updated_at=state.updated_at,
+            saga_id=state.saga_id,
+            definition=state.definition,
+            subject=state.subject,
+            status=state.status,
+            failed_step=state.failed_step,
+            failure_reason=state.failure_reason,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
             steps=[StepView.model_validate(s, from_attributes=True) for s in state.steps],
             history=None if history is None else [HistoryView.model_validate(h, from_attributes=True) for h in history],
         )
 
 
-@router.get("/sagas/{saga_id}", response_model=SagaView, response_model_exclude_none=False,
-            responses={404: {"description": "No such saga"}})
+@router.get(
+    "/sagas/{saga_id}",
+    response_model=SagaView,
+    response_model_exclude_none=False,
+    responses={404: {"description": "No such saga"}},
+)
 async def get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView:
     state = await repository.load(session, saga_id, lock=False)
     if state is None:
@@ -87,8 +97,9 @@ async def list_sagas(
 ) -> list[SagaView]:
     """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``) or subject."""
     older_than = datetime.now(UTC) - timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
-    sagas = await repository.listing(session, status=status, limit=limit, older_than=older_than,
-                                     definition=definition, subject=subject)
+    sagas = await repository.listing(
+        session, status=status, limit=limit, older_than=older_than, definition=definition, subject=subject
+    )
     return [SagaView.of(s) for s in sagas]
 
 
@@ -136,7 +147,9 @@ class RedriveView(BaseModel):
 
 @operator.get("/sagas", response_model=list[SagaView])
 async def operator_list_sagas(
-    session: SessionDep, status: SagaStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    session: SessionDep,
+    status: SagaStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
     older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
     definition: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,49}$")] = None,
     subject: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")] = None,
@@ -151,26 +164,24 @@ async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView
     return await get_saga(saga_id, session)
 
 
-@operator.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView,
-               responses=NOT_FOUND | CONFLICT)
+@operator.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
 async def retry_compensation(saga_id: uuid.UUID, step: StepName, body: Retry, rt: RuntimeDep, request: Request) -> SagaView:
     """Send a failed compensation again, once its cause has been fixed."""
     with _refusals():
-        return SagaView.of(await operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step,
-                                                                body.actor))
+        return SagaView.of(await operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step, body.actor))
 
 
 @operator.post("/sagas/{saga_id}/resolve", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
 async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request) -> SagaView:
     """Mark a saga compensated after its effect was put right outside the system."""
     with _refusals():
-        return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason,
-                                                     body.actor))
+        return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
 
 
 @operator.get("/dead-letters", response_model=list[DeadLetterView])
-async def list_dead_letters(rt: RuntimeDep, request: Request,
-                            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[DeadLetterView]:
+async def list_dead_letters(
+    rt: RuntimeDep, request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[DeadLetterView]:
     """Every message in every dead-letter queue, with its saga and step where known."""
     steps = request.app.state.orchestrator.registry.step_of_message_types()
     return [DeadLetterView(**letter.as_dict()) for letter in await dead_letters.list_all(rt.broker, limit, steps)]

@@ -3,6 +3,7 @@
 Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``,
 the operator token every service reads, which the operator endpoints need.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,18 +41,33 @@ DefinitionOption = Annotated[str | None, typer.Option(help="only sagas of this d
 
 
 @app.command("list")
-def list_sagas(status: StatusOption = None, definition: DefinitionOption = None,
-               older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
-               limit: int = 50, url: Url = DEFAULT_URL, token: Token = "") -> None:
+def list_sagas(
+    status: StatusOption = None,
+    definition: DefinitionOption = None,
+    older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
+    limit: int = 50,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
     """Sagas of every definition by status and age, newest first."""
-    params = {"limit": limit} | ({"status": status.value} if status else {}) | (
-        {"definition": definition} if definition else {}) | (
-        {"older_than_seconds": older_than} if older_than is not None else {})
+    params = (
+        {"limit": limit}
+        | ({"status": status.value} if status else {})
+        | ({"definition": definition} if definition else {})
+        | ({"older_than_seconds": older_than} if older_than is not None else {})
+    )
     sagas = _check(_client(url, token).get("/operator/sagas", params=params))
     table = Table("saga", "definition", "subject", "status", "failed step", "reason", "updated")
     for s in sagas:
-        table.add_row(s["saga_id"], s["definition"], s["subject"], s["status"], s["failed_step"] or "-",
-                      (s["failure_reason"] or "")[:40], s["updated_at"])
+        table.add_row(
+            s["saga_id"],
+            s["definition"],
+            s["subject"],
+            s["status"],
+            s["failed_step"] or "-",
+            (s["failure_reason"] or "")[:40],
+            s["updated_at"],
+        )
     console.print(table)
 
 
@@ -59,12 +75,21 @@ def list_sagas(status: StatusOption = None, definition: DefinitionOption = None,
 def show(saga_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """One saga: its steps, and its timeline including operator actions."""
     saga = _check(_client(url, token).get(f"/operator/sagas/{saga_id}"))
-    console.print(f"{saga['definition']} saga {saga['saga_id']}  about {saga['subject']}  [bold]{saga['status']}[/bold]"
-                  + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else ""))
+    console.print(
+        f"{saga['definition']} saga {saga['saga_id']}  about {saga['subject']}  [bold]{saga['status']}[/bold]"
+        + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else "")
+    )
     steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")
     for s in saga["steps"]:
-        steps.add_row(s["name"], s["status"], str(s["attempts"]), str(s["compensation_attempts"]),
-                      s["started_at"] or "", s["finished_at"] or "", s["error"] or "")
+        steps.add_row(
+            s["name"],
+            s["status"],
+            str(s["attempts"]),
+            str(s["compensation_attempts"]),
+            s["started_at"] or "",
+            s["finished_at"] or "",
+            s["error"] or "",
+        )
     console.print(steps)
     timeline = Table("at", "event", "step", "detail")
     for h in saga["history"]:
@@ -78,30 +103,37 @@ def dead_letters(url: Url = DEFAULT_URL, token: Token = "") -> None:
     letters = _check(_client(url, token).get("/operator/dead-letters"))
     table = Table("queue", "type", "saga", "step", "receives", "detail")
     for d in letters:
-        table.add_row(d["queue"], d["message_type"] or "?", d["saga_id"] or "-", d["step"] or "-",
-                      str(d["receive_count"]), d["detail"])
+        table.add_row(
+            d["queue"], d["message_type"] or "?", d["saga_id"] or "-", d["step"] or "-", str(d["receive_count"]), d["detail"]
+        )
     console.print(table if letters else "no dead letters")
 
 
 @app.command()
-def redrive(queue: Annotated[str, typer.Argument(help="a -dlq queue, or saga-escalations")],
-            url: Url = DEFAULT_URL, token: Token = "") -> None:
+def redrive(
+    queue: Annotated[str, typer.Argument(help="a -dlq queue, or saga-escalations")], url: Url = DEFAULT_URL, token: Token = ""
+) -> None:
     """Move a dead-letter queue back to its queue, or retry every escalated compensation."""
     console.print(_check(_client(url, token).post(f"/operator/dead-letters/{queue}/redrive")))
 
 
 @app.command()
-def retry(saga_id: str, step: str, actor: str = os.environ.get("USER", "operator"),
-          url: Url = DEFAULT_URL, token: Token = "") -> None:
+def retry(
+    saga_id: str, step: str, actor: str = os.environ.get("USER", "operator"), url: Url = DEFAULT_URL, token: Token = ""
+) -> None:
     """Send a failed compensation again (after fixing its cause)."""
-    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/steps/{step}/retry-compensation",
-                                           json={"actor": actor}))
+    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/steps/{step}/retry-compensation", json={"actor": actor}))
     console.print(f"saga {saga_id}: {saga['status']}")
 
 
 @app.command()
-def resolve(saga_id: str, reason: Annotated[str, typer.Option(help="what was done by hand, for the audit trail")],
-            actor: str = os.environ.get("USER", "operator"), url: Url = DEFAULT_URL, token: Token = "") -> None:
+def resolve(
+    saga_id: str,
+    reason: Annotated[str, typer.Option(help="what was done by hand, for the audit trail")],
+    actor: str = os.environ.get("USER", "operator"),
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
     """Close a needs_intervention saga whose effects a person has put right."""
     saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/resolve", json={"reason": reason, "actor": actor}))
     console.print(f"saga {saga_id}: {saga['status']}")

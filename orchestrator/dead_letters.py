@@ -5,6 +5,7 @@ process (SQS moved them after ``maxReceiveCount`` receives); redriving moves the
 their queue. ``saga-escalations`` holds compensations that could not complete; redriving
 one asks the orchestrator to retry that compensation, once the cause has been fixed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,25 +48,53 @@ def _parse(message: dict) -> tuple[Envelope, Message] | MalformedMessage:
         return error
 
 
-def describe(queue: str, message: dict, parsed: tuple[Envelope, Message] | MalformedMessage,
-             steps: dict[str, str] | None = None) -> DeadLetter:
+def describe(
+    queue: str, message: dict, parsed: tuple[Envelope, Message] | MalformedMessage, steps: dict[str, str] | None = None
+) -> DeadLetter:
     """``steps`` maps a message type (command or reply) to the saga step it belongs to."""
     receive_count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0))
     if isinstance(parsed, MalformedMessage):
         return DeadLetter(queue, message["MessageId"], None, None, None, f"malformed: {str(parsed)[:200]}", receive_count)
     envelope, payload = parsed
     if isinstance(payload, c.SettlementConflict):
-        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
-                          f"order {payload.order_id}: {payload.detail}", receive_count)
+        return DeadLetter(
+            queue,
+            message["MessageId"],
+            envelope.message_type,
+            str(payload.saga_id),
+            payload.step,
+            f"order {payload.order_id}: {payload.detail}",
+            receive_count,
+        )
     if isinstance(payload, c.SagaStartFailed):
-        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), "create_order",
-                          f"order {payload.order_id} cancelled: {payload.reason}", receive_count)
+        return DeadLetter(
+            queue,
+            message["MessageId"],
+            envelope.message_type,
+            str(payload.saga_id),
+            "create_order",
+            f"order {payload.order_id} cancelled: {payload.reason}",
+            receive_count,
+        )
     if isinstance(payload, c.CompensationEscalated):
-        return DeadLetter(queue, message["MessageId"], envelope.message_type, str(payload.saga_id), payload.step,
-                          f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
-                          receive_count)
-    return DeadLetter(queue, message["MessageId"], envelope.message_type, str(envelope.saga_id or "") or None,
-                      (steps or {}).get(envelope.message_type), "not processed by its consumer", receive_count)
+        return DeadLetter(
+            queue,
+            message["MessageId"],
+            envelope.message_type,
+            str(payload.saga_id),
+            payload.step,
+            f"{payload.command['type']} failed after {payload.attempts} attempt(s): {payload.last_error}",
+            receive_count,
+        )
+    return DeadLetter(
+        queue,
+        message["MessageId"],
+        envelope.message_type,
+        str(envelope.saga_id or "") or None,
+        (steps or {}).get(envelope.message_type),
+        "not processed by its consumer",
+        receive_count,
+    )
 
 
 EMPTY_RECEIVES = 3  # empty short polls in a row before a queue counts as read
@@ -81,16 +110,24 @@ async def peek(broker: Broker, queue: str, limit: int = 100) -> list[dict]:
     empty = 0
     while len(seen) < limit and empty < 2:  # SQS may answer a short poll empty while messages remain
         response = await broker.sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(seen)), VisibilityTimeout=PEEK_VISIBILITY,
-            WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"])
+            QueueUrl=url,
+            MaxNumberOfMessages=min(10, limit - len(seen)),
+            VisibilityTimeout=PEEK_VISIBILITY,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
         fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
         empty = 0 if fresh else empty + 1
         seen.update({m["MessageId"]: m for m in fresh})
     messages = list(seen.values())
     for start in range(0, len(messages), 10):  # visible again at once for the next look
-        await broker.sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-            for i, m in enumerate(messages[start:start + 10])])
+        await broker.sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(messages[start : start + 10])
+            ],
+        )
     return messages[:limit]
 
 
@@ -121,16 +158,21 @@ class Depth:
 
 async def depths(broker: Broker) -> list[Depth]:
     """How many messages each dead-letter queue (``saga-escalations`` included) holds."""
+
     async def depth(queue: str) -> Depth:
         try:
-            attributes = (await broker.sqs.get_queue_attributes(
-                QueueUrl=await broker.queue_url(queue),
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]))["Attributes"]
+            attributes = (
+                await broker.sqs.get_queue_attributes(
+                    QueueUrl=await broker.queue_url(queue),
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )
+            )["Attributes"]
         except ClientError as error:
             log.warning("queue_depth_unavailable", queue=queue, error=str(error)[:200])
             return Depth(queue, None, None)
-        return Depth(queue, int(attributes["ApproximateNumberOfMessages"]),
-                     int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+        return Depth(
+            queue, int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        )
 
     return list(await asyncio.gather(*(depth(queue) for queue in DEAD_LETTER_QUEUES)))
 
@@ -150,8 +192,9 @@ async def take(broker: Broker, queue: str):
         # messages remain: stop only after several empty receives in a row, and after a
         # bounded number of receives whatever happens.
         for _ in range(MAX_RECEIVES):
-            response = await broker.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60,
-                                                        WaitTimeSeconds=0, MessageAttributeNames=["All"])
+            response = await broker.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+            )
             messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
             empty = 0 if messages else empty + 1
             if empty >= EMPTY_RECEIVES:
@@ -183,10 +226,14 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
         # One attempt only: an endpoint without the action (some emulators) answers 5xx,
         # which the default retry policy would retry for seconds.
         async with aioboto3.Session(region_name=region()).client("sqs", config=NO_RETRY) as sqs:
-            task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq),
-                                                     DestinationArn=broker.queue_arn(source))
-        return {"queue": dlq, "method": "StartMessageMoveTask", "moved": None, "task": task.get("TaskHandle"),
-                "messages": _sagas_of(waiting)}
+            task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq), DestinationArn=broker.queue_arn(source))
+        return {
+            "queue": dlq,
+            "method": "StartMessageMoveTask",
+            "moved": None,
+            "task": task.get("TaskHandle"),
+            "messages": _sagas_of(waiting),
+        }
     except (ClientError, NotImplementedError) as error:
         log.info("message_move_task_unavailable", queue=dlq, error=str(error)[:200])
     source_url = await broker.queue_url(source)
@@ -194,8 +241,9 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
     async for message, delete, _ in take(broker, dlq):
         # Send before delete: a crash in between leaves a copy in both queues, never in
         # neither, and the receiver's inbox drops the copy by its message id.
-        await broker.sqs.send_message(QueueUrl=source_url, MessageBody=message["Body"],
-                                      MessageAttributes=message.get("MessageAttributes", {}))
+        await broker.sqs.send_message(
+            QueueUrl=source_url, MessageBody=message["Body"], MessageAttributes=message.get("MessageAttributes", {})
+        )
         await delete()
         moved.append(message)
     return {"queue": dlq, "method": "message-by-message", "moved": len(moved), "messages": _sagas_of(moved)}
@@ -262,4 +310,3 @@ async def discard_escalations(broker: Broker, escalation_ids: set[str]) -> int:
         else:
             await release()
     return discarded
-

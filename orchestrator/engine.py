@@ -18,6 +18,7 @@ A definition may name a pivot: the step after which the saga can only go forward
 after it are never compensated; one that is refused, or stays silent through its budget,
 is escalated to a person and the steps after it still run.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -128,7 +129,6 @@ class Step:
     timeout. None: never resent."""
     forget: tuple[str, ...] = ()
     """Saga data only this step's command needs, erased once the step has been answered."""
-
 
     @property
     def invokes(self) -> tuple[Invoke, ...]:
@@ -307,9 +307,14 @@ class SagaEngine:
     # ---- inputs
     def start(self, saga_id: uuid.UUID, data: Data, now: datetime) -> Transition:
         state = SagaState(
-            saga_id=saga_id, definition=self.definition.name, subject=str(data[self.definition.subject]),
-            status=SagaStatus.RUNNING, data=dict(data), steps=[StepState(s.name) for s in self.definition.steps],
-            created_at=now, updated_at=now,
+            saga_id=saga_id,
+            definition=self.definition.name,
+            subject=str(data[self.definition.subject]),
+            status=SagaStatus.RUNNING,
+            data=dict(data),
+            steps=[StepState(s.name) for s in self.definition.steps],
+            created_at=now,
+            updated_at=now,
         )
         t = Transition(state, history=[HistoryEntry("saga_started")])
         for step, step_state in zip(self.definition.steps, state.steps, strict=True):
@@ -326,8 +331,14 @@ class SagaEngine:
         a start that arrives later finds the saga and does nothing."""
         key = {self.definition.subject: subject}
         state = SagaState(
-            saga_id=saga_id, definition=self.definition.name, subject=subject, status=SagaStatus.RUNNING,
-            data=dict(key), steps=[StepState(s.name) for s in self.definition.steps], created_at=now, updated_at=now,
+            saga_id=saga_id,
+            definition=self.definition.name,
+            subject=subject,
+            status=SagaStatus.RUNNING,
+            data=dict(key),
+            steps=[StepState(s.name) for s in self.definition.steps],
+            created_at=now,
+            updated_at=now,
         )
         t = Transition(state, history=[HistoryEntry("saga_start_failed", None, reason)])
         last_done = -1
@@ -337,12 +348,14 @@ class SagaEngine:
             step_state.status, step_state.started_at, step_state.finished_at = StepStatus.SUCCEEDED, now, now
             last_done = index
         self._begin_compensation(t, self.definition.steps[max(last_done, 0)].name, reason, last_done, now)
-        t.outgoing.append(Outgoing(None, SagaStartFailed(**key, saga_id=saga_id, reason=reason),
-                                   f"queue:{SAGA_ESCALATIONS}", False))
+        t.outgoing.append(
+            Outgoing(None, SagaStartFailed(**key, saga_id=saga_id, reason=reason), f"queue:{SAGA_ESCALATIONS}", False)
+        )
         return t
 
-    def on_reply(self, state: SagaState, reply: Message, now: datetime,
-                 causation_id: uuid.UUID | None = None, attempt: int | None = None) -> Transition:
+    def on_reply(
+        self, state: SagaState, reply: Message, now: datetime, causation_id: uuid.UUID | None = None, attempt: int | None = None
+    ) -> Transition:
         """``causation_id`` is the id of the command the reply answers and ``attempt`` the attempt
         it served, where known."""
         t = Transition(_copy(state))
@@ -352,8 +365,9 @@ class SagaEngine:
         index, kind = self._replies[type(reply)]
         step, step_state = self.definition.steps[index], t.state.steps[index]
         if kind not in ACCEPTS.get(step_state.status, frozenset()):
-            t.history.append(HistoryEntry(
-                "reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}"))
+            t.history.append(
+                HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}")
+            )
             return t
         if kind == ReplyKind.COMPENSATION_REFUSED and _earlier_attempt(step_state, causation_id, attempt):
             # The refusal of an earlier attempt, overtaken by a retry: the retry's own answer counts.
@@ -413,8 +427,10 @@ class SagaEngine:
                 self._send_action(t, index, now, resend=True)
                 continue
             silence_until = self._budget_end(t.state, index) if running else step_state.deadline
-            resend_compensation = (step_state.status == StepStatus.COMPENSATING
-                                   and step_state.compensation_attempts < self.definition.max_compensation_attempts)
+            resend_compensation = (
+                step_state.status == StepStatus.COMPENSATING
+                and step_state.compensation_attempts < self.definition.max_compensation_attempts
+            )
             if silence_until > cutoff and not resend_compensation:
                 continue  # silence not established yet: wait until the replies are read
             step_state.deadline = None
@@ -465,8 +481,9 @@ class SagaEngine:
             self._send_action(t, index, now, resend=True, deadline=now + self.definition.steps[index].timeout)
             return t
         if step_state.status != StepStatus.COMPENSATION_FAILED:
-            raise ValueError(f"step {step_name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED}"
-                             f" or {StepStatus.ESCALATED}")
+            raise ValueError(
+                f"step {step_name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED} or {StepStatus.ESCALATED}"
+            )
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
         step_state.compensation_attempts = 0
         step_state.compensation_round += 1
@@ -478,8 +495,10 @@ class SagaEngine:
         """Operator action: a person fixed the effects by hand; close the saga."""
         t = Transition(_copy(state))
         if t.state.status not in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING):
-            raise ValueError(f"saga is {t.state.status}; only {SagaStatus.NEEDS_INTERVENTION} or"
-                             f" {SagaStatus.COMPENSATING} sagas are resolved by hand")
+            raise ValueError(
+                f"saga is {t.state.status}; only {SagaStatus.NEEDS_INTERVENTION} or"
+                f" {SagaStatus.COMPENSATING} sagas are resolved by hand"
+            )
         if any(s.status == StepStatus.ESCALATED for s in t.state.steps):
             # Past the pivot: what the person did completes the escalated steps; nothing is undone.
             t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
@@ -499,8 +518,9 @@ class SagaEngine:
                 # The participant learns it too: a compensation still queued, or redriven
                 # from a dead-letter queue later, must not undo the step a second time.
                 settle = SettleStep(**{self.definition.subject: t.state.subject}, reason=reason[:500])
-                t.outgoing.append(Outgoing(step.name, settle, f"queue:{step.participant}", True,
-                                           attempt=max(step_state.compensation_round, 1)))
+                t.outgoing.append(
+                    Outgoing(step.name, settle, f"queue:{step.participant}", True, attempt=max(step_state.compensation_round, 1))
+                )
                 told.append(HistoryEntry("settlement_sent", step.name, "the participant is told the step was settled"))
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
         t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
@@ -517,12 +537,18 @@ class SagaEngine:
         if not already_compensated:
             t.history.append(HistoryEntry("settlement_acknowledged", step_name))
             return t
-        detail = ("its compensation had already run when the step was settled by hand: "
-                  "undo the manual action")
+        detail = "its compensation had already run when the step was settled by hand: undo the manual action"
         t.history.append(HistoryEntry("compensation_ran_before_settlement", step_name, detail))
-        t.outgoing.append(Outgoing(step_name, SettlementConflict(
-            **{self.definition.subject: t.state.subject}, saga_id=t.state.saga_id, step=step_name, detail=detail),
-            f"queue:{SAGA_ESCALATIONS}", False))
+        t.outgoing.append(
+            Outgoing(
+                step_name,
+                SettlementConflict(
+                    **{self.definition.subject: t.state.subject}, saga_id=t.state.saga_id, step=step_name, detail=detail
+                ),
+                f"queue:{SAGA_ESCALATIONS}",
+                False,
+            )
+        )
         return t
 
     # ---- transitions
@@ -556,8 +582,7 @@ class SagaEngine:
         for key in self.definition.forget_when_done:
             t.state.data.pop(key, None)
 
-    def _send_action(self, t: Transition, index: int, now: datetime, *, resend: bool,
-                     deadline: datetime | None = None) -> None:
+    def _send_action(self, t: Transition, index: int, now: datetime, *, resend: bool, deadline: datetime | None = None) -> None:
         """Send the step's command; the next deadline is the next resend or the end of its budget."""
         step, step_state = self.definition.steps[index], t.state.steps[index]
         assert isinstance(step.action, Invoke), f"{step.name} is done locally"
@@ -567,8 +592,9 @@ class SagaEngine:
         if step.resend_after is not None and step_state.sends < MAX_SENDS:
             resend_at = now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
             step_state.deadline = min(budget_end, resend_at)
-        t.outgoing.append(Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True,
-                                   attempt=step_state.attempts))
+        t.outgoing.append(
+            Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True, attempt=step_state.attempts)
+        )
         if resend:
             t.history.append(HistoryEntry("step_resent", step.name, f"send {step_state.sends}, no reply yet"))
         else:
@@ -582,7 +608,7 @@ class SagaEngine:
         own = started + step.timeout
         if self.definition.budget is None:
             return own
-        later = sum((s.timeout for s in self.definition.steps[index + 1:] if isinstance(s.action, Invoke)), timedelta())
+        later = sum((s.timeout for s in self.definition.steps[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
         return max(own, state.created_at + self.definition.budget - later)
 
     def _waited(self, state: SagaState, index: int) -> float:
@@ -628,8 +654,13 @@ class SagaEngine:
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
-        command = Outgoing(step.name, step.compensation.build(_context(t.state)), f"queue:{step.participant}", True,
-                           attempt=max(step_state.compensation_round, 1))
+        command = Outgoing(
+            step.name,
+            step.compensation.build(_context(t.state)),
+            f"queue:{step.participant}",
+            True,
+            attempt=max(step_state.compensation_round, 1),
+        )
         step_state.compensation_command_id = str(command.message_id)
         t.outgoing.append(command)
         t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
@@ -638,25 +669,36 @@ class SagaEngine:
         step, step_state = self.definition.steps[index], t.state.steps[index]
         assert step.compensation is not None
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
-            StepStatus.COMPENSATION_FAILED, error, None, now)
+            StepStatus.COMPENSATION_FAILED,
+            error,
+            None,
+            now,
+        )
         t.history.append(HistoryEntry("compensation_failed", step.name, error))
-        self._escalation(t, step.name, step.compensation.build(_context(t.state)), error,
-                         step_state.compensation_attempts)
+        self._escalation(t, step.name, step.compensation.build(_context(t.state)), error, step_state.compensation_attempts)
 
     def _escalate_step(self, t: Transition, index: int, error: str, now: datetime) -> None:
         """A step after the pivot that cannot be done: a person takes it over, the saga goes on."""
         step, step_state = self.definition.steps[index], t.state.steps[index]
         assert isinstance(step.action, Invoke)
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
-            StepStatus.ESCALATED, error, None, now)
+            StepStatus.ESCALATED,
+            error,
+            None,
+            now,
+        )
         t.history.append(HistoryEntry("step_escalated", step.name, error))
         self._escalation(t, step.name, step.action.build(t.state.data), error, step_state.sends)
 
     def _escalation(self, t: Transition, step: str, command: Message, error: str, attempts: int) -> None:
         escalation = CompensationEscalated(
-            saga_id=t.state.saga_id, definition=t.state.definition, subject=t.state.subject, step=step,
+            saga_id=t.state.saga_id,
+            definition=t.state.definition,
+            subject=t.state.subject,
+            step=step,
             command={"type": command.message_type(), "payload": command.model_dump(mode="json")},
-            last_error=error[:500], attempts=attempts,
+            last_error=error[:500],
+            attempts=attempts,
         )
         out = Outgoing(step, escalation, f"queue:{SAGA_ESCALATIONS}", False)
         # Remembered so that an operator's action removes exactly these from the queue.
@@ -674,8 +716,11 @@ def _earlier_attempt(step_state: StepState, causation_id: uuid.UUID | None, atte
     retried since). Replies name their attempt; older ones only the command they answer."""
     if attempt is not None and step_state.compensation_round:
         return attempt != step_state.compensation_round
-    return bool(causation_id is not None and step_state.compensation_command_id
-                and str(causation_id) != step_state.compensation_command_id)
+    return bool(
+        causation_id is not None
+        and step_state.compensation_command_id
+        and str(causation_id) != step_state.compensation_command_id
+    )
 
 
 def _forget(state: SagaState, step: Step) -> None:
@@ -689,8 +734,7 @@ def _context(state: SagaState) -> Data:
 
 
 def _copy(state: SagaState) -> SagaState:
-    return replace(state, data=dict(state.data),
-                   steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in state.steps])
+    return replace(state, data=dict(state.data), steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in state.steps])
 
 
 class SagaRegistry:

@@ -1,6 +1,7 @@
 """Turning messages and deadlines into saga transitions, each in one local transaction:
 lock the saga row, run the pure engine, save the new state and its history, and stage the
 commands it decided on in the outbox."""
+
 from __future__ import annotations
 
 import uuid
@@ -38,9 +39,12 @@ class Orchestrator:
         self.registry = registry
 
     def handlers(self) -> Handlers:
-        return {**{start: self.start for start in self.registry.starts()},
-                c.SettleUnstartedSaga: self.settle_unstarted, c.StepSettled: self.on_settled,
-                **{reply: self.on_reply for reply in self.registry.replies()}}
+        return {
+            **{start: self.start for start in self.registry.starts()},
+            c.SettleUnstartedSaga: self.settle_unstarted,
+            c.StepSettled: self.on_settled,
+            **{reply: self.on_reply for reply in self.registry.replies()},
+        }
 
     def engine(self, state: SagaState) -> SagaEngine:
         return self.registry[state.definition]
@@ -105,8 +109,9 @@ class Orchestrator:
         return True
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
-        return await self._operator_action(uow, saga_id, lambda state, at: self.engine(state).retry_compensation(
-            state, step, at, actor))
+        return await self._operator_action(
+            uow, saga_id, lambda state, at: self.engine(state).retry_compensation(state, step, at, actor)
+        )
 
     async def resolve(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
         return await self._operator_action(uow, saga_id, lambda state, at: self.engine(state).resolve(state, reason, at, actor))
@@ -120,8 +125,9 @@ class Orchestrator:
         await self._commit_transition(uow, state, t, at, None)
         return t.state
 
-    async def _commit_transition(self, uow: UnitOfWork, before: SagaState, t: Transition, at: datetime,
-                                 cause: Envelope | None) -> None:
+    async def _commit_transition(
+        self, uow: UnitOfWork, before: SagaState, t: Transition, at: datetime, cause: Envelope | None
+    ) -> None:
         if t.changed:
             await repository.save(uow.session, t.state)
         for entry in t.history:
@@ -130,21 +136,34 @@ class Orchestrator:
         self._observe(before, t, at)
         await self._stage(uow, t, at, cause, before.status)
 
-    async def _stage(self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None,
-                     before: SagaStatus | None) -> None:
+    async def _stage(
+        self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None, before: SagaStatus | None
+    ) -> None:
         await repository.record(uow.session, t.state.saga_id, t.history, at, cause.message_id if cause else None)
         reports_to = self.registry[t.state.definition].definition.reports_to
         if reports_to is not None and t.state.status != before:
             # The initiator keeps the status of its sagas (an order lists them) from these.
-            change = c.SagaStatusChanged(saga_id=t.state.saga_id, definition=t.state.definition,
-                                         subject=t.state.subject, status=t.state.status, at=t.state.updated_at)
-            await uow.send(change, f"queue:{reports_to}", saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
-                           causation=cause)
+            change = c.SagaStatusChanged(
+                saga_id=t.state.saga_id,
+                definition=t.state.definition,
+                subject=t.state.subject,
+                status=t.state.status,
+                at=t.state.updated_at,
+            )
+            await uow.send(
+                change, f"queue:{reports_to}", saga_id=t.state.saga_id, correlation_id=t.state.saga_id, causation=cause
+            )
         for out in t.outgoing:
             await uow.send(
-                out.message, out.destination, saga_id=t.state.saga_id, correlation_id=t.state.saga_id,
-                causation=cause, reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None, message_id=out.message_id,
-                step=out.step if out.attempt else None, attempt=out.attempt,
+                out.message,
+                out.destination,
+                saga_id=t.state.saga_id,
+                correlation_id=t.state.saga_id,
+                causation=cause,
+                reply_to=ORCHESTRATOR_REPLIES if out.expects_reply else None,
+                message_id=out.message_id,
+                step=out.step if out.attempt else None,
+                attempt=out.attempt,
             )
             log.info("command_staged", step=out.step, command=out.message.message_type(), destination=out.destination)
 
@@ -158,8 +177,12 @@ class Orchestrator:
                 metrics.step_finished(new.name, new.status, (at - new.started_at).total_seconds())
 
 
-async def fire_due_deadlines(sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, sender: str,
-                             read_until: Callable[[float], float] | None = None) -> int:
+async def fire_due_deadlines(
+    sessions: async_sessionmaker[AsyncSession],
+    orchestrator: Orchestrator,
+    sender: str,
+    read_until: Callable[[float], float] | None = None,
+) -> int:
     """One pass of the deadline worker; returns how many sagas it moved on.
 
     ``read_until(now)`` (epoch seconds) bounds the deadlines judged to those passed while

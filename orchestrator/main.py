@@ -1,4 +1,5 @@
 """Entry point: ``python -m orchestrator``."""
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.wait_for(rt.stop.wait(), settings.intervention_count_interval)
 
     definition = ServiceDefinition(
-        name="orchestrator", package=__package__, metadata=tables.metadata, queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
-        handlers=orchestrator.handlers(), routers=(api.router, api.guarded, api.operator, console.router),
+        name="orchestrator",
+        package=__package__,
+        metadata=tables.metadata,
+        queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
+        handlers=orchestrator.handlers(),
+        routers=(api.router, api.guarded, api.operator, console.router),
         workers=(deadlines, intervention_gauge),
     )
     app = create_app(definition, settings)

@@ -6,6 +6,7 @@ the escalation queue. A refused action raises ``LookupError`` (no such saga) or
 ``ValueError`` (not allowed in the saga's state, or not a dead-letter queue); callers turn
 them into their own answers.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -24,8 +25,7 @@ from .handlers import Orchestrator
 log = structlog.get_logger("operations", service="orchestrator")
 
 
-async def retry_compensation(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, step: str,
-                             actor: str) -> SagaState:
+async def retry_compensation(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
     """Send a ``compensation_failed`` step's compensation again, then drop its older escalations."""
     state = await _act(rt, lambda uow: orchestrator.retry_compensation(uow, saga_id, step, actor))
     await _discard(rt, _escalations(state, step))
@@ -57,8 +57,7 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
     return await dead_letters.redrive_escalations(rt.broker, retry)
 
 
-async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, messages: list[dict],
-                          actor: str) -> None:
+async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, messages: list[dict], actor: str) -> None:
     """Note in each saga's history that a person sent its dead-lettered message back: not a
     transition (the message's handling will be one), but who did what to the saga, and when."""
     steps = orchestrator.registry.step_of_message_types()
@@ -67,9 +66,18 @@ async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, m
         known = await repository.existing(uow.session, {uuid.UUID(m["saga_id"]) for m in messages})
         for m in messages:
             if uuid.UUID(m["saga_id"]) in known:
-                await repository.record(uow.session, uuid.UUID(m["saga_id"]), [HistoryEntry(
-                    "operator_redrive", steps.get(m["message_type"]),
-                    f"by {actor}: {m['message_type']} from {queue} back to {queue.removesuffix('-dlq')}")], at)
+                await repository.record(
+                    uow.session,
+                    uuid.UUID(m["saga_id"]),
+                    [
+                        HistoryEntry(
+                            "operator_redrive",
+                            steps.get(m["message_type"]),
+                            f"by {actor}: {m['message_type']} from {queue} back to {queue.removesuffix('-dlq')}",
+                        )
+                    ],
+                    at,
+                )
         await uow.commit()
 
 

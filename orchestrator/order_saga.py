@@ -1,4 +1,5 @@
 """The order saga, top to bottom: each step, who does it, what undoes it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -21,46 +22,56 @@ def order_saga() -> SagaDefinition:
         reports_to=q.ORDER_COMMANDS,
         steps=(
             Step(
-                "create_order", participant=q.ORDER_COMMANDS,
+                "create_order",
+                participant=q.ORDER_COMMANDS,
                 action=Local("order_svc creates the pending order in the transaction that starts the saga"),
                 compensation=Invoke(c.CancelOrder, cancel_order, success=c.OrderCancelled),
                 timeout=LEAST_TIME,
             ),
             Step(
-                "reserve_inventory", participant=q.INVENTORY_COMMANDS,
-                action=Invoke(c.ReserveInventory, reserve_inventory,
-                              success=c.InventoryReserved, failure=c.InventoryReservationFailed),
+                "reserve_inventory",
+                participant=q.INVENTORY_COMMANDS,
+                action=Invoke(
+                    c.ReserveInventory, reserve_inventory, success=c.InventoryReserved, failure=c.InventoryReservationFailed
+                ),
                 compensation=Invoke(c.ReleaseInventory, by_order(c.ReleaseInventory), success=c.InventoryReleased),
-                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
+                timeout=LEAST_TIME,
+                resend_after=RESEND_AFTER,
             ),
             Step(
-                "process_payment", participant=q.PAYMENT_COMMANDS,
-                action=Invoke(c.ProcessPayment, process_payment, success=c.PaymentProcessed, failure=c.PaymentFailed,
-                              keep=("payment_id",)),
-                compensation=Invoke(c.RefundPayment, refund_payment,
-                                    success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
-                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
+                "process_payment",
+                participant=q.PAYMENT_COMMANDS,
+                action=Invoke(
+                    c.ProcessPayment, process_payment, success=c.PaymentProcessed, failure=c.PaymentFailed, keep=("payment_id",)
+                ),
+                compensation=Invoke(c.RefundPayment, refund_payment, success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
+                timeout=LEAST_TIME,
+                resend_after=RESEND_AFTER,
                 forget=("payment_token",),
             ),
             Step(
-                "fulfill_order", participant=q.FULFILLMENT_COMMANDS,
-                action=Invoke(c.FulfillOrder, fulfill_order, success=c.OrderFulfilled, failure=c.FulfillmentFailed,
-                              keep=("shipment_id",)),
-                compensation=Invoke(c.CancelShipment, cancel_shipment,
-                                    success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed),
-                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
+                "fulfill_order",
+                participant=q.FULFILLMENT_COMMANDS,
+                action=Invoke(
+                    c.FulfillOrder, fulfill_order, success=c.OrderFulfilled, failure=c.FulfillmentFailed, keep=("shipment_id",)
+                ),
+                compensation=Invoke(
+                    c.CancelShipment, cancel_shipment, success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed
+                ),
+                timeout=LEAST_TIME,
+                resend_after=RESEND_AFTER,
                 forget=("shipping_address",),
             ),
             Step(
-                "send_confirmation", participant=q.NOTIFICATION_COMMANDS,
+                "send_confirmation",
+                participant=q.NOTIFICATION_COMMANDS,
                 # The last step: once it succeeds nothing can fail any more, and an email
                 # cannot be unsent. Its compensation runs only when it timed out, so that a
                 # confirmation still stuck in the queue is never sent for a cancelled order.
-                action=Invoke(c.SendConfirmation, send_confirmation,
-                              success=c.ConfirmationSent, failure=c.ConfirmationFailed),
-                compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation),
-                                    success=c.ConfirmationWithdrawn),
-                timeout=LEAST_TIME, resend_after=RESEND_AFTER,
+                action=Invoke(c.SendConfirmation, send_confirmation, success=c.ConfirmationSent, failure=c.ConfirmationFailed),
+                compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation), success=c.ConfirmationWithdrawn),
+                timeout=LEAST_TIME,
+                resend_after=RESEND_AFTER,
                 forget=("customer_email",),
             ),
         ),
@@ -83,8 +94,9 @@ def reserve_inventory(data: Data) -> c.ReserveInventory:
 
 
 def process_payment(data: Data) -> c.ProcessPayment:
-    return c.ProcessPayment(order_id=data["order_id"], amount=data["total"], currency=data["currency"],
-                            payment_token=data["payment_token"])
+    return c.ProcessPayment(
+        order_id=data["order_id"], amount=data["total"], currency=data["currency"], payment_token=data["payment_token"]
+    )
 
 
 def refund_payment(data: Data) -> c.RefundPayment:
@@ -100,5 +112,10 @@ def cancel_shipment(data: Data) -> c.CancelShipment:
 
 
 def send_confirmation(data: Data) -> c.SendConfirmation:
-    return c.SendConfirmation(order_id=data["order_id"], customer_id=data["customer_id"],
-                              customer_email=data["customer_email"], total=data["total"], currency=data["currency"])
+    return c.SendConfirmation(
+        order_id=data["order_id"],
+        customer_id=data["customer_id"],
+        customer_email=data["customer_email"],
+        total=data["total"],
+        currency=data["currency"],
+    )

@@ -1,5 +1,6 @@
 """Loading and saving saga state. The row lock taken by :func:`load` serialises every
 transition of one saga, across consumers, deadline workers and orchestrator instances."""
+
 from __future__ import annotations
 
 import uuid
@@ -31,18 +32,31 @@ def _step_from_json(raw: dict) -> StepState:
 
 def _row(state: SagaState) -> dict:
     return {
-        "definition": state.definition, "subject": state.subject, "status": state.status,
-        "data": state.data, "steps": [_step_to_json(s) for s in state.steps], "failed_step": state.failed_step,
-        "failure_reason": state.failure_reason, "next_deadline": state.next_deadline,
-        "created_at": state.created_at, "updated_at": state.updated_at,
+        "definition": state.definition,
+        "subject": state.subject,
+        "status": state.status,
+        "data": state.data,
+        "steps": [_step_to_json(s) for s in state.steps],
+        "failed_step": state.failed_step,
+        "failure_reason": state.failure_reason,
+        "next_deadline": state.next_deadline,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
     }
 
 
 def _state(row) -> SagaState:
     return SagaState(
-        saga_id=row.saga_id, definition=row.definition, subject=row.subject, status=SagaStatus(row.status),
-        data=row.data, steps=[_step_from_json(s) for s in row.steps], created_at=row.created_at, updated_at=row.updated_at,
-        failed_step=row.failed_step, failure_reason=row.failure_reason,
+        saga_id=row.saga_id,
+        definition=row.definition,
+        subject=row.subject,
+        status=SagaStatus(row.status),
+        data=row.data,
+        steps=[_step_from_json(s) for s in row.steps],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        failed_step=row.failed_step,
+        failure_reason=row.failure_reason,
     )
 
 
@@ -62,19 +76,28 @@ async def save(session: AsyncSession, state: SagaState) -> None:
     await session.execute(update(sagas).where(sagas.c.saga_id == state.saga_id).values(**_row(state)))
 
 
-async def record(session: AsyncSession, saga_id: uuid.UUID, entries: list[HistoryEntry], at: datetime,
-                 message_id: uuid.UUID | None = None) -> None:
+async def record(
+    session: AsyncSession, saga_id: uuid.UUID, entries: list[HistoryEntry], at: datetime, message_id: uuid.UUID | None = None
+) -> None:
     if entries:
-        await session.execute(insert(saga_history), [
-            {"saga_id": saga_id, "at": at, "event": e.event, "step": e.step, "detail": e.detail, "message_id": message_id}
-            for e in entries
-        ])
+        await session.execute(
+            insert(saga_history),
+            [
+                {"saga_id": saga_id, "at": at, "event": e.event, "step": e.step, "detail": e.detail, "message_id": message_id}
+                for e in entries
+            ],
+        )
 
 
 async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Sagas with an expired deadline, locked; rows locked by another worker are skipped."""
-    query = (select(sagas.c.saga_id).where(sagas.c.next_deadline <= now).order_by(sagas.c.next_deadline)
-             .limit(limit).with_for_update(skip_locked=True))
+    query = (
+        select(sagas.c.saga_id)
+        .where(sagas.c.next_deadline <= now)
+        .order_by(sagas.c.next_deadline)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     if only is not None:
         query = query.where(sagas.c.saga_id == only)
     return list((await session.execute(query)).scalars())
@@ -83,8 +106,7 @@ async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.
 async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
     """Move a saga's next deadline back (its own transaction: the failed one rolled back)."""
     async with sessions() as session, session.begin():
-        await session.execute(update(sagas).where(sagas.c.saga_id == saga_id)
-                              .values(next_deadline=sagas.c.next_deadline + by))
+        await session.execute(update(sagas).where(sagas.c.saga_id == saga_id).values(next_deadline=sagas.c.next_deadline + by))
 
 
 async def existing(session: AsyncSession, saga_ids: set[uuid.UUID]) -> set[uuid.UUID]:
@@ -99,8 +121,15 @@ async def history(session: AsyncSession, saga_id: uuid.UUID) -> list:
     return list((await session.execute(query)).all())
 
 
-async def listing(session: AsyncSession, *, status: str | None, limit: int, older_than: datetime | None = None,
-                  definition: str | None = None, subject: str | None = None) -> list:
+async def listing(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    older_than: datetime | None = None,
+    definition: str | None = None,
+    subject: str | None = None,
+) -> list:
     query = select(sagas).order_by(sagas.c.created_at.desc()).limit(limit)
     if status:
         query = query.where(sagas.c.status == status)

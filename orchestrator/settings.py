@@ -1,4 +1,5 @@
 """Orchestrator settings (env prefix ``ORCHESTRATOR_``)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -54,11 +55,14 @@ class StepTimeouts(BaseModel):
         resend = timedelta(seconds=self.resend_after) if self.resend_after else None
         return replace(
             definition,
-            steps=tuple(replace(
-                step,
-                timeout=timedelta(seconds=steps[step.name]) if step.name in steps else step.timeout,
-                resend_after=resend if resend and step.resend_after else step.resend_after,
-            ) for step in definition.steps),
+            steps=tuple(
+                replace(
+                    step,
+                    timeout=timedelta(seconds=steps[step.name]) if step.name in steps else step.timeout,
+                    resend_after=resend if resend and step.resend_after else step.resend_after,
+                )
+                for step in definition.steps
+            ),
             budget=timedelta(seconds=self.saga_budget) if self.saga_budget else definition.budget,
             max_compensation_attempts=self.max_compensation_attempts or definition.max_compensation_attempts,
         )
@@ -90,13 +94,17 @@ class Settings(ServiceSettings):
     timeouts: StepTimeouts = StepTimeouts()
     deadline_poll_interval: float = Field(0.5, gt=0)
     deadline_startup_grace: float = Field(
-        3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire.")
+        3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire."
+    )
     console: ConsoleSettings = ConsoleSettings()
     intervention_count_interval: float = Field(
-        30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge).")
+        30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge)."
+    )
     legacy_operator_token: SecretStr | None = Field(
-        None, validation_alias="ORCHESTRATOR_OPERATOR_TOKEN",
-        description="The orchestrator's former name for SAGA_OPERATOR_TOKEN, still accepted.")
+        None,
+        validation_alias="ORCHESTRATOR_OPERATOR_TOKEN",
+        description="The orchestrator's former name for SAGA_OPERATOR_TOKEN, still accepted.",
+    )
 
     @model_validator(mode="after")
     def _one_operator_token(self) -> Settings:
@@ -105,6 +113,7 @@ class Settings(ServiceSettings):
             if self.operator_token is None:
                 self.operator_token = legacy
             elif self.operator_token.get_secret_value() != legacy.get_secret_value():
-                raise ValueError("SAGA_OPERATOR_TOKEN and ORCHESTRATOR_OPERATOR_TOKEN are both set and differ; "
-                                 "set only SAGA_OPERATOR_TOKEN")
+                raise ValueError(
+                    "SAGA_OPERATOR_TOKEN and ORCHESTRATOR_OPERATOR_TOKEN are both set and differ; set only SAGA_OPERATOR_TOKEN"
+                )
         return self

@@ -1,4 +1,5 @@
 """The orchestrator's own database: saga instances and their history."""
+
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 sagas = Table(
-    "sagas", metadata,
+    "sagas",
+    metadata,
     Column("saga_id", UUID(as_uuid=True), primary_key=True),
     Column("definition", String(50), nullable=False),
     # What the saga is about, as its definition names it (an order's id for both order sagas).
@@ -32,7 +34,8 @@ sagas = Table(
 )
 
 saga_history = Table(
-    "saga_history", metadata,
+    "saga_history",
+    metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),

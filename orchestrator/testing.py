@@ -8,6 +8,7 @@
 
 Every input goes through the same pure engine the orchestrator runs.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -1,5 +1,6 @@
 """The orders API: customers place and read their orders; listing a customer's orders
 needs the operator token."""
+
 from __future__ import annotations
 
 import hashlib
@@ -126,9 +127,14 @@ class OrderView(BaseModel):
     with its status as the orchestrator last reported it."""
 
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$",
-    description="Repeats of a request with the same key (per customer, for 24 hours) return the first response.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Repeats of a request with the same key (per customer, for 24 hours) return the first response.",
+    ),
+]
 PLACE_ORDER_RESPONSES: Responses = {
     202: {"headers": {"Location": {"description": "The order's URL", "schema": {"type": "string"}}}},
     400: {"description": "Invalid Content-Length"},
@@ -149,18 +155,29 @@ async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idem
     async with UnitOfWork(rt.sessions, rt.name) as uow:
         # order_svc is the order's system of record, so it alone keeps where it goes and
         # whom to tell; the other services drop both once their step has used them.
-        await uow.session.execute(orders.insert().values(
-            order_id=accepted.order_id, saga_id=accepted.saga_id, customer_id=body.customer_id,
-            customer_email=body.customer_email, shipping_address=body.shipping_address.model_dump(mode="json"),
-            currency=body.currency, items=items, total=domain.total(items), status=domain.PENDING,
-            created_at=now, updated_at=now,
-        ))
+        await uow.session.execute(
+            orders.insert().values(
+                order_id=accepted.order_id,
+                saga_id=accepted.saga_id,
+                customer_id=body.customer_id,
+                customer_email=body.customer_email,
+                shipping_address=body.shipping_address.model_dump(mode="json"),
+                currency=body.currency,
+                items=items,
+                total=domain.total(items),
+                status=domain.PENDING,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         await _add_saga(uow, accepted.order_id, accepted.saga_id, ORDER_SAGA, now)
         # The saga starts in the same transaction that creates the order: no order without
         # a saga, no saga without an order.
         await uow.send(
             c.StartOrderSaga(order_id=accepted.order_id, total=domain.total(items), **body.model_dump(mode="json")),
-            f"queue:{ORCHESTRATOR_COMMANDS}", saga_id=accepted.saga_id, correlation_id=accepted.saga_id,
+            f"queue:{ORCHESTRATOR_COMMANDS}",
+            saga_id=accepted.saga_id,
+            correlation_id=accepted.saga_id,
         )
         if idempotency_key:
             scope = (idempotency_keys.c.customer_id == body.customer_id) & (idempotency_keys.c.key == idempotency_key)
@@ -169,10 +186,19 @@ async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idem
             await uow.session.execute(delete(idempotency_keys).where(scope, expired))
             # A concurrent request with this key that is still in flight makes this insert
             # wait for its transaction; once it commits, ours finds the key taken.
-            claimed = await uow.session.execute(insert(idempotency_keys).values(
-                customer_id=body.customer_id, key=idempotency_key, request_hash=request_hash, order_id=accepted.order_id,
-                response=accepted.model_dump(mode="json"), created_at=now,
-            ).on_conflict_do_nothing().returning(idempotency_keys.c.key))
+            claimed = await uow.session.execute(
+                insert(idempotency_keys)
+                .values(
+                    customer_id=body.customer_id,
+                    key=idempotency_key,
+                    request_hash=request_hash,
+                    order_id=accepted.order_id,
+                    response=accepted.model_dump(mode="json"),
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(idempotency_keys.c.key)
+            )
             if claimed.first() is None:
                 await uow.session.rollback()
                 return await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)
@@ -188,9 +214,15 @@ def _location(order_id: uuid.UUID | str) -> str:
 async def _earlier_response(rt, customer_id: str, key: str, request_hash: str):
     """The first response to this customer's key, if it was used in the last 24 hours."""
     async with rt.sessions() as session:
-        row = (await session.execute(select(idempotency_keys).where(
-            idempotency_keys.c.customer_id == customer_id, idempotency_keys.c.key == key,
-            idempotency_keys.c.created_at >= datetime.now(UTC) - IDEMPOTENCY_TTL))).first()
+        row = (
+            await session.execute(
+                select(idempotency_keys).where(
+                    idempotency_keys.c.customer_id == customer_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at >= datetime.now(UTC) - IDEMPOTENCY_TTL,
+                )
+            )
+        ).first()
     if row is None:
         return None
     if row.request_hash != request_hash:
@@ -199,13 +231,20 @@ async def _earlier_response(rt, customer_id: str, key: str, request_hash: str):
 
 
 async def _add_saga(uow: UnitOfWork, order_id: uuid.UUID, saga_id: uuid.UUID, definition: str, now: datetime) -> None:
-    await uow.session.execute(order_sagas.insert().values(
-        saga_id=saga_id, order_id=order_id, definition=definition, status="running", changed_at=now))
+    await uow.session.execute(
+        order_sagas.insert().values(saga_id=saga_id, order_id=order_id, definition=definition, status="running", changed_at=now)
+    )
 
 
-@router.post("/orders/{order_id}/cancel", status_code=202, response_model=CancellationAccepted,
-             responses={404: {"description": "no such order"},
-                        409: {"description": "the order is pending, or was cancelled when it was placed"}})
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=CancellationAccepted,
+    responses={
+        404: {"description": "no such order"},
+        409: {"description": "the order is pending, or was cancelled when it was placed"},
+    },
+)
 async def cancel(order_id: uuid.UUID, rt: RuntimeDep) -> CancellationAccepted:
     """The customer cancels a confirmed order: starts an ``order_cancellation`` saga, or returns
     the one already started (running or finished) for this order."""
@@ -214,8 +253,11 @@ async def cancel(order_id: uuid.UUID, rt: RuntimeDep) -> CancellationAccepted:
         order = (await uow.session.execute(select(orders).where(orders.c.order_id == order_id).with_for_update())).first()
         if order is None:
             raise HTTPException(404, f"no order {order_id}")
-        existing = (await uow.session.execute(select(order_sagas).where(
-            order_sagas.c.order_id == order_id, order_sagas.c.definition == CANCELLATION_SAGA))).first()
+        existing = (
+            await uow.session.execute(
+                select(order_sagas).where(order_sagas.c.order_id == order_id, order_sagas.c.definition == CANCELLATION_SAGA)
+            )
+        ).first()
         if existing is not None:
             return CancellationAccepted(order_id=order_id, saga_id=existing.saga_id, status=existing.status)
         try:
@@ -226,18 +268,24 @@ async def cancel(order_id: uuid.UUID, rt: RuntimeDep) -> CancellationAccepted:
         await _add_saga(uow, order_id, saga_id, CANCELLATION_SAGA, now)
         await uow.send(
             c.StartOrderCancellation(order_id=order_id, customer_id=order.customer_id, customer_email=order.customer_email),
-            f"queue:{ORCHESTRATOR_COMMANDS}", saga_id=saga_id, correlation_id=saga_id,
+            f"queue:{ORCHESTRATOR_COMMANDS}",
+            saga_id=saga_id,
+            correlation_id=saga_id,
         )
         await uow.commit()
     return CancellationAccepted(order_id=order_id, saga_id=saga_id, status="running")
 
 
 @guarded.get("/orders", response_model=list[OrderView])
-async def list_orders(customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)], session: SessionDep,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[OrderView]:
+async def list_orders(
+    customer_id: Annotated[str, Query(pattern=CUSTOMER_ID)], session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[OrderView]:
     """A customer's orders, newest first."""
-    rows = (await session.execute(select(orders).where(orders.c.customer_id == customer_id)
-                                  .order_by(orders.c.created_at.desc()).limit(limit))).all()
+    rows = (
+        await session.execute(
+            select(orders).where(orders.c.customer_id == customer_id).order_by(orders.c.created_at.desc()).limit(limit)
+        )
+    ).all()
     return await _views(session, rows)
 
 
@@ -254,8 +302,9 @@ async def get_order(order_id: uuid.UUID, session: SessionDep) -> OrderView:
 async def _views(session, rows) -> list[OrderView]:
     ids = [row.order_id for row in rows]
     sagas: dict[uuid.UUID, list[SagaOfOrder]] = {i: [] for i in ids}
-    for saga in await session.execute(select(order_sagas).where(order_sagas.c.order_id.in_(ids))
-                                      .order_by(order_sagas.c.definition)):
+    for saga in await session.execute(
+        select(order_sagas).where(order_sagas.c.order_id.in_(ids)).order_by(order_sagas.c.definition)
+    ):
         sagas[saga.order_id].append(SagaOfOrder.model_validate(saga, from_attributes=True))
     return [OrderView.model_validate(dict(row._mapping) | {"sagas": sagas[row.order_id]}) for row in rows]
 

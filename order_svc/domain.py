@@ -1,4 +1,5 @@
 """Order rules, with no I/O."""
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,5 +1,6 @@
 """order_svc's message handlers: the order saga's compensation of create_order and its end, the
 cancellation saga's cancel_order, and the status of every saga about an order."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -39,8 +40,9 @@ async def cancel_order(uow: UnitOfWork, envelope: Envelope, command: c.CancelOrd
         log.warning("cancel_for_unknown_order")
     elif status != domain.CANCELLED:
         await _set_status(uow, command.order_id, status=domain.cancel(status), cancel_reason=command.reason)
-        await uow.send(c.OrderCancelledEvent(order_id=command.order_id, reason=command.reason),
-                       f"topic:{ORDER_EVENTS}", causation=envelope)
+        await uow.send(
+            c.OrderCancelledEvent(order_id=command.order_id, reason=command.reason), f"topic:{ORDER_EVENTS}", causation=envelope
+        )
     await uow.reply(envelope, c.OrderCancelled(order_id=command.order_id))
 
 
@@ -51,35 +53,51 @@ async def confirm_order(uow: UnitOfWork, envelope: Envelope, command: c.ConfirmO
         log.warning("confirm_ignored", status=status)
         return
     row = await _set_status(uow, command.order_id, status=domain.confirm(status))
-    await uow.send(c.OrderConfirmedEvent(order_id=command.order_id, total=row.total, currency=row.currency),
-                   f"topic:{ORDER_EVENTS}", causation=envelope)
+    await uow.send(
+        c.OrderConfirmedEvent(order_id=command.order_id, total=row.total, currency=row.currency),
+        f"topic:{ORDER_EVENTS}",
+        causation=envelope,
+    )
 
 
 async def cancel_confirmed_order(uow: UnitOfWork, envelope: Envelope, command: c.CancelConfirmedOrder) -> None:
     """The cancellation saga's ``cancel_order`` step."""
+
     async def apply():
         status = await _locked_status(uow, command.order_id)
         if status is None:
             raise domain.OrderError("no such order")
         await _set_status(uow, command.order_id, status=domain.cancel_by_customer(status), cancel_reason=command.reason)
-        await uow.send(c.OrderCancelledEvent(order_id=command.order_id, reason=command.reason),
-                       f"topic:{ORDER_EVENTS}", causation=envelope)
+        await uow.send(
+            c.OrderCancelledEvent(order_id=command.order_id, reason=command.reason), f"topic:{ORDER_EVENTS}", causation=envelope
+        )
         return c.ConfirmedOrderCancelled(order_id=command.order_id)
 
     await participant.forward(
-        uow, envelope, step="cancel_order", apply=apply, refusals=(domain.OrderError,),
+        uow,
+        envelope,
+        step="cancel_order",
+        apply=apply,
+        refusals=(domain.OrderError,),
         refuse=lambda reason: c.CancelConfirmedOrderRefused(order_id=command.order_id, reason=reason),
     )
 
 
 async def saga_status_changed(uow: UnitOfWork, envelope: Envelope, event: c.SagaStatusChanged) -> None:
     """Keep the status of an order's sagas; an older change that arrives late is dropped."""
-    await uow.session.execute(update(order_sagas).where(
-        order_sagas.c.saga_id == event.saga_id, order_sagas.c.changed_at <= event.at,
-    ).values(status=event.status, changed_at=event.at))
+    await uow.session.execute(
+        update(order_sagas)
+        .where(
+            order_sagas.c.saga_id == event.saga_id,
+            order_sagas.c.changed_at <= event.at,
+        )
+        .values(status=event.status, changed_at=event.at)
+    )
 
 
 HANDLERS: Handlers = {
-    c.CancelOrder: cancel_order, c.ConfirmOrder: confirm_order, c.CancelConfirmedOrder: cancel_confirmed_order,
+    c.CancelOrder: cancel_order,
+    c.ConfirmOrder: confirm_order,
+    c.CancelConfirmedOrder: cancel_confirmed_order,
     c.SagaStatusChanged: saga_status_changed,
 }

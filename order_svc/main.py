@@ -1,4 +1,5 @@
 """Entry point: ``python -m order_svc``."""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -14,7 +15,11 @@ from .settings import Settings
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     definition = ServiceDefinition(
-        name="order", package=__package__, metadata=tables.metadata, queues=(ORDER_COMMANDS,), handlers=handlers.HANDLERS,
+        name="order",
+        package=__package__,
+        metadata=tables.metadata,
+        queues=(ORDER_COMMANDS,),
+        handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),
         workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
         expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),

@@ -1,4 +1,5 @@
 """order_svc settings (env prefix ``ORDER_``)."""
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -10,5 +11,6 @@ class Settings(ServiceSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(64 * 1024, gt=0)
     saga_start_bound: float = Field(
-        60, gt=0, description="Seconds after which an order still pending is checked for a saga that never started.")
+        60, gt=0, description="Seconds after which an order still pending is checked for a saga that never started."
+    )
     stranded_check_interval: float = Field(5, gt=0)

@@ -8,6 +8,7 @@ that reason and escalates; if it did, nothing happens and the saga ends the orde
 question is asked again every five bounds while the order stays pending, in case the command
 itself was lost.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,11 +40,16 @@ async def check_once(rt: Runtime, bound: timedelta) -> int:
     now = datetime.now(UTC)
     reason = f"saga could not start within {bound.total_seconds():g}s"
     async with UnitOfWork(rt.sessions, rt.name) as uow:
-        due = (await uow.session.execute(_DUE, {
-            "pending": domain.PENDING, "cutoff": now - bound, "recheck": now - 5 * bound})).all()
+        due = (
+            await uow.session.execute(_DUE, {"pending": domain.PENDING, "cutoff": now - bound, "recheck": now - 5 * bound})
+        ).all()
         for row in due:
-            await uow.send(c.SettleUnstartedSaga(order_id=row.order_id, reason=reason), f"queue:{ORCHESTRATOR_COMMANDS}",
-                           saga_id=row.saga_id, correlation_id=row.saga_id)
+            await uow.send(
+                c.SettleUnstartedSaga(order_id=row.order_id, reason=reason),
+                f"queue:{ORCHESTRATOR_COMMANDS}",
+                saga_id=row.saga_id,
+                correlation_id=row.saga_id,
+            )
         if due:
             await uow.session.execute(_CHECKED, {"now": now, "ids": [row.order_id for row in due]})
             await uow.commit()

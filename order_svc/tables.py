@@ -1,4 +1,5 @@
 """order_svc's own database."""
+
 from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 orders = Table(
-    "orders", metadata,
+    "orders",
+    metadata,
     Column("order_id", UUID(as_uuid=True), primary_key=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("customer_id", String(64), nullable=False),
@@ -30,7 +32,8 @@ orders = Table(
 
 # Keys are scoped to the customer and expire after 24 hours (the janitor deletes them).
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("customer_id", String(64), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),
@@ -43,7 +46,8 @@ idempotency_keys = Table(
 # (SagaStatusChanged, ordered by ``changed_at`` since SQS may deliver them out of order).
 # One saga per definition and order: a second cancellation request finds the first.
 order_sagas = Table(
-    "order_sagas", metadata,
+    "order_sagas",
+    metadata,
     Column("saga_id", UUID(as_uuid=True), primary_key=True),
     Column("order_id", UUID(as_uuid=True), nullable=False),
     Column("definition", String(50), nullable=False),

@@ -1,4 +1,5 @@
 """payment_svc's API: an order's charges and refunds, for operators."""
+
 from __future__ import annotations
 
 import uuid
@@ -37,8 +38,7 @@ class PaymentsView(BaseModel):
 @router.get("/payments", response_model=PaymentsView)
 async def list_payments(order_id: uuid.UUID, session: SessionDep) -> PaymentsView:
     """An order's charges and refunds, and the totals that succeeded."""
-    rows = (await session.execute(
-        select(payments).where(payments.c.order_id == order_id).order_by(payments.c.created_at))).all()
+    rows = (await session.execute(select(payments).where(payments.c.order_id == order_id).order_by(payments.c.created_at))).all()
     views = [PaymentView.model_validate(r, from_attributes=True) for r in rows]
 
     def total(kind: str) -> Decimal:

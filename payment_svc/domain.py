@@ -2,6 +2,7 @@
 
 Like a card processor's test cards: the token decides the outcome.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """payment_svc's message handlers: process_payment and its compensation; the cancellation
 saga's refund_payment."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,16 +25,29 @@ async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.Proces
     async def apply():
         domain.charge(command.payment_token)
         payment_id = uuid.uuid4()
-        await uow.session.execute(payments.insert().values(
-            payment_id=payment_id, saga_id=envelope.saga_id, order_id=command.order_id, kind="charge",
-            status="succeeded", amount=command.amount, currency=command.currency,
-            # Only a fingerprint of the token is kept, to route a refund to the same
-            # instrument; the token itself is never stored.
-            token_fingerprint=domain.fingerprint(command.payment_token), created_at=datetime.now(UTC)))
+        await uow.session.execute(
+            payments.insert().values(
+                payment_id=payment_id,
+                saga_id=envelope.saga_id,
+                order_id=command.order_id,
+                kind="charge",
+                status="succeeded",
+                amount=command.amount,
+                currency=command.currency,
+                # Only a fingerprint of the token is kept, to route a refund to the same
+                # instrument; the token itself is never stored.
+                token_fingerprint=domain.fingerprint(command.payment_token),
+                created_at=datetime.now(UTC),
+            )
+        )
         return c.PaymentProcessed(order_id=command.order_id, payment_id=payment_id)
 
     await participant.forward(
-        uow, envelope, step=STEP, apply=apply, refusals=(domain.PaymentDeclined,),
+        uow,
+        envelope,
+        step=STEP,
+        apply=apply,
+        refusals=(domain.PaymentDeclined,),
         refuse=lambda reason: c.PaymentFailed(order_id=command.order_id, reason=reason),
     )
 
@@ -41,21 +55,33 @@ async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.Proces
 async def _refund(uow: UnitOfWork, envelope: Envelope, charge) -> None:
     """Refund ``charge`` in full; the refund row belongs to the saga that asked for it."""
     domain.refund(charge.token_fingerprint)
-    await uow.session.execute(payments.insert().values(
-        payment_id=uuid.uuid4(), saga_id=envelope.saga_id, order_id=charge.order_id, kind="refund",
-        status="succeeded", amount=charge.amount, currency=charge.currency, created_at=datetime.now(UTC)))
+    await uow.session.execute(
+        payments.insert().values(
+            payment_id=uuid.uuid4(),
+            saga_id=envelope.saga_id,
+            order_id=charge.order_id,
+            kind="refund",
+            status="succeeded",
+            amount=charge.amount,
+            currency=charge.currency,
+            created_at=datetime.now(UTC),
+        )
+    )
 
 
 async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundPayment) -> None:
     async def undo():
-        which = (payments.c.payment_id == command.payment_id if command.payment_id
-                 else payments.c.saga_id == envelope.saga_id)
+        which = payments.c.payment_id == command.payment_id if command.payment_id else payments.c.saga_id == envelope.saga_id
         charge = (await uow.session.execute(select(payments).where(which, payments.c.kind == "charge"))).one()
         await _refund(uow, envelope, charge)
         return c.PaymentRefunded(order_id=command.order_id, amount=charge.amount)
 
     await participant.compensate(
-        uow, envelope, step=STEP, undo=undo, refusals=(domain.RefundRejected,),
+        uow,
+        envelope,
+        step=STEP,
+        undo=undo,
+        refusals=(domain.RefundRejected,),
         done=lambda: c.PaymentRefunded(order_id=command.order_id, amount=Decimal("0.00")),
         refuse=lambda reason: c.PaymentRefundFailed(order_id=command.order_id, reason=reason),
     )
@@ -63,16 +89,27 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
 
 async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCharge) -> None:
     async def apply():
-        charge = (await uow.session.execute(select(payments).where(
-            payments.c.order_id == command.order_id, payments.c.kind == "charge"))).one()
+        charge = (
+            await uow.session.execute(
+                select(payments).where(payments.c.order_id == command.order_id, payments.c.kind == "charge")
+            )
+        ).one()
         await _refund(uow, envelope, charge)
         return c.ChargeRefunded(order_id=command.order_id, amount=charge.amount)
 
     await participant.forward(
-        uow, envelope, step="refund_payment", apply=apply, refusals=(domain.RefundRejected,),
+        uow,
+        envelope,
+        step="refund_payment",
+        apply=apply,
+        refusals=(domain.RefundRejected,),
         refuse=lambda reason: c.ChargeRefundFailed(order_id=command.order_id, reason=reason),
     )
 
 
-HANDLERS: Handlers = {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge,
-                      c.SettleStep: participant.settle(STEP, c.step_settled)}
+HANDLERS: Handlers = {
+    c.ProcessPayment: process_payment,
+    c.RefundPayment: refund_payment,
+    c.RefundCharge: refund_charge,
+    c.SettleStep: participant.settle(STEP, c.step_settled),
+}

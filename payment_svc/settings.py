@@ -1,4 +1,5 @@
 """payment_svc settings (env prefix ``PAYMENT_``)."""
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 

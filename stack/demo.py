@@ -1,4 +1,5 @@
 """``make demo``: one order per outcome, and a table of what happened to each."""
+
 from __future__ import annotations
 
 import time
@@ -52,12 +53,12 @@ SCENARIOS = (
 
 def order_body(scenario: Scenario) -> dict:
     body: dict[str, Any] = {
-        "customer_id": "c-demo", "customer_email": "ada@example.com", "currency": "USD",
-        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"},
-                  {"sku": "SKU-2", "quantity": 1, "unit_price": "30.00"}],
+        "customer_id": "c-demo",
+        "customer_email": "ada@example.com",
+        "currency": "USD",
+        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "12.50"}, {"sku": "SKU-2", "quantity": 1, "unit_price": "30.00"}],
         "payment_token": "tok_visa",
-        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield",
-                             "postal_code": "12345", "country": "US"},
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"},
     }
     body.update(scenario.changes)
     body["shipping_address"].update(scenario.address)
@@ -70,8 +71,9 @@ def run(urls: dict[str, str], console: Console | None = None, timeout: float = 6
     console = console or Console()
     http = httpx.Client(timeout=10)
     for sku, available in SEED_STOCK.items():
-        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": available},
-                 headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+        http.put(
+            f"{urls['inventory_svc']}/stock/{sku}", json={"available": available}, headers={"Authorization": f"Bearer {token}"}
+        ).raise_for_status()
     started = {}
     for scenario in SCENARIOS + CANCELLATIONS:
         body = order_body(scenario if isinstance(scenario, Scenario) else SCENARIOS[0])
@@ -119,8 +121,14 @@ def _cancel(http: httpx.Client, urls: dict[str, str], console: Console, orders: 
         response.raise_for_status()
         started[cancellation] = (response.json(), time.monotonic())
     results = _settle(http, urls, started, timeout)
-    return _table(console, "Customer cancellations (order_cancellation saga)", started, results, timeout,
-                  lambda key: (key.trigger, key.expect))
+    return _table(
+        console,
+        "Customer cancellations (order_cancellation saga)",
+        started,
+        results,
+        timeout,
+        lambda key: (key.trigger, key.expect),
+    )
 
 
 def _table(console: Console, title: str, started: dict, results: dict, timeout: float, label) -> bool:
@@ -138,7 +146,14 @@ def _table(console: Console, title: str, started: dict, results: dict, timeout: 
         order, saga, elapsed = results[key]
         ok = saga["status"] == expect
         all_ok &= ok
-        table.add_row(order["order_id"][:8], trigger, order["status"], saga["status"],
-                      saga["failed_step"] or "-", f"{elapsed:.2f}s", "yes" if ok else "NO")
+        table.add_row(
+            order["order_id"][:8],
+            trigger,
+            order["status"],
+            saga["status"],
+            saga["failed_step"] or "-",
+            f"{elapsed:.2f}s",
+            "yes" if ok else "NO",
+        )
     console.print(table)
     return all_ok

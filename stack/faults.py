@@ -4,6 +4,7 @@ traffic through, delay it, or swallow it (a black hole: connections accepted, ne
 It runs in its own thread with its own event loop, so a synchronous test or harness can
 switch its mode at any moment.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,9 @@ class FaultyEndpoint:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, upstream_writer, slow=True), self._pipe(upstream_reader, writer),
-                             return_exceptions=True)
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer, slow=True), self._pipe(upstream_reader, writer), return_exceptions=True
+        )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, slow: bool = False) -> None:
         try:

@@ -5,6 +5,7 @@ Terraform in ``infra/`` (:mod:`stack.terraform`) and :func:`provision` only find
 them; on a moto server this process started it creates them itself, the quick path that
 needs no Terraform.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,7 +49,8 @@ def start_emulator(port: int, log: Path) -> subprocess.Popen:
     """Start a moto server on 127.0.0.1:``port``."""
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     wait_for_port(port)
     return process
@@ -81,8 +83,10 @@ def database_urls(server_url: str, prefix: str, names: list[str]) -> dict[str, s
             await connection.close()
 
     asyncio.run(create())
-    return {name: url.set(drivername="postgresql+asyncpg", database=db).render_as_string(hide_password=False)
-            for name, db in databases.items()}
+    return {
+        name: url.set(drivername="postgresql+asyncpg", database=db).render_as_string(hide_password=False)
+        for name, db in databases.items()
+    }
 
 
 def drop_databases(server_url: str, prefix: str, names: list[str]) -> None:
@@ -108,8 +112,11 @@ class TopologyMissing(RuntimeError):
 
     def __init__(self, endpoint: str | None, prefix: str, missing: list[str], *, found_any: bool) -> None:
         where = f"prefix {prefix!r} on {endpoint or 'AWS'}"
-        super().__init__(f"{len(missing)} resources of {where} missing: {', '.join(missing)}" if found_any
-                         else f"no queue, topic or SES sender of {where}")
+        super().__init__(
+            f"{len(missing)} resources of {where} missing: {', '.join(missing)}"
+            if found_any
+            else f"no queue, topic or SES sender of {where}"
+        )
         self.missing = missing
 
 
@@ -122,8 +129,9 @@ class Topology:
     created: tuple[str, ...] = ()
 
 
-def provision(naming: Naming, *, endpoint: str | None = None, create: bool = True,
-              sender_email: str = "orders@shop.example") -> Topology:
+def provision(
+    naming: Naming, *, endpoint: str | None = None, create: bool = True, sender_email: str = "orders@shop.example"
+) -> Topology:
     """Find the queues (each with its dead-letter queue and redrive policy), topics and SES sender
     identity under ``naming`` on ``endpoint`` (default: boto3's own resolution).
 
@@ -157,8 +165,11 @@ def provision(naming: Naming, *, endpoint: str | None = None, create: bool = Tru
             attributes["MessageRetentionPeriod"] = DLQ_RETENTION
         queue(spec.name, attributes)
 
-    existing = {arn.rsplit(":", 1)[-1]: arn for page in sns.get_paginator("list_topics").paginate()
-                for arn in (t["TopicArn"] for t in page["Topics"])}
+    existing = {
+        arn.rsplit(":", 1)[-1]: arn
+        for page in sns.get_paginator("list_topics").paginate()
+        for arn in (t["TopicArn"] for t in page["Topics"])
+    }
     for topic in TOPICS:
         physical = naming.physical(topic.name)
         if physical in existing:
@@ -195,10 +206,13 @@ def remove(naming: Naming, *, endpoint: str) -> None:
         for topic in page["Topics"]:
             if topic["TopicArn"].rsplit(":", 1)[-1].startswith(start):
                 sns.delete_topic(TopicArn=topic["TopicArn"])
-    alarms = [a["AlarmName"] for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=start)
-              for a in page["MetricAlarms"]]
+    alarms = [
+        a["AlarmName"]
+        for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=start)
+        for a in page["MetricAlarms"]
+    ]
     for batch in range(0, len(alarms), 100):
-        cloudwatch.delete_alarms(AlarmNames=alarms[batch:batch + 100])
+        cloudwatch.delete_alarms(AlarmNames=alarms[batch : batch + 100])
 
 
 def client(service: str, endpoint: str | None = None):
@@ -206,8 +220,13 @@ def client(service: str, endpoint: str | None = None):
     if endpoint is None:
         return boto3.client(service, region_name=region())
     env = emulator_environment(endpoint)
-    return boto3.client(service, endpoint_url=endpoint, region_name=env["AWS_REGION"],
-                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def emulator_environment(endpoint: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ with its pid, log and files under ``.localstack/`` (not in git, nothing kept bet
 
 Only the standard library, so that it runs with any Python 3.11 before the project's venv exists.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,16 +72,34 @@ def start_on_host() -> None:
     files.mkdir(parents=True, exist_ok=True)
     env = os.environ | ENVIRONMENT | {"FILESYSTEM_ROOT": str(files), "TMPDIR": str(files)}
     with LOG.open("ab") as log:
-        process = subprocess.Popen([str(VENV / "bin/python"), "-m", "localstack.runtime.main"], env=env, cwd=HOME,
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)  # its own process group, so stop() ends its children too
+        process = subprocess.Popen(
+            [str(VENV / "bin/python"), "-m", "localstack.runtime.main"],
+            env=env,
+            cwd=HOME,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # its own process group, so stop() ends its children too
     PIDFILE.write_text(str(process.pid))
 
 
 def start_in_docker() -> None:
-    subprocess.run(["docker", "run", "--detach", "--rm", "--name", CONTAINER, "--publish", f"127.0.0.1:{PORT}:{PORT}",
-                    *(f"--env={key}={value}" for key, value in ENVIRONMENT.items() if key != "GATEWAY_LISTEN"),
-                    f"localstack/localstack:{VERSION}"], check=True)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            CONTAINER,
+            "--publish",
+            f"127.0.0.1:{PORT}:{PORT}",
+            *(f"--env={key}={value}" for key, value in ENVIRONMENT.items() if key != "GATEWAY_LISTEN"),
+            f"localstack/localstack:{VERSION}",
+        ],
+        check=True,
+    )
 
 
 def start(timeout: float = 180) -> int:
@@ -93,8 +112,10 @@ def start(timeout: float = 180) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if healthy():
-            print(f"LocalStack {VERSION} ready on http://127.0.0.1:{PORT} ({'docker' if in_docker else f'host, log {LOG}'})\n"
-                  f"  export AWS_ENDPOINT_URL=http://127.0.0.1:{PORT}")
+            print(
+                f"LocalStack {VERSION} ready on http://127.0.0.1:{PORT} ({'docker' if in_docker else f'host, log {LOG}'})\n"
+                f"  export AWS_ENDPOINT_URL=http://127.0.0.1:{PORT}"
+            )
             return 0
         if not in_docker and not _alive(int(PIDFILE.read_text())):
             break

@@ -1,4 +1,5 @@
 """Starts and stops the whole system as child processes (demo and end-to-end tests)."""
+
 from __future__ import annotations
 
 import os
@@ -85,7 +86,10 @@ class Stack:
     def start_service(self, module: str, *, wait: bool = True) -> None:
         log = (self.workdir / f"{module}.log").open("ab")
         self.processes[module] = subprocess.Popen(
-            [sys.executable, "-m", module], env=self.service_environment(module), stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module],
+            env=self.service_environment(module),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         if wait:
             self.wait_healthy(module)
@@ -123,16 +127,25 @@ class Stack:
 
     def service_environment(self, module: str) -> dict[str, str]:
         service = BY_NAME[module]
-        return os.environ | self.aws_environment() | {
-            f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
-            f"{service.env_prefix}PORT": str(self.ports[module]),
-            "PYTHONUNBUFFERED": "1",
-        } | (self.console_links() if module == "orchestrator" else {}) | self.env | self.service_env.get(module, {})
+        return (
+            os.environ
+            | self.aws_environment()
+            | {
+                f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
+                f"{service.env_prefix}PORT": str(self.ports[module]),
+                "PYTHONUNBUFFERED": "1",
+            }
+            | (self.console_links() if module == "orchestrator" else {})
+            | self.env
+            | self.service_env.get(module, {})
+        )
 
     def console_links(self) -> dict[str, str]:
         """Where the orchestrator's console links each participant's records in this stack."""
-        return {f"ORCHESTRATOR_CONSOLE__LINKS__{name.upper()}": self.url(f"{name}_svc")
-                for name in ("order", "inventory", "payment", "fulfillment", "notification")}
+        return {
+            f"ORCHESTRATOR_CONSOLE__LINKS__{name.upper()}": self.url(f"{name}_svc")
+            for name in ("order", "inventory", "payment", "fulfillment", "notification")
+        }
 
     def client(self, name: str):
         """A boto3 client on this stack's endpoint."""

@@ -1,4 +1,5 @@
 """The services and how each is started."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """``make up``/``down``/``status``/``stop``: the system under supervisord, in the background."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,13 @@ class TopologyNotDeployed(SystemExit):
 
 
 def _ctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(CONF), *args],
-                          check=check, text=True, capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(CONF), *args], check=check, text=True, capture_output=True
+    )
 
 
 def _environment(env: dict[str, str]) -> str:
     return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in env.items())
-
 
 
 def adopt(prefix: str, endpoint: str) -> infra.Topology:
@@ -46,7 +47,8 @@ def adopt(prefix: str, endpoint: str) -> infra.Topology:
         raise TopologyNotDeployed(
             f"{missing}\nThe queues and topics on AWS_ENDPOINT_URL come from Terraform: run "
             f"`make deploy-local PREFIX={prefix}` first (or `terraform -chdir=infra apply -var endpoint_url={endpoint} "
-            f"-var name_prefix={prefix}`).") from None
+            f"-var name_prefix={prefix}`)."
+        ) from None
 
 
 def up(prefix: str = "saga") -> dict:
@@ -59,21 +61,44 @@ def up(prefix: str = "saga") -> dict:
     aws = infra.emulator_environment(endpoint) | {"SAGA_RESOURCE_PREFIX": prefix, "SAGA_OPERATOR_TOKEN": token}
     urls = infra.database_urls(server, prefix.replace("-", "_"), [s.database for s in SERVICES])
     lines = [
-        "[supervisord]", f"logfile={RUN.resolve()}/supervisord.log", f"pidfile={RUN.resolve()}/supervisord.pid",
-        f"childlogdir={RUN.resolve()}", "",
-        "[unix_http_server]", f"file={RUN.resolve()}/supervisor.sock", "",
-        "[supervisorctl]", f"serverurl=unix://{RUN.resolve()}/supervisor.sock", "",
-        "[rpcinterface:supervisor]", "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
+        "[supervisord]",
+        f"logfile={RUN.resolve()}/supervisord.log",
+        f"pidfile={RUN.resolve()}/supervisord.pid",
+        f"childlogdir={RUN.resolve()}",
+        "",
+        "[unix_http_server]",
+        f"file={RUN.resolve()}/supervisor.sock",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{RUN.resolve()}/supervisor.sock",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
     ]
     if not given:
-        lines += ["[program:emulator]", f"command={sys.executable} -m moto.server -H 127.0.0.1 -p {EMULATOR_PORT}",
-                  "priority=1", f"stdout_logfile={RUN.resolve()}/emulator.log", "redirect_stderr=true", ""]
+        lines += [
+            "[program:emulator]",
+            f"command={sys.executable} -m moto.server -H 127.0.0.1 -p {EMULATOR_PORT}",
+            "priority=1",
+            f"stdout_logfile={RUN.resolve()}/emulator.log",
+            "redirect_stderr=true",
+            "",
+        ]
     for service in SERVICES:
         env = aws | {f"{service.env_prefix}DATABASE_URL": urls[service.database], "PYTHONUNBUFFERED": "1"}
-        lines += [f"[program:{service.module}]", f"command={sys.executable} -m {service.module}",
-                  f"directory={Path.cwd()}", "autostart=false", "autorestart=true", "stopsignal=TERM",
-                  f"stdout_logfile={RUN.resolve()}/{service.module}.log", "redirect_stderr=true",
-                  f"environment={_environment(env)}", ""]
+        lines += [
+            f"[program:{service.module}]",
+            f"command={sys.executable} -m {service.module}",
+            f"directory={Path.cwd()}",
+            "autostart=false",
+            "autorestart=true",
+            "stopsignal=TERM",
+            f"stdout_logfile={RUN.resolve()}/{service.module}.log",
+            "redirect_stderr=true",
+            f"environment={_environment(env)}",
+            "",
+        ]
     CONF.touch(mode=0o600)  # it holds the operator token
     CONF.write_text("\n".join(lines))
     if _ctl("status", check=False).returncode in (0, 3):
@@ -85,11 +110,17 @@ def up(prefix: str = "saga") -> dict:
         topology = infra.provision(infra.Naming(prefix), endpoint=endpoint)
     _ctl("start", "all", check=False)
     assert topology is not None  # adopted when an endpoint is given, provisioned above otherwise
-    state = {"database_url": server, "endpoint": endpoint, "prefix": prefix, "embedded": not os.environ.get("DATABASE_URL"),
-             "topology": "created" if topology.created else "adopted", "queue_urls": topology.queue_urls,
-             "topic_arns": topology.topic_arns,
-             "operator_token": where(),
-             "urls": {s.module: f"http://127.0.0.1:{s.port}" for s in SERVICES}}
+    state = {
+        "database_url": server,
+        "endpoint": endpoint,
+        "prefix": prefix,
+        "embedded": not os.environ.get("DATABASE_URL"),
+        "topology": "created" if topology.created else "adopted",
+        "queue_urls": topology.queue_urls,
+        "topic_arns": topology.topic_arns,
+        "operator_token": where(),
+        "urls": {s.module: f"http://127.0.0.1:{s.port}" for s in SERVICES},
+    }
     STATE.write_text(json.dumps(state, indent=2))
     return state
 

@@ -6,6 +6,7 @@ State stays out of git: ``make deploy-local`` keeps it in ``.deploy/<host>_<port
 a test stack in its own work directory. The provider comes from the filesystem mirror
 (``infra/terraform.rc``) where the machine has one, from the registry otherwise.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -61,8 +62,9 @@ def environment() -> dict[str, str]:
 def _terraform(*args: str, log: Path | None = None) -> str:
     binary = shutil.which("terraform")
     if binary is None:
-        raise RuntimeError("terraform not found on PATH; it creates the queues and topics on AWS_ENDPOINT_URL "
-                           "(see infra/README.md)")
+        raise RuntimeError(
+            "terraform not found on PATH; it creates the queues and topics on AWS_ENDPOINT_URL (see infra/README.md)"
+        )
     command = [binary, f"-chdir={INFRA}", *args, "-no-color"]
     if log is None:  # a person is watching: show Terraform's progress as it goes
         if subprocess.run(command, env=environment()).returncode:
@@ -103,8 +105,12 @@ class Deployment:
 
     def variables(self) -> list[str]:
         restrict = is_localstack(self.endpoint)  # moto drops RedriveAllowPolicy: the provider would wait for it
-        return [f"-var=endpoint_url={self.endpoint}", f"-var=name_prefix={self.prefix}", f"-var=aws_region={region()}",
-                f"-var=restrict_dead_letter_sources={str(restrict).lower()}"]
+        return [
+            f"-var=endpoint_url={self.endpoint}",
+            f"-var=name_prefix={self.prefix}",
+            f"-var=aws_region={region()}",
+            f"-var=restrict_dead_letter_sources={str(restrict).lower()}",
+        ]
 
     def apply(self, log: Path | None = None) -> dict[str, Any]:
         """Create (or bring up to date) every resource; returns Terraform's outputs."""
@@ -121,8 +127,9 @@ class Deployment:
     def destroy(self, log: Path | None = None) -> None:
         """Remove what :meth:`apply` created, the SES sender identity included."""
         if not self.state_file.exists():
-            raise RuntimeError(f"no Terraform state at {self.state_file}: "
-                               f"nothing deployed for {self.prefix!r} on {self.endpoint}")
+            raise RuntimeError(
+                f"no Terraform state at {self.state_file}: nothing deployed for {self.prefix!r} on {self.endpoint}"
+            )
         init(log)
         listed = _terraform("state", "list", f"-state={self.state_file}", log=Path(os.devnull)).split()
         if any(address.startswith(FORGET_BEFORE_DESTROY) for address in listed):

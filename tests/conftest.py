@@ -1,4 +1,5 @@
 """Shared fixtures: where PostgreSQL is, and how long to wait for eventual outcomes."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Orders and messages for every layer of tests, built in one place: change a contract here,
 not in each test. Ids are random, so tests share databases without cleaning them."""
+
 from __future__ import annotations
 
 import uuid
@@ -19,9 +20,12 @@ ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_c
 def order_body(sku: str = "SKU-1", quantity: int = 2, **overrides: Any) -> dict[str, Any]:
     """What a customer posts to ``POST /orders``: 2 x 12.50 USD, paid with ``tok_visa``."""
     body: dict[str, Any] = {
-        "customer_id": "c-1", "customer_email": "ada@example.com", "currency": "USD",
+        "customer_id": "c-1",
+        "customer_email": "ada@example.com",
+        "currency": "USD",
         "items": [{"sku": sku, "quantity": quantity, "unit_price": "12.50"}],
-        "payment_token": "tok_visa", "shipping_address": dict(ADDRESS),
+        "payment_token": "tok_visa",
+        "shipping_address": dict(ADDRESS),
     }
     if "country" in overrides:
         body["shipping_address"]["country"] = overrides.pop("country")
@@ -41,15 +45,15 @@ def start_order_saga(**overrides: Any) -> c.StartOrderSaga:
 
 def cancellation_data(order_id: uuid.UUID | None = None, **overrides: Any) -> dict[str, Any]:
     """The order_cancellation saga's data as order_svc starts it."""
-    start = c.StartOrderCancellation(order_id=order_id or uuid.uuid4(), customer_id="c-1",
-                                     customer_email="ada@example.com", **overrides)
+    start = c.StartOrderCancellation(
+        order_id=order_id or uuid.uuid4(), customer_id="c-1", customer_email="ada@example.com", **overrides
+    )
     return start.model_dump(mode="json", exclude={"definition"})
 
 
 def reply(message_type: type[Message], order_id: uuid.UUID | str, **fields: Any) -> Message:
     """A reply of ``message_type`` about the order, with made-up values for its other fields."""
-    defaults: dict[str, Any] = {"payment_id": uuid.uuid4(), "shipment_id": uuid.uuid4(), "amount": "25.00",
-                                "reason": "no"}
+    defaults: dict[str, Any] = {"payment_id": uuid.uuid4(), "shipment_id": uuid.uuid4(), "amount": "25.00", "reason": "no"}
     wanted = {k: v for k, v in defaults.items() if k in message_type.model_fields} | fields
     return message_type(order_id=order_id, **wanted)
 
@@ -59,8 +63,9 @@ LINE = c.Line(sku="SKU-1", quantity=1, unit_price="1.00")
 
 def command(saga_id: uuid.UUID, message: Message, step: str, attempt: int = 1) -> Envelope:
     """A command as the orchestrator sends it for ``step``."""
-    return Envelope.wrap(message, sender="orchestrator", saga_id=saga_id, reply_to="orchestrator-replies",
-                         step=step, attempt=attempt)
+    return Envelope.wrap(
+        message, sender="orchestrator", saga_id=saga_id, reply_to="orchestrator-replies", step=step, attempt=attempt
+    )
 
 
 class Saga(SagaScenario):

@@ -8,6 +8,7 @@ events (``OrderConfirmed``) go to an SNS topic for whoever subscribes.
 The JSON Schemas in ``contracts/schemas/`` are generated from these classes
 (``python -m contracts.schemas``) and checked against them by the unit tests.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -369,6 +370,7 @@ class CompensationEscalated(Message):
 # Upcasters from the previous schema version (envelope.register_upcaster) go here, next to the
 # classes whose shape they change. None while SCHEMA_VERSION is 1.
 
+
 class SagaStatusChanged(Message):
     """Sent to a saga's initiator whenever the saga's status changes; ``at`` orders them."""
 
@@ -398,18 +400,60 @@ class SettlementConflict(Event):
 
 
 REGISTRY = MessageRegistry(
-    StartOrderSaga, StartOrderCancellation, SettleUnstartedSaga,
-    CancelOrder, OrderCancelled, ConfirmOrder, CancelConfirmedOrder, ConfirmedOrderCancelled, CancelConfirmedOrderRefused,
-    ReturnReservedStock, ReservedStockReturned, RefundCharge, ChargeRefunded, ChargeRefundFailed,
-    CancelScheduledShipment, ScheduledShipmentCancelled, ShipmentAlreadyDispatched, ReinstateShipment, ShipmentReinstated,
-    SendCancellationNotice, CancellationNoticeSent, CancellationNoticeFailed, SendCancellationRefusal,
-    ReserveInventory, InventoryReserved, InventoryReservationFailed, ReleaseInventory, InventoryReleased,
-    ProcessPayment, PaymentProcessed, PaymentFailed, RefundPayment, PaymentRefunded, PaymentRefundFailed,
-    FulfillOrder, OrderFulfilled, FulfillmentFailed, CancelShipment, ShipmentCancelled, ShipmentCancellationFailed,
-    SendConfirmation, ConfirmationSent, ConfirmationFailed, WithdrawConfirmation, ConfirmationWithdrawn,
-    OrderConfirmedEvent, OrderCancelledEvent, CustomerPushed,
-    SettleStep, StepSettled,
-    CompensationEscalated, SagaStatusChanged, SagaStartFailed, SettlementConflict,
+    StartOrderSaga,
+    StartOrderCancellation,
+    SettleUnstartedSaga,
+    CancelOrder,
+    OrderCancelled,
+    ConfirmOrder,
+    CancelConfirmedOrder,
+    ConfirmedOrderCancelled,
+    CancelConfirmedOrderRefused,
+    ReturnReservedStock,
+    ReservedStockReturned,
+    RefundCharge,
+    ChargeRefunded,
+    ChargeRefundFailed,
+    CancelScheduledShipment,
+    ScheduledShipmentCancelled,
+    ShipmentAlreadyDispatched,
+    ReinstateShipment,
+    ShipmentReinstated,
+    SendCancellationNotice,
+    CancellationNoticeSent,
+    CancellationNoticeFailed,
+    SendCancellationRefusal,
+    ReserveInventory,
+    InventoryReserved,
+    InventoryReservationFailed,
+    ReleaseInventory,
+    InventoryReleased,
+    ProcessPayment,
+    PaymentProcessed,
+    PaymentFailed,
+    RefundPayment,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    FulfillOrder,
+    OrderFulfilled,
+    FulfillmentFailed,
+    CancelShipment,
+    ShipmentCancelled,
+    ShipmentCancellationFailed,
+    SendConfirmation,
+    ConfirmationSent,
+    ConfirmationFailed,
+    WithdrawConfirmation,
+    ConfirmationWithdrawn,
+    OrderConfirmedEvent,
+    OrderCancelledEvent,
+    CustomerPushed,
+    SettleStep,
+    StepSettled,
+    CompensationEscalated,
+    SagaStatusChanged,
+    SagaStartFailed,
+    SettlementConflict,
 )
 
 PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)

@@ -4,6 +4,7 @@ Logical names are used in code and in ``Envelope.reply_to``; the physical name a
 prefix (``SAGA_RESOURCE_PREFIX``, default ``saga``) so several stacks can share an
 account. ``infra/`` declares the same resources in Terraform; a test checks they agree.
 """
+
 from __future__ import annotations
 
 # Re-exported: whoever reads this system's queues also needs how they are described and named.

@@ -4,6 +4,7 @@ Endpoint and region follow boto3's own conventions (``AWS_ENDPOINT_URL``,
 ``AWS_ENDPOINT_URL_SQS``, ``AWS_REGION``/``AWS_DEFAULT_REGION``), so the same code runs
 against moto, LocalStack or AWS.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Dispatching received messages to handlers, exactly once per message id."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping

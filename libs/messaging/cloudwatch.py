@@ -10,6 +10,7 @@ and CloudWatch turns into metrics; elsewhere (a laptop, moto, LocalStack) it sen
 ``PutMetricData`` per period. ``METRICS_SINK`` chooses (``auto``, ``emf``, ``cloudwatch``,
 ``off``); ``METRICS_PUBLISH_INTERVAL`` is the period (60 s).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,13 @@ STEP_LATENCY = "StepLatency"
 
 METRIC_NAMES: frozenset[str] = frozenset((*COUNTS, *GAUGES, STEP_LATENCY))
 
-UNITS = {**dict.fromkeys(COUNTS, "Count"), "SagasAwaitingIntervention": "Count", "OutboxBacklog": "Count",
-         "OutboxOldestAgeSeconds": "Seconds", STEP_LATENCY: "Milliseconds"}
+UNITS = {
+    **dict.fromkeys(COUNTS, "Count"),
+    "SagasAwaitingIntervention": "Count",
+    "OutboxBacklog": "Count",
+    "OutboxOldestAgeSeconds": "Seconds",
+    STEP_LATENCY: "Milliseconds",
+}
 
 MAX_VALUES_PER_DATUM = 150
 """PutMetricData takes at most 150 distinct values in one datum's ``Values``."""
@@ -125,18 +131,32 @@ class Period:
 
         def datum(key: Key, **fields: Any) -> dict[str, Any]:
             name, dimensions = key
-            return {"MetricName": name, "Timestamp": timestamp, "Unit": UNITS[name], "Dimensions": [
-                {"Name": k, "Value": v} for k, v in ((SERVICE_DIMENSION, service), *dimensions)], **fields}
+            return {
+                "MetricName": name,
+                "Timestamp": timestamp,
+                "Unit": UNITS[name],
+                "Dimensions": [{"Name": k, "Value": v} for k, v in ((SERVICE_DIMENSION, service), *dimensions)],
+                **fields,
+            }
 
         for key, total in self.counts.items():
             out.append(datum(key, Value=total))
         for key, stats in self.gauges.items():
-            out.append(datum(key, StatisticValues={"SampleCount": stats.samples, "Sum": stats.total,
-                                                   "Minimum": stats.minimum, "Maximum": stats.maximum}))
+            out.append(
+                datum(
+                    key,
+                    StatisticValues={
+                        "SampleCount": stats.samples,
+                        "Sum": stats.total,
+                        "Minimum": stats.minimum,
+                        "Maximum": stats.maximum,
+                    },
+                )
+            )
         for key, table in self.distributions.items():
             values = sorted(table.items())
             for start in range(0, len(values), MAX_VALUES_PER_DATUM):
-                chunk = values[start:start + MAX_VALUES_PER_DATUM]
+                chunk = values[start : start + MAX_VALUES_PER_DATUM]
                 out.append(datum(key, Values=[v for v, _ in chunk], Counts=[n for _, n in chunk]))
         return out
 
@@ -190,8 +210,15 @@ class Publisher:
     costs bounded memory. Recording never waits for this loop.
     """
 
-    def __init__(self, recorder: Recorder, send: Send, *, service: str, interval: float = 60,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        send: Send,
+        *,
+        service: str,
+        interval: float = 60,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._recorder = recorder
         self._send = send
         self._service = service
@@ -223,8 +250,9 @@ class Publisher:
             await self._send(batch)
         except Exception as error:  # noqa: BLE001 - metrics must never take a service down; retried next period
             rejected = _rejected(error)
-            log.warning("metrics_publish_failed", service=self._service, datums=len(batch), retried=not rejected,
-                        error=str(error)[:300])
+            log.warning(
+                "metrics_publish_failed", service=self._service, datums=len(batch), retried=not rejected, error=str(error)[:300]
+            )
             if not rejected:
                 self._pending = batch + self._pending
             return 0
@@ -242,8 +270,10 @@ def _rejected(error: Exception) -> bool:
 
 def put_metric_data(client: Any) -> Send:
     """A ``send`` that makes one PutMetricData call in the namespace ``OrderSaga``."""
+
     async def send(datums: list[dict[str, Any]]) -> None:
         await client.put_metric_data(Namespace=NAMESPACE, MetricData=datums)
+
     return send
 
 

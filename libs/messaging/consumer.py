@@ -1,4 +1,5 @@
 """The consumer loop: long-polls one SQS queue and hands each message to a handler."""
+
 from __future__ import annotations
 
 import asyncio
@@ -124,8 +125,7 @@ class Consumer:
         """Handle one message; True when it may be deleted."""
         attributes = message.get("Attributes", {})
         receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
-        context = {"queue": self._queue, "sqs_message_id": message["MessageId"], "receive_count": receive_count,
-                   **_ids(message)}
+        context = {"queue": self._queue, "sqs_message_id": message["MessageId"], "receive_count": receive_count, **_ids(message)}
         try:
             await self._handle(message["Body"], receive_count)
             crash_point("consumer_before_delete")
@@ -158,8 +158,10 @@ class Consumer:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self._visibility / 3)
-                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
-                           for i, m in enumerate(messages)]
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
+                    for i, m in enumerate(messages)
+                ]
                 try:
                     await self._broker.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
                 except Exception:  # noqa: BLE001 - at worst the message is delivered twice; the inbox drops one

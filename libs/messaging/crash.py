@@ -5,6 +5,7 @@ Switched on by ``SAGA_CRASH_POINTS`` (``name:probability,...``, e.g.
 is a dictionary lookup on an empty dict. The process dies as under ``kill -9``: no cleanup,
 no flush, open transactions rolled back by PostgreSQL, received messages left invisible.
 """
+
 from __future__ import annotations
 
 import os

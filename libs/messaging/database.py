@@ -1,4 +1,5 @@
 """Creating a service's own database on its server when it is missing."""
+
 from __future__ import annotations
 
 import structlog

@@ -1,4 +1,5 @@
 """The envelope every message travels in, and the registry of message types."""
+
 from __future__ import annotations
 
 import uuid
@@ -36,9 +37,11 @@ Empty while ``SCHEMA_VERSION`` is 1."""
 def register_upcaster(message_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
     """Decorator: ``@register_upcaster("ReserveInventory", 1)`` on a function from a version 1
     payload (a dict, as on the wire) to its version 2 payload."""
+
     def decorate(upcaster: Upcaster) -> Upcaster:
         UPCASTERS[(message_type, from_version)] = upcaster
         return upcaster
+
     return decorate
 
 
@@ -90,11 +93,19 @@ class Envelope(BaseModel):
     causation_id: uuid.UUID | None = Field(default=None, description="message_id of the message that caused this one.")
     sender: str = Field(description="Name of the sending service.")
     reply_to: str | None = Field(default=None, description="Logical queue name that replies go to.")
-    step: str | None = Field(default=None, max_length=100, description=(
-        "The saga step a command serves, copied into its reply. With saga_id and attempt it is the command's "
-        "identity: a resend has a new message_id but the same identity."))
-    attempt: int | None = Field(default=None, ge=1, description=(
-        "Which attempt of the step's action (or compensation) this is; resends of one attempt share it."))
+    step: str | None = Field(
+        default=None,
+        max_length=100,
+        description=(
+            "The saga step a command serves, copied into its reply. With saga_id and attempt it is the command's "
+            "identity: a resend has a new message_id but the same identity."
+        ),
+    )
+    attempt: int | None = Field(
+        default=None,
+        ge=1,
+        description=("Which attempt of the step's action (or compensation) this is; resends of one attempt share it."),
+    )
     occurred_at: datetime = Field(description="When the sender created the message (UTC).")
     payload: dict[str, Any]
 
@@ -150,8 +161,12 @@ class MessageRegistry:
     play a later release reading this one's messages.
     """
 
-    def __init__(self, *types: type[Message], schema_version: int = SCHEMA_VERSION,
-                 upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS) -> None:
+    def __init__(
+        self,
+        *types: type[Message],
+        schema_version: int = SCHEMA_VERSION,
+        upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS,
+    ) -> None:
         self._types: dict[str, type[Message]] = {}
         self.schema_version = schema_version
         self.supported_versions = accepted_versions(schema_version)

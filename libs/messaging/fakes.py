@@ -4,6 +4,7 @@ guard and the messages they send: they run in milliseconds.
 The guard behaves as the real one does; ``tests/integration/test_step_guard_contract.py``
 runs one behaviour suite against both.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -52,13 +53,30 @@ class FakeUnitOfWork(UnitOfWork):
     async def savepoint(self) -> AsyncIterator[None]:
         yield
 
-    async def send(self, message: Message, to: str, *, saga_id: uuid.UUID | None = None,
-                   correlation_id: uuid.UUID | None = None, causation: Envelope | None = None,
-                   reply_to: str | None = None, message_id: uuid.UUID | None = None, step: str | None = None,
-                   attempt: int | None = None) -> Envelope:
-        envelope = Envelope.wrap(message, sender=self.sender, saga_id=saga_id, correlation_id=correlation_id,
-                                 causation=causation, reply_to=reply_to, message_id=message_id, step=step,
-                                 attempt=attempt)
+    async def send(
+        self,
+        message: Message,
+        to: str,
+        *,
+        saga_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation: Envelope | None = None,
+        reply_to: str | None = None,
+        message_id: uuid.UUID | None = None,
+        step: str | None = None,
+        attempt: int | None = None,
+    ) -> Envelope:
+        envelope = Envelope.wrap(
+            message,
+            sender=self.sender,
+            saga_id=saga_id,
+            correlation_id=correlation_id,
+            causation=causation,
+            reply_to=reply_to,
+            message_id=message_id,
+            step=step,
+            attempt=attempt,
+        )
         self._pending.append(Sent(envelope, to))
         return envelope
 

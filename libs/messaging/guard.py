@@ -6,6 +6,7 @@ Two implementations with one behaviour, proven by one contract test
 (``tests/integration/test_step_guard_contract.py``): :class:`SqlStepGuard` on the service's table, and
 :class:`FakeStepGuard` in memory, for handler tests that need no database.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ APPLIED, REFUSED, COMPENSATED, SETTLED = "applied", "refused", "compensated", "s
 Result = dict[str, Any]
 
 _INSERT = text(
-    "INSERT INTO saga_step_guard (saga_id, step, state) VALUES (:saga_id, :step, :state) "
-    "ON CONFLICT DO NOTHING RETURNING state"
+    "INSERT INTO saga_step_guard (saga_id, step, state) VALUES (:saga_id, :step, :state) ON CONFLICT DO NOTHING RETURNING state"
 )
 _LOCK = text("SELECT state, result FROM saga_step_guard WHERE saga_id = :saga_id AND step = :step FOR UPDATE")
 _SET = text(
@@ -55,8 +55,7 @@ class SqlStepGuard:
         return row.state, row.result
 
     async def settle(self, saga_id: uuid.UUID, step: str, state: str, result: Result) -> None:
-        await self.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state,
-                                          "result": json.dumps(result)})
+        await self.session.execute(_SET, {"saga_id": saga_id, "step": step, "state": state, "result": json.dumps(result)})
 
 
 class FakeStepGuard:

@@ -10,6 +10,7 @@
 * The OpenAPI document says all of this: error responses, security, tags and stable
   ``operationId`` s (the route function's name).
 """
+
 from __future__ import annotations
 
 import http
@@ -54,8 +55,9 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="On 422: every field error.")
 
 
-def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int, detail: str, *, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """A problem response."""
     body = Problem(title=http.HTTPStatus(status).phrase, status=status, detail=_printable(detail))
     content = body.model_dump(exclude_none=True)
@@ -73,8 +75,9 @@ def _printable(value: Any) -> Any:
 
 def field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
     """Each error as ``{loc, msg, type}``; the input is never echoed (it may be a secret)."""
-    return [{"loc": [_printable(part) for part in e["loc"]], "msg": _printable(e["msg"]), "type": e["type"]}
-            for e in error.errors()]
+    return [
+        {"loc": [_printable(part) for part in e["loc"]], "msg": _printable(e["msg"]), "type": e["type"]} for e in error.errors()
+    ]
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -109,8 +112,11 @@ def authorized(authorization: str | None, tokens: list[str]) -> bool:
     return any(matches)
 
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="operator",
-                     description="The operator token (SAGA_OPERATOR_TOKEN), as `Authorization: Bearer <token>`.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="operator",
+    description="The operator token (SAGA_OPERATOR_TOKEN), as `Authorization: Bearer <token>`.",
+)
 
 
 class OperatorRoute(APIRoute):
@@ -131,8 +137,12 @@ class OperatorRoute(APIRoute):
 
 def operator_router(**kwargs: Any) -> APIRouter:
     """An ``APIRouter`` whose every route needs the operator token."""
-    return APIRouter(route_class=OperatorRoute, dependencies=[Security(_bearer)],
-                     responses={401: {"description": "No valid operator bearer token"}}, **kwargs)
+    return APIRouter(
+        route_class=OperatorRoute,
+        dependencies=[Security(_bearer)],
+        responses={401: {"description": "No valid operator bearer token"}},
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------- the application
@@ -149,8 +159,9 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document_problems(get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes))
+            app.openapi_schema = _document_problems(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing app.openapi to customise the schema

@@ -1,4 +1,5 @@
 """Deduplicating received messages."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,7 +21,5 @@ async def claim(session: AsyncSession, consumer: str, message_id: uuid.UUID, mes
     delivery of the same message blocks on the primary key until the first commits and then
     sees the duplicate.
     """
-    result = await session.execute(
-        _CLAIM, {"consumer": consumer, "message_id": message_id, "message_type": message_type}
-    )
+    result = await session.execute(_CLAIM, {"consumer": consumer, "message_id": message_id, "message_type": message_type})
     return result.first() is not None

@@ -5,6 +5,7 @@ must outlive every possible redelivery of their message: SQS keeps a message at 
 days (and a dead-letter queue keeps its original enqueue time), so 15 days is safe. A
 service may name rows of its own tables that expire too (:class:`Expiry`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,9 +26,11 @@ BATCH = 5000
 # Deleting in batches keeps each transaction short on a large backlog.
 _PURGE_OUTBOX = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - CAST(:keep AS interval) "
-    "ORDER BY id LIMIT :batch)")
+    "ORDER BY id LIMIT :batch)"
+)
 _PURGE_INBOX = text(
-    "DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE received_at < now() - CAST(:keep AS interval) LIMIT :batch)")
+    "DELETE FROM inbox WHERE ctid IN (SELECT ctid FROM inbox WHERE received_at < now() - CAST(:keep AS interval) LIMIT :batch)"
+)
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,19 @@ class Expiry:
 
     def statement(self) -> TextClause:
         name, column = self.table.name, self.table.c[self.column].name  # names from code, never from input
-        return text(f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} "
-                    f"WHERE {column} < now() - CAST(:keep AS interval) LIMIT :batch)")
+        return text(
+            f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} "
+            f"WHERE {column} < now() - CAST(:keep AS interval) LIMIT :batch)"
+        )
 
 
-async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention: timedelta,
-                inbox_retention: timedelta = INBOX_RETENTION, expiring: Sequence[Expiry] = ()) -> dict[str, int]:
+async def purge(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    outbox_retention: timedelta,
+    inbox_retention: timedelta = INBOX_RETENTION,
+    expiring: Sequence[Expiry] = (),
+) -> dict[str, int]:
     """Delete published outbox rows, inbox rows and ``expiring`` rows older than their
     retention; returns counts per table."""
     if inbox_retention < INBOX_RETENTION:
@@ -65,8 +75,15 @@ async def purge(sessions: async_sessionmaker[AsyncSession], *, outbox_retention:
     return counts
 
 
-async def run(sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event, *, service: str,
-              outbox_retention: timedelta, expiring: Sequence[Expiry] = (), interval: float = 3600) -> None:
+async def run(
+    sessions: async_sessionmaker[AsyncSession],
+    stop: asyncio.Event,
+    *,
+    service: str,
+    outbox_retention: timedelta,
+    expiring: Sequence[Expiry] = (),
+    interval: float = 3600,
+) -> None:
     while not stop.is_set():
         try:
             counts = await purge(sessions, outbox_retention=outbox_retention, expiring=expiring)

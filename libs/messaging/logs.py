@@ -4,6 +4,7 @@ Saga and message ids, and the payload fields a message type names in ``log_conte
 (``order_id`` in this system), are bound as context by the bus; records from libraries
 (botocore, uvicorn, SQLAlchemy) go through the same renderer, so every line parses.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,11 +30,16 @@ def configure(service: str, level: str = "INFO") -> None:
 
     shared: list[structlog.typing.Processor] = [*_SHARED, add_service]
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer()],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

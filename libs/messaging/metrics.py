@@ -3,6 +3,7 @@
 Code records through the functions below, which update both; CloudWatch receives the
 saga-level subset named in :mod:`cloudwatch`, with the service's name as dimension.
 """
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from . import cloudwatch
@@ -16,7 +17,9 @@ OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 SAGAS = Counter("sagas_total", "Saga lifecycle transitions", ["event"])
 STEP_LATENCY = Histogram(
-    "saga_step_latency_seconds", "Time from a step's command to its reply", ["step", "outcome"],
+    "saga_step_latency_seconds",
+    "Time from a step's command to its reply",
+    ["step", "outcome"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
@@ -24,8 +27,12 @@ CLOUDWATCH = cloudwatch.Recorder()
 """This process's CloudWatch metrics until the service's sink sends them. A process runs one
 service, which the sink stamps on every metric as the ``Service`` dimension."""
 
-SAGA_EVENTS = {"started": "SagasStarted", "completed": "SagasCompleted", "compensated": "SagasCompensated",
-               "needs_intervention": "SagasNeedingIntervention"}
+SAGA_EVENTS = {
+    "started": "SagasStarted",
+    "completed": "SagasCompleted",
+    "compensated": "SagasCompensated",
+    "needs_intervention": "SagasNeedingIntervention",
+}
 """``sagas_total`` event -> CloudWatch count."""
 
 

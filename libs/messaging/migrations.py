@@ -6,6 +6,7 @@ to head when it starts, under a PostgreSQL advisory lock so that instances start
 together do not race; ``python -m messaging.migrations <service> revision -m "..."``
 autogenerates a new revision against a database at head.
 """
+
 from __future__ import annotations
 
 import sys
@@ -67,6 +68,7 @@ def _main() -> None:
     async def go() -> None:
         engine = create_async_engine(os.environ["DATABASE_URL"])
         async with engine.begin() as connection:
+
             def run(sync_connection: Connection) -> None:
                 cfg = config(service, sync_connection)
                 if action == "revision":
@@ -74,6 +76,7 @@ def _main() -> None:
                     command.revision(cfg, message=message, autogenerate=True)
                 else:
                     getattr(command, action)(cfg, *args)
+
             await connection.run_sync(run)
         await engine.dispose()
 

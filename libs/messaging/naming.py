@@ -4,6 +4,7 @@ A system lists its own queues and topics with :class:`Queue` and :class:`Topic`;
 names are used in code and in ``Envelope.reply_to``, and :class:`Naming` turns them into
 physical AWS names with a prefix (``SAGA_RESOURCE_PREFIX``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Writing to the outbox: the only way a service sends a message."""
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ compensated it. That record is what makes the step:
 Domain code raises its own exceptions; the handler names which of them are business
 refusals, and they become failure replies here, so domain code never touches messaging.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """The relay: publishes committed outbox rows to SQS and SNS."""
+
 from __future__ import annotations
 
 import asyncio
@@ -185,7 +186,7 @@ class Relay:
             crash_point("relay_after_claim")
             published: list[int] = []
             for start in range(0, len(rows), AWS_BATCH_LIMIT):
-                accepted, failed = await self._publish(destination, rows[start:start + AWS_BATCH_LIMIT])
+                accepted, failed = await self._publish(destination, rows[start : start + AWS_BATCH_LIMIT])
                 published += accepted
                 if failed:
                     error = "; ".join(set(failed.values()))[:2000]
@@ -213,16 +214,20 @@ class Relay:
         try:
             if kind == "queue":
                 call = self._broker.sqs.send_message_batch
-                kwargs = {"QueueUrl": await self._broker.queue_url(name), "Entries": [
-                    {"Id": str(r.id), "MessageBody": r.body, "MessageAttributes": sqs_attributes(r.attributes)}
-                    for r in rows
-                ]}
+                kwargs = {
+                    "QueueUrl": await self._broker.queue_url(name),
+                    "Entries": [
+                        {"Id": str(r.id), "MessageBody": r.body, "MessageAttributes": sqs_attributes(r.attributes)} for r in rows
+                    ],
+                }
             elif kind == "topic":
                 call = self._broker.sns.publish_batch
-                kwargs = {"TopicArn": self._broker.topic_arn(name), "PublishBatchRequestEntries": [
-                    {"Id": str(r.id), "Message": r.body, "MessageAttributes": sqs_attributes(r.attributes)}
-                    for r in rows
-                ]}
+                kwargs = {
+                    "TopicArn": self._broker.topic_arn(name),
+                    "PublishBatchRequestEntries": [
+                        {"Id": str(r.id), "Message": r.body, "MessageAttributes": sqs_attributes(r.attributes)} for r in rows
+                    ],
+                }
             else:
                 return [], {r.id: f"unknown destination kind {kind!r}" for r in rows}
             # The client's own retries (read timeout 30 s, 5 attempts) would hold the rows for
@@ -246,8 +251,11 @@ class Relay:
         """Chaos switch: 1 to ``chaos_copies`` more deliveries of a share of the messages, each
         delayed 0 to 3 s at random so that copies and later messages overtake one another."""
         for _ in range(self._chaos_copies):
-            entries = [entry | {"DelaySeconds": random.randint(0, 3)} for entry in kwargs["Entries"]
-                       if random.random() < self._chaos_copy_chance]
+            entries = [
+                entry | {"DelaySeconds": random.randint(0, 3)}
+                for entry in kwargs["Entries"]
+                if random.random() < self._chaos_copy_chance
+            ]
             if not entries:
                 continue
             with contextlib.suppress(Exception):  # a copy that fails is a copy fewer, nothing more
@@ -266,8 +274,11 @@ class Relay:
         while not stop.is_set():
             connection = None
             try:
-                connection = await asyncpg.connect(listen_dsn(self._database_url or ""), timeout=5, server_settings={
-                    "application_name": f"relay-listen-{self._service}"[:63]})
+                connection = await asyncpg.connect(
+                    listen_dsn(self._database_url or ""),
+                    timeout=5,
+                    server_settings={"application_name": f"relay-listen-{self._service}"[:63]},
+                )
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda *_, lost=lost: lost.set())
                 await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())

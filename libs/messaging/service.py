@@ -3,6 +3,7 @@
 A service supplies a :class:`ServiceDefinition` (its tables, handlers, queue and routes);
 the lifespan builds engines and clients at start and stops them cleanly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -85,12 +86,22 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         engine = create_async_engine(
             # hide_parameters: a failing statement's error (which is logged) must not carry
             # the values bound into it, such as an email address.
-            settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
+            settings.database_url,
+            pool_size=10,
+            pool_pre_ping=True,
+            hide_parameters=True,
+        )
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
-        async with (open_broker(Naming(settings.resource_prefix)) as broker,
-                    cloudwatch.publishing(metrics.CLOUDWATCH, service=definition.package, sink=settings.metrics_sink,
-                                          interval=settings.metrics_publish_interval)):
+        async with (
+            open_broker(Naming(settings.resource_prefix)) as broker,
+            cloudwatch.publishing(
+                metrics.CLOUDWATCH,
+                service=definition.package,
+                sink=settings.metrics_sink,
+                interval=settings.metrics_publish_interval,
+            ),
+        ):
             rt = Runtime(definition.name, settings, async_sessionmaker(engine, expire_on_commit=False), broker)
             app.state.runtime = rt
             for hook in definition.on_start:
@@ -110,8 +121,9 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
 
-    app = FastAPI(title=f"{definition.name} service", version="1", lifespan=lifespan,
-                  generate_unique_id_function=http.operation_id)
+    app = FastAPI(
+        title=f"{definition.name} service", version="1", lifespan=lifespan, generate_unique_id_function=http.operation_id
+    )
     http.install(app)
 
     @app.get("/health", include_in_schema=False)
@@ -130,21 +142,38 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
 def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, Coroutine[Any, Any, None]]]:
     settings = rt.settings
     relay = Relay(
-        rt.sessions, rt.broker, service=definition.name, database_url=settings.database_url,
-        poll_interval=settings.relay_poll_interval, duplicate_delivery=settings.duplicate_delivery,
+        rt.sessions,
+        rt.broker,
+        service=definition.name,
+        database_url=settings.database_url,
+        poll_interval=settings.relay_poll_interval,
+        duplicate_delivery=settings.duplicate_delivery,
         purge_after_publish=Message.personal_types(),
-        chaos_copies=settings.chaos_copies, chaos_copy_chance=settings.chaos_copy_chance,
+        chaos_copies=settings.chaos_copies,
+        chaos_copy_chance=settings.chaos_copy_chance,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     metrics.CLOUDWATCH.declare("MessagesDeadLettered")
     yield "relay", relay.run(rt.stop)
-    yield "janitor", janitor.run(rt.sessions, rt.stop, service=definition.name,
-                                 outbox_retention=timedelta(days=settings.outbox_retention_days),
-                                 expiring=definition.expiring)
+    yield (
+        "janitor",
+        janitor.run(
+            rt.sessions,
+            rt.stop,
+            service=definition.name,
+            outbox_retention=timedelta(days=settings.outbox_retention_days),
+            expiring=definition.expiring,
+        ),
+    )
     for queue in definition.queues:
-        consumer = Consumer(rt.broker, queue, bus.handle, service=definition.name,
-                            wait_time_seconds=settings.consumer_wait_seconds,
-                            visibility_timeout=settings.consumer_visibility_timeout)
+        consumer = Consumer(
+            rt.broker,
+            queue,
+            bus.handle,
+            service=definition.name,
+            wait_time_seconds=settings.consumer_wait_seconds,
+            visibility_timeout=settings.consumer_visibility_timeout,
+        )
         rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)
     for worker in definition.workers:

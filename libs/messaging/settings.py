@@ -1,4 +1,5 @@
 """Settings every service shares. Each service subclasses with its own env prefix."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,30 +25,48 @@ class ServiceSettings(BaseSettings):
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
     shutdown_grace_seconds: float = Field(
-        8, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS",
-        description="On SIGTERM, how long handlers in flight and the relay's pass may take before being cancelled.")
+        8,
+        ge=0,
+        validation_alias="SHUTDOWN_GRACE_SECONDS",
+        description="On SIGTERM, how long handlers in flight and the relay's pass may take before being cancelled.",
+    )
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
     metrics_sink: Sink = Field(
-        "auto", validation_alias="METRICS_SINK",
-        description="Where the CloudWatch metrics go: auto is emf on ECS (stdout), cloudwatch (PutMetricData) elsewhere.")
+        "auto",
+        validation_alias="METRICS_SINK",
+        description="Where the CloudWatch metrics go: auto is emf on ECS (stdout), cloudwatch (PutMetricData) elsewhere.",
+    )
     metrics_publish_interval: float = Field(60, gt=0, validation_alias="METRICS_PUBLISH_INTERVAL")
     chaos_copies: int = Field(
-        0, ge=0, le=2, validation_alias="RELAY_CHAOS_COPIES",
+        0,
+        ge=0,
+        le=2,
+        validation_alias="RELAY_CHAOS_COPIES",
         description="Chaos switch: up to this many extra deliveries of a queue message, delayed 0-3 s at random.",
     )
-    chaos_copy_chance: float = Field(0.0, ge=0, le=1, validation_alias="RELAY_CHAOS_COPY_CHANCE",
-                                     description="Chaos switch: the share of queue messages that get extra deliveries.")
+    chaos_copy_chance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        validation_alias="RELAY_CHAOS_COPY_CHANCE",
+        description="Chaos switch: the share of queue messages that get extra deliveries.",
+    )
     duplicate_delivery: bool = Field(
-        False, validation_alias="RELAY_DUPLICATE_DELIVERY",
+        False,
+        validation_alias="RELAY_DUPLICATE_DELIVERY",
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",
     )
 
     operator_token: SecretStr | None = Field(
-        None, validation_alias="SAGA_OPERATOR_TOKEN",
-        description="Bearer token for the operator endpoints of every service; unset refuses everyone.")
+        None,
+        validation_alias="SAGA_OPERATOR_TOKEN",
+        description="Bearer token for the operator endpoints of every service; unset refuses everyone.",
+    )
     operator_token_previous: SecretStr | None = Field(
-        None, validation_alias="SAGA_OPERATOR_TOKEN_PREVIOUS",
-        description="Also accepted while set, so that a token can be rotated without downtime.")
+        None,
+        validation_alias="SAGA_OPERATOR_TOKEN_PREVIOUS",
+        description="Also accepted while set, so that a token can be rotated without downtime.",
+    )
 
     @field_validator("operator_token", "operator_token_previous", mode="before")
     @classmethod

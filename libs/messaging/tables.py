@@ -1,4 +1,5 @@
 """The messaging tables every service adds to its own database."""
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -21,7 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 def add_messaging_tables(metadata: MetaData) -> None:
     """Declare ``outbox``, ``inbox`` and ``saga_step_guard`` in a service's metadata."""
     Table(
-        "outbox", metadata,
+        "outbox",
+        metadata,
         Column("id", BigInteger, primary_key=True, autoincrement=True),
         Column("message_id", UUID(as_uuid=True), nullable=False, unique=True),
         Column("destination", String(200), nullable=False),
@@ -37,7 +39,8 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )
     Table(
-        "inbox", metadata,
+        "inbox",
+        metadata,
         Column("consumer", String(100), nullable=False),
         Column("message_id", UUID(as_uuid=True), nullable=False),
         Column("message_type", String(100), nullable=False),
@@ -45,7 +48,8 @@ def add_messaging_tables(metadata: MetaData) -> None:
         PrimaryKeyConstraint("consumer", "message_id"),
     )
     Table(
-        "saga_step_guard", metadata,
+        "saga_step_guard",
+        metadata,
         Column("saga_id", UUID(as_uuid=True), nullable=False),
         Column("step", String(100), nullable=False),
         Column("state", String(20), nullable=False),

@@ -14,6 +14,7 @@ each of them documents, minus what no customer types on purpose:
 Email addresses follow their own, stricter rule (ASCII only, as SES requires); see
 ``order_svc.api``.
 """
+
 from __future__ import annotations
 
 from typing import Annotated

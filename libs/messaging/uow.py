@@ -1,4 +1,5 @@
 """Unit of work: one local transaction holding state changes and outgoing messages."""
+
 from __future__ import annotations
 
 import uuid
@@ -60,8 +61,15 @@ class UnitOfWork:
     ) -> Envelope:
         """Stage ``message`` for ``to`` (``queue:<name>`` or ``topic:<name>``)."""
         envelope = Envelope.wrap(
-            message, sender=self.sender, saga_id=saga_id, correlation_id=correlation_id,
-            causation=causation, reply_to=reply_to, message_id=message_id, step=step, attempt=attempt,
+            message,
+            sender=self.sender,
+            saga_id=saga_id,
+            correlation_id=correlation_id,
+            causation=causation,
+            reply_to=reply_to,
+            message_id=message_id,
+            step=step,
+            attempt=attempt,
         )
         await outbox.add(self.session, envelope, to)
         self._staged += 1
@@ -72,8 +80,9 @@ class UnitOfWork:
         request's step and attempt, so a reply to any resend of one attempt counts for it."""
         if not request.reply_to:
             raise MalformedMessage(f"{request.message_type} {request.message_id} has no reply_to")
-        return await self.send(message, f"queue:{request.reply_to}", causation=request,
-                               step=request.step, attempt=request.attempt)
+        return await self.send(
+            message, f"queue:{request.reply_to}", causation=request, step=request.step, attempt=request.attempt
+        )
 
     async def commit(self) -> None:
         if self._staged:

@@ -7,6 +7,7 @@ with the operator token, kept in an ``HttpOnly``, ``SameSite=Strict`` cookie and
 again on every request; each form carries a CSRF token derived from the session. Actions go
 through :mod:`orchestrator.operations`, the same code as the operator endpoints.
 """
+
 from .routes import router
 
 __all__ = ["router"]

@@ -1,5 +1,6 @@
 """What the console reads from the orchestrator's database: counts, the last hour, sagas
 that need a person, and the saga list paged by keyset."""
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..engine import SagaStatus
 from ..tables import sagas
 
-SUMMARY = (sagas.c.saga_id, sagas.c.definition, sagas.c.status, sagas.c.subject.label("order_id"), sagas.c.failed_step,
-           sagas.c.failure_reason, sagas.c.created_at, sagas.c.updated_at)
+SUMMARY = (
+    sagas.c.saga_id,
+    sagas.c.definition,
+    sagas.c.status,
+    sagas.c.subject.label("order_id"),
+    sagas.c.failed_step,
+    sagas.c.failure_reason,
+    sagas.c.created_at,
+    sagas.c.updated_at,
+)
 """The list's columns: never the saga's data or steps, so a page stays small."""
 
 
@@ -30,19 +39,24 @@ async def counts(session: AsyncSession) -> dict[str, dict[str, int]]:
 async def last_hour(session: AsyncSession, now: datetime) -> list[tuple[datetime, str, int]]:
     """(minute, current status, how many) for the sagas started in the hour before ``now``."""
     minute = func.date_trunc("minute", sagas.c.created_at)
-    query = (select(minute, sagas.c.status, func.count()).where(sagas.c.created_at > now - timedelta(hours=1))
-             .group_by(minute, sagas.c.status))
+    query = (
+        select(minute, sagas.c.status, func.count())
+        .where(sagas.c.created_at > now - timedelta(hours=1))
+        .group_by(minute, sagas.c.status)
+    )
     return [tuple(row) for row in (await session.execute(query)).all()]
 
 
 async def needing_attention(session: AsyncSession, stuck_before: datetime, limit: int = 20) -> tuple[list, list]:
     """Sagas in ``needs_intervention`` (oldest first), and those in ``running`` or
     ``compensating`` with no transition since ``stuck_before``."""
-    waiting = (select(*SUMMARY).where(sagas.c.status == SagaStatus.NEEDS_INTERVENTION)
-               .order_by(sagas.c.updated_at).limit(limit))
-    stuck = (select(*SUMMARY)
-             .where(sagas.c.status.in_((SagaStatus.RUNNING, SagaStatus.COMPENSATING)), sagas.c.updated_at < stuck_before)
-             .order_by(sagas.c.updated_at).limit(limit))
+    waiting = select(*SUMMARY).where(sagas.c.status == SagaStatus.NEEDS_INTERVENTION).order_by(sagas.c.updated_at).limit(limit)
+    stuck = (
+        select(*SUMMARY)
+        .where(sagas.c.status.in_((SagaStatus.RUNNING, SagaStatus.COMPENSATING)), sagas.c.updated_at < stuck_before)
+        .order_by(sagas.c.updated_at)
+        .limit(limit)
+    )
     return list((await session.execute(waiting)).all()), list((await session.execute(stuck)).all())
 
 
@@ -98,12 +112,11 @@ def listing_query(filters: Filters, after: Cursor | None, limit: int, now: datet
     return query.where(and_(*conditions)) if conditions else query
 
 
-async def page(session: AsyncSession, filters: Filters, after: Cursor | None, limit: int,
-               now: datetime) -> tuple[list, Cursor | None]:
+async def page(
+    session: AsyncSession, filters: Filters, after: Cursor | None, limit: int, now: datetime
+) -> tuple[list, Cursor | None]:
     """One page of sagas and the cursor of the next, None on the last page."""
     rows = list((await session.execute(listing_query(filters, after, limit + 1, now))).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, Cursor(rows[-1].created_at, rows[-1].saga_id) if more else None
-
-

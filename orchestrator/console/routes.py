@@ -1,5 +1,6 @@
 """The console's pages and actions. Reads come from :mod:`.queries`; actions from
 :mod:`orchestrator.operations`; drawing from :mod:`.views`."""
+
 from __future__ import annotations
 
 import base64
@@ -28,16 +29,24 @@ from . import queries, views
 # The service is named here: request handlers do not inherit the lifespan's log context.
 log = structlog.get_logger("console", service="orchestrator")
 HERE = Path(__file__).parent
-templates = Jinja2Templates(env=jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined))
+templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined)
+)
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates.env.filters.update(
     ts=lambda at: at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "",
     clock=lambda at: at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if at else "",
     seconds=lambda s: "" if s is None else f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s" if s < 60 else f"{s / 60:.1f} min",
     short=lambda value: str(value)[:8],
-    age=lambda s: f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h" if s < 172800
-    else f"{s / 86400:.0f} d",
+    age=lambda s: (
+        f"{s:.0f} s"
+        if s < 90
+        else f"{s / 60:.0f} min"
+        if s < 5400
+        else f"{s / 3600:.1f} h"
+        if s < 172800
+        else f"{s / 86400:.0f} d"
+    ),
     label=lambda status: str(status).replace("_", " "),
 )
 
@@ -47,7 +56,7 @@ STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 HEADERS = {
     # Defence in depth behind the escaping: no inline script or style runs, no page frames this one.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -131,8 +140,14 @@ async def sign_in(request: Request) -> Response:
         log.info("console_sign_in_refused")
         return _sign_in(request, form.get("next"), error="That is not the operator token.")
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-    response.set_cookie(COOKIE, Session(token, name, secrets.token_urlsafe(16)).cookie(), path="/console",
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        Session(token, name, secrets.token_urlsafe(16)).cookie(),
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     log.info("console_signed_in", actor=name or "console")
     return _secure(response)
 
@@ -149,14 +164,16 @@ async def sign_out(request: Request) -> Response:
 
 def _sign_in(request: Request, next: str | None, error: str | None = None) -> Response:
     configured = bool(request.app.state.runtime.settings.operator_token)
-    return _render(request, None, "sign_in.html", 401, next=_safe_next(next or request.url.path), error=error,
-                   configured=configured)
+    return _render(
+        request, None, "sign_in.html", 401, next=_safe_next(next or request.url.path), error=error, configured=configured
+    )
 
 
 # --------------------------------------------------------------------------- pages
 @router.get("", response_class=HTMLResponse)
-async def overview(request: Request, db: SessionDep, rt: RuntimeDep, done: str | None = None, queue: str = "",
-                   moved: str = "") -> Response:
+async def overview(
+    request: Request, db: SessionDep, rt: RuntimeDep, done: str | None = None, queue: str = "", moved: str = ""
+) -> Response:
     if (session := _session(request)) is None:
         return _sign_in(request, "/console")
     notice = f"Redrove {queue}: {moved or 'a move task for all'} message(s)." if done == "redriven" else None
@@ -183,32 +200,74 @@ async def _live(request: Request, db, rt) -> dict:
     except Exception:  # noqa: BLE001 - the broker being away must not take the overview with it
         log.warning("console_depths_failed", exc_info=True)
         depths = None
-    return {"counts": dict(sorted(counts.items())), "chart": views.last_hour_chart(await queries.last_hour(db, now), now),
-            "waiting": waiting, "stuck": stuck, "depths": depths, "stuck_after": settings.stuck_after, "now": now,
-            "refresh_ms": int(settings.refresh_seconds * 1000)}
+    return {
+        "counts": dict(sorted(counts.items())),
+        "chart": views.last_hour_chart(await queries.last_hour(db, now), now),
+        "waiting": waiting,
+        "stuck": stuck,
+        "depths": depths,
+        "stuck_after": settings.stuck_after,
+        "now": now,
+        "refresh_ms": int(settings.refresh_seconds * 1000),
+    }
 
 
 @router.get("/sagas", response_class=HTMLResponse)
-async def saga_list(request: Request, db: SessionDep, status: str | None = None, definition: str | None = None,
-                    order_id: str | None = None, older_than: str | None = None, newer_than: str | None = None,
-                    cursor: str | None = None) -> Response:
+async def saga_list(
+    request: Request,
+    db: SessionDep,
+    status: str | None = None,
+    definition: str | None = None,
+    order_id: str | None = None,
+    older_than: str | None = None,
+    newer_than: str | None = None,
+    cursor: str | None = None,
+) -> Response:
     if (session := _session(request)) is None:
         return _sign_in(request, str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
-    chosen = {"status": status or "", "definition": definition or "", "order_id": (order_id or "").strip(),
-              "older_than": older_than or "", "newer_than": newer_than or ""}
+    chosen = {
+        "status": status or "",
+        "definition": definition or "",
+        "order_id": (order_id or "").strip(),
+        "older_than": older_than or "",
+        "newer_than": newer_than or "",
+    }
     try:
         filters = _filters(chosen)
         after = queries.Cursor.decode(cursor) if cursor else None
     except ValueError as error:
-        return _render(request, session, "sagas.html", 400, error=str(error), chosen=chosen, rows=[], next_url=None,
-                       definitions=_definitions(request), statuses=views.SAGA_STATUSES, first_url=None, now=_now())
+        return _render(
+            request,
+            session,
+            "sagas.html",
+            400,
+            error=str(error),
+            chosen=chosen,
+            rows=[],
+            next_url=None,
+            definitions=_definitions(request),
+            statuses=views.SAGA_STATUSES,
+            first_url=None,
+            now=_now(),
+        )
     now = _now()
     rows, next_cursor = await queries.page(db, filters, after, PAGE_SIZE, now)
     query = {k: v for k, v in chosen.items() if v}
     next_url = f"/console/sagas?{urlencode(query | {'cursor': next_cursor.encode()})}" if next_cursor else None
     first_url = f"/console/sagas?{urlencode(query)}" if after else None
-    return _render(request, session, "sagas.html", rows=rows, chosen=chosen, next_url=next_url, first_url=first_url,
-                   definitions=_definitions(request), statuses=views.SAGA_STATUSES, error=None, now=now)
+    return _render(
+        request,
+        session,
+        "sagas.html",
+        rows=rows,
+        chosen=chosen,
+        next_url=next_url,
+        first_url=first_url,
+        definitions=_definitions(request),
+        statuses=views.SAGA_STATUSES,
+        error=None,
+        now=now,
+    )
 
 
 def _filters(chosen: dict[str, str]) -> queries.Filters:
@@ -220,8 +279,13 @@ def _filters(chosen: dict[str, str]) -> queries.Filters:
         order_id = uuid.UUID(chosen["order_id"]) if chosen["order_id"] else None
     except ValueError as error:
         raise ValueError("an order id is a UUID") from error
-    return queries.Filters(chosen["status"] or None, chosen["definition"] or None, order_id,
-                           _minutes(chosen["older_than"], "older than"), _minutes(chosen["newer_than"], "newer than"))
+    return queries.Filters(
+        chosen["status"] or None,
+        chosen["definition"] or None,
+        order_id,
+        _minutes(chosen["older_than"], "older than"),
+        _minutes(chosen["newer_than"], "newer than"),
+    )
 
 
 def _minutes(text: str, what: str) -> timedelta | None:
@@ -243,12 +307,24 @@ async def saga_page(request: Request, saga_id: str, db: SessionDep, rt: RuntimeD
     return await _saga(request, session, db, rt, saga_id, notice=_NOTICES.get(done or ""))
 
 
-_NOTICES = {"resolved": "Resolved by hand: the reason is in the history.",
-            "retried": "Compensation sent again.", "redriven": "Dead-letter queue redriven."}
+_NOTICES = {
+    "resolved": "Resolved by hand: the reason is in the history.",
+    "retried": "Compensation sent again.",
+    "redriven": "Dead-letter queue redriven.",
+}
 
 
-async def _saga(request: Request, session: Session, db, rt, saga_id: str, status: int = 200,
-                notice: str | None = None, error: str | None = None, reason: str = "") -> Response:
+async def _saga(
+    request: Request,
+    session: Session,
+    db,
+    rt,
+    saga_id: str,
+    status: int = 200,
+    notice: str | None = None,
+    error: str | None = None,
+    reason: str = "",
+) -> Response:
     try:
         state = await repository.load(db, uuid.UUID(saga_id), lock=False)
     except ValueError:
@@ -264,20 +340,33 @@ async def _saga(request: Request, session: Session, db, rt, saga_id: str, status
         log.warning("console_dead_letters_failed", exc_info=True)
         letters = None
     return _render(
-        request, session, "saga.html", status, saga=state, history=history, timeline=views.timeline(history),
-        diagram=views.state_diagram(definition, state, history), letters=letters, links=_links(rt, state),
+        request,
+        session,
+        "saga.html",
+        status,
+        saga=state,
+        history=history,
+        timeline=views.timeline(history),
+        diagram=views.state_diagram(definition, state, history),
+        letters=letters,
+        links=_links(rt, state),
         retryable=[s.name for s in state.steps if s.status in (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)],
         resolvable=state.status in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING),
-        notice=notice, error=error, reason=reason)
+        notice=notice,
+        error=error,
+        reason=reason,
+    )
 
 
 def _links(rt, state) -> list[tuple[str, str]]:
     """The order and each participant's record of it, on their own services' APIs."""
     links, order = rt.settings.console.links, state.data.get("order_id", state.subject)
-    found = [("order", f"{links.order}/orders/{order}"),
-             ("payments and refunds", f"{links.payment}/payments?{urlencode({'order_id': order})}"),
-             ("shipments", f"{links.fulfillment}/shipments?{urlencode({'order_id': order})}"),
-             ("notifications", f"{links.notification}/notifications?{urlencode({'order_id': order})}")]
+    found = [
+        ("order", f"{links.order}/orders/{order}"),
+        ("payments and refunds", f"{links.payment}/payments?{urlencode({'order_id': order})}"),
+        ("shipments", f"{links.fulfillment}/shipments?{urlencode({'order_id': order})}"),
+        ("notifications", f"{links.notification}/notifications?{urlencode({'order_id': order})}"),
+    ]
     for item in state.data.get("items", []):
         found.append((f"stock of {item['sku']}", f"{links.inventory}/stock/{item['sku']}"))
     return found
@@ -292,21 +381,36 @@ async def resolve(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: Runt
         return _csrf_refused(request, session)
     reason = form.get("reason", "").strip()
     if not 3 <= len(reason) <= 500:
-        return await _saga(request, session, db, rt, str(saga_id), 422, reason=reason,
-                           error="A reason of 3 to 500 characters is needed.")
-    return await _acting(request, session, db, rt, saga_id, "resolved", lambda: operations.resolve(
-        rt, request.app.state.orchestrator, saga_id, reason, session.actor), reason)
+        return await _saga(
+            request, session, db, rt, str(saga_id), 422, reason=reason, error="A reason of 3 to 500 characters is needed."
+        )
+    return await _acting(
+        request,
+        session,
+        db,
+        rt,
+        saga_id,
+        "resolved",
+        lambda: operations.resolve(rt, request.app.state.orchestrator, saga_id, reason, session.actor),
+        reason,
+    )
 
 
 @router.post("/sagas/{saga_id}/steps/{step}/retry-compensation")
-async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db: SessionDep,
-                             rt: RuntimeDep) -> Response:
+async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db: SessionDep, rt: RuntimeDep) -> Response:
     if (session := _session(request)) is None:
         return _sign_in(request, f"/console/sagas/{saga_id}")
     if await _form(request, session) is None:
         return _csrf_refused(request, session)
-    return await _acting(request, session, db, rt, saga_id, "retried", lambda: operations.retry_compensation(
-        rt, request.app.state.orchestrator, saga_id, step, session.actor))
+    return await _acting(
+        request,
+        session,
+        db,
+        rt,
+        saga_id,
+        "retried",
+        lambda: operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step, session.actor),
+    )
 
 
 async def _acting(request, session, db, rt, saga_id: uuid.UUID, done: str, action, reason: str = "") -> Response:
@@ -334,15 +438,22 @@ async def redrive(request: Request, queue: str, rt: RuntimeDep) -> Response:
     back = _safe_next(form.get("back"))
     moved = outcome.get("moved")
     separator = "&" if "?" in back else "?"
-    return _secure(RedirectResponse(
-        f"{back}{separator}{urlencode({'done': 'redriven', 'queue': queue, 'moved': '' if moved is None else moved})}",
-        status_code=303))
+    return _secure(
+        RedirectResponse(
+            f"{back}{separator}{urlencode({'done': 'redriven', 'queue': queue, 'moved': '' if moved is None else moved})}",
+            status_code=303,
+        )
+    )
 
 
 def _csrf_refused(request: Request, session: Session) -> Response:
     log.warning("console_csrf_refused", path=request.url.path)
-    return _problem(request, session, 403, "This form did not come from this console session, so nothing was done. "
-                                           "Reload the page and try again.")
+    return _problem(
+        request,
+        session,
+        403,
+        "This form did not come from this console session, so nothing was done. Reload the page and try again.",
+    )
 
 
 # --------------------------------------------------------------------------- rendering

@@ -7,6 +7,7 @@ compensations running back underneath, which needs no layout engine, and SVG mad
 server is escaped like the rest of the page, works without scripts and is there for the
 browser tests to read.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,11 +17,23 @@ from datetime import datetime, timedelta
 from ..engine import Invoke, SagaDefinition, SagaState, SagaStatus, StepStatus
 
 COMPENSATED, COMPENSATING, COMPLETED, NEEDS_INTERVENTION = (
-    SagaStatus.COMPENSATED, SagaStatus.COMPENSATING, SagaStatus.COMPLETED, SagaStatus.NEEDS_INTERVENTION)
+    SagaStatus.COMPENSATED,
+    SagaStatus.COMPENSATING,
+    SagaStatus.COMPLETED,
+    SagaStatus.NEEDS_INTERVENTION,
+)
 PENDING, STEP_RUNNING, SUCCEEDED, FAILED, TIMED_OUT = (
-    StepStatus.PENDING, StepStatus.RUNNING, StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
+    StepStatus.PENDING,
+    StepStatus.RUNNING,
+    StepStatus.SUCCEEDED,
+    StepStatus.FAILED,
+    StepStatus.TIMED_OUT,
+)
 STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = (
-    StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED)
+    StepStatus.COMPENSATING,
+    StepStatus.COMPENSATED,
+    StepStatus.COMPENSATION_FAILED,
+)
 
 SAGA_STATUSES = ("running", COMPENSATING, COMPLETED, COMPENSATED, NEEDS_INTERVENTION)
 FORWARD_OUTCOMES = {"step_succeeded": SUCCEEDED, "step_failed": FAILED, "step_timed_out": TIMED_OUT}
@@ -76,8 +89,9 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
     for index, step_state in enumerate(state.steps):
         x = LEFT + index * (W + GAP)
         step = steps.get(step_state.name)
-        forward = outcomes.get(step_state.name) or (step_state.status if step_state.status in (PENDING, STEP_RUNNING)
-                                                     else SUCCEEDED)
+        forward = outcomes.get(step_state.name) or (
+            step_state.status if step_state.status in (PENDING, STEP_RUNNING) else SUCCEEDED
+        )
         command = (step.action.command.__name__ if isinstance(step.action, Invoke) else "by the initiator") if step else ""
         nodes.append(Node(f"step:{step_state.name}", step_state.name, command, forward, x, TOP, W, H))
         previous_x = x - GAP
@@ -87,12 +101,31 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
         if step is None or step.compensation is not None:
             undone = step_state.status in (STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED)
             undo_command = step.compensation.command.__name__ if step and step.compensation else "undo"
-            nodes.append(Node(f"undo:{step_state.name}", undo_command,
-                              step_state.status.replace("_", " ") if undone else "not run",
-                              step_state.status if undone else "not_run", x, LOWER, W, H))
+            nodes.append(
+                Node(
+                    f"undo:{step_state.name}",
+                    undo_command,
+                    step_state.status.replace("_", " ") if undone else "not run",
+                    step_state.status if undone else "not_run",
+                    x,
+                    LOWER,
+                    W,
+                    H,
+                )
+            )
     end_x = LEFT + len(state.steps) * (W + GAP)
-    nodes.append(Node("completed", "completed", "", COMPLETED if state.status == COMPLETED else "not_run",
-                      end_x, TOP + 8, END_W - 30, H - 16))
+    nodes.append(
+        Node(
+            "completed",
+            "completed",
+            "",
+            COMPLETED if state.status == COMPLETED else "not_run",
+            end_x,
+            TOP + 8,
+            END_W - 30,
+            H - 16,
+        )
+    )
     edges.append(Edge(((end_x - GAP, TOP + H // 2), (end_x, TOP + H // 2)), state.status == COMPLETED))
     compensating = state.status in (COMPENSATING, COMPENSATED, NEEDS_INTERVENTION)
     if failed_at is not None or compensating:
@@ -103,8 +136,18 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
             x = LEFT + index * (W + GAP)
             edges.append(Edge(((x, LOWER + H // 2), (x - GAP, LOWER + H // 2)), compensating))
     ended = state.status in (COMPENSATED, NEEDS_INTERVENTION)
-    nodes.append(Node("end", state.status.replace("_", " ") if ended else "compensated", "",
-                      state.status if ended else "not_run", LEFT - GAP - END_W, LOWER + 8, END_W, H - 16))
+    nodes.append(
+        Node(
+            "end",
+            state.status.replace("_", " ") if ended else "compensated",
+            "",
+            state.status if ended else "not_run",
+            LEFT - GAP - END_W,
+            LOWER + 8,
+            END_W,
+            H - 16,
+        )
+    )
     edges.append(Edge(((LEFT, LOWER + H // 2), (LEFT - GAP, LOWER + H // 2)), ended))
     return Diagram(end_x + END_W - 20, LOWER + H + 14, tuple(nodes), tuple(edges))
 
@@ -175,15 +218,28 @@ class Event:
 
 
 KINDS = {
-    "step_succeeded": "good", "saga_completed": "good",
-    "step_failed": "bad", "compensation_failed": "bad", "saga_needs_intervention": "bad",
-    "step_timed_out": "warn", "compensation_timed_out": "warn", "compensation_started": "warn",
-    "compensation_sent": "undo", "step_compensated": "undo", "saga_compensated": "undo",
+    "step_succeeded": "good",
+    "saga_completed": "good",
+    "step_failed": "bad",
+    "compensation_failed": "bad",
+    "saga_needs_intervention": "bad",
+    "step_timed_out": "warn",
+    "compensation_timed_out": "warn",
+    "compensation_started": "warn",
+    "compensation_sent": "undo",
+    "step_compensated": "undo",
+    "saga_compensated": "undo",
     "reply_ignored": "ignored",
 }
 BEGINS = {"step_started": "forward", "compensation_sent": "undo"}
-ENDS = {"step_succeeded": "forward", "step_failed": "forward", "step_timed_out": "forward",
-        "step_compensated": "undo", "compensation_failed": "undo", "compensation_timed_out": "undo"}
+ENDS = {
+    "step_succeeded": "forward",
+    "step_failed": "forward",
+    "step_timed_out": "forward",
+    "step_compensated": "undo",
+    "compensation_failed": "undo",
+    "compensation_timed_out": "undo",
+}
 
 
 def timeline(history: list) -> list[Event]:
@@ -201,7 +257,8 @@ def timeline(history: list) -> list[Event]:
         if h.event in BEGINS:
             began[(BEGINS[h.event], h.step)] = h.at
         kind = "operator" if h.event.startswith("operator_") else KINDS.get(h.event, "info")
-        events.append(Event(h.at, (h.at - first).total_seconds(), (h.at - previous).total_seconds(), took,
-                            h.event, h.step, h.detail, kind))
+        events.append(
+            Event(h.at, (h.at - first).total_seconds(), (h.at - previous).total_seconds(), took, h.event, h.step, h.detail, kind)
+        )
         previous = h.at
     return events

@@ -5,6 +5,7 @@ Debian's ``chromium`` and ``chromium-driver`` when it can). The family has a tim
 test may take ``PER_TEST`` seconds, and once the family has run ``FAMILY_CAP`` seconds the
 rest fail at once instead of eating the suite's budget.
 """
+
 from __future__ import annotations
 
 import time

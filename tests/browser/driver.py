@@ -4,6 +4,7 @@ Only the system's Chromium and chromedriver (Debian's ``chromium`` and ``chromiu
 are used: Selenium is given the driver's path and told to stay offline, so nothing is
 downloaded.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,12 +26,22 @@ from tests.e2e.conftest import OPERATOR_TOKEN, Shop
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 DRIVERS = ("chromedriver", "/usr/lib/chromium/chromedriver")
-ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--hide-scrollbars")
+ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
 TOKEN = OPERATOR_TOKEN  # the token the e2e helpers (Shop) send as well
-MISSING = ("no Chromium here: install Debian's chromium and chromium-driver packages "
-           "(.ci/run does so when it runs as root with apt-get)")
+MISSING = (
+    "no Chromium here: install Debian's chromium and chromium-driver packages (.ci/run does so when it runs as root with apt-get)"
+)
 
 
 def find_chromium() -> tuple[str, str] | None:
@@ -63,10 +74,19 @@ def console_stack(workdir: Path, database_url: str | None, endpoint: str | None,
     from stack.infra import free_port
     from stack.services import SERVICES
 
-    return Stack(workdir=workdir, database_url=database_url, endpoint=endpoint,
-                 ports={s.module: free_port() for s in SERVICES},
-                 env={"SAGA_OPERATOR_TOKEN": TOKEN, "ORCHESTRATOR_CONSOLE__REFRESH_SECONDS": "1",
-                      "RELAY_POLL_INTERVAL": "0.5", "CONSUMER_WAIT_SECONDS": "1", **env})
+    return Stack(
+        workdir=workdir,
+        database_url=database_url,
+        endpoint=endpoint,
+        ports={s.module: free_port() for s in SERVICES},
+        env={
+            "SAGA_OPERATOR_TOKEN": TOKEN,
+            "ORCHESTRATOR_CONSOLE__REFRESH_SECONDS": "1",
+            "RELAY_POLL_INTERVAL": "0.5",
+            "CONSUMER_WAIT_SECONDS": "1",
+            **env,
+        },
+    )
 
 
 def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: str = TOKEN) -> None:
@@ -81,8 +101,9 @@ def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: st
 def wait(chrome: webdriver.Chrome, condition, timeout: float = 15):
     """Until ``condition`` holds; an element missing or replaced meanwhile (the page is
     loading or refreshing itself) only means not yet."""
-    return WebDriverWait(chrome, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-                         ).until(condition)
+    return WebDriverWait(chrome, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        condition
+    )
 
 
 def visible(css: str):
@@ -93,14 +114,18 @@ def place_outcomes(shop: Shop, hostile_name: str | None = None) -> dict[str, lis
     """One order per outcome (and a second that needs a person), each settled: their sagas
     by the status they ended in."""
     sku = shop.new_sku(1000)
-    bodies = {"completed": [shop.order_body(sku)], "compensated": [shop.order_body(sku)],
-              "needs_intervention": [shop.refund_failure_body(sku), shop.refund_failure_body(sku),
-                                     shop.refund_failure_body(sku)]}
+    bodies = {
+        "completed": [shop.order_body(sku)],
+        "compensated": [shop.order_body(sku)],
+        "needs_intervention": [shop.refund_failure_body(sku), shop.refund_failure_body(sku), shop.refund_failure_body(sku)],
+    }
     bodies["compensated"][0]["shipping_address"]["country"] = "AQ"
     if hostile_name:
         bodies["needs_intervention"][1]["shipping_address"]["name"] = hostile_name
-    placed = {outcome: [shop.place(body, **{"Idempotency-Key": uuid.uuid4().hex}) for body in group]
-              for outcome, group in bodies.items()}
+    placed = {
+        outcome: [shop.place(body, **{"Idempotency-Key": uuid.uuid4().hex}) for body in group]
+        for outcome, group in bodies.items()
+    }
     for outcome, group in placed.items():
         for order in group:
             _, saga = shop.settled(order, timeout=45)

@@ -1,5 +1,6 @@
 """``make screenshots``: start the system, place one order per outcome, and photograph the
 console's overview and one compensated saga with the browser code the tests use."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def main() -> None:
 def _everyday(shop: Shop, count: int) -> None:
     """A more usual mix besides: most orders complete, a card is declined now and then."""
     sku = shop.new_sku(1000)
-    orders = [shop.place(shop.order_body(sku, payment_token="tok_chargeDeclined" if i % 4 == 3 else "tok_visa"))
-              for i in range(count)]
+    orders = [
+        shop.place(shop.order_body(sku, payment_token="tok_chargeDeclined" if i % 4 == 3 else "tok_visa")) for i in range(count)
+    ]
     for order in orders:
         shop.settled(order, timeout=45)
 
@@ -64,8 +66,9 @@ def _everyday(shop: Shop, count: int) -> None:
 def _shoot(chrome, path: Path) -> None:
     """The whole page, however long: the viewport grows to the document's height first."""
     height = chrome.execute_script("return document.documentElement.scrollHeight")
-    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1440, "height": max(900, height), "deviceScaleFactor": 1, "mobile": False})
+    chrome.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1440, "height": max(900, height), "deviceScaleFactor": 1, "mobile": False}
+    )
     try:
         chrome.save_screenshot(str(path))
     finally:

@@ -1,4 +1,5 @@
 """An operator's session in the console, in a real browser."""
+
 from __future__ import annotations
 
 import http.server
@@ -35,8 +36,10 @@ def live_click(chrome, css: str) -> None:
 
 def timeline(chrome) -> list[tuple[str, str, str]]:
     """(event, step, detail) of every row of the timeline, in order."""
-    return [(row.get_attribute("data-event"), row.get_attribute("data-step"), row.find_element(By.CSS_SELECTOR, ".detail").text)
-            for row in chrome.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")]
+    return [
+        (row.get_attribute("data-event"), row.get_attribute("data-step"), row.find_element(By.CSS_SELECTOR, ".detail").text)
+        for row in chrome.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+    ]
 
 
 def confirm(chrome) -> None:
@@ -91,14 +94,15 @@ def test_a_compensated_saga_is_found_from_the_overview_with_its_failed_step_and_
     assert events[-1][0] == "saga_compensated"
 
 
-def test_resolving_by_hand_compensates_the_saga_and_keeps_the_reason_with_the_actor(console, console_shop, outcomes,
-                                                                                      browser):
+def test_resolving_by_hand_compensates_the_saga_and_keeps_the_reason_with_the_actor(console, console_shop, outcomes, browser):
     saga_id = outcomes["needs_intervention"][0]["saga_id"]
     sign_in(browser, console, name="grace")
     browser.get(page(console, f"/sagas/{saga_id}"))
     wait(browser, visible("#resolve-form"))
-    assert browser.find_element(By.CSS_SELECTOR, "[data-node='undo:process_payment']").get_attribute(
-        "data-status") == "compensation_failed"
+    assert (
+        browser.find_element(By.CSS_SELECTOR, "[data-node='undo:process_payment']").get_attribute("data-status")
+        == "compensation_failed"
+    )
     browser.find_element(By.ID, "reason").send_keys("refunded by bank transfer, ticket 4711")
     browser.find_element(By.ID, "resolve").click()
     wait(browser, visible("#confirm"))
@@ -144,8 +148,10 @@ def test_actions_without_the_session_csrf_token_are_refused(console, console_sho
     wait(browser, visible("#attention"))
     forms, origin = hostile_site
     action = page(console, f"/sagas/{saga_id}/resolve")
-    forms["/attack"] = (f'<form id="f" method="post" action="{action}"><input name="reason" value="closed by an attacker">'
-                        '</form><script>document.getElementById("f").submit()</script>')
+    forms["/attack"] = (
+        f'<form id="f" method="post" action="{action}"><input name="reason" value="closed by an attacker">'
+        '</form><script>document.getElementById("f").submit()</script>'
+    )
     browser.get(origin + "/attack")
     wait(browser, visible("#problem"))
     assert "did not come from this console session" in text(browser, "#problem")
@@ -189,9 +195,12 @@ def test_the_overview_counts_follow_changes_without_a_reload(console, console_sh
     counted = "table[data-definition='order'] a[data-count='{}']"
     before = {s: int(live_text(browser, counted.format(s))) for s in ("needs_intervention", "compensated")}
     browser.execute_script("window.notReloaded = true")
-    response = httpx.post(console.url("orchestrator") + f"/operator/sagas/{saga_id}/resolve",
-                          json={"reason": "refunded by bank transfer", "actor": "sagactl"},
-                          headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    response = httpx.post(
+        console.url("orchestrator") + f"/operator/sagas/{saga_id}/resolve",
+        json={"reason": "refunded by bank transfer", "actor": "sagactl"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     wait(browser, lambda c: int(text(c, counted.format("compensated"))) == before["compensated"] + 1, timeout=15)
     assert int(live_text(browser, counted.format("needs_intervention"))) == before["needs_intervention"] - 1
@@ -206,9 +215,14 @@ def test_a_hostile_shipping_name_stays_text(console, console_shop, browser):
         body = console_shop.order_body(console_shop.new_sku(5))
         body["shipping_address"]["name"] = HOSTILE_NAME
         placed = console_shop.place(body)
-        eventually(lambda: (s := console_shop.saga(placed["saga_id"])) and any(
-            step["name"] == "fulfill_order" and step["status"] == "running" for step in s["steps"]),
-            timeout=20, what="fulfill_order waiting")
+        eventually(
+            lambda: (
+                (s := console_shop.saga(placed["saga_id"]))
+                and any(step["name"] == "fulfill_order" and step["status"] == "running" for step in s["steps"])
+            ),
+            timeout=20,
+            what="fulfill_order waiting",
+        )
         sign_in(browser, console)
         browser.get(page(console, f"/sagas/{placed['saga_id']}"))
         assert text(browser, "#ship-to").startswith(HOSTILE_NAME)

@@ -5,6 +5,7 @@ message, shipments, emails, every outbox row published, escalations). How long t
 took to settle and how many healthy orders were cancelled are printed, not asserted: on a
 loaded machine they vary; the long run documented in the README is where they are judged.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,28 @@ TIME_CAP = 420  # seconds for the whole run, start and shutdown included
 
 def test_a_short_chaos_run_keeps_the_books(tmp_path):
     results = tmp_path / "chaos.json"
-    command = [sys.executable, "-m", "stack.chaos", "--seed", "20261125", "--orders", "60", "--rate", "3",
-               "--faults", "kill,postgres,gap", "--settle", "240", "--workdir", str(tmp_path / "run"),
-               "--json", str(results)]
+    command = [
+        sys.executable,
+        "-m",
+        "stack.chaos",
+        "--seed",
+        "20261125",
+        "--orders",
+        "60",
+        "--rate",
+        "3",
+        "--faults",
+        "kill,postgres,gap",
+        "--settle",
+        "240",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--json",
+        str(results),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=TIME_CAP)
     print(completed.stdout[-3000:])
     outcome = json.loads(results.read_text())
-    broken = {name: outcome["invariants"][name]["detail"] for name in BOOK_INVARIANTS
-              if not outcome["invariants"][name]["ok"]}
+    broken = {name: outcome["invariants"][name]["detail"] for name in BOOK_INVARIANTS if not outcome["invariants"][name]["ok"]}
     assert not broken, f"seed {outcome['seed']}: {broken}"
     print(f"settled in {outcome['settle_seconds']} s; {outcome['wrongly_cancelled']} healthy orders cancelled")

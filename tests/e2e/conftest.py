@@ -1,6 +1,7 @@
 """The whole system, started once per test session: every service as its own process,
 PostgreSQL, and a moto server (or ``AWS_ENDPOINT_URL`` if set, where Terraform creates each
 stack's queues and topics)."""
+
 from __future__ import annotations
 
 import json
@@ -40,14 +41,22 @@ def topologies(tmp_path_factory):
 
 def _stack(workdir, postgres_server, topologies=None, **env) -> Stack:
     return Stack(
-        workdir=workdir, database_url=postgres_server, endpoint=USER_AWS_ENDPOINT,
+        workdir=workdir,
+        database_url=postgres_server,
+        endpoint=USER_AWS_ENDPOINT,
         **({"prefix": topologies.take()} if topologies else {}),
         ports={s.module: free_port() for s in SERVICES},
-        env={"SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
-             "RELAY_POLL_INTERVAL": "0.5",
-             "CONSUMER_WAIT_SECONDS": "1", "METRICS_PUBLISH_INTERVAL": "2",
-             "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2",
-             "ORDER_SAGA_START_BOUND": "10", "ORDER_STRANDED_CHECK_INTERVAL": "1", **env},
+        env={
+            "SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "SAGA_OPERATOR_TOKEN_PREVIOUS": PREVIOUS_OPERATOR_TOKEN,
+            "RELAY_POLL_INTERVAL": "0.5",
+            "CONSUMER_WAIT_SECONDS": "1",
+            "METRICS_PUBLISH_INTERVAL": "2",
+            "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2",
+            "ORDER_SAGA_START_BOUND": "10",
+            "ORDER_STRANDED_CHECK_INTERVAL": "1",
+            **env,
+        },
     )
 
 
@@ -95,11 +104,15 @@ class Shop:
     def settled(self, placed: dict, timeout: float = 30) -> tuple[dict, dict]:
         """Wait until the saga is final and the order reflects it."""
         final = {"completed", "compensated", "needs_intervention"}
-        saga = eventually(lambda: (s := self.saga(placed["saga_id"])) and s["status"] in final and s,
-                          timeout=timeout, what=f"saga {placed['saga_id']} final")
+        saga = eventually(
+            lambda: (s := self.saga(placed["saga_id"])) and s["status"] in final and s,
+            timeout=timeout,
+            what=f"saga {placed['saga_id']} final",
+        )
         expected = "confirmed" if saga["status"] == "completed" else "cancelled"
-        order = eventually(lambda: (o := self.order(placed["order_id"]))["status"] == expected and o,
-                           timeout=timeout, what=f"order {expected}")
+        order = eventually(
+            lambda: (o := self.order(placed["order_id"]))["status"] == expected and o, timeout=timeout, what=f"order {expected}"
+        )
         return order, saga
 
     def stock(self, sku: str) -> dict:
@@ -124,8 +137,9 @@ class Shop:
     def drain(self, queue_url: str, wait: int = 1) -> list[dict]:
         sqs = self.stack.client("sqs")
         bodies = []
-        while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
-                                              MessageAttributeNames=["All"]).get("Messages"):
+        while messages := sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait, MessageAttributeNames=["All"]
+        ).get("Messages"):
             for message in messages:
                 bodies.append(message)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,5 +1,6 @@
 """Access and input at the edge: the operator token, problem details, text the system
 cannot carry, and Idempotency-Key as the IETF draft describes it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,16 @@ PROTECTED = [
     ("order_svc", "GET", "/orders?customer_id=c-1"),
 ]
 BAD_AUTHORIZATION = [
-    "", "Bearer", "Bearer  test-operator-token", "Basic dGVzdDp0ZXN0", "test-operator-token", "Bearer test-operator-token-wrong",
-    "Bearer test-operator-tokén", "Bearer ∂∂∂", "Bearer test-operator-token extra", "Bearer " + "x" * 8000,
+    "",
+    "Bearer",
+    "Bearer  test-operator-token",
+    "Basic dGVzdDp0ZXN0",
+    "test-operator-token",
+    "Bearer test-operator-token-wrong",
+    "Bearer test-operator-tokén",
+    "Bearer ∂∂∂",
+    "Bearer test-operator-token extra",
+    "Bearer " + "x" * 8000,
 ]
 
 
@@ -78,8 +87,10 @@ def test_authentication_is_checked_before_any_input(shop):
 def test_open_endpoints_need_no_token(shop):
     placed = shop.place(shop.order_body(shop.new_sku(5), quantity=1))
     assert _send(shop, "order_svc", "GET", f"/orders/{placed['order_id']}").status_code == 200
-    eventually(lambda: _send(shop, "orchestrator", "GET", f"/sagas/{placed['saga_id']}").status_code == 200,
-               what="saga readable without a token")
+    eventually(
+        lambda: _send(shop, "orchestrator", "GET", f"/sagas/{placed['saga_id']}").status_code == 200,
+        what="saga readable without a token",
+    )
     for module in ("order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"):
         assert _send(shop, module, "GET", "/health").status_code == 200
         assert _send(shop, module, "GET", "/metrics").status_code == 200
@@ -106,12 +117,19 @@ def test_a_lone_surrogate_is_refused_wherever_it_is(shop):
     assert shop.operator.get(shop.url("order_svc", "/orders"), params={"customer_id": customer}).json() == []
 
 
-@pytest.mark.parametrize("module, path", [
-    ("inventory_svc", "/stock/%00"), ("inventory_svc", "/stock/%ED%A0%80"), ("inventory_svc", "/stock/" + "A" * 300),
-    ("order_svc", "/orders?customer_id=%00"), ("order_svc", "/orders?customer_id=c-1&limit=99999999999999999999"),
-    ("orchestrator", "/sagas?older_than_seconds=99999999999999999999"), ("payment_svc", "/payments?order_id=%00"),
-    ("orchestrator", "/operator/sagas/00000000-0000-0000-0000-000000000000/steps/%00/retry-compensation"),
-])
+@pytest.mark.parametrize(
+    "module, path",
+    [
+        ("inventory_svc", "/stock/%00"),
+        ("inventory_svc", "/stock/%ED%A0%80"),
+        ("inventory_svc", "/stock/" + "A" * 300),
+        ("order_svc", "/orders?customer_id=%00"),
+        ("order_svc", "/orders?customer_id=c-1&limit=99999999999999999999"),
+        ("orchestrator", "/sagas?older_than_seconds=99999999999999999999"),
+        ("payment_svc", "/payments?order_id=%00"),
+        ("orchestrator", "/operator/sagas/00000000-0000-0000-0000-000000000000/steps/%00/retry-compensation"),
+    ],
+)
 def test_bad_path_and_query_parameters_are_422_not_500(shop, module, path):
     method = "POST" if path.endswith("retry-compensation") else "GET"
     response = _send(shop, module, method, path, headers=OPERATOR, json={} if method == "POST" else None)
@@ -157,14 +175,23 @@ def test_idempotency_keys_expire_after_24_hours_and_the_janitor_purges_them(shop
         sessions = async_sessionmaker(engine)
         try:
             async with sessions() as session, session.begin():
-                await session.execute(idempotency_keys.update().where(idempotency_keys.c.key == key)
-                                      .values(created_at=idempotency_keys.c.created_at - IDEMPOTENCY_TTL - timedelta(minutes=1)))
+                await session.execute(
+                    idempotency_keys.update()
+                    .where(idempotency_keys.c.key == key)
+                    .values(created_at=idempotency_keys.c.created_at - IDEMPOTENCY_TTL - timedelta(minutes=1))
+                )
             reused = shop.place(shop.order_body(sku, quantity=2), **{"Idempotency-Key": key})
             async with sessions() as session, session.begin():
-                await session.execute(idempotency_keys.update().where(idempotency_keys.c.key == key)
-                                      .values(created_at=idempotency_keys.c.created_at - IDEMPOTENCY_TTL - timedelta(minutes=1)))
-            counts = await janitor.purge(sessions, outbox_retention=timedelta(days=7),
-                                         expiring=[janitor.Expiry(idempotency_keys, "created_at", IDEMPOTENCY_TTL)])
+                await session.execute(
+                    idempotency_keys.update()
+                    .where(idempotency_keys.c.key == key)
+                    .values(created_at=idempotency_keys.c.created_at - IDEMPOTENCY_TTL - timedelta(minutes=1))
+                )
+            counts = await janitor.purge(
+                sessions,
+                outbox_retention=timedelta(days=7),
+                expiring=[janitor.Expiry(idempotency_keys, "created_at", IDEMPOTENCY_TTL)],
+            )
             async with sessions() as session:
                 left = (await session.execute(idempotency_keys.select().where(idempotency_keys.c.key == key))).all()
             return {"reused": reused, "counts": counts, "left": left}

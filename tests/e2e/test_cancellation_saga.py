@@ -1,5 +1,6 @@
 """The customer's cancellation over HTTP: each case of the order_cancellation saga, with the
 books checked and both sagas of the order visible side by side."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -27,13 +28,16 @@ def cancel(shop: Shop, order_id: str):
 
 
 def cancellation_settled(shop: Shop, saga_id: str) -> dict:
-    return eventually(lambda: (s := shop.saga(saga_id)) and s["status"] in FINAL and s, timeout=40,
-                      what=f"cancellation saga {saga_id} final")
+    return eventually(
+        lambda: (s := shop.saga(saga_id)) and s["status"] in FINAL and s, timeout=40, what=f"cancellation saga {saga_id} final"
+    )
 
 
 def order_sagas_reported(shop: Shop, order_id: str, expected: dict[str, str]) -> dict:
-    return eventually(lambda: (o := shop.order(order_id)) and {s["definition"]: s["status"] for s in o["sagas"]} == expected
-                      and o, what=f"order's sagas {expected}")
+    return eventually(
+        lambda: (o := shop.order(order_id)) and {s["definition"]: s["status"] for s in o["sagas"]} == expected and o,
+        what=f"order's sagas {expected}",
+    )
 
 
 def test_a_confirmed_order_is_cancelled_refunded_and_restocked_and_both_sagas_are_listed(shop):
@@ -49,8 +53,12 @@ def test_a_confirmed_order_is_cancelled_refunded_and_restocked_and_both_sagas_ar
     assert saga["status"] == "completed" and saga["definition"] == "order_cancellation"
     assert saga["subject"] == placed["order_id"]
     assert [(s["name"], s["status"]) for s in saga["steps"]] == [
-        ("cancel_shipment", "succeeded"), ("refund_payment", "succeeded"), ("release_inventory", "succeeded"),
-        ("cancel_order", "succeeded"), ("send_cancellation_notice", "succeeded")]
+        ("cancel_shipment", "succeeded"),
+        ("refund_payment", "succeeded"),
+        ("release_inventory", "succeeded"),
+        ("cancel_order", "succeeded"),
+        ("send_cancellation_notice", "succeeded"),
+    ]
     order = order_sagas_reported(shop, placed["order_id"], {"order": "completed", "order_cancellation": "completed"})
     assert order["status"] == "cancelled" and order["cancel_reason"] == "cancelled by customer"
     assert [s["saga_id"] for s in order["sagas"]] == [placed["saga_id"], accepted["saga_id"]]
@@ -60,13 +68,14 @@ def test_a_confirmed_order_is_cancelled_refunded_and_restocked_and_both_sagas_ar
     assert [s["status"] for s in shop.shipments(placed["order_id"])] == ["cancelled"]
     notices = [n for n in shop.notifications(placed["order_id"]) if n["saga_id"] == accepted["saga_id"]]
     assert sorted((n["channel"], n["subject"]) for n in notices) == [
-        ("email", f"Your order {placed['order_id']} is cancelled"), ("push", None)]
+        ("email", f"Your order {placed['order_id']} is cancelled"),
+        ("push", None),
+    ]
 
     again = cancel(shop, placed["order_id"])  # idempotent once finished too
     assert again.status_code == 202 and again.json() == accepted | {"status": "completed"}
     listed = shop.operator.get(shop.url("orchestrator", "/sagas"), params={"definition": "order_cancellation"}).json()
-    assert accepted["saga_id"] in {s["saga_id"] for s in listed} and {s["definition"] for s in listed} == {
-        "order_cancellation"}
+    assert accepted["saga_id"] in {s["saga_id"] for s in listed} and {s["definition"] for s in listed} == {"order_cancellation"}
 
 
 def test_a_dispatched_parcel_refuses_the_cancellation_and_the_customer_is_told(shop):
@@ -85,10 +94,14 @@ def test_a_dispatched_parcel_refuses_the_cancellation_and_the_customer_is_told(s
     assert order["status"] == "confirmed" and order["cancel_reason"] is None
     assert shop.stock(sku) == {"sku": sku, "available": 8, "reserved": 2}
     assert Decimal(shop.payments(placed["order_id"])["refunded"]) == 0
-    refusal = eventually(lambda: [n for n in shop.notifications(placed["order_id"]) if n["saga_id"] == accepted["saga_id"]],
-                         what="the refusal notice")
+    refusal = eventually(
+        lambda: [n for n in shop.notifications(placed["order_id"]) if n["saga_id"] == accepted["saga_id"]],
+        what="the refusal notice",
+    )
     assert sorted((n["channel"], n["subject"]) for n in refusal) == [
-        ("email", f"Your order {placed['order_id']} could not be cancelled"), ("push", None)]
+        ("email", f"Your order {placed['order_id']} could not be cancelled"),
+        ("push", None),
+    ]
     assert cancel(shop, placed["order_id"]).json() == accepted | {"status": "compensated"}
 
 
@@ -102,13 +115,18 @@ def test_a_rejected_refund_needs_a_person_and_every_other_step_is_still_done(sho
     steps = {s["name"]: s for s in saga["steps"]}
     assert steps["refund_payment"]["status"] == "escalated" and "refund rejected" in steps["refund_payment"]["error"]
     assert {n: s["status"] for n, s in steps.items() if n != "refund_payment"} == dict.fromkeys(
-        ["cancel_shipment", "release_inventory", "cancel_order", "send_cancellation_notice"], "succeeded")
+        ["cancel_shipment", "release_inventory", "cancel_order", "send_cancellation_notice"], "succeeded"
+    )
     order = shop.order(placed["order_id"])
     assert order["status"] == "cancelled" and order["cancel_reason"] == "cancelled by customer"
     assert shop.stock(sku) == {"sku": sku, "available": 10, "reserved": 0}
-    escalations = [e for e in shop.operator.get(shop.url("orchestrator", "/operator/dead-letters"),
-                                            headers={"Authorization": "Bearer test-operator-token"}).json()
-                   if e["saga_id"] == accepted["saga_id"]]
+    escalations = [
+        e
+        for e in shop.operator.get(
+            shop.url("orchestrator", "/operator/dead-letters"), headers={"Authorization": "Bearer test-operator-token"}
+        ).json()
+        if e["saga_id"] == accepted["saga_id"]
+    ]
     assert [(e["step"], e["queue"].endswith("saga-escalations")) for e in escalations][:1] == [("refund_payment", True)]
 
 
@@ -134,8 +152,11 @@ def test_a_pending_order_cannot_be_cancelled_yet(shop):
 def test_concurrent_cancellations_of_one_order_start_one_saga(shop):
     placed = confirmed_order(shop, shop.new_sku(10))
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda _: Shop(shop.stack).http.post(
-            shop.url("order_svc", f"/orders/{placed['order_id']}/cancel")), range(4)))
+        responses = list(
+            pool.map(
+                lambda _: Shop(shop.stack).http.post(shop.url("order_svc", f"/orders/{placed['order_id']}/cancel")), range(4)
+            )
+        )
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["saga_id"] for r in responses}) == 1
     cancellation_settled(shop, responses[0].json()["saga_id"])
@@ -147,9 +168,13 @@ def test_after_the_pivot_a_silent_participant_gets_the_step_again_and_nothing_is
     shop.stack.stop_service("inventory_svc")
     try:
         accepted = cancel(shop, placed["order_id"]).json()
-        eventually(lambda: any(h["event"] == "step_resent" and h["step"] == "release_inventory"
-                               for h in (shop.saga(accepted["saga_id"]) or {"history": []})["history"]),
-                   what="release_inventory resent")
+        eventually(
+            lambda: any(
+                h["event"] == "step_resent" and h["step"] == "release_inventory"
+                for h in (shop.saga(accepted["saga_id"]) or {"history": []})["history"]
+            ),
+            what="release_inventory resent",
+        )
     finally:
         shop.stack.start_service("inventory_svc")
     saga = cancellation_settled(shop, accepted["saga_id"])
@@ -161,8 +186,12 @@ def test_after_the_pivot_a_silent_participant_gets_the_step_again_and_nothing_is
 @pytest.fixture(scope="module")
 def short_budget(tmp_path_factory, postgres_server):
     """A system whose sagas have 8 s: a step after the pivot that stays silent escalates soon."""
-    with _stack(tmp_path_factory.mktemp("short-budget"), postgres_server,
-                ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET="8", ORCHESTRATOR_TIMEOUTS__SEND_CANCELLATION_NOTICE="2") as stack:
+    with _stack(
+        tmp_path_factory.mktemp("short-budget"),
+        postgres_server,
+        ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET="8",
+        ORCHESTRATOR_TIMEOUTS__SEND_CANCELLATION_NOTICE="2",
+    ) as stack:
         yield Shop(stack)
 
 

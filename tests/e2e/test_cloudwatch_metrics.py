@@ -1,4 +1,5 @@
 """The running system's saga metrics, read back from CloudWatch (the emulator's)."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,11 @@ def test_cloudwatch_counts_the_sagas_that_ran_and_lists_every_metric(shop, stack
     eventually(at_least(2, "SagasCompleted"), timeout=30, what="SagasCompleted")
     eventually(at_least(1, "SagasNeedingIntervention"), timeout=30, what="SagasNeedingIntervention")
     eventually(at_least(1, "SagasAwaitingIntervention", "Maximum"), timeout=30, what="SagasAwaitingIntervention")
-    eventually(at_least(len(placed), "StepLatency", "SampleCount", Step="process_payment"), timeout=30,
-               what="StepLatency of process_payment")
+    eventually(
+        at_least(len(placed), "StepLatency", "SampleCount", Step="process_payment"),
+        timeout=30,
+        what="StepLatency of process_payment",
+    )
 
     def listed() -> dict[str, set[str]]:
         by_service: dict[str, set[str]] = {}
@@ -38,8 +42,10 @@ def test_cloudwatch_counts_the_sagas_that_ran_and_lists_every_metric(shop, stack
 
     def complete():
         by_service = listed()
-        every_service = all({"OutboxBacklog", "OutboxOldestAgeSeconds", "MessagesDeadLettered"} <= by_service.get(s.module, set())
-                            for s in SERVICES)
+        every_service = all(
+            {"OutboxBacklog", "OutboxOldestAgeSeconds", "MessagesDeadLettered"} <= by_service.get(s.module, set())
+            for s in SERVICES
+        )
         return every_service and METRIC_NAMES <= by_service.get("orchestrator", set()) and by_service
 
     eventually(complete, timeout=30, what="every metric name listed for its services")

@@ -1,4 +1,5 @@
 """The console over plain HTTP: what it shows without a session, its cookie, its refusals."""
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,7 @@ def csrf(client) -> str:
 def test_without_a_session_every_page_is_the_sign_in(anonymous, path):
     response = anonymous.get(path)
     assert response.status_code == 401
-    assert "id=\"timeline\"" not in response.text and "id=\"counts\"" not in response.text
+    assert 'id="timeline"' not in response.text and 'id="counts"' not in response.text
     if path != "/console/live":
         assert 'name="token"' in response.text
 
@@ -57,8 +58,12 @@ def test_signing_in_needs_the_operator_token_and_sets_a_strict_http_only_cookie(
 
 def test_a_post_without_the_session_csrf_token_does_nothing(signed_in, shop):
     saga_id = uuid.uuid4()
-    for path in (f"/console/sagas/{saga_id}/resolve", f"/console/sagas/{saga_id}/steps/process_payment/retry-compensation",
-                 "/console/dead-letters/saga-escalations/redrive", "/console/sign-out"):
+    for path in (
+        f"/console/sagas/{saga_id}/resolve",
+        f"/console/sagas/{saga_id}/steps/process_payment/retry-compensation",
+        "/console/dead-letters/saga-escalations/redrive",
+        "/console/sign-out",
+    ):
         assert signed_in.post(path, data={"reason": "no token", "csrf": ""}).status_code == 403, path
     assert signed_in.get("/console").status_code == 200  # still signed in: the sign-out was refused too
 
@@ -73,19 +78,24 @@ def test_bad_filters_unknown_sagas_and_queues_get_clear_refusals(signed_in):
     assert signed_in.get("/console/sagas/not-a-saga").status_code == 404
     token = csrf(signed_in)
     assert signed_in.post("/console/dead-letters/no-such-dlq/redrive", data={"csrf": token}).status_code == 404
-    assert signed_in.post(f"/console/sagas/{uuid.uuid4()}/resolve",
-                          data={"csrf": token, "reason": "nothing to resolve"}).status_code == 404
+    assert (
+        signed_in.post(f"/console/sagas/{uuid.uuid4()}/resolve", data={"csrf": token, "reason": "nothing to resolve"}).status_code
+        == 404
+    )
 
 
 def test_resolving_a_saga_that_needs_no_person_is_refused_with_the_reason(signed_in, shop):
     placed = shop.place(shop.order_body(shop.new_sku(5)))
     shop.settled(placed)
-    response = signed_in.post(f"/console/sagas/{placed['saga_id']}/resolve",
-                              data={"csrf": csrf(signed_in), "reason": "nothing wrong with it"})
+    response = signed_in.post(
+        f"/console/sagas/{placed['saga_id']}/resolve", data={"csrf": csrf(signed_in), "reason": "nothing wrong with it"}
+    )
     assert response.status_code == 409 and "only needs_intervention or compensating" in response.text
     assert shop.saga(placed["saga_id"])["status"] == "completed"
-    assert signed_in.post(f"/console/sagas/{placed['saga_id']}/resolve",
-                          data={"csrf": csrf(signed_in), "reason": "x"}).status_code == 422
+    assert (
+        signed_in.post(f"/console/sagas/{placed['saga_id']}/resolve", data={"csrf": csrf(signed_in), "reason": "x"}).status_code
+        == 422
+    )
 
 
 def test_only_the_console_s_own_static_files_are_served(anonymous):
@@ -98,20 +108,26 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
     placed = shop.place(shop.order_body(shop.new_sku(5)))
     shop.settled(placed)
     # A reply that failed to be handled until it was dead-lettered.
-    late = Envelope.wrap(c.InventoryReserved(order_id=placed["order_id"]), sender="inventory",
-                         saga_id=uuid.UUID(placed["saga_id"]))
+    late = Envelope.wrap(
+        c.InventoryReserved(order_id=placed["order_id"]), sender="inventory", saga_id=uuid.UUID(placed["saga_id"])
+    )
     stack.client("sqs").send_message(QueueUrl=stack.queue_url("orchestrator-replies-dlq"), MessageBody=late.model_dump_json())
     page = signed_in.get(f"/console/sagas/{placed['saga_id']}").text
     assert "orchestrator-replies-dlq" in page and "InventoryReserved" in page
 
-    response = signed_in.post("/console/dead-letters/orchestrator-replies-dlq/redrive",
-                              data={"csrf": csrf(signed_in), "back": f"/console/sagas/{placed['saga_id']}"})
+    response = signed_in.post(
+        "/console/dead-letters/orchestrator-replies-dlq/redrive",
+        data={"csrf": csrf(signed_in), "back": f"/console/sagas/{placed['saga_id']}"},
+    )
     assert response.status_code == 303 and "moved=1" in response.headers["location"]
     history = shop.saga(placed["saga_id"])["history"]
     [redriven] = [h for h in history if h["event"] == "operator_redrive"]
     assert redriven["step"] == "reserve_inventory"
-    assert redriven["detail"] == ("by ada (console): InventoryReserved from orchestrator-replies-dlq back to "
-                                  "orchestrator-replies")
+    assert redriven["detail"] == (
+        "by ada (console): InventoryReserved from orchestrator-replies-dlq back to orchestrator-replies"
+    )
     # Handled this time: a reply for a step long done, ignored and said so.
-    eventually(lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_ignored"],
-               what="the redriven reply handled")
+    eventually(
+        lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_ignored"],
+        what="the redriven reply handled",
+    )

@@ -1,4 +1,5 @@
 """At-least-once delivery in any order: duplicates, overtaking compensations, poison messages."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,11 @@ def test_every_command_and_reply_delivered_twice_still_has_each_effect_once(doub
 
 def duplicates(metrics: str, message_type: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith("messages_handled_total{") and f'message_type="{message_type}"' in line \
-                and 'outcome="duplicate"' in line:
+        if (
+            line.startswith("messages_handled_total{")
+            and f'message_type="{message_type}"' in line
+            and 'outcome="duplicate"' in line
+        ):
             return float(line.rsplit(" ", 1)[1])
     return 0
 
@@ -71,8 +75,9 @@ def test_a_refused_refund_delivered_twice_is_escalated_as_one_case(doubled):
     assert doubled.stock(sku)["available"] == 10
 
     def listed():
-        letters = doubled.http.get(doubled.url("orchestrator", "/operator/dead-letters"),
-                                   headers={"Authorization": "Bearer test-operator-token"}).json()
+        letters = doubled.http.get(
+            doubled.url("orchestrator", "/operator/dead-letters"), headers={"Authorization": "Bearer test-operator-token"}
+        ).json()
         return [d for d in letters if d["saga_id"] == placed["saga_id"]]
 
     [letter] = eventually(listed, what="the escalation listed")
@@ -102,9 +107,13 @@ def test_compensation_that_overtakes_its_command_leaves_nothing_applied(stack, s
     first = eventually(lambda: bodies(shop.drain(replies_url)), what="reply to the early compensation")
     assert [r["message_type"] for r in first] == ["InventoryReleased"]
 
-    send(stack, "inventory-commands",
-         c.ReserveInventory(order_id=order_id, items=[{"sku": sku, "quantity": 3, "unit_price": "1.00"}]),
-         saga_id, reply_queue)
+    send(
+        stack,
+        "inventory-commands",
+        c.ReserveInventory(order_id=order_id, items=[{"sku": sku, "quantity": 3, "unit_price": "1.00"}]),
+        saga_id,
+        reply_queue,
+    )
     late = eventually(lambda: bodies(shop.drain(replies_url)), what="reply to the late command")
     assert [r["message_type"] for r in late] == ["InventoryReservationFailed"]
     assert "compensated before it was applied" in late[0]["payload"]["reason"]
@@ -133,8 +142,12 @@ def test_malformed_message_ends_in_the_dead_letter_queue_and_the_service_keeps_w
     assert saga["status"] == "completed"
 
     def dead_lettered():
-        for message in sqs.receive_message(QueueUrl=stack.queue_url(f"{queue}-dlq"), MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1, AttributeNames=["ApproximateReceiveCount"]).get("Messages", []):
+        for message in sqs.receive_message(
+            QueueUrl=stack.queue_url(f"{queue}-dlq"),
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", []):
             if marker in message["Body"]:
                 sqs.delete_message(QueueUrl=stack.queue_url(f"{queue}-dlq"), ReceiptHandle=message["ReceiptHandle"])
                 return message

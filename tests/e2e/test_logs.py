@@ -1,4 +1,5 @@
 """What the services write to their logs: JSON lines with saga ids, and no tokens or addresses."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,11 @@ SERVICES = ("order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfil
 def test_logs_are_json_with_saga_ids_and_carry_no_payment_tokens_or_email_addresses(stack, shop):
     sku = shop.new_sku(10)
     secret_email = "grace.hopper.secret@example.com"
-    placed = [shop.place(shop.order_body(sku, quantity=1, customer_email=secret_email)),
-              shop.place(shop.order_body(sku, quantity=1, customer_email="grace@bounce.test")),
-              shop.place(shop.refund_failure_body(sku))]
+    placed = [
+        shop.place(shop.order_body(sku, quantity=1, customer_email=secret_email)),
+        shop.place(shop.order_body(sku, quantity=1, customer_email="grace@bounce.test")),
+        shop.place(shop.refund_failure_body(sku)),
+    ]
     for order in placed:
         shop.settled(order)
     for module in SERVICES:

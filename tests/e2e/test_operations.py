@@ -1,4 +1,5 @@
 """Running unattended: participants down, orchestrator killed, escalations and the operator's tools."""
+
 from __future__ import annotations
 
 import os
@@ -22,15 +23,15 @@ FINAL = ("completed", "compensated", "needs_intervention")
 
 def sagactl(stack, *args: str) -> str:
     env = os.environ | {"SAGA_API_URL": stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": TOKEN, "COLUMNS": "200"}
-    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def operator(shop, method: str, path: str, **kwargs):
-    return shop.http.request(method, shop.url("orchestrator", path), headers={"Authorization": f"Bearer {TOKEN}"},
-                             **kwargs)
+    return shop.http.request(method, shop.url("orchestrator", path), headers={"Authorization": f"Bearer {TOKEN}"}, **kwargs)
 
 
 def escalations_for(shop, saga_id: str) -> list[dict]:
@@ -43,14 +44,17 @@ def step_status(shop, saga_id: str, step: str) -> str | None:
     return next(s["status"] for s in saga["steps"] if s["name"] == step) if saga else None
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/operator/sagas"),
-    ("GET", f"/operator/sagas/{uuid.uuid4()}"),
-    ("GET", "/operator/dead-letters"),
-    ("POST", "/operator/dead-letters/inventory-commands-dlq/redrive"),
-    ("POST", f"/operator/sagas/{uuid.uuid4()}/steps/process_payment/retry-compensation"),
-    ("POST", f"/operator/sagas/{uuid.uuid4()}/resolve"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/operator/sagas"),
+        ("GET", f"/operator/sagas/{uuid.uuid4()}"),
+        ("GET", "/operator/dead-letters"),
+        ("POST", "/operator/dead-letters/inventory-commands-dlq/redrive"),
+        ("POST", f"/operator/sagas/{uuid.uuid4()}/steps/process_payment/retry-compensation"),
+        ("POST", f"/operator/sagas/{uuid.uuid4()}/resolve"),
+    ],
+)
 def test_operator_endpoints_refuse_requests_without_the_token(shop, method, path):
     url = shop.url("orchestrator", path)
     body = {"reason": "checked by hand"}
@@ -75,8 +79,11 @@ def test_a_stopped_participant_leads_to_a_compensated_saga_and_no_late_shipment(
     finally:
         stack.start_service("fulfillment_svc")
     # The old FulfillOrder is still in the queue, next to the CancelShipment.
-    eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "compensated", timeout=30,
-               what="the returning participant acknowledges the compensation")
+    eventually(
+        lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "compensated",
+        timeout=30,
+        what="the returning participant acknowledges the compensation",
+    )
     assert [s for s in shop.shipments(placed["order_id"]) if s["status"] in ("scheduled", "dispatched")] == []
     assert shop.saga(placed["saga_id"])["status"] == "compensated"
 
@@ -115,8 +122,10 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
         assert placed["saga_id"] in sagactl(stack, "list", "--status", "compensated", "--limit", "500")
     finally:
         stack.start_service("notification_svc")
-    eventually(lambda: step_status(shop, placed["saga_id"], "send_confirmation") == "compensated",
-               what="the withdrawn confirmation acknowledged")
+    eventually(
+        lambda: step_status(shop, placed["saga_id"], "send_confirmation") == "compensated",
+        what="the withdrawn confirmation acknowledged",
+    )
 
 
 def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stack, shop):
@@ -126,17 +135,22 @@ def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stac
     assert saga["status"] == "needs_intervention"
     eventually(lambda: escalations_for(shop, placed["saga_id"]), what="escalation listed")
 
-    retried = operator(shop, "POST", f"/operator/sagas/{placed['saga_id']}/steps/process_payment/retry-compensation",
-                       json={"actor": "ops"})
+    retried = operator(
+        shop, "POST", f"/operator/sagas/{placed['saga_id']}/steps/process_payment/retry-compensation", json={"actor": "ops"}
+    )
     assert retried.status_code == 200
-    eventually(lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention"
-               and escalations_for(shop, placed["saga_id"]), what="refused again, escalated again")
+    eventually(
+        lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention" and escalations_for(shop, placed["saga_id"]),
+        what="refused again, escalated again",
+    )
 
     # A redrive retries each escalation once and returns, though this refund fails every time.
     redriven = operator(shop, "POST", "/operator/dead-letters/saga-escalations/redrive", timeout=60).json()
     assert [s["saga_id"] for s in redriven["sagas"]].count(placed["saga_id"]) == 1
-    eventually(lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention"
-               and escalations_for(shop, placed["saga_id"]), what="refused and escalated once more")
+    eventually(
+        lambda: shop.saga(placed["saga_id"])["status"] == "needs_intervention" and escalations_for(shop, placed["saga_id"]),
+        what="refused and escalated once more",
+    )
     retries = [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "operator_retry_compensation"]
     assert len(retries) == 2
 
@@ -156,8 +170,12 @@ def test_a_dead_lettered_command_is_redriven_and_processed(stack, shop):
     sqs = stack.client("sqs")
     replies = f"test-replies-{uuid.uuid4().hex[:8]}"
     replies_url = sqs.create_queue(QueueName=f"{stack.prefix}-{replies}")["QueueUrl"]
-    envelope = Envelope.wrap(c.ReserveInventory(order_id=uuid.uuid4(), items=[{"sku": sku, "quantity": 1, "unit_price": "1.00"}]),
-                             sender="test", saga_id=uuid.uuid4(), reply_to=replies)
+    envelope = Envelope.wrap(
+        c.ReserveInventory(order_id=uuid.uuid4(), items=[{"sku": sku, "quantity": 1, "unit_price": "1.00"}]),
+        sender="test",
+        saga_id=uuid.uuid4(),
+        reply_to=replies,
+    )
     # As if it had been dead-lettered while the database was down.
     sqs.send_message(QueueUrl=stack.queue_url("inventory-commands-dlq"), MessageBody=envelope.model_dump_json())
 
@@ -169,8 +187,11 @@ def test_a_dead_lettered_command_is_redriven_and_processed(stack, shop):
 
 def test_orchestrator_killed_mid_flight_finishes_every_saga_after_restart(stack, shop):
     sku = shop.new_sku(100)
-    kinds = [({}, "completed"), ({"payment_token": "tok_chargeDeclined"}, "compensated"),
-             ({"customer_email": "x@bounce.test"}, "compensated")]
+    kinds = [
+        ({}, "completed"),
+        ({"payment_token": "tok_chargeDeclined"}, "compensated"),
+        ({"customer_email": "x@bounce.test"}, "compensated"),
+    ]
     placed = []
     for round_ in range(3):
         for changes, expected in kinds:
@@ -192,8 +213,9 @@ def test_orchestrator_killed_while_waiting_on_a_deadline_fires_it_after_restart(
     stack.stop_service("payment_svc")
     try:
         placed = shop.place(shop.order_body(sku))
-        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "running",
-                   what="waiting on the payment deadline")
+        eventually(
+            lambda: step_status(shop, placed["saga_id"], "process_payment") == "running", what="waiting on the payment deadline"
+        )
         stack.stop_service("orchestrator", kill=True)
         time.sleep(6)  # the deadline passes while no orchestrator runs
         stack.start_service("orchestrator")
@@ -202,8 +224,11 @@ def test_orchestrator_killed_while_waiting_on_a_deadline_fires_it_after_restart(
         assert shop.stock(sku)["available"] == 10
     finally:
         stack.start_service("payment_svc")
-    eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensated", timeout=30,
-               what="payment service acknowledges the refund-of-nothing")
+    eventually(
+        lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensated",
+        timeout=30,
+        what="payment service acknowledges the refund-of-nothing",
+    )
     payments = shop.payments(placed["order_id"])
     assert Decimal(payments["charged"]) == Decimal(payments["refunded"])
 
@@ -215,8 +240,11 @@ def test_orchestrator_killed_while_compensating_finishes_the_compensation_after_
         placed = shop.place(shop.order_body(sku))
         eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "succeeded", what="shipment made")
         stack.stop_service("payment_svc")  # the refund will wait in its queue
-        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating", timeout=40,
-                   what="waiting on the refund")
+        eventually(
+            lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating",
+            timeout=40,
+            what="waiting on the refund",
+        )
         assert shop.saga(placed["saga_id"])["status"] == "compensating"
         stack.stop_service("orchestrator", kill=True)
         stack.start_service("orchestrator")

@@ -1,4 +1,5 @@
 """The orders API's handling of bad input and repeated requests."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -10,21 +11,24 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda b: b.pop("customer_id"), "customer_id"),
-    (lambda b: b.update(extra="x"), "extra"),
-    (lambda b: b.update(items=[]), "items"),
-    (lambda b: b.update(items=[dict(b["items"][0], sku=f"SKU-{i}") for i in range(51)]), "items"),
-    (lambda b: b["items"][0].update(quantity=0), "quantity"),
-    (lambda b: b["items"][0].update(quantity=-3), "quantity"),
-    (lambda b: b["items"][0].update(unit_price="-1.00"), "unit_price"),
-    (lambda b: b["items"][0].update(unit_price="1.005"), "unit_price"),
-    (lambda b: b.update(currency="XYZ"), "currency"),
-    (lambda b: b.update(customer_email="not-an-email"), "customer_email"),
-    (lambda b: b.update(payment_token="4242424242424242"), "payment_token"),
-    (lambda b: b["shipping_address"].pop("city"), "city"),
-    (lambda b: b.update(items=[{"sku": "SKU-1", "quantity": 1000, "unit_price": "9999999999.99"}]), "items"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda b: b.pop("customer_id"), "customer_id"),
+        (lambda b: b.update(extra="x"), "extra"),
+        (lambda b: b.update(items=[]), "items"),
+        (lambda b: b.update(items=[dict(b["items"][0], sku=f"SKU-{i}") for i in range(51)]), "items"),
+        (lambda b: b["items"][0].update(quantity=0), "quantity"),
+        (lambda b: b["items"][0].update(quantity=-3), "quantity"),
+        (lambda b: b["items"][0].update(unit_price="-1.00"), "unit_price"),
+        (lambda b: b["items"][0].update(unit_price="1.005"), "unit_price"),
+        (lambda b: b.update(currency="XYZ"), "currency"),
+        (lambda b: b.update(customer_email="not-an-email"), "customer_email"),
+        (lambda b: b.update(payment_token="4242424242424242"), "payment_token"),
+        (lambda b: b["shipping_address"].pop("city"), "city"),
+        (lambda b: b.update(items=[{"sku": "SKU-1", "quantity": 1000, "unit_price": "9999999999.99"}]), "items"),
+    ],
+)
 def test_malformed_order_is_rejected_with_field_errors_and_writes_nothing(shop, mutate, field):
     customer = f"c-{uuid.uuid4().hex[:12]}"
     body = shop.order_body("SKU-1", customer_id=customer)
@@ -48,14 +52,14 @@ def test_body_over_64_kib_is_refused_whether_declared_or_streamed(shop):
 
     def chunks():  # no Content-Length: the server must count as it reads
         for start in range(0, len(encoded), 8192):
-            yield encoded[start:start + 8192]
+            yield encoded[start : start + 8192]
 
-    streamed = shop.http.post(shop.url("order_svc", "/orders"), content=chunks(),
-                              headers={"Content-Type": "application/json"})
+    streamed = shop.http.post(shop.url("order_svc", "/orders"), content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
     small = json.dumps(shop.order_body(shop.new_sku(1), quantity=1, customer_id=customer)).encode()
-    accepted = shop.http.post(shop.url("order_svc", "/orders"), content=iter([small[:100], small[100:]]),
-                              headers={"Content-Type": "application/json"})
+    accepted = shop.http.post(
+        shop.url("order_svc", "/orders"), content=iter([small[:100], small[100:]]), headers={"Content-Type": "application/json"}
+    )
     assert accepted.status_code == 202
     listed = shop.operator.get(shop.url("order_svc", "/orders"), params={"customer_id": customer}).json()
     assert [o["order_id"] for o in listed] == [accepted.json()["order_id"]]
@@ -66,9 +70,11 @@ def test_same_idempotency_key_and_body_gives_one_order_even_concurrently(shop):
     key = str(uuid.uuid4())
     body = shop.order_body(sku, quantity=1)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(
-            lambda _: shop.http.post(shop.url("order_svc", "/orders"), json=body, headers={"Idempotency-Key": key}),
-            range(8)))
+        responses = list(
+            pool.map(
+                lambda _: shop.http.post(shop.url("order_svc", "/orders"), json=body, headers={"Idempotency-Key": key}), range(8)
+            )
+        )
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["order_id"] for r in responses}) == 1
     placed = responses[0].json()
@@ -80,8 +86,9 @@ def test_same_idempotency_key_with_another_body_is_unprocessable(shop):
     key = str(uuid.uuid4())
     sku = shop.new_sku(10)
     shop.place(shop.order_body(sku, quantity=1), **{"Idempotency-Key": key})
-    response = shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, quantity=2),
-                              headers={"Idempotency-Key": key})
+    response = shop.http.post(
+        shop.url("order_svc", "/orders"), json=shop.order_body(sku, quantity=2), headers={"Idempotency-Key": key}
+    )
     assert response.status_code == 422
     assert "Idempotency-Key" in response.json()["detail"]
 

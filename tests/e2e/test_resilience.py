@@ -1,4 +1,5 @@
 """Restarts and slow dependencies cost time, never a healthy order."""
+
 from __future__ import annotations
 
 import time
@@ -72,8 +73,9 @@ def test_an_order_whose_saga_never_started_is_cancelled_and_escalated(stack, sho
         assert [m["MessageAttributes"]["message_type"]["StringValue"] for m in lost] == ["StartOrderSaga"]
     finally:
         stack.start_service("orchestrator")
-    order = eventually(lambda: (o := shop.order(placed["order_id"]))["status"] == "cancelled" and o, timeout=40,
-                       what="order cancelled")
+    order = eventually(
+        lambda: (o := shop.order(placed["order_id"]))["status"] == "cancelled" and o, timeout=40, what="order cancelled"
+    )
     assert order["cancel_reason"] == "saga could not start within 10s"
     saga = eventually(lambda: (s := shop.saga(placed["saga_id"]))["status"] == "compensated" and s, what="saga ended")
     assert saga["history"][0]["event"] == "saga_start_failed"
@@ -97,13 +99,22 @@ def test_a_step_resolved_by_hand_is_settled_at_its_participant(stack, shop):
     finally:
         stack.start_service("fulfillment_svc")
     try:
-        eventually(lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating", timeout=30,
-                   what="waiting on the refund")
+        eventually(
+            lambda: step_status(shop, placed["saga_id"], "process_payment") == "compensating",
+            timeout=30,
+            what="waiting on the refund",
+        )
         sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ops")
     finally:
         stack.start_service("payment_svc")
-    events = eventually(lambda: {h["event"] for h in shop.saga(placed["saga_id"])["history"]} & {
-        "settlement_acknowledged", "compensation_ran_before_settlement"}, timeout=30, what="the participant answers")
+    events = eventually(
+        lambda: (
+            {h["event"] for h in shop.saga(placed["saga_id"])["history"]}
+            & {"settlement_acknowledged", "compensation_ran_before_settlement"}
+        ),
+        timeout=30,
+        what="the participant answers",
+    )
     time.sleep(3)  # let every queued RefundPayment copy arrive
     payments = shop.payments(placed["order_id"])
     if events == {"settlement_acknowledged"}:

@@ -4,6 +4,7 @@ mocked provider), console, checkov and hadolint. Nothing here reaches AWS or an 
 Terraform installs hashicorp/aws from the filesystem mirror /opt/tf-plugins when it exists
 (``infra/terraform.rc``), otherwise from the registry; with neither, these tests skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ def terraform(tmp_path_factory) -> Terraform:
     shutil.copytree(INFRA, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
 
     def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([binary, f"-chdir={workdir}", *args], env=terraform_env(), input=stdin,
-                                capture_output=True, text=True, timeout=TERRAFORM_TIMEOUT)
+        result = subprocess.run(
+            [binary, f"-chdir={workdir}", *args],
+            env=terraform_env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=TERRAFORM_TIMEOUT,
+        )
         if check:
             assert result.returncode == 0, f"terraform {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result
@@ -59,8 +66,12 @@ def terraform(tmp_path_factory) -> Terraform:
 
 # How `terraform init` says that it could not get the provider (as opposed to a broken
 # configuration, which must fail the tests, not skip them).
-PROVIDER_UNAVAILABLE = ("Failed to query available provider packages", "Failed to install provider",
-                        "could not connect to registry", "Failed to resolve provider packages")
+PROVIDER_UNAVAILABLE = (
+    "Failed to query available provider packages",
+    "Failed to install provider",
+    "could not connect to registry",
+    "Failed to resolve provider packages",
+)
 
 
 @pytest.fixture(scope="session")

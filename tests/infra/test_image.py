@@ -1,5 +1,6 @@
 """The container image: its lock file pins what pyproject.toml asks for, and it holds every
 package the services are built from."""
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,8 @@ def test_lock_satisfies_every_dependency_of_pyproject() -> None:
         name = canonicalize_name(requirement.name)
         assert name in locked, f"{name} is not in requirements.lock: run `make lock`"
         assert requirement.specifier.contains(locked[name], prereleases=True), (
-            f"requirements.lock pins {name}=={locked[name]}, pyproject.toml asks {requirement.specifier}: run `make lock`")
+            f"requirements.lock pins {name}=={locked[name]}, pyproject.toml asks {requirement.specifier}: run `make lock`"
+        )
 
 
 def test_lock_pins_hashes() -> None:

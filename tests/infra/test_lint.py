@@ -1,5 +1,6 @@
 """checkov over ``infra/`` and hadolint over the Dockerfile. A check that does not apply is
 skipped in the Terraform itself (``#checkov:skip=CKV_...:reason``), never here."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,15 +21,23 @@ def _checkov() -> Path:
     """checkov lives in a venv of its own (its pins clash with the services'); `make venv`
     builds it, and so does this test on a machine where it is missing."""
     if not CHECKOV.exists():
-        subprocess.run(["make", "-s", f"PYTHON={sys.executable}", str(CHECKOV.relative_to(REPO))],
-                       cwd=REPO, check=True, timeout=540, capture_output=True)
+        subprocess.run(
+            ["make", "-s", f"PYTHON={sys.executable}", str(CHECKOV.relative_to(REPO))],
+            cwd=REPO,
+            check=True,
+            timeout=540,
+            capture_output=True,
+        )
     return CHECKOV
 
 
 def test_checkov_finds_nothing_in_infra() -> None:
     result = subprocess.run(
         [str(_checkov()), "--quiet", "--compact", "--skip-download", "--framework", "terraform", "-d", "infra"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Passed checks" in result.stdout

@@ -1,5 +1,6 @@
 """``infra/`` is valid, formatted, passes its own ``terraform test`` (both configurations
 planned against a mocked provider) and agrees with the Python code it deploys."""
+
 from __future__ import annotations
 
 import ast

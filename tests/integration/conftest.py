@@ -1,4 +1,5 @@
 """Real PostgreSQL (a fresh database per session) and a moto server speaking the AWS wire protocol."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,8 @@ from tests.conftest import USER_AWS_ENDPOINT
 metadata = MetaData()
 add_messaging_tables(metadata)
 effects = Table(
-    "effects", metadata,
+    "effects",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("message_id", UUID(as_uuid=True), nullable=False),
     Column("note", String(100)),
@@ -95,10 +97,13 @@ async def queue(broker, naming):
     name = f"q{uuid.uuid4().hex[:8]}"
     dlq = await broker.sqs.create_queue(QueueName=naming.physical(f"{name}-dlq"))
     attributes = await broker.sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"])
-    await broker.sqs.create_queue(QueueName=naming.physical(name), Attributes={
-        "VisibilityTimeout": "30",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": attributes["Attributes"]["QueueArn"], "maxReceiveCount": 3}),
-    })
+    await broker.sqs.create_queue(
+        QueueName=naming.physical(name),
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": attributes["Attributes"]["QueueArn"], "maxReceiveCount": 3}),
+        },
+    )
     return name
 
 

@@ -1,4 +1,5 @@
 """The PutMetricData publisher against the emulator: what is recorded can be read back."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,11 +19,25 @@ pytestmark = pytest.mark.integration
 def statistic(client, service: str, name: str, stat: str, **dimensions: str) -> list[float]:
     now = datetime.now(UTC)
     response = client.get_metric_data(
-        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {
-            "Namespace": NAMESPACE, "MetricName": name,
-            "Dimensions": [{"Name": "Service", "Value": service}, *({"Name": k, "Value": v} for k, v in dimensions.items())],
-        }, "Period": 3600, "Stat": stat}}],
-        StartTime=now - timedelta(minutes=30), EndTime=now + timedelta(minutes=5),
+        MetricDataQueries=[
+            {
+                "Id": "m",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": NAMESPACE,
+                        "MetricName": name,
+                        "Dimensions": [
+                            {"Name": "Service", "Value": service},
+                            *({"Name": k, "Value": v} for k, v in dimensions.items()),
+                        ],
+                    },
+                    "Period": 3600,
+                    "Stat": stat,
+                },
+            }
+        ],
+        StartTime=now - timedelta(minutes=30),
+        EndTime=now + timedelta(minutes=5),
     )
     return response["MetricDataResults"][0]["Values"]
 

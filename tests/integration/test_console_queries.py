@@ -1,5 +1,6 @@
 """The console's reads on real PostgreSQL with 100,000 sagas: every page is an index range
 (no sort, no scan of the table, whatever the page), and paging sees every saga once."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ NOW = datetime.now(UTC)
 async def db(orchestrator_db):
     async with orchestrator_db() as session, session.begin():
         # One saga a second back from now; every 20th needs a person, every 10th is of a second definition.
-        await session.execute(text("""
+        await session.execute(
+            text("""
             INSERT INTO sagas (saga_id, definition, subject, status, data, steps, created_at, updated_at)
             SELECT gen_random_uuid(), CASE WHEN i % 10 = 5 THEN 'order_cancellation' ELSE 'order' END,
                    gen_random_uuid()::text,
@@ -28,7 +30,9 @@ async def db(orchestrator_db):
                                WHEN 3 THEN 'running' WHEN 4 THEN 'compensating' ELSE 'completed' END,
                    '{}'::jsonb, '[]'::jsonb, CAST(:now AS timestamptz) - i * interval '1 second',
                    CAST(:now AS timestamptz) - i * interval '1 second'
-            FROM generate_series(1, :n) AS i"""), {"now": NOW, "n": SAGAS})
+            FROM generate_series(1, :n) AS i"""),
+            {"now": NOW, "n": SAGAS},
+        )
         await session.execute(text("ANALYZE sagas"))
     return orchestrator_db
 
@@ -50,23 +54,31 @@ async def explain(session, query) -> list[dict]:
 
 
 async def a_cursor(session, rank: int) -> queries.Cursor:
-    row = (await session.execute(text("SELECT created_at, saga_id FROM sagas ORDER BY created_at DESC, saga_id DESC "
-                                      "OFFSET :rank LIMIT 1"), {"rank": rank})).one()
+    row = (
+        await session.execute(
+            text("SELECT created_at, saga_id FROM sagas ORDER BY created_at DESC, saga_id DESC OFFSET :rank LIMIT 1"),
+            {"rank": rank},
+        )
+    ).one()
     return queries.Cursor(row.created_at, row.saga_id)
 
 
 BOTH = {"sagas_newest", "sagas_by_status_newest"}
 
 
-@pytest.mark.parametrize("filters, indexes", [
-    (queries.Filters(), {"sagas_newest"}),
-    # A status most sagas have is read as cheaply from the newest-first index, filtered.
-    (queries.Filters(status="completed"), BOTH),
-    (queries.Filters(status="needs_intervention"), {"sagas_by_status_newest"}),
-    (queries.Filters(definition="order"), {"sagas_newest"}),
-    (queries.Filters(status="compensated", definition="order", older_than=timedelta(hours=3)), {"sagas_by_status_newest"}),
-    (queries.Filters(newer_than=timedelta(hours=1)), {"sagas_newest"}),
-], ids=["all", "completed", "needs_intervention", "definition", "status-definition-age", "last-hour"])
+@pytest.mark.parametrize(
+    "filters, indexes",
+    [
+        (queries.Filters(), {"sagas_newest"}),
+        # A status most sagas have is read as cheaply from the newest-first index, filtered.
+        (queries.Filters(status="completed"), BOTH),
+        (queries.Filters(status="needs_intervention"), {"sagas_by_status_newest"}),
+        (queries.Filters(definition="order"), {"sagas_newest"}),
+        (queries.Filters(status="compensated", definition="order", older_than=timedelta(hours=3)), {"sagas_by_status_newest"}),
+        (queries.Filters(newer_than=timedelta(hours=1)), {"sagas_newest"}),
+    ],
+    ids=["all", "completed", "needs_intervention", "definition", "status-definition-age", "last-hour"],
+)
 @pytest.mark.parametrize("rank", [None, 90_000], ids=["first-page", "deep-page"])
 async def test_every_page_of_the_list_is_an_index_range_without_a_sort(db, filters, indexes, rank):
     async with db() as session:
@@ -97,8 +109,9 @@ async def test_paging_with_a_cursor_sees_every_matching_saga_once_in_order(db):
             seen += rows
             if after is None:
                 break
-        expected = (await session.execute(text(
-            "SELECT count(*) FROM sagas WHERE status = 'needs_intervention' AND definition = 'order'"))).scalar()
+        expected = (
+            await session.execute(text("SELECT count(*) FROM sagas WHERE status = 'needs_intervention' AND definition = 'order'"))
+        ).scalar()
     assert len(seen) == len({r.saga_id for r in seen}) == expected == SAGAS // 20
     keys = [(r.created_at, r.saga_id) for r in seen]
     assert keys == sorted(keys, reverse=True)

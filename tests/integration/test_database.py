@@ -1,4 +1,5 @@
 """A service's database is created at start when its server does not have it yet."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,9 @@ def missing_database(postgres_server):
 
 
 async def database_exists(url: str) -> bool:
-    connection = await asyncpg.connect(make_url(url).set(drivername="postgresql", database="postgres")
-                                       .render_as_string(hide_password=False))
+    connection = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    )
     try:
         return bool(await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", make_url(url).database))
     finally:
@@ -60,8 +62,9 @@ async def test_a_service_starts_on_a_server_without_its_database_and_migrates_it
     monkeypatch.setenv("METRICS_SINK", "off")
     app = build_app(Settings(database_url=missing_database, port=1))
     async with app.router.lifespan_context(app):
-        connection = await asyncpg.connect(make_url(missing_database).set(drivername="postgresql")
-                                           .render_as_string(hide_password=False))
+        connection = await asyncpg.connect(
+            make_url(missing_database).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         try:
             tables = {r["tablename"] for r in await connection.fetch("SELECT tablename FROM pg_tables")}
         finally:

@@ -5,6 +5,7 @@ Needs the ``terraform`` binary and the offline provider mirror in /opt/tf-plugin
 infra/README.md); skipped when either is missing. Takes about two minutes, most of it the
 AWS provider waiting ~25 s for each wave of SQS queues and queue policies to "propagate".
 """
+
 from __future__ import annotations
 
 import json
@@ -144,4 +145,6 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     assert naming.physical("alerts") in topic_names
     assert alarms and all(alarm["AlarmActions"] == [outputs["alerts_topic_arn"]] for alarm in alarms)
     assert {a["MetricName"] for a in alarms if a["Namespace"] == cloudwatch.NAMESPACE} == {
-        "SagasAwaitingIntervention", "OutboxOldestAgeSeconds"}
+        "SagasAwaitingIntervention",
+        "OutboxOldestAgeSeconds",
+    }

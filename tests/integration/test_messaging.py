@@ -1,4 +1,5 @@
 """Outbox, relay, inbox and consumer on real PostgreSQL and the emulator, including crashes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,9 @@ async def record_effect(uow: UnitOfWork, envelope: Envelope, message) -> None:
 
 
 def bus(sessions) -> MessageBus:
-    return MessageBus(consumer=f"test-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions,
-                      handlers={c.ReleaseInventory: record_effect})
+    return MessageBus(
+        consumer=f"test-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions, handlers={c.ReleaseInventory: record_effect}
+    )
 
 
 async def stage(sessions, to: str, count: int = 1, commit: bool = True) -> list[Envelope]:
@@ -41,16 +43,21 @@ async def stage(sessions, to: str, count: int = 1, commit: bool = True) -> list[
 
 
 async def outbox_rows(sessions, envelopes, published: bool | None = None) -> int:
-    query = text("SELECT count(*) FROM outbox WHERE message_id = ANY(:ids)"
-                 + ("" if published is None else f" AND published_at IS {'NOT ' if published else ''}NULL"))
+    query = text(
+        "SELECT count(*) FROM outbox WHERE message_id = ANY(:ids)"
+        + ("" if published is None else f" AND published_at IS {'NOT ' if published else ''}NULL")
+    )
     async with sessions() as session:
         return (await session.execute(query, {"ids": [e.message_id for e in envelopes]})).scalar_one()
 
 
 async def effect_count(sessions, message_id, note="handled") -> int:
     async with sessions() as session:
-        return (await session.execute(select(func.count()).select_from(effects).where(
-            effects.c.message_id == message_id, effects.c.note == note))).scalar_one()
+        return (
+            await session.execute(
+                select(func.count()).select_from(effects).where(effects.c.message_id == message_id, effects.c.note == note)
+            )
+        ).scalar_one()
 
 
 async def receive_all(broker, queue, wait=1) -> list[dict]:
@@ -106,8 +113,9 @@ async def test_relay_crash_after_publish_before_mark_republishes_and_the_inbox_d
     await Relay(sessions, broker, service="restarted").publish_pending()
     assert await outbox_rows(sessions, [envelope], published=True) == 1
 
-    messages = [m for m in await receive_all(broker, queue)
-                if Envelope.model_validate_json(m["Body"]).message_id == envelope.message_id]
+    messages = [
+        m for m in await receive_all(broker, queue) if Envelope.model_validate_json(m["Body"]).message_id == envelope.message_id
+    ]
     assert len(messages) == 2  # at least once: the copy really was delivered
     handler = bus(sessions)
     for message in messages:
@@ -141,9 +149,12 @@ async def test_concurrent_duplicate_deliveries_have_one_effect(sessions):
 
 async def test_malformed_messages_reach_the_dead_letter_queue_without_blocking_the_rest(sessions, broker, queue):
     url = await broker.queue_url(queue)
-    poison = ["not json", '{"message_id": "x"}',
-              Envelope.wrap(command(), sender="t").model_copy(update={"message_type": "NoSuchType"}).model_dump_json(),
-              Envelope.wrap(command(), sender="t").model_copy(update={"payload": {"order_id": "nope"}}).model_dump_json()]
+    poison = [
+        "not json",
+        '{"message_id": "x"}',
+        Envelope.wrap(command(), sender="t").model_copy(update={"message_type": "NoSuchType"}).model_dump_json(),
+        Envelope.wrap(command(), sender="t").model_copy(update={"payload": {"order_id": "nope"}}).model_dump_json(),
+    ]
     for body in poison:
         await broker.sqs.send_message(QueueUrl=url, MessageBody=body)
     [good] = await stage(sessions, queue)
@@ -202,23 +213,33 @@ async def test_janitor_purges_only_what_no_redelivery_can_need(sessions):
 
     old_in, new_in, old_out, unpublished = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with sessions() as session, session.begin():
-        await session.execute(text(
-            "INSERT INTO inbox (consumer, message_id, message_type, received_at) VALUES "
-            "('janitor-test', :old, 'X', now() - interval '16 days'), ('janitor-test', :new, 'X', now() - interval '14 days')"),
-            {"old": old_in, "new": new_in})
-        await session.execute(text(
-            "INSERT INTO outbox (message_id, destination, message_type, body, attributes, created_at, published_at) VALUES "
-            "(:old, 'queue:x', 'X', '{}', '{}', now() - interval '9 days', now() - interval '8 days'), "
-            "(:unpublished, 'queue:x', 'X', '{}', '{}', now() - interval '30 days', NULL)"),
-            {"old": old_out, "unpublished": unpublished})
+        await session.execute(
+            text(
+                "INSERT INTO inbox (consumer, message_id, message_type, received_at) VALUES "
+                "('janitor-test', :old, 'X', now() - interval '16 days'), ('janitor-test', :new, 'X', now() - interval '14 days')"
+            ),
+            {"old": old_in, "new": new_in},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO outbox (message_id, destination, message_type, body, attributes, created_at, published_at) VALUES "
+                "(:old, 'queue:x', 'X', '{}', '{}', now() - interval '9 days', now() - interval '8 days'), "
+                "(:unpublished, 'queue:x', 'X', '{}', '{}', now() - interval '30 days', NULL)"
+            ),
+            {"old": old_out, "unpublished": unpublished},
+        )
     with pytest.raises(ValueError):
         await janitor.purge(sessions, outbox_retention=timedelta(days=7), inbox_retention=timedelta(days=1))
     counts = await janitor.purge(sessions, outbox_retention=timedelta(days=7))
     assert counts["outbox"] >= 1 and counts["inbox"] >= 1
     async with sessions() as session:
-        inbox = set((await session.execute(text(
-            "SELECT message_id FROM inbox WHERE consumer = 'janitor-test'"))).scalars())
-        outbox = set((await session.execute(text(
-            "SELECT message_id FROM outbox WHERE message_id = ANY(:ids)"), {"ids": [old_out, unpublished]})).scalars())
+        inbox = set((await session.execute(text("SELECT message_id FROM inbox WHERE consumer = 'janitor-test'"))).scalars())
+        outbox = set(
+            (
+                await session.execute(
+                    text("SELECT message_id FROM outbox WHERE message_id = ANY(:ids)"), {"ids": [old_out, unpublished]}
+                )
+            ).scalars()
+        )
     assert inbox == {new_in}
     assert outbox == {unpublished}  # never delete what has not been published

@@ -1,4 +1,5 @@
 """Every service's migrations build exactly the schema its tables declare."""
+
 from __future__ import annotations
 
 import importlib
@@ -34,7 +35,8 @@ async def test_upgrade_to_head_matches_the_tables_and_can_run_twice(databases, s
                 await connection.run_sync(migrations.upgrade, service.module)
         async with engine.connect() as connection:
             differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), metadata))
+                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), metadata)
+            )
     finally:
         await engine.dispose()
     assert differences == [], "tables.py changed without a migration: python -m messaging.migrations <svc> revision -m ..."

@@ -1,4 +1,5 @@
 """The orchestrator's persistence on real PostgreSQL: several instances, one transition each."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,6 @@ from orchestrator.settings import StepTimeouts
 from tests import factories
 
 pytestmark = pytest.mark.integration
-
-
 
 
 async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
@@ -45,14 +44,28 @@ async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(or
 
     handled = await asyncio.gather(*(worker(i) for i in instances))
     async with sessions() as session:
-        timeouts = dict((await session.execute(text(
-            "SELECT saga_id, count(*) FROM saga_history WHERE event = 'step_timed_out' AND saga_id = ANY(:ids) "
-            "GROUP BY saga_id"), {"ids": sagas})).all())
+        timeouts = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT saga_id, count(*) FROM saga_history WHERE event = 'step_timed_out' AND saga_id = ANY(:ids) "
+                        "GROUP BY saga_id"
+                    ),
+                    {"ids": sagas},
+                )
+            ).all()
+        )
         # The compensation's own short deadline may expire and be retried meanwhile; each
         # retry must also have happened once: no (saga, step, attempt) twice.
-        repeated = (await session.execute(text(
-            "SELECT saga_id, step, detail FROM saga_history WHERE event = 'compensation_sent' AND saga_id = ANY(:ids) "
-            "GROUP BY saga_id, step, detail HAVING count(*) > 1"), {"ids": sagas})).all()
+        repeated = (
+            await session.execute(
+                text(
+                    "SELECT saga_id, step, detail FROM saga_history WHERE event = 'compensation_sent' AND saga_id = ANY(:ids) "
+                    "GROUP BY saga_id, step, detail HAVING count(*) > 1"
+                ),
+                {"ids": sagas},
+            )
+        ).all()
     assert timeouts == {saga: 1 for saga in sagas}
     assert repeated == []
     assert sum(handled) >= 20
@@ -68,6 +81,9 @@ async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orche
         await restarted.on_reply(uow, reply, c.InventoryReserved(order_id=uuid.uuid4()))
         await uow.commit()
     async with sessions() as session:
-        staged = (await session.execute(text(
-            "SELECT message_type FROM outbox WHERE saga_id = :id ORDER BY id"), {"id": saga_id})).scalars().all()
+        staged = (
+            (await session.execute(text("SELECT message_type FROM outbox WHERE saga_id = :id ORDER BY id"), {"id": saga_id}))
+            .scalars()
+            .all()
+        )
     assert staged == ["SagaStatusChanged", "ReserveInventory", "ProcessPayment"]

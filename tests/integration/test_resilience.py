@@ -1,4 +1,5 @@
 """The consumer and the relay under shutdowns, slow handlers, dead endpoints and lost connections."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,15 +27,15 @@ def slow_bus(sessions, seconds: float, started: list | None = None) -> MessageBu
         await asyncio.sleep(seconds)
         await record_effect(uow, envelope, message)
 
-    return MessageBus(consumer=f"slow-{time.monotonic_ns()}", sender="test", sessions=sessions,
-                      handlers={c.ReleaseInventory: slow})
+    return MessageBus(
+        consumer=f"slow-{time.monotonic_ns()}", sender="test", sessions=sessions, handlers={c.ReleaseInventory: slow}
+    )
 
 
 async def test_a_handler_longer_than_the_visibility_timeout_keeps_its_message_hidden(sessions, broker, queue):
     [envelope] = await stage(sessions, queue)
     await Relay(sessions, broker, service="relay").publish_pending()
-    consumer = Consumer(broker, queue, slow_bus(sessions, 5).handle, service="test", wait_time_seconds=1,
-                        visibility_timeout=2)
+    consumer = Consumer(broker, queue, slow_bus(sessions, 5).handle, service="test", wait_time_seconds=1, visibility_timeout=2)
     polling = asyncio.create_task(consumer.poll_once())
     await asyncio.sleep(3)  # past the first visibility timeout, the handler still running
     assert await receive_all(broker, queue, wait=0) == []  # nobody else got it meanwhile
@@ -46,8 +47,15 @@ async def test_on_stop_the_handler_in_flight_finishes_and_nothing_waits_out_a_ti
     [first] = await stage(sessions, queue)
     await Relay(sessions, broker, service="relay").publish_pending()
     started: list = []
-    consumer = Consumer(broker, queue, slow_bus(sessions, 2, started).handle, service="test", wait_time_seconds=1,
-                        max_messages=1, visibility_timeout=30)
+    consumer = Consumer(
+        broker,
+        queue,
+        slow_bus(sessions, 2, started).handle,
+        service="test",
+        wait_time_seconds=1,
+        max_messages=1,
+        visibility_timeout=30,
+    )
     stop = asyncio.Event()
     running = asyncio.create_task(consumer.run(stop))
     async with asyncio.timeout(10):
@@ -60,8 +68,7 @@ async def test_on_stop_the_handler_in_flight_finishes_and_nothing_waits_out_a_ti
     assert await effect_count(sessions, first.message_id) == 1  # finished, not cancelled
     # The second was either never received or handed back at once, not hidden for 30 s.
     leftover = await receive_all(broker, queue, wait=1)
-    assert [m["Body"] for m in leftover] == [second.model_dump_json()] or await effect_count(
-        sessions, second.message_id) == 1
+    assert [m["Body"] for m in leftover] == [second.model_dump_json()] or await effect_count(sessions, second.message_id) == 1
 
 
 async def test_a_black_holed_topic_holds_up_no_queue(sessions, broker, queue, emulator):
@@ -69,15 +76,19 @@ async def test_a_black_holed_topic_holds_up_no_queue(sessions, broker, queue, em
     hole = FaultyEndpoint(target.hostname, target.port, mode=BLACK_HOLE)
     try:
         import os
+
         saved = os.environ.get("AWS_ENDPOINT_URL_SNS")
         os.environ["AWS_ENDPOINT_URL_SNS"] = hole.url
         try:
             async with open_broker(broker.naming) as black_holed:
                 async with sessions() as session, session.begin():
                     # A push first, as SendConfirmation stages it, then the reply.
-                    await session.execute(text(
-                        "INSERT INTO outbox (message_id, destination, message_type, body, attributes) "
-                        "VALUES (gen_random_uuid(), 'topic:customer-push', 'CustomerPushed', '{}', '{}')"))
+                    await session.execute(
+                        text(
+                            "INSERT INTO outbox (message_id, destination, message_type, body, attributes) "
+                            "VALUES (gen_random_uuid(), 'topic:customer-push', 'CustomerPushed', '{}', '{}')"
+                        )
+                    )
                 [reply] = await stage(sessions, queue)
                 relay = Relay(sessions, black_holed, service="black-holed", poll_interval=0.2, publish_timeout=2)
                 stop = asyncio.Event()
@@ -108,10 +119,14 @@ async def test_the_listen_connection_comes_back_after_the_server_dropped_it(sess
     try:
         await asyncio.sleep(0.5)
         async with sessions() as session, session.begin():  # as a server restart would
-            dropped = (await session.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = 'relay-listen-relisten'"
-            ))).scalar_one()
+            dropped = (
+                await session.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = 'relay-listen-relisten'"
+                    )
+                )
+            ).scalar_one()
         assert dropped == 1
         await asyncio.sleep(2)  # reconnects after a second
         [envelope] = await stage(sessions, queue)

@@ -1,5 +1,6 @@
 """The step guard's behaviour, one suite run against the in-memory fake and PostgreSQL: what
 the fake lets handler tests assume is what the real table does."""
+
 from __future__ import annotations
 
 import uuid
@@ -40,8 +41,13 @@ class Participant:
 
         async with self.new_uow() as uow:
             reply = await participant.forward(
-                uow, command(saga_id, c.ReserveInventory(order_id=ORDER, items=[LINE])), step=STEP, apply=apply,
-                refuse=lambda reason: c.InventoryReservationFailed(order_id=ORDER, reason=reason), refusals=(Refused,))
+                uow,
+                command(saga_id, c.ReserveInventory(order_id=ORDER, items=[LINE])),
+                step=STEP,
+                apply=apply,
+                refuse=lambda reason: c.InventoryReservationFailed(order_id=ORDER, reason=reason),
+                refusals=(Refused,),
+            )
             await uow.commit()
         return reply
 
@@ -54,9 +60,14 @@ class Participant:
 
         async with self.new_uow() as uow:
             reply = await participant.compensate(
-                uow, command(saga_id, c.ReleaseInventory(order_id=ORDER)), step=STEP, undo=undo,
+                uow,
+                command(saga_id, c.ReleaseInventory(order_id=ORDER)),
+                step=STEP,
+                undo=undo,
                 done=lambda: c.InventoryReleased(order_id=ORDER),
-                refuse=lambda reason: c.InventoryReservationFailed(order_id=ORDER, reason=reason), refusals=(Refused,))
+                refuse=lambda reason: c.InventoryReservationFailed(order_id=ORDER, reason=reason),
+                refusals=(Refused,),
+            )
             await uow.commit()
         return reply
 

@@ -1,6 +1,7 @@
 """The carriers themselves confirm the documented rules the API's text rule is built on
 (``tests/unit/test_text_rules.py``): PostgreSQL here, SQS on LocalStack (moto does not
 check the characters of a message body)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ attributes and never makes a second copy; when the topology is missing it says w
 
 On the session's emulator (a moto server, or AWS_ENDPOINT_URL), under fresh prefixes.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ def _names(endpoint: str, naming: Naming) -> set[str]:
     queues = infra.client("sqs", endpoint).list_queues(QueueNamePrefix=naming.physical(""), MaxResults=1000)
     topics = {t["TopicArn"].rsplit(":", 1)[-1] for t in infra.client("sns", endpoint).list_topics()["Topics"]}
     return {url.rsplit("/", 1)[-1] for url in queues.get("QueueUrls", [])} | {
-        name for name in topics if name.startswith(naming.physical(""))}
+        name for name in topics if name.startswith(naming.physical(""))
+    }
 
 
 def _made_elsewhere(endpoint: str, naming: Naming) -> None:
@@ -88,8 +90,11 @@ def test_provision_creates_what_is_missing_on_an_emulator_of_its_own(emulator):
     topology = infra.provision(naming, endpoint=emulator)
 
     assert {naming.physical(q.name) for q in QUEUES} <= set(topology.created)
-    redrive = json.loads(infra.client("sqs", emulator).get_queue_attributes(
-        QueueUrl=topology.queue_urls["order-commands"], AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    redrive = json.loads(
+        infra.client("sqs", emulator).get_queue_attributes(
+            QueueUrl=topology.queue_urls["order-commands"], AttributeNames=["RedrivePolicy"]
+        )["Attributes"]["RedrivePolicy"]
+    )
     assert redrive["deadLetterTargetArn"].endswith(naming.physical("order-commands-dlq"))
     infra.remove(naming, endpoint=emulator)
     assert _names(emulator, naming) == set()

@@ -1,5 +1,6 @@
 """Rolling deploys: a consumer handles its own schema version and the previous one (upcast),
 and dead-letters any other, with real messages through the relay, SQS and the consumer."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def reason_added(payload: dict) -> dict:
     return {**payload, "reason": "not given (version 1)"}
 
 
-NEXT_RELEASE = MessageRegistry(ReleaseInventory, schema_version=SCHEMA_VERSION + 1,
-                               upcasters={("ReleaseInventory", SCHEMA_VERSION): reason_added})
+NEXT_RELEASE = MessageRegistry(
+    ReleaseInventory, schema_version=SCHEMA_VERSION + 1, upcasters={("ReleaseInventory", SCHEMA_VERSION): reason_added}
+)
 
 
 def body(version: int, payload: dict) -> str:
@@ -47,8 +49,9 @@ async def record(uow, envelope, message) -> None:
 
 async def notes(sessions, message_ids) -> dict[uuid.UUID, str]:
     async with sessions() as session:
-        rows = await session.execute(select(effects.c.message_id, effects.c.note).where(
-            effects.c.message_id.in_(message_ids), effects.c.note != "staged"))
+        rows = await session.execute(
+            select(effects.c.message_id, effects.c.note).where(effects.c.message_id.in_(message_ids), effects.c.note != "staged")
+        )
         return dict(rows.all())
 
 
@@ -62,8 +65,7 @@ def test_this_release_reads_its_own_version_and_the_previous_one():
     assert NEXT_RELEASE.supported_versions == {SCHEMA_VERSION, SCHEMA_VERSION + 1}
 
 
-async def test_the_next_release_handles_this_releases_messages_upcast_and_dead_letters_unknown_versions(
-        sessions, broker, queue):
+async def test_the_next_release_handles_this_releases_messages_upcast_and_dead_letters_unknown_versions(sessions, broker, queue):
     [old] = await stage(sessions, queue)  # written by this release, through the outbox and the relay
     await Relay(sessions, broker, service="relay").publish_pending()
     url = await broker.queue_url(queue)
@@ -74,13 +76,20 @@ async def test_the_next_release_handles_this_releases_messages_upcast_and_dead_l
         if message:
             await broker.sqs.send_message(QueueUrl=url, MessageBody=message)
 
-    bus = MessageBus(consumer=f"next-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions,
-                     handlers={ReleaseInventory: record}, registry=NEXT_RELEASE)
+    bus = MessageBus(
+        consumer=f"next-{uuid.uuid4().hex[:6]}",
+        sender="test",
+        sessions=sessions,
+        handlers={ReleaseInventory: record},
+        registry=NEXT_RELEASE,
+    )
     await drain(Consumer(broker, queue, bus.handle, service="test", wait_time_seconds=1))
 
     current_id = uuid.UUID(json.loads(current)["message_id"])
     assert await notes(sessions, [old.message_id, current_id]) == {
-        old.message_id: "not given (version 1)", current_id: "customer cancelled"}
+        old.message_id: "not given (version 1)",
+        current_id: "customer cancelled",
+    }
     dead = sorted(m["Body"] for m in await receive_all(broker, f"{queue}-dlq"))
     assert dead == sorted(m for m in (too_new, too_old) if m)
 
@@ -92,8 +101,9 @@ async def test_this_release_dead_letters_a_version_it_does_not_know_and_goes_on(
     [good] = await stage(sessions, queue)
     await Relay(sessions, broker, service="relay").publish_pending()
 
-    bus = MessageBus(consumer=f"this-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions,
-                     handlers={c.ReleaseInventory: record})
+    bus = MessageBus(
+        consumer=f"this-{uuid.uuid4().hex[:6]}", sender="test", sessions=sessions, handlers={c.ReleaseInventory: record}
+    )
     await drain(Consumer(broker, queue, bus.handle, service="test", wait_time_seconds=1))
 
     assert await notes(sessions, [good.message_id]) == {good.message_id: "v1"}

@@ -1,4 +1,5 @@
 """The order_cancellation saga with no I/O, through the same given/expect helpers as the order saga."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,7 +48,10 @@ def test_a_rejected_refund_escalates_and_the_other_steps_are_still_done():
     saga.expect(c.CompensationEscalated, c.ReturnReservedStock)
     escalation = saga.sent[-2].message
     assert (escalation.step, escalation.command["type"], escalation.subject) == (
-        "refund_payment", "RefundCharge", str(saga.order_id))
+        "refund_payment",
+        "RefundCharge",
+        str(saga.order_id),
+    )
     saga.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
     assert saga.status == SagaStatus.NEEDS_INTERVENTION
     assert saga.step("refund_payment") == StepStatus.ESCALATED
@@ -106,8 +110,9 @@ def test_a_pivot_that_times_out_is_reinstated_and_the_cancellation_refused():
 def test_timeouts_are_set_by_step_name_in_either_saga():
     from orchestrator.main import DEFINITIONS
 
-    order, cancellation = StepTimeouts.model_validate(
-        {"refund_payment": "2", "fulfill_order": 3, "saga_budget": 9}).apply(*DEFINITIONS)
+    order, cancellation = StepTimeouts.model_validate({"refund_payment": "2", "fulfill_order": 3, "saga_budget": 9}).apply(
+        *DEFINITIONS
+    )
     assert cancellation.step("refund_payment").timeout.total_seconds() == 2
     assert order.step("fulfill_order").timeout.total_seconds() == 3
     assert order.budget == cancellation.budget and order.budget.total_seconds() == 9

@@ -1,4 +1,5 @@
 """CloudWatch metrics: aggregation within a period, the publisher's schedule and retries, EMF output."""
+
 from __future__ import annotations
 
 import asyncio
@@ -131,10 +132,13 @@ async def test_a_failed_publish_is_sent_again_with_the_next_period_in_one_call()
 async def test_a_request_the_endpoint_refuses_is_dropped_not_retried_forever():
     from botocore.exceptions import ClientError
 
-    refused = ClientError({"Error": {"Code": "InvalidParameterValue", "Message": "bad"},
-                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutMetricData")
-    throttled = ClientError({"Error": {"Code": "Throttling", "Message": "slow down"},
-                             "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutMetricData")
+    refused = ClientError(
+        {"Error": {"Code": "InvalidParameterValue", "Message": "bad"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+        "PutMetricData",
+    )
+    throttled = ClientError(
+        {"Error": {"Code": "Throttling", "Message": "slow down"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutMetricData"
+    )
     errors = [refused, throttled, None]
     sent: list[list[dict]] = []
 

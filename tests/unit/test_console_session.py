@@ -1,4 +1,5 @@
 """The console's sign-in cookie and CSRF token, without a server."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -8,11 +9,20 @@ import pytest
 from orchestrator.console.routes import Session, _safe_next, _token_ok
 
 
-@pytest.mark.parametrize("configured, presented, ok", [
-    (["s3cret"], "s3cret", True), (["s3cret"], "s3cret ", False), (["s3cret"], "", False), (["s3cret"], None, False),
-    ([], "", False), ([], "anything", False), (["new-one", "old-one"], "old-one", True),
-    (["new-one", "old-one"], "older-one", False), (["s3cret"], "s3crét", False),
-])
+@pytest.mark.parametrize(
+    "configured, presented, ok",
+    [
+        (["s3cret"], "s3cret", True),
+        (["s3cret"], "s3cret ", False),
+        (["s3cret"], "", False),
+        (["s3cret"], None, False),
+        ([], "", False),
+        ([], "anything", False),
+        (["new-one", "old-one"], "old-one", True),
+        (["new-one", "old-one"], "older-one", False),
+        (["s3cret"], "s3crét", False),
+    ],
+)
 def test_only_a_configured_operator_token_signs_in(configured, presented, ok):
     assert _token_ok(SimpleNamespace(operator_tokens=lambda: configured), presented) is ok
 
@@ -32,10 +42,16 @@ def test_the_csrf_token_belongs_to_one_session_and_one_operator_token():
     assert (session.actor, Session("s3cret", "", "n").actor) == ("ada (console)", "console")
 
 
-@pytest.mark.parametrize("target, landed", [
-    ("/console/sagas?status=running", "/console/sagas?status=running"), (None, "/console"),
-    ("https://evil.example/console", "/console"), ("//evil.example/console", "/console"), ("/\\evil.example", "/console"),
-    ("/operator/sagas", "/console"),
-])
+@pytest.mark.parametrize(
+    "target, landed",
+    [
+        ("/console/sagas?status=running", "/console/sagas?status=running"),
+        (None, "/console"),
+        ("https://evil.example/console", "/console"),
+        ("//evil.example/console", "/console"),
+        ("/\\evil.example", "/console"),
+        ("/operator/sagas", "/console"),
+    ],
+)
 def test_after_sign_in_only_a_console_page_is_a_destination(target, landed):
     assert _safe_next(target) == landed

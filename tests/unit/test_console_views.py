@@ -1,5 +1,6 @@
 """What the console draws, from saga states made by the pure engine: the path through the
 diagram, the timeline's durations, the last hour's bars and the list's cursor."""
+
 from __future__ import annotations
 
 import uuid
@@ -102,8 +103,11 @@ def test_the_timeline_says_how_long_each_step_and_compensation_took():
     saga.reply(c.InventoryReleased, after=0.5)
     events = views.timeline(saga.timed)
     took = {(e.event, e.step): e.took for e in events if e.took is not None}
-    assert took == {("step_succeeded", "reserve_inventory"): 2, ("step_failed", "process_payment"): 3,
-                    ("step_compensated", "reserve_inventory"): 0.5}
+    assert took == {
+        ("step_succeeded", "reserve_inventory"): 2,
+        ("step_failed", "process_payment"): 3,
+        ("step_compensated", "reserve_inventory"): 0.5,
+    }
     assert events[-1].since_start == pytest.approx(5.5)
     kinds = {e.event: e.kind for e in events}
     assert (kinds["step_failed"], kinds["compensation_sent"], kinds["step_succeeded"]) == ("bad", "undo", "good")
@@ -123,8 +127,12 @@ def test_operator_actions_and_ignored_replies_stand_out_in_the_timeline():
 def test_the_last_hour_stacks_each_minute_by_outcome_and_ignores_older_sagas():
     now = datetime(2026, 1, 1, 12, 30, 20, tzinfo=UTC)
     minute = now.replace(second=0)
-    rows = [(minute, "completed", 3), (minute, "compensated", 1), (minute - timedelta(minutes=10), "running", 2),
-            (minute - timedelta(minutes=61), "completed", 9)]
+    rows = [
+        (minute, "completed", 3),
+        (minute, "compensated", 1),
+        (minute - timedelta(minutes=10), "running", 2),
+        (minute - timedelta(minutes=61), "completed", 9),
+    ]
     chart = views.last_hour_chart(rows, now, width=600, height=100)
     assert chart.peak == 4 and chart.totals["completed"] == 3 and chart.totals["running"] == 2
     latest = [b for b in chart.bars if b.x > 590]

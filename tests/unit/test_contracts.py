@@ -1,4 +1,5 @@
 """The message contract: envelopes, parsing of bad input, and the checked-in JSON Schemas."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def test_checked_in_schemas_match_the_code():
 
 
 def test_a_wrapped_message_round_trips_and_validates_against_its_schemas():
-    cause = Envelope.wrap(c.ReleaseInventory(order_id=uuid.uuid4()), sender="orchestrator", saga_id=uuid.uuid4(),
-                          reply_to="orchestrator-replies")
+    cause = Envelope.wrap(
+        c.ReleaseInventory(order_id=uuid.uuid4()), sender="orchestrator", saga_id=uuid.uuid4(), reply_to="orchestrator-replies"
+    )
     reply = Envelope.wrap(c.InventoryReleased(order_id=uuid.uuid4()), sender="inventory", causation=cause)
     assert reply.saga_id == cause.saga_id and reply.causation_id == cause.message_id
     assert reply.correlation_id == cause.correlation_id
@@ -33,20 +35,38 @@ def test_a_wrapped_message_round_trips_and_validates_against_its_schemas():
     jsonschema.validate(body["payload"], json.loads((FOLDER / "InventoryReleased.json").read_text()))
     envelope, message = c.REGISTRY.parse(reply.model_dump_json())
     assert envelope == reply and isinstance(message, c.InventoryReleased)
-    assert reply.routing_attributes() == {"message_type": "InventoryReleased", "sender": "inventory",
-                                          "saga_id": str(cause.saga_id)}
+    assert reply.routing_attributes() == {
+        "message_type": "InventoryReleased",
+        "sender": "inventory",
+        "saga_id": str(cause.saga_id),
+    }
 
 
-@pytest.mark.parametrize("body, error", [
-    ("{", "invalid envelope"),
-    ('{"message_id": "1"}', "invalid envelope"),
-    (Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x").model_copy(
-        update={"message_type": "Nope"}).model_dump_json(), "unknown message type"),
-    (Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x").model_copy(
-        update={"payload": {"order_id": "x"}}).model_dump_json(), "invalid ConfirmOrder payload"),
-    (Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x").model_copy(
-        update={"schema_version": 99}).model_dump_json(), "unsupported schema_version"),
-])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        ("{", "invalid envelope"),
+        ('{"message_id": "1"}', "invalid envelope"),
+        (
+            Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x")
+            .model_copy(update={"message_type": "Nope"})
+            .model_dump_json(),
+            "unknown message type",
+        ),
+        (
+            Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x")
+            .model_copy(update={"payload": {"order_id": "x"}})
+            .model_dump_json(),
+            "invalid ConfirmOrder payload",
+        ),
+        (
+            Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="x")
+            .model_copy(update={"schema_version": 99})
+            .model_dump_json(),
+            "unsupported schema_version",
+        ),
+    ],
+)
 def test_malformed_bodies_are_named_not_crashed_on(body, error):
     with pytest.raises(MalformedMessage, match=error):
         c.REGISTRY.parse(body)

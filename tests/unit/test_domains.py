@@ -1,4 +1,5 @@
 """Each participant's business rules, with no I/O."""
+
 from __future__ import annotations
 
 from datetime import date

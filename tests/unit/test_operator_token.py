@@ -1,4 +1,5 @@
 """The operator token: which settings give it, and which Authorization headers match it."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -59,12 +60,24 @@ def test_unset_or_empty_means_no_token(env):
     assert PaymentSettings().operator_tokens() == []
 
 
-@pytest.mark.parametrize("header, expected", [
-    (f"Bearer {TOKEN}", True), (f"bearer {TOKEN}", True), (f"BEARER {PREVIOUS}", True),
-    (None, False), ("", False), ("Bearer", False), (f"Bearer  {TOKEN}", False), (f"Basic {TOKEN}", False),
-    (TOKEN, False), (f"Bearer {TOKEN}x", False), (f"Bearer {TOKEN[:-1]}", False), ("Bearer \xe9\xff", False),
-    ("Bearer " + "x" * 100_000, False),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"BEARER {PREVIOUS}", True),
+        (None, False),
+        ("", False),
+        ("Bearer", False),
+        (f"Bearer  {TOKEN}", False),
+        (f"Basic {TOKEN}", False),
+        (TOKEN, False),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer {TOKEN[:-1]}", False),
+        ("Bearer \xe9\xff", False),
+        ("Bearer " + "x" * 100_000, False),
+    ],
+)
 def test_only_the_exact_bearer_token_is_authorized(header, expected):
     assert http.authorized(header, [TOKEN, PREVIOUS]) is expected
 

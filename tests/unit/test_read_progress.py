@@ -1,4 +1,5 @@
 """How far a consumer has read its queue, which decides when silence is real."""
+
 from __future__ import annotations
 
 from messaging.consumer import CLOCK_MARGIN, ReadProgress

@@ -1,4 +1,5 @@
 """The saga engine with no I/O: given a saga and replies, expect commands and states."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,8 +25,12 @@ class Saga(factories.Saga):
         super().__init__(order_saga(), order_data())
 
     def succeed_until(self, step: str) -> None:
-        replies = {"reserve_inventory": c.InventoryReserved, "process_payment": c.PaymentProcessed,
-                   "fulfill_order": c.OrderFulfilled, "send_confirmation": c.ConfirmationSent}
+        replies = {
+            "reserve_inventory": c.InventoryReserved,
+            "process_payment": c.PaymentProcessed,
+            "fulfill_order": c.OrderFulfilled,
+            "send_confirmation": c.ConfirmationSent,
+        }
         for name, reply in replies.items():
             if name == step:
                 return
@@ -48,18 +53,26 @@ def test_all_steps_succeed_then_order_is_confirmed():
     saga.succeed_until("end")
     assert saga.state.status == e.SagaStatus.COMPLETED
     assert [type(o.message) for o in saga.sent] == [
-        c.ReserveInventory, c.ProcessPayment, c.FulfillOrder, c.SendConfirmation, c.ConfirmOrder]
+        c.ReserveInventory,
+        c.ProcessPayment,
+        c.FulfillOrder,
+        c.SendConfirmation,
+        c.ConfirmOrder,
+    ]
     assert saga.sent[1].message.amount == Decimal("25.00")
     assert all(s.status == e.StepStatus.SUCCEEDED for s in saga.state.steps)
     assert saga.state.next_deadline is None
 
 
-@pytest.mark.parametrize("failing_step, failure, undone", [
-    ("reserve_inventory", c.InventoryReservationFailed, [c.CancelOrder]),
-    ("process_payment", c.PaymentFailed, [c.ReleaseInventory, c.CancelOrder]),
-    ("fulfill_order", c.FulfillmentFailed, [c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
-    ("send_confirmation", c.ConfirmationFailed, [c.CancelShipment, c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
-])
+@pytest.mark.parametrize(
+    "failing_step, failure, undone",
+    [
+        ("reserve_inventory", c.InventoryReservationFailed, [c.CancelOrder]),
+        ("process_payment", c.PaymentFailed, [c.ReleaseInventory, c.CancelOrder]),
+        ("fulfill_order", c.FulfillmentFailed, [c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
+        ("send_confirmation", c.ConfirmationFailed, [c.CancelShipment, c.RefundPayment, c.ReleaseInventory, c.CancelOrder]),
+    ],
+)
 def test_failure_compensates_completed_steps_in_reverse_one_at_a_time(failing_step, failure, undone):
     saga = Saga()
     saga.succeed_until(failing_step)
@@ -68,8 +81,12 @@ def test_failure_compensates_completed_steps_in_reverse_one_at_a_time(failing_st
     assert saga.state.status == e.SagaStatus.COMPENSATING
     assert saga.state.failed_step == failing_step and saga.state.failure_reason == "declined"
     assert saga.step(failing_step) == e.StepStatus.FAILED
-    acks = {c.CancelShipment: c.ShipmentCancelled, c.RefundPayment: c.PaymentRefunded,
-            c.ReleaseInventory: c.InventoryReleased, c.CancelOrder: c.OrderCancelled}
+    acks = {
+        c.CancelShipment: c.ShipmentCancelled,
+        c.RefundPayment: c.PaymentRefunded,
+        c.ReleaseInventory: c.InventoryReleased,
+        c.CancelOrder: c.OrderCancelled,
+    }
     for expected in undone:
         # exactly one compensation in flight: the next is sent only after this one's ack
         assert len(saga.sent) == sent_before + 1

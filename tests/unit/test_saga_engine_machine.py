@@ -7,6 +7,7 @@ compensation retries); the orchestrator restarts, its state going through the sa
 the repository stores. Whatever happens, once everything is delivered the saga has ended
 consistently: completed with every effect in place, or compensated with none left.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -25,14 +26,26 @@ from orchestrator.repository import _step_from_json, _step_to_json
 ENGINE = e.SagaEngine(order_saga())
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FORWARD = {
-    c.ReserveInventory: ("reserve_inventory", lambda o: c.InventoryReserved(order_id=o),
-                         lambda o: c.InventoryReservationFailed(order_id=o, reason="no stock")),
-    c.ProcessPayment: ("process_payment", lambda o: c.PaymentProcessed(order_id=o, payment_id=uuid.uuid4()),
-                       lambda o: c.PaymentFailed(order_id=o, reason="declined")),
-    c.FulfillOrder: ("fulfill_order", lambda o: c.OrderFulfilled(order_id=o, shipment_id=uuid.uuid4()),
-                     lambda o: c.FulfillmentFailed(order_id=o, reason="undeliverable")),
-    c.SendConfirmation: ("send_confirmation", lambda o: c.ConfirmationSent(order_id=o),
-                         lambda o: c.ConfirmationFailed(order_id=o, reason="bounced")),
+    c.ReserveInventory: (
+        "reserve_inventory",
+        lambda o: c.InventoryReserved(order_id=o),
+        lambda o: c.InventoryReservationFailed(order_id=o, reason="no stock"),
+    ),
+    c.ProcessPayment: (
+        "process_payment",
+        lambda o: c.PaymentProcessed(order_id=o, payment_id=uuid.uuid4()),
+        lambda o: c.PaymentFailed(order_id=o, reason="declined"),
+    ),
+    c.FulfillOrder: (
+        "fulfill_order",
+        lambda o: c.OrderFulfilled(order_id=o, shipment_id=uuid.uuid4()),
+        lambda o: c.FulfillmentFailed(order_id=o, reason="undeliverable"),
+    ),
+    c.SendConfirmation: (
+        "send_confirmation",
+        lambda o: c.ConfirmationSent(order_id=o),
+        lambda o: c.ConfirmationFailed(order_id=o, reason="bounced"),
+    ),
 }
 UNDO = {
     c.CancelOrder: ("create_order", lambda o: c.OrderCancelled(order_id=o)),
@@ -82,14 +95,19 @@ class SagaUnderFaults(RuleBasedStateMachine):
 
     # ---- inputs
     @precondition(lambda self: self.state is None)
-    @rule(refusing=st.sampled_from([None, None, "reserve_inventory", "process_payment", "fulfill_order",
-                                    "send_confirmation"]))
+    @rule(refusing=st.sampled_from([None, None, "reserve_inventory", "process_payment", "fulfill_order", "send_confirmation"]))
     def start(self, refusing):
         self.participants = Participants(refusing)
-        data = {"order_id": str(self.order_id), "customer_id": "c", "customer_email": "a@example.com",
-                "currency": "USD", "total": "10.00", "payment_token": "tok_visa",
-                "items": [{"sku": "S", "quantity": 1, "unit_price": "10.00"}],
-                "shipping_address": {"name": "A", "line1": "1", "city": "C", "postal_code": "1", "country": "US"}}
+        data = {
+            "order_id": str(self.order_id),
+            "customer_id": "c",
+            "customer_email": "a@example.com",
+            "currency": "USD",
+            "total": "10.00",
+            "payment_token": "tok_visa",
+            "items": [{"sku": "S", "quantity": 1, "unit_price": "10.00"}],
+            "shipping_address": {"name": "A", "line1": "1", "city": "C", "postal_code": "1", "country": "US"},
+        }
         self._apply(ENGINE.start(uuid.uuid4(), data, self.now))
 
     @precondition(lambda self: self.in_flight)
@@ -124,9 +142,18 @@ class SagaUnderFaults(RuleBasedStateMachine):
     def restart(self):
         """The orchestrator restarts: its state comes back from what the repository stores."""
         steps = [_step_from_json(_step_to_json(s)) for s in self.state.steps]
-        self.state = e.SagaState(self.state.saga_id, self.state.definition, self.state.subject, self.state.status,
-                                 dict(self.state.data), steps, self.state.created_at, self.state.updated_at,
-                                 self.state.failed_step, self.state.failure_reason)
+        self.state = e.SagaState(
+            self.state.saga_id,
+            self.state.definition,
+            self.state.subject,
+            self.state.status,
+            dict(self.state.data),
+            steps,
+            self.state.created_at,
+            self.state.updated_at,
+            self.state.failed_step,
+            self.state.failure_reason,
+        )
 
     def _arrive(self, reply: c.Message | None, cause: e.Outgoing) -> None:
         self.now += timedelta(milliseconds=100)
@@ -153,8 +180,10 @@ class SagaUnderFaults(RuleBasedStateMachine):
             assert not self.participants.order_cancelled
         assert not (self.completed_once and self.state.status != e.SagaStatus.COMPLETED), "a completed saga never turns back"
         if self.state.status == e.SagaStatus.RUNNING:
-            assert not any(s in (e.StepStatus.COMPENSATING, e.StepStatus.COMPENSATED, e.StepStatus.COMPENSATION_FAILED)
-                           for s in statuses.values())
+            assert not any(
+                s in (e.StepStatus.COMPENSATING, e.StepStatus.COMPENSATED, e.StepStatus.COMPENSATION_FAILED)
+                for s in statuses.values()
+            )
 
     def teardown(self):
         """Everything is delivered in the end: the saga ends, and the books match its end."""

@@ -1,4 +1,5 @@
 """Properties of the saga engine under any order of replies, duplicates and deadlines."""
+
 from __future__ import annotations
 
 import uuid
@@ -14,15 +15,21 @@ from tests.factories import T0, order_data
 
 ENGINE = e.SagaEngine(order_saga())
 DEFINITION = ENGINE.definition
-FIELDS = {c.PaymentProcessed: {"payment_id": uuid.uuid4()}, c.OrderFulfilled: {"shipment_id": uuid.uuid4()},
-          c.PaymentRefunded: {"amount": "1.00"}}
+FIELDS = {
+    c.PaymentProcessed: {"payment_id": uuid.uuid4()},
+    c.OrderFulfilled: {"shipment_id": uuid.uuid4()},
+    c.PaymentRefunded: {"amount": "1.00"},
+}
 
-actions = st.lists(st.one_of(
-    st.tuples(st.just("ok"), st.integers(0, 4)),
-    st.tuples(st.just("fail"), st.integers(0, 4)),
-    st.tuples(st.just("again"), st.integers(0, 50)),
-    st.tuples(st.just("tick"), st.sampled_from([1, 5, 20, 200])),
-), max_size=60)
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("ok"), st.integers(0, 4)),
+        st.tuples(st.just("fail"), st.integers(0, 4)),
+        st.tuples(st.just("again"), st.integers(0, 50)),
+        st.tuples(st.just("tick"), st.sampled_from([1, 5, 20, 200])),
+    ),
+    max_size=60,
+)
 
 
 def reply(reply_type, order_id, reason="no"):

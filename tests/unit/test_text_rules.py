@@ -9,6 +9,7 @@
 Beyond those, the API refuses control characters (Unicode category Cc) other than tab, line
 feed and carriage return, and the 66 Unicode noncharacters.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ NONCHARACTERS = {*range(0xFDD0, 0xFDF0), *(plane * 0x10000 + low for plane in ra
 
 
 def sqs_allows(value: str) -> bool:
-    return all(ch in "\t\n\r" or 0x20 <= ord(ch) <= 0xD7FF or 0xE000 <= ord(ch) <= 0xFFFD or 0x10000 <= ord(ch) <= 0x10FFFF
-               for ch in value)
+    return all(
+        ch in "\t\n\r" or 0x20 <= ord(ch) <= 0xD7FF or 0xE000 <= ord(ch) <= 0xFFFD or 0x10000 <= ord(ch) <= 0x10FFFF
+        for ch in value
+    )
 
 
 def postgres_allows(value: str) -> bool:
@@ -44,8 +47,34 @@ def also_refused(value: str) -> bool:
 
 
 # Every code point is possible, surrogates included, with the edges of each range made likely.
-EDGES = [0x0, 0x8, 0x9, 0xA, 0xD, 0x1F, 0x20, 0x7E, 0x7F, 0x9F, 0xA0, 0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFDCF, 0xFDD0,
-         0xFDEF, 0xFDF0, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x1FFFE, 0x10FFFD, 0x10FFFF]
+EDGES = [
+    0x0,
+    0x8,
+    0x9,
+    0xA,
+    0xD,
+    0x1F,
+    0x20,
+    0x7E,
+    0x7F,
+    0x9F,
+    0xA0,
+    0xD7FF,
+    0xD800,
+    0xDFFF,
+    0xE000,
+    0xFDCF,
+    0xFDD0,
+    0xFDEF,
+    0xFDF0,
+    0xFFFD,
+    0xFFFE,
+    0xFFFF,
+    0x10000,
+    0x1FFFE,
+    0x10FFFD,
+    0x10FFFF,
+]
 characters = st.one_of(st.sampled_from([chr(c) for c in EDGES]), st.characters(codec=None, categories=None))
 texts = st.text(characters, max_size=20)
 
@@ -75,10 +104,14 @@ def test_every_address_field_applies_the_rule(value):
 
 
 def _order(email: str) -> dict:
-    return {"customer_id": "c-1", "customer_email": email, "currency": "USD", "payment_token": "tok_visa",
-            "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "1.00"}],
-            "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "1",
-                                 "country": "US"}}
+    return {
+        "customer_id": "c-1",
+        "customer_email": email,
+        "currency": "USD",
+        "payment_token": "tok_visa",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "1.00"}],
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Springfield", "postal_code": "1", "country": "US"},
+    }
 
 
 @settings(max_examples=300)
@@ -91,11 +124,14 @@ def test_an_accepted_email_is_one_ses_can_send_to(email):
     assert accepted.isascii() and check_text(accepted) == accepted
 
 
-@pytest.mark.parametrize("email, expected", [
-    ("ada@bücher.example", "ada@xn--bcher-kva.example"),  # IDNA form, which SES takes
-    ("jöhn@example.com", None),                           # SMTPUTF8 local part: SES refuses it
-    ("ada\x00@example.com", None),
-])
+@pytest.mark.parametrize(
+    "email, expected",
+    [
+        ("ada@bücher.example", "ada@xn--bcher-kva.example"),  # IDNA form, which SES takes
+        ("jöhn@example.com", None),  # SMTPUTF8 local part: SES refuses it
+        ("ada\x00@example.com", None),
+    ],
+)
 def test_email_addresses_follow_ses(email, expected):
     if expected is None:
         with pytest.raises(ValidationError):

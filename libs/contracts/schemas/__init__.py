@@ -1,6 +1,7 @@
 """JSON Schemas of the envelope and of every message payload, generated from the pydantic
 classes in :mod:`contracts.messages` and kept in this folder. ``python -m contracts.schemas``
 rewrites them; a unit test fails when they drift from the code."""
+
 from __future__ import annotations
 
 import json
