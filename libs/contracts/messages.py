@@ -19,8 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from messaging.envelope import Message, MessageRegistry
-
-from .text import Text
+from messaging.text import Text
 
 Money = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=14)]
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
