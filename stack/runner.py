@@ -48,6 +48,14 @@ class Stack:
 
     # ---- lifecycle
     def start(self) -> Stack:
+        """Start everything; if any part fails, stop what did start before raising."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.database_url is None:
             self.database_url = infra.start_embedded_postgres(self.workdir / "pgdata", keep_running=False)
