@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from messaging import cloudwatch, topology
+from contracts import topology
+from messaging import cloudwatch
 from orchestrator.cancellation_saga import cancellation_saga
 from orchestrator.engine import Invoke
 from orchestrator.order_saga import order_saga
