@@ -69,11 +69,10 @@ def run(urls: dict[str, str], console: Console | None = None, timeout: float = 6
     """Place every scenario's order at once and report. True when each ended as expected.
     ``token`` is the operator token, which setting stock levels needs."""
     console = console or Console()
-    http = httpx.Client(timeout=10)
+    # The operator's token: setting stock, reading shipments and dispatching one need it.
+    http = httpx.Client(timeout=10, headers={"Authorization": f"Bearer {token}"})
     for sku, available in SEED_STOCK.items():
-        http.put(
-            f"{urls['inventory_svc']}/stock/{sku}", json={"available": available}, headers={"Authorization": f"Bearer {token}"}
-        ).raise_for_status()
+        http.put(f"{urls['inventory_svc']}/stock/{sku}", json={"available": available}).raise_for_status()
     started = {}
     for scenario in SCENARIOS + CANCELLATIONS:
         body = order_body(scenario if isinstance(scenario, Scenario) else SCENARIOS[0])
