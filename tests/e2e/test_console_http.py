@@ -119,7 +119,10 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
         "/console/dead-letters/orchestrator-replies-dlq/redrive",
         data={"csrf": csrf(signed_in), "back": f"/console/sagas/{placed['saga_id']}"},
     )
-    assert response.status_code == 303 and "moved=1" in response.headers["location"]
+    # moved=1 when the messages are moved one by one (moto); an SQS move task (LocalStack, AWS)
+    # reports no count while it runs.
+    location = response.headers["location"]
+    assert response.status_code == 303 and ("moved=1" in location or location.endswith("moved="))
     history = shop.saga(placed["saga_id"])["history"]
     [redriven] = [h for h in history if h["event"] == "operator_redrive"]
     assert redriven["step"] == "reserve_inventory"
