@@ -107,8 +107,12 @@ def authorized(authorization: str | None, tokens: list[str]) -> bool:
         return False
     # Header values reach us decoded as Latin-1, so this encoding cannot fail; comparing
     # bytes also avoids compare_digest's refusal of non-ASCII str.
-    given = credentials.encode("latin-1")
-    matches = [secrets.compare_digest(given, token.encode()) for token in tokens]  # every one, in constant time
+    return token_matches(credentials.encode("latin-1"), tokens)
+
+
+def token_matches(given: bytes, tokens: list[str]) -> bool:
+    """Whether ``given`` is one of ``tokens``, every one compared in constant time."""
+    matches = [secrets.compare_digest(given, token.encode()) for token in tokens]
     return any(matches)
 
 

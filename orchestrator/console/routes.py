@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from messaging.http import token_matches
 from messaging.service import RuntimeDep, SessionDep
 
 from .. import dead_letters, operations, repository
@@ -69,8 +70,7 @@ def _token_ok(settings, presented: str | None) -> bool:
     rotation, the previous one), compared in constant time; no token configured lets nobody in."""
     if not presented:
         return False
-    matches = [secrets.compare_digest(presented.encode(), token.encode()) for token in settings.operator_tokens()]
-    return any(matches)
+    return token_matches(presented.encode(), settings.operator_tokens())
 
 
 @dataclass(frozen=True)
