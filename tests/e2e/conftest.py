@@ -53,7 +53,8 @@ def _stack(workdir, postgres_server, topologies=None, **env) -> Stack:
             "CONSUMER_WAIT_SECONDS": "1",
             "METRICS_PUBLISH_INTERVAL": "2",
             "ORCHESTRATOR_INTERVENTION_COUNT_INTERVAL": "2",
-            "ORDER_SAGA_START_BOUND": "10",
+            # Past the 10 s visibility timeout of a StartOrderSaga taken by a killed orchestrator.
+            "ORDER_SAGA_START_BOUND": "25",
             "ORDER_STRANDED_CHECK_INTERVAL": "1",
             **env,
         },
