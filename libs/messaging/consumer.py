@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -53,6 +53,12 @@ class Consumer:
     queue's dead-letter queue after ``maxReceiveCount`` receives without holding up the
     messages behind it; a failing handler is retried with exponential backoff the same way.
 
+    Up to ``max_in_flight`` messages are handled at once: the loop receives the next batch
+    as soon as there is room for it rather than after the slowest handler of the last one
+    (messages of different sagas are independent; those of one saga are serialised by the
+    row locks their handlers take). Handled messages are deleted in batches of ten, after a
+    short linger, whichever receive brought them.
+
     While handlers run, their messages' visibility is extended, so a long handler never
     lets its message reappear. When ``stop`` is set the consumer receives no more, lets the
     handlers in flight finish, and makes what it received but did not handle visible again
@@ -69,6 +75,8 @@ class Consumer:
         wait_time_seconds: int = 20,
         max_messages: int = 10,
         visibility_timeout: int = 10,
+        max_in_flight: int = 30,
+        delete_linger: float = 0.05,
     ) -> None:
         self._broker = broker
         self._queue = queue
@@ -77,25 +85,93 @@ class Consumer:
         self._wait = wait_time_seconds
         self._max = max_messages
         # Short on purpose: a message taken by a process that then died reappears after
-        # this long. A live handler keeps its message hidden by extending it (``_extending``).
+        # this long. A live handler keeps its message hidden by extending it (``_renew``).
         self._visibility = visibility_timeout
+        self._max_in_flight = max(max_in_flight, max_messages)
+        self._linger = delete_linger
         self.progress = ReadProgress(visibility_timeout)
+        self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
+        """Messages whose handlers run: the message and when it was received (monotonic)."""
+        self._room = asyncio.Condition()
+        self._deletable: list[dict[str, Any]] = []
+        self._delete_due = asyncio.Event()
+        self._closing = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and handle until ``stop`` is set; returns once nothing is in flight."""
         self.progress.started(time.time())
-        while not stop.is_set():
-            try:
-                await self.poll_once(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the broker is unreachable: back off and try again
-                self.progress.receive_failed(time.time())
-                log.exception("consumer_poll_failed", queue=self._queue, service=self._service)
-                await asyncio.sleep(1)
+        url = ""
+        handlers: set[asyncio.Task[None]] = set()
+        renewing = asyncio.create_task(self._renew_loop(lambda: url))
+        deleting = asyncio.create_task(self._delete_loop(lambda: url))
+        try:
+            while not stop.is_set():
+                if not await self._wait_for_room():
+                    continue
+                try:
+                    url = await self._broker.queue_url(self._queue)
+                    messages = await self._receive(url)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the broker is unreachable: back off and try again
+                    log.exception("consumer_poll_failed", queue=self._queue, service=self._service)
+                    await asyncio.sleep(1)
+                    continue
+                if stop.is_set() and messages:
+                    # Received while shutting down: hand them back at once rather than handle them.
+                    self.progress.released([m["MessageId"] for m in messages])
+                    await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+                    break
+                for message in messages:
+                    self._in_flight[message["MessageId"]] = (message, time.monotonic())
+                    task = asyncio.create_task(self._run_one(url, message))
+                    handlers.add(task)
+                    task.add_done_callback(handlers.discard)
+            if handlers:
+                await asyncio.gather(*handlers, return_exceptions=True)
+        finally:
+            renewing.cancel()
+            self._closing = True
+            self._delete_due.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await deleting
+
+    async def _wait_for_room(self) -> bool:
+        """Whether a whole batch fits among the handlers in flight (re-asked twice a second)."""
+        async with self._room:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait_for(self._has_room), 0.5)
+            return self._has_room()
+
+    def _has_room(self) -> bool:
+        return len(self._in_flight) <= self._max_in_flight - self._max
 
     async def poll_once(self, stop: asyncio.Event | None = None) -> int:
+        """Receive one batch, handle it and delete what was handled; returns how many came."""
         url = await self._broker.queue_url(self._queue)
+        messages = await self._receive(url)
+        if stop is not None and stop.is_set() and messages:
+            self.progress.released([m["MessageId"] for m in messages])
+            await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+            return 0
+        for message in messages:
+            self._in_flight[message["MessageId"]] = (message, time.monotonic())
+        renewing = asyncio.create_task(self._renew_loop(lambda: url))
+        try:
+            done = await asyncio.gather(*(self._process(url, m) for m in messages))
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            for message in messages:
+                self._in_flight.pop(message["MessageId"], None)
+        handled = [m for m, ok in zip(messages, done, strict=True) if ok]
+        for start in range(0, len(handled), 10):
+            await self._delete(url, handled[start : start + 10])
+        return len(messages)
+
+    async def _receive(self, url: str) -> list[dict[str, Any]]:
         asked_at = time.time()
         response = await self._broker.sqs.receive_message(
             QueueUrl=url,
@@ -105,21 +181,22 @@ class Consumer:
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=["All"],
         )
-        messages = response.get("Messages", [])
-        if stop is not None and stop.is_set() and messages:
-            # Received while shutting down: hand them back at once rather than handle them.
-            await asyncio.gather(*(self._release(url, m, 0) for m in messages))
-            return 0
-        # A batch is handled concurrently: messages of different sagas are independent, and
-        # those of one saga are serialised by the row locks their handlers take.
-        async with self._extending(url, messages):
-            done = await asyncio.gather(*(self._process(url, m) for m in messages))
-        handled = [m for m, ok in zip(messages, done, strict=True) if ok]
-        if handled:
-            await self._delete(url, handled)
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        for message in messages:
+            self.progress.taken(message["MessageId"], _sent_at(message.get("Attributes", {})))
         sent = [t for t in (_sent_at(m.get("Attributes", {})) for m in messages) if t is not None]
         self.progress.received(asked_at, drained=len(messages) < self._max, oldest_sent=min(sent, default=None))
-        return len(messages)
+        return messages
+
+    async def _run_one(self, url: str, message: dict[str, Any]) -> None:
+        try:
+            if await self._process(url, message):
+                self._deletable.append(message)
+                self._delete_due.set()
+        finally:
+            self._in_flight.pop(message["MessageId"], None)
+            async with self._room:
+                self._room.notify_all()
 
     async def _process(self, url: str, message: dict[str, Any]) -> bool:
         """Handle one message; True when it may be deleted."""
@@ -140,40 +217,44 @@ class Consumer:
             log.warning("message_handler_failed", retry_in=delay, error=_describe(error), **context)
             if receive_count >= MAX_RECEIVE_COUNT:
                 self.progress.settled(message["MessageId"])  # dead-lettered next: waiting on it would stall
-            else:
-                self.progress.failed(message["MessageId"], _sent_at(attributes))
+            # else it stays pending in ``progress``: nothing sent after it counts as read
             await self._release(url, message, delay)
         else:
             self.progress.settled(message["MessageId"])
             return True
         return False
 
-    @contextlib.asynccontextmanager
-    async def _extending(self, url: str, messages: list[dict[str, Any]]) -> AsyncIterator[None]:
-        """Keep ``messages`` hidden while their handlers run, renewing well before expiry."""
-        if not messages:
-            yield
-            return
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(self._visibility / 3)
+    async def _renew_loop(self, url: Callable[[], str]) -> None:
+        """Keep the messages in flight hidden while their handlers run, renewing well before expiry."""
+        period = self._visibility / 3
+        while True:
+            await asyncio.sleep(period)
+            due = [m for m, since in self._in_flight.values() if time.monotonic() - since >= period]
+            for start in range(0, len(due), 10):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
-                    for i, m in enumerate(messages)
+                    for i, m in enumerate(due[start : start + 10])
                 ]
                 try:
-                    await self._broker.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+                    await self._broker.sqs.change_message_visibility_batch(QueueUrl=url(), Entries=entries)
                 except Exception:  # noqa: BLE001 - at worst the message is delivered twice; the inbox drops one
                     log.warning("visibility_extension_failed", queue=self._queue, exc_info=True)
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _delete_loop(self, url: Callable[[], str]) -> None:
+        """Delete handled messages ten at a time: a short linger lets a partial batch fill."""
+        while True:
+            await self._delete_due.wait()
+            if len(self._deletable) < 10 and not self._closing:
+                await asyncio.sleep(self._linger)
+            self._delete_due.clear()
+            while self._deletable:
+                batch, self._deletable = self._deletable[:10], self._deletable[10:]
+                try:
+                    await self._delete(url(), batch)
+                except Exception:  # noqa: BLE001 - redelivered later and dropped by the inbox
+                    log.warning("delete_failed", queue=self._queue, count=len(batch), exc_info=True)
+            if self._closing:
+                return
 
     async def _delete(self, url: str, messages: list[dict[str, Any]]) -> None:
         """Delete after the commits. A delete that fails only means a redelivery the inbox drops."""
@@ -205,35 +286,37 @@ class ReadProgress:
     predecessor had received are invisible until then). A receive that returns less than a
     full batch has read the queue to its end; one that returns a full batch has read what
     was sent before its oldest message (a backlog is read in about the order it was sent).
-    While a receive fails, or a message waits to be retried after a transient failure (the
-    database was unreachable), nothing after that message was sent is read: its reply came
-    in time and must win.
+    A message received but not yet handled (its handler runs, or it waits to be retried
+    after a transient failure such as an unreachable database) holds T before the time it
+    was sent: its reply came in time and must win. A receive that fails reads nothing, so T
+    simply stays where the last good one left it.
     """
 
     def __init__(self, visibility_timeout: float) -> None:
         self._visibility = visibility_timeout
         self._healthy_since: float | None = None
-        self._blocked_at: float | None = None
         self._frontier = 0.0
-        self._waiting: dict[str, float] = {}
+        self._pending: dict[str, float] = {}
+        """Received and not yet handled: when each was sent (SQS's clock)."""
 
     def started(self, now: float) -> None:
         self._healthy_since = now + self._visibility
 
-    def receive_failed(self, now: float) -> None:
-        self._block(now)
-
-    def failed(self, sqs_message_id: str, sent_at: float | None) -> None:
-        self._waiting.setdefault(sqs_message_id, sent_at or time.time())
-        self._block(min(self._waiting.values()))
+    def taken(self, sqs_message_id: str, sent_at: float | None) -> None:
+        # A redelivery keeps the first receive's time: the message waited since then.
+        self._pending.setdefault(sqs_message_id, sent_at if sent_at is not None else time.time())
 
     def settled(self, sqs_message_id: str) -> None:
-        self._waiting.pop(sqs_message_id, None)
+        """Handled, or given up on (malformed, or dead-lettered next)."""
+        self._pending.pop(sqs_message_id, None)
+
+    def released(self, sqs_message_ids: list[str]) -> None:
+        """Handed back unhandled on shutdown: this consumer reads no further."""
+        for sqs_message_id in sqs_message_ids:
+            self._pending.pop(sqs_message_id, None)
 
     def received(self, asked_at: float, *, drained: bool, oldest_sent: float | None = None) -> None:
-        if self._blocked_at is not None and not self._waiting:
-            self._blocked_at = None
-        if self._blocked_at is not None or self._healthy_since is None or asked_at < self._healthy_since:
+        if self._healthy_since is None or asked_at < self._healthy_since:
             return
         if drained:
             self._frontier = max(self._frontier, asked_at)
@@ -244,9 +327,6 @@ class ReadProgress:
     def read_until(self, now: float) -> float:
         """The latest time whose deadlines may be judged now."""
         until = min(self._frontier, now)
-        if self._blocked_at is not None:
-            until = min(until, self._blocked_at - CLOCK_MARGIN)
+        if self._pending:
+            until = min(until, min(self._pending.values()) - CLOCK_MARGIN)
         return until
-
-    def _block(self, at: float) -> None:
-        self._blocked_at = at if self._blocked_at is None else min(self._blocked_at, at)

@@ -173,6 +173,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
             service=definition.name,
             wait_time_seconds=settings.consumer_wait_seconds,
             visibility_timeout=settings.consumer_visibility_timeout,
+            max_in_flight=settings.consumer_max_in_flight,
         )
         rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)
