@@ -263,6 +263,9 @@ class Transition:
     state: SagaState
     outgoing: list[Outgoing] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
+    judge_after: datetime | None = None
+    """For a deadline pass: the earliest silence still waiting for the replies to be read;
+    nothing changes for it before the cutoff passes this time."""
 
     @property
     def changed(self) -> bool:
@@ -432,7 +435,9 @@ class SagaEngine:
                 and step_state.compensation_attempts < self.definition.max_compensation_attempts
             )
             if silence_until > cutoff and not resend_compensation:
-                continue  # silence not established yet: wait until the replies are read
+                # Silence not established yet: wait until the replies are read.
+                t.judge_after = silence_until if t.judge_after is None else min(t.judge_after, silence_until)
+                continue
             step_state.deadline = None
             t.state.updated_at = now
             if running and self.definition.forward_only(index):

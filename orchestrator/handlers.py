@@ -93,20 +93,20 @@ class Orchestrator:
         t = self.engine(state).on_reply(state, reply, at, envelope.causation_id, envelope.attempt)
         await self._commit_transition(uow, state, t, at, envelope)
 
-    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID, cutoff: datetime | None = None) -> bool:
+    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID, cutoff: datetime | None = None) -> Transition | None:
         """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
-        due and no other worker holds it."""
+        due and no other worker holds it; returns the transition, None if it was not due."""
         at = now()
         if saga_id not in await repository.due(uow.session, at, only=saga_id):
-            return False
+            return None
         state = await repository.load(uow.session, saga_id)
         assert state is not None  # due() found and locked it
         t = self.engine(state).on_deadline(state, at, cutoff)
         if not t.changed:
-            return False  # only silences not yet established: nothing to do before the replies are read
+            return t  # only silences not yet established: nothing to do before the replies are read
         with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), subject=state.subject):
             await self._commit_transition(uow, state, t, at, None)
-        return True
+        return t
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
         return await self._operator_action(
@@ -182,6 +182,7 @@ async def fire_due_deadlines(
     orchestrator: Orchestrator,
     sender: str,
     read_until: Callable[[float], float] | None = None,
+    waiting: dict[uuid.UUID, tuple[datetime, datetime]] | None = None,
 ) -> int:
     """One pass of the deadline worker; returns how many sagas it moved on.
 
@@ -189,21 +190,36 @@ async def fire_due_deadlines(
     every reply that could have answered them has been read. Each saga is handled in its own
     transaction, so one whose transition fails (logged, retried on the next pass) holds up no
     other; SKIP LOCKED makes several orchestrator instances share the work with each expiry
-    handled once.
+    handled once. ``waiting``, kept by the caller from pass to pass, remembers the sagas whose
+    silence could not be judged yet (their deadline, and the cutoff the judgment needs), so
+    that they cost nothing until the replies have been read that far or the deadline moves.
     """
     at = now()
     cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
+    waiting = {} if waiting is None else waiting
     async with sessions() as session:
         # Resends are due at once; judgments only up to the cutoff, and the engine tells them
         # apart, so the list is wide enough that waiting judgments never crowd resends out.
-        due = await repository.due(session, at, limit=500)
+        due = await repository.due_deadlines(session, at, limit=500)
+    seen = {saga_id for saga_id, _ in due}
+    for saga_id in [s for s in waiting if s not in seen]:
+        del waiting[saga_id]  # answered, or no longer due
     handled = 0
-    for saga_id in due:
+    for saga_id, deadline in due:
+        parked = waiting.get(saga_id)
+        if parked is not None and parked[0] == deadline and parked[1] > cutoff:
+            continue
         try:
             async with UnitOfWork(sessions, sender) as uow:
-                handled += await orchestrator.on_deadline(uow, saga_id, cutoff)
+                t = await orchestrator.on_deadline(uow, saga_id, cutoff)
                 await uow.commit()
         except Exception:
             log.exception("deadline_failed", saga_id=str(saga_id))
             await repository.postpone(sessions, saga_id, DEADLINE_RETRY)
+            continue
+        if t is not None and t.changed:
+            handled += 1
+            waiting.pop(saga_id, None)
+        elif t is not None and t.judge_after is not None:
+            waiting[saga_id] = (deadline, t.judge_after)
     return handled

@@ -37,9 +37,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         database when the deadline passed (see ``ReadProgress``).
         """
         replies = rt.consumers[ORCHESTRATOR_REPLIES].progress
+        waiting: dict = {}
         while not rt.stop.is_set():
             try:
-                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name, replies.read_until)
+                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name, replies.read_until, waiting)
             except Exception:  # the database is briefly down: try again on the next tick
                 log.exception("deadline_pass_failed")
                 handled = 0

@@ -103,6 +103,17 @@ async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.
     return list((await session.execute(query)).scalars())
 
 
+async def due_deadlines(session: AsyncSession, now: datetime, limit: int) -> list[tuple[uuid.UUID, datetime]]:
+    """Sagas with an expired deadline and that deadline, earliest first (no locks)."""
+    query = (
+        select(sagas.c.saga_id, sagas.c.next_deadline)
+        .where(sagas.c.next_deadline <= now)
+        .order_by(sagas.c.next_deadline)
+        .limit(limit)
+    )
+    return [(row.saga_id, row.next_deadline) for row in (await session.execute(query)).all()]
+
+
 async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
     """Move a saga's next deadline back (its own transaction: the failed one rolled back)."""
     async with sessions() as session, session.begin():

@@ -87,3 +87,32 @@ async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orche
             .all()
         )
     assert staged == ["SagaStatusChanged", "ReserveInventory", "ProcessPayment"]
+
+
+async def test_a_silence_not_yet_judgeable_costs_no_transaction_until_the_replies_are_read(orchestrator_db):
+    sessions = orchestrator_db
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    instance = Orchestrator(SagaRegistry(*definitions))
+    saga_id = await start(sessions, instance)
+    await asyncio.sleep(0.1)  # its deadline has passed, but the replies are read only up to 0
+    opened: list = []
+    instance.on_deadline = _counting(instance.on_deadline, saga_id, opened)  # type: ignore[method-assign]
+    waiting: dict = {}
+    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: 0.0, waiting)
+    assert saga_id in waiting and len(opened) == 1
+    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: 0.0, waiting)
+    assert len(opened) == 1  # parked: not looked at again while the cutoff has not moved past it
+    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: now, waiting)
+    assert saga_id not in waiting and len(opened) == 2
+    async with sessions() as session:
+        events = (await session.execute(text("SELECT event FROM saga_history WHERE saga_id = :id"), {"id": saga_id})).scalars()
+        assert "step_timed_out" in list(events)
+
+
+def _counting(method, saga_id: uuid.UUID, calls: list):
+    async def counted(uow, candidate, *args, **kwargs):
+        if candidate == saga_id:
+            calls.append(candidate)
+        return await method(uow, candidate, *args, **kwargs)
+
+    return counted

@@ -366,6 +366,8 @@ def test_resends_go_out_at_once_but_silence_is_judged_only_up_to_the_cutoff():
     assert not waiting.changed and waiting.state.step("reserve_inventory").status == e.StepStatus.RUNNING
     early = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=14))
     assert not early.changed  # the resend point is read, the end of the budget is not yet
+    # ... and it says until when there is nothing to judge, so the worker need not ask before.
+    assert waiting.judge_after == early.judge_after == T0 + timedelta(seconds=15)
     judged = ENGINE.on_deadline(saga.state, T0 + timedelta(seconds=20), cutoff=T0 + timedelta(seconds=16))
     assert judged.state.step("reserve_inventory").status == e.StepStatus.COMPENSATING
 
