@@ -10,8 +10,9 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -27,6 +28,7 @@ from . import domain
 from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
+ORDERS_REFUSED = Counter("orders_refused_total", "Orders refused with 503 because too many were in flight")
 guarded = operator_router(tags=["orders"])
 
 CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK"})
@@ -140,15 +142,33 @@ PLACE_ORDER_RESPONSES: Responses = {
     400: {"description": "Invalid Content-Length"},
     413: {"description": "Body over the size limit (64 KiB)"},
     422: {"description": "Invalid order, or an Idempotency-Key already used with another body"},
+    503: {
+        "description": "Too many orders in flight to finish this one within the saga's budget; nothing was written",
+        "headers": {"Retry-After": {"description": "Seconds to wait before placing it again", "schema": {"type": "integer"}}},
+    },
 }
 
 
 @router.post("/orders", status_code=202, response_model=OrderAccepted, responses=PLACE_ORDER_RESPONSES)
-async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idempotency_key: IdempotencyKey = None):
-    """Place an order; its saga runs after the response. Follow ``Location`` for its status."""
+async def place_order(
+    body: PlaceOrder, rt: RuntimeDep, request: Request, response: Response, idempotency_key: IdempotencyKey = None
+):
+    """Place an order; its saga runs after the response. Follow ``Location`` for its status.
+
+    When more orders are in flight than can finish within the saga's budget, the answer is
+    503 with ``Retry-After`` and nothing is written (see ``ORDER_MAX_IN_FLIGHT``)."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
+    admission = request.app.state.admission
+    if (wait := admission.retry_after()) is not None:
+        admission.refused += 1
+        ORDERS_REFUSED.inc()
+        return problem(
+            503,
+            f"{admission.in_flight} orders in flight, at most {admission.max_in_flight}: place it again later",
+            headers={"Retry-After": str(wait)},
+        )
     accepted = OrderAccepted(order_id=uuid.uuid4(), saga_id=uuid.uuid4())
     items = [i.model_dump(mode="json") for i in body.items]
     now = datetime.now(UTC)
@@ -203,6 +223,7 @@ async def place_order(body: PlaceOrder, rt: RuntimeDep, response: Response, idem
                 await uow.session.rollback()
                 return await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)
         await uow.commit()
+    admission.accepted()
     response.headers["Location"] = _location(accepted.order_id)
     return accepted
 

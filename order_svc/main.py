@@ -8,12 +8,13 @@ from contracts.topology import ORDER_COMMANDS
 from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 
-from . import api, handlers, stranded, tables
+from . import admission, api, handlers, stranded, tables
 from .settings import Settings
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    admitting = admission.Admission(settings.max_in_flight, horizon=settings.saga_start_bound)
     definition = ServiceDefinition(
         name="order",
         package=__package__,
@@ -21,10 +22,14 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         queues=(ORDER_COMMANDS,),
         handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),
-        workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
+        workers=(
+            stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),
+            admission.worker(admitting),
+        ),
         expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),
     )
     app = create_app(definition, settings)
+    app.state.admission = admitting
     app.add_middleware(api.BodyLimit, limit=settings.max_body_bytes)
     return app
 

@@ -14,3 +14,8 @@ class Settings(ServiceSettings):
         60, gt=0, description="Seconds after which an order still pending is checked for a saga that never started."
     )
     stranded_check_interval: float = Field(5, gt=0)
+    max_in_flight: int = Field(
+        600,
+        gt=0,
+        description="Orders accepted and not yet finished above which POST /orders answers 503 with Retry-After.",
+    )

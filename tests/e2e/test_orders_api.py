@@ -96,3 +96,36 @@ def test_same_idempotency_key_with_another_body_is_unprocessable(shop):
 def test_unknown_order_is_404(shop):
     assert shop.http.get(shop.url("order_svc", f"/orders/{uuid.uuid4()}")).status_code == 404
     assert shop.http.get(shop.url("order_svc", "/orders/not-a-uuid")).status_code == 422
+
+
+def test_orders_past_the_in_flight_bound_are_refused_up_front_and_nothing_is_written(stack, shop):
+    """A backlog that would outlast the saga's budget is refused with 503 and Retry-After,
+    rather than accepted and cancelled later; once it drains, orders are accepted again."""
+    sku = shop.new_sku(100)
+    customer = f"c-{uuid.uuid4().hex[:12]}"
+    stack.stop_service("orchestrator")  # nothing finishes meanwhile: every accepted order stays in flight
+    stack.service_env["order_svc"] = {"ORDER_MAX_IN_FLIGHT": "4"}
+    stack.stop_service("order_svc")
+    stack.start_service("order_svc")
+    try:
+        responses = [
+            shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, 1, customer_id=customer)) for _ in range(8)
+        ]
+        accepted = [r.json() for r in responses if r.status_code == 202]
+        refused = [r for r in responses if r.status_code == 503]
+        assert len(accepted) + len(refused) == 8 and len(accepted) <= 4 and len(refused) >= 4
+        for response in refused:
+            assert response.headers["content-type"] == "application/problem+json"
+            assert 1 <= int(response.headers["Retry-After"]) <= 30
+            assert "in flight" in response.json()["detail"]
+        # The refused orders were never written: the customer has exactly the accepted ones.
+        listed = shop.operator.get(shop.url("order_svc", "/orders"), params={"customer_id": customer}).json()
+        assert sorted(o["order_id"] for o in listed) == sorted(a["order_id"] for a in accepted)
+    finally:
+        stack.service_env.pop("order_svc")
+        stack.stop_service("order_svc")
+        stack.start_service("order_svc")
+        stack.start_service("orchestrator")
+    for placed in accepted:
+        assert shop.settled(placed, timeout=60)[1]["status"] == "completed"
+    shop.place(shop.order_body(sku, 1, customer_id=customer))  # the backlog drained: accepted again
