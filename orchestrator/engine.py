@@ -155,7 +155,8 @@ class SagaDefinition:
     """The step after which the saga only goes forward: later steps are retried within the
     budget, escalated if they still fail, and never compensated."""
     reports_to: str | None = None
-    """Queue told of every change of the saga's status (:class:`SagaStatusChanged`)."""
+    """Queue told of every change of the saga's status (:class:`SagaStatusChanged`) after its
+    start: the initiator records the saga as running when it sends the start command."""
     on_completed: tuple[Notify, ...] = ()
     on_compensated: tuple[Notify, ...] = ()
     forget_when_done: tuple[str, ...] = ()

@@ -141,8 +141,9 @@ class Orchestrator:
     ) -> None:
         await repository.record(uow.session, t.state.saga_id, t.history, at, cause.message_id if cause else None)
         reports_to = self.registry[t.state.definition].definition.reports_to
-        if reports_to is not None and t.state.status != before:
-            # The initiator keeps the status of its sagas (an order lists them) from these.
+        if reports_to is not None and t.state.status != before and (before is not None or t.state.status != SagaStatus.RUNNING):
+            # The initiator keeps the status of its sagas (an order lists them) from these. It
+            # recorded the saga as running when it asked for it, so a start is not news.
             change = c.SagaStatusChanged(
                 saga_id=t.state.saga_id,
                 definition=t.state.definition,
