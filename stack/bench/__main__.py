@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
-from .run import Config, capacity, measure, new_stack
+from .run import Config, capacity, measure, new_stack, stop_together
 from .stats import DEFAULT_MIX, P99_LIMIT, parse_mix
 
 RAMP = "200,400,600,900,1200,1800,2400,3000"
@@ -34,6 +34,7 @@ def execute(config: Config, out: Path, console: Console) -> dict[str, Any]:
                     progress.console.print(f"measuring this machine's capacity ({config.capacity_seconds:g} s each)")
                     machine = asyncio.run(capacity(stack, config.capacity_seconds))
                 measurement = asyncio.run(measure(stack, rate, config, progress, idle=index == 0))
+                stop_together(stack)
             run = report.summary(measurement, machine) | {"series": report.series(measurement)}
             runs.append(run)
             if config.ramp and run["latency_seconds"]["p99"] > P99_LIMIT:
