@@ -41,6 +41,9 @@ class Config:
     idle: float = 10.0
     drain: float = 60.0
     capacity_seconds: float = 3.0
+    stats_flush: float = 11.0
+    """Seconds waited after the drain before the counters are read: an idle PostgreSQL backend reports
+    its commits to ``pg_stat_database`` up to 10 s late (``PGSTAT_IDLE_INTERVAL``)."""
     database_url: str | None = None
     endpoint: str | None = None
     prefix: str = "bench"
@@ -168,7 +171,7 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         drain_seconds = time.monotonic() - drain_start
         stop.set()
         await sampler
-        await asyncio.sleep(1.5)  # PostgreSQL flushes a backend's statistics at most once a second
+        await asyncio.sleep(config.stats_flush)
         first, last = await before, await probe.snapshot()
         by_saga = {o.saga_id: o for o in orders if o.saga_id}
         for saga_id, (status, at) in (await probe.final_sagas(accepted)).items():
