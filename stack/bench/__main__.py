@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
 
 from . import report
 from .run import Config, capacity, measure, new_stack, stop_together
@@ -37,10 +38,13 @@ def execute(config: Config, out: Path, console: Console) -> dict[str, Any]:
                 stop_together(stack)
             run = report.summary(measurement, machine) | {"series": report.series(measurement)}
             runs.append(run)
-            if config.ramp and run["latency_seconds"]["p99"] > P99_LIMIT:
-                progress.console.print(f"p99 {run['latency_seconds']['p99']:.2f} s passed {P99_LIMIT:g} s: the ramp stops")
+            if config.ramp and (run["latency_seconds"]["p99"] > P99_LIMIT or run["orders_unfinished"]):
+                progress.console.print(
+                    f"p99 {run['latency_seconds']['p99']:.2f} s, {run['orders_unfinished']} orders not finished: the ramp stops"
+                )
                 break
-    config_json = asdict(config) | {"rates": list(config.rates), "token": None}
+    database = make_url(config.database_url).render_as_string(hide_password=True) if config.database_url else "embedded"
+    config_json = asdict(config) | {"rates": list(config.rates), "token": None, "database_url": database}
     result = {
         "config": config_json,
         "capacity": machine,
