@@ -159,6 +159,7 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         await asyncio.sleep(max(0.0, clock + config.warmup + config.duration - time.monotonic()))
         load_end = time.time()
         await asyncio.gather(*tasks)
+        progress.stop_task(placing)
         accepted = [o.saga_id for o in orders if o.saga_id]
         settling = progress.add_task(f"{rate:g}/min: settling", total=len(accepted))
         drain_start = time.monotonic()
@@ -169,6 +170,7 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
                 break
             await asyncio.sleep(1)
         drain_seconds = time.monotonic() - drain_start
+        progress.stop_task(settling)
         stop.set()
         await sampler
         await asyncio.sleep(config.stats_flush)
