@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import aioboto3
 import structlog
 from botocore.config import Config
 from prometheus_client import Counter
 from sqlalchemy import or_, select, update
 
-from messaging.aws import region
+from messaging.aws import session
 from messaging.consumer import retry_delay
 from messaging.service import Runtime
 
@@ -35,7 +34,7 @@ EMAILS_FAILED = Counter("emails_failed_total", "Emails SES refused MAX_EMAIL_ATT
 
 def email_worker(sender: str, poll_interval: float):
     async def send_emails(rt: Runtime) -> None:
-        async with aioboto3.Session(region_name=region()).client("ses", config=SES_CONFIG) as ses:
+        async with session().client("ses", config=SES_CONFIG) as ses:
             while not rt.stop.is_set():
                 try:
                     sent = await send_queued(rt, ses, sender)

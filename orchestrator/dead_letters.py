@@ -12,14 +12,13 @@ import asyncio
 import uuid
 from dataclasses import asdict, dataclass
 
-import aioboto3
 import structlog
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from contracts import messages as c
 from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS
-from messaging.aws import Broker, region
+from messaging.aws import Broker, session
 from messaging.envelope import Envelope, MalformedMessage, Message
 
 log = structlog.get_logger("dead_letters", service="orchestrator")
@@ -225,7 +224,7 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
         waiting = await peek(broker, dlq)
         # One attempt only: an endpoint without the action (some emulators) answers 5xx,
         # which the default retry policy would retry for seconds.
-        async with aioboto3.Session(region_name=region()).client("sqs", config=NO_RETRY) as sqs:
+        async with session().client("sqs", config=NO_RETRY) as sqs:
             task = await sqs.start_message_move_task(SourceArn=broker.queue_arn(dlq), DestinationArn=broker.queue_arn(source))
         return {
             "queue": dlq,

@@ -16,6 +16,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from . import metrics
 from .naming import Naming
 
 # Standard retry mode retries throttling and 5xx with exponential backoff and jitter.
@@ -24,6 +25,19 @@ BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_ti
 
 def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def count_request(event_name: str, **_: Any) -> None:
+    """botocore's ``before-send.<service>.<Operation>`` hook: one HTTP request to AWS (``aws_requests_total``)."""
+    service, operation = event_name.split(".", 2)[1:]
+    metrics.AWS_REQUESTS.labels(service, operation).inc()
+
+
+def session() -> aioboto3.Session:
+    """An aioboto3 session in the configured region whose clients count their requests."""
+    new = aioboto3.Session(region_name=region())
+    new.events.register("before-send", count_request)
+    return new
 
 
 @dataclass
@@ -51,11 +65,11 @@ class Broker:
 
 @contextlib.asynccontextmanager
 async def open_broker(naming: Naming) -> AsyncIterator[Broker]:
-    session = aioboto3.Session(region_name=region())
+    aws = session()
     async with (
-        session.client("sqs", config=BOTO_CONFIG) as sqs,
-        session.client("sns", config=BOTO_CONFIG) as sns,
-        session.client("sts", config=BOTO_CONFIG) as sts,
+        aws.client("sqs", config=BOTO_CONFIG) as sqs,
+        aws.client("sns", config=BOTO_CONFIG) as sns,
+        aws.client("sts", config=BOTO_CONFIG) as sts,
     ):
         identity = await sts.get_caller_identity()
         yield Broker(sqs=sqs, sns=sns, naming=naming, account_id=identity["Account"])

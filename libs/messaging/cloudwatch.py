@@ -355,12 +355,11 @@ async def _sender(sink: str) -> AsyncIterator[Send]:
 
         yield write_emf
         return
-    import aioboto3
     from botocore.config import Config
 
-    from .aws import region
+    from .aws import session
 
     # Few retries: a failed period is simply sent again with the next one.
     client_config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
-    async with aioboto3.Session(region_name=region()).client("cloudwatch", config=client_config) as client:
+    async with session().client("cloudwatch", config=client_config) as client:
         yield put_metric_data(client)

@@ -16,6 +16,11 @@ OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published", ["
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 SAGAS = Counter("sagas_total", "Saga lifecycle transitions", ["event"])
+AWS_REQUESTS = Counter(
+    "aws_requests_total",
+    "HTTP requests sent to AWS APIs, each retry included, by AWS service (sqs, sns, ...) and operation",
+    ["service", "operation"],
+)
 STEP_LATENCY = Histogram(
     "saga_step_latency_seconds",
     "Time from a step's command to its reply",

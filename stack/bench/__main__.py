@@ -1,0 +1,91 @@
+"""``python -m stack.bench --rate 300 --duration 60`` (``make bench RATE=300 DURATION=60``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
+
+from . import report
+from .run import Config, capacity, measure, new_stack, stop_together
+from .stats import DEFAULT_MIX, P99_LIMIT, parse_mix
+
+RAMP = "200,400,600,900,1200,1800,2400,3000"
+
+
+def execute(config: Config, out: Path, console: Console) -> dict[str, Any]:
+    """Run every rate of ``config``; write the JSON and the plots to ``out``; return the result."""
+    runs: list[dict[str, Any]] = []
+    machine: dict[str, float] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        for index, rate in enumerate(config.rates):
+            stack = new_stack(config)
+            progress.console.print(f"{rate:g} orders/min: a fresh stack, prefix {stack.prefix}, logs in {stack.workdir}")
+            with stack:
+                if not machine:
+                    progress.console.print(f"measuring this machine's capacity ({config.capacity_seconds:g} s each)")
+                    machine = asyncio.run(capacity(stack, config.capacity_seconds))
+                measurement = asyncio.run(measure(stack, rate, config, progress, idle=index == 0))
+                stop_together(stack)
+            run = report.summary(measurement, machine) | {"series": report.series(measurement)}
+            runs.append(run)
+            if config.ramp and (run["latency_seconds"]["p99"] > P99_LIMIT or run["orders_unfinished"]):
+                progress.console.print(
+                    f"p99 {run['latency_seconds']['p99']:.2f} s, {run['orders_unfinished']} orders not finished: the ramp stops"
+                )
+                break
+    database = make_url(config.database_url).render_as_string(hide_password=True) if config.database_url else "embedded"
+    config_json = asdict(config) | {"rates": list(config.rates), "token": None, "database_url": database}
+    result = {
+        "config": config_json,
+        "capacity": machine,
+        "runs": runs,
+        "knee_per_minute": report.knee_of(runs) if config.ramp else None,
+    }
+    written = report.write(result, out)
+    report.print_result(console, result, written)
+    return result
+
+
+def main(
+    rate: float = typer.Option(300, help="orders per minute (without --ramp)"),
+    duration: float = typer.Option(60, help="seconds of measured load per rate"),
+    warmup: float = typer.Option(10, help="seconds of load before the measurement starts"),
+    mix: str = typer.Option(DEFAULT_MIX, help="kind=weight,...: success, decline, undeliverable, bounce, out_of_stock, ..."),
+    ramp: bool = typer.Option(False, help=f"rising rates until the p99 passes {P99_LIMIT:g} s; prints the knee"),
+    rates: str = typer.Option(RAMP, help="orders per minute of the ramp, comma-separated"),
+    idle: float = typer.Option(10, help="seconds of idle measured after the last rate (0: none)"),
+    drain: float = typer.Option(60, help="seconds at most to wait for the last orders to finish"),
+    capacity_seconds: float = typer.Option(3, help="seconds of each capacity measurement"),
+    prefix: str = typer.Option("bench", help="name prefix on AWS_ENDPOINT_URL (make deploy-local PREFIX=bench)"),
+    out: Path = typer.Option(Path("bench-results"), help="directory of the results (a subdirectory per run)"),
+) -> None:
+    """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
+    config = Config(
+        rates=tuple(float(r) for r in rates.split(",")) if ramp else (rate,),
+        duration=duration,
+        warmup=warmup,
+        mix=parse_mix(mix),
+        ramp=ramp,
+        idle=idle,
+        drain=drain,
+        capacity_seconds=capacity_seconds,
+        database_url=os.environ.get("DATABASE_URL"),
+        endpoint=os.environ.get("AWS_ENDPOINT_URL"),
+        prefix=prefix,
+    )
+    console = Console() if Console().is_terminal else Console(width=160)
+    execute(config, out / time.strftime("%Y%m%d-%H%M%S"), console)
+
+
+if __name__ == "__main__":
+    typer.run(main)
