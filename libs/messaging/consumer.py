@@ -75,7 +75,7 @@ class Consumer:
         wait_time_seconds: int = 20,
         max_messages: int = 10,
         visibility_timeout: int = 10,
-        max_in_flight: int = 30,
+        max_in_flight: int = 20,
         delete_linger: float = 0.05,
     ) -> None:
         self._broker = broker

@@ -39,6 +39,8 @@ class Runtime:
     settings: ServiceSettings
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
+    relay_sessions: async_sessionmaker[AsyncSession] | None = None
+    """The relay's own small pool (``sessions`` when None)."""
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     consumers: dict[str, Consumer] = field(default_factory=dict)
     """The consumer of each queue, by logical name (a worker may ask how far one has read)."""
@@ -83,13 +85,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
         await database.create_if_missing(settings.database_url)
-        engine = create_async_engine(
-            # hide_parameters: a failing statement's error (which is logged) must not carry
-            # the values bound into it, such as an email address.
-            settings.database_url,
-            pool_size=10,
-            pool_pre_ping=True,
-            hide_parameters=True,
+        # hide_parameters: a failing statement's error (which is logged) must not carry
+        # the values bound into it, such as an email address.
+        engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
+        # The relay has connections of its own: handlers that fill the main pool (each waits
+        # on its saga's row lock, say) must never keep a reply from being published.
+        relay_engine = create_async_engine(
+            settings.database_url, pool_size=2, max_overflow=4, pool_pre_ping=True, hide_parameters=True
         )
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
@@ -102,7 +104,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 interval=settings.metrics_publish_interval,
             ),
         ):
-            rt = Runtime(definition.name, settings, async_sessionmaker(engine, expire_on_commit=False), broker)
+            rt = Runtime(
+                definition.name,
+                settings,
+                async_sessionmaker(engine, expire_on_commit=False),
+                broker,
+                relay_sessions=async_sessionmaker(relay_engine, expire_on_commit=False),
+            )
             app.state.runtime = rt
             for hook in definition.on_start:
                 await hook(rt)
@@ -120,6 +128,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
+                await relay_engine.dispose()
 
     app = FastAPI(
         title=f"{definition.name} service", version="1", lifespan=lifespan, generate_unique_id_function=http.operation_id
@@ -142,7 +151,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
 def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, Coroutine[Any, Any, None]]]:
     settings = rt.settings
     relay = Relay(
-        rt.sessions,
+        rt.relay_sessions or rt.sessions,
         rt.broker,
         service=definition.name,
         database_url=settings.database_url,
