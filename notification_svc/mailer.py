@@ -29,20 +29,27 @@ MAX_EMAIL_ATTEMPTS = 8
 # Short: the claimed rows stay locked while SES answers, and a WithdrawConfirmation for one
 # of them waits on that lock. A slow SES is retried by this worker's own backoff instead.
 SES_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
+IDLE_POLL_CAP = 2.0  # seconds between looks for queued emails once there has been none for a while
 EMAILS_FAILED = Counter("emails_failed_total", "Emails SES refused MAX_EMAIL_ATTEMPTS times")
 
 
 def email_worker(sender: str, poll_interval: float):
     async def send_emails(rt: Runtime) -> None:
         async with session().client("ses", config=SES_CONFIG) as ses:
+            idle = poll_interval
             while not rt.stop.is_set():
                 try:
                     sent = await send_queued(rt, ses, sender)
                 except Exception:  # SES or the database is briefly down: try again shortly
                     log.exception("email_pass_failed")
                     sent = 0
-                if not sent:
-                    await asyncio.sleep(poll_interval)
+                if sent:
+                    idle = poll_interval
+                else:
+                    # The saga does not wait for the email (its reply left with the queued
+                    # row), so an idle worker may look less often: 0.2 s doubling to 2 s.
+                    await asyncio.sleep(idle)
+                    idle = min(idle * 2, IDLE_POLL_CAP)
 
     return send_emails
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import structlog
 from fastapi import FastAPI
@@ -23,6 +24,24 @@ DEFINITIONS: tuple[SagaDefinition, ...] = (order_saga(), cancellation_saga())
 """Every saga the orchestrator runs; a new one is added here."""
 
 log = structlog.get_logger("orchestrator")
+
+
+IDLE_DEADLINE_CHECK = 2.0
+"""Seconds between two looks for due deadlines when none is near. Every deadline is set at
+least a few seconds ahead, so looking this often fires each on time; an idle orchestrator
+does not query twice a second for nothing."""
+
+
+async def _until_next_deadline(rt: Runtime, shortest: float) -> float:
+    """How long the deadline worker may sleep: until the next deadline, within bounds."""
+    try:
+        async with rt.sessions() as session:
+            upcoming = await repository.next_deadline(session)
+    except Exception:  # noqa: BLE001 - the database is briefly down: look again soon
+        return shortest
+    if upcoming is None:
+        return IDLE_DEADLINE_CHECK
+    return min(max((upcoming - datetime.now(UTC)).total_seconds(), shortest), IDLE_DEADLINE_CHECK)
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +64,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 log.exception("deadline_pass_failed")
                 handled = 0
             if not handled:
-                await asyncio.sleep(settings.deadline_poll_interval)
+                await asyncio.sleep(await _until_next_deadline(rt, settings.deadline_poll_interval))
 
     async def intervention_gauge(rt: Runtime) -> None:
         """Sample how many sagas wait for a person: the gauge the CloudWatch alarm watches."""

@@ -114,6 +114,11 @@ async def due_deadlines(session: AsyncSession, now: datetime, limit: int) -> lis
     return [(row.saga_id, row.next_deadline) for row in (await session.execute(query)).all()]
 
 
+async def next_deadline(session: AsyncSession) -> datetime | None:
+    """The earliest deadline of any saga (passed or not), None when no saga has one."""
+    return (await session.execute(select(func.min(sagas.c.next_deadline)))).scalar_one()
+
+
 async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
     """Move a saga's next deadline back (its own transaction: the failed one rolled back)."""
     async with sessions() as session, session.begin():

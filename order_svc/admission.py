@@ -6,16 +6,16 @@ orders accepted and not yet finished, the backlog would outlast the saga's 30 s 
 ``POST /orders`` answers 503 with ``Retry-After`` instead: nothing is written, nothing is
 lost, and the client knows when to come back.
 
-The count comes from the orders table, sampled twice a second by a worker, plus the
-orders this process accepted since the last sample, so a burst between two samples cannot
-overshoot. Orders older than the start bound are left out: one whose saga never started is
-the stranded-order net's business, and must not close the door on everybody else.
+The count comes from the orders table, sampled by ``POST /orders`` itself at most twice a
+second (so an idle service does no work for it), plus the orders this process accepted
+since the last sample, so a burst between two samples cannot overshoot. Orders older than
+the start bound are left out: one whose saga never started is the stranded-order net's
+business, and must not close the door on everybody else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -51,7 +51,8 @@ class Admission:
     finishing_rate: float = 0.0
     """Orders finished per second over the last ``RATE_WINDOW`` seconds."""
     refused: int = 0
-    _sampled_at: float = field(default=0.0, repr=False)
+    sampled_at: float = field(default=-SAMPLE_INTERVAL, repr=False)
+    sampling: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def in_flight(self) -> int:
@@ -71,25 +72,25 @@ class Admission:
     def update(self, in_flight: int, finished: int) -> None:
         self.sampled, self.accepted_since = in_flight, 0
         self.finishing_rate = finished / RATE_WINDOW
-        self._sampled_at = time.monotonic()
+        self.sampled_at = time.monotonic()
 
 
-async def sample(rt: Runtime, admission: Admission) -> None:
-    async with rt.sessions() as session:
-        row = (
-            await session.execute(_SAMPLE, {"pending": domain.PENDING, "window": RATE_WINDOW, "horizon": admission.horizon})
-        ).one()
-    admission.update(row.in_flight, row.finished)
-
-
-def worker(admission: Admission):
-    async def admission_control(rt: Runtime) -> None:
-        while not rt.stop.is_set():
-            try:
-                await sample(rt, admission)
-            except Exception:  # noqa: BLE001 - the database is briefly down: keep the last sample
-                log.warning("admission_sample_failed", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rt.stop.wait(), SAMPLE_INTERVAL)
-
-    return admission_control
+async def refresh(rt: Runtime, admission: Admission) -> None:
+    """Sample the orders table if the last sample is older than ``SAMPLE_INTERVAL``; one
+    request samples while the others use what it finds."""
+    if time.monotonic() - admission.sampled_at < SAMPLE_INTERVAL:
+        return
+    async with admission.sampling:
+        if time.monotonic() - admission.sampled_at < SAMPLE_INTERVAL:
+            return
+        try:
+            async with rt.sessions() as session:
+                row = (
+                    await session.execute(
+                        _SAMPLE, {"pending": domain.PENDING, "window": RATE_WINDOW, "horizon": admission.horizon}
+                    )
+                ).one()
+        except Exception:  # noqa: BLE001 - the database is briefly down: the order's own insert will say so
+            log.warning("admission_sample_failed", exc_info=True)
+            return
+        admission.update(row.in_flight, row.finished)

@@ -25,6 +25,7 @@ from messaging.text import check_text
 from messaging.uow import UnitOfWork
 
 from . import domain
+from .admission import refresh as refresh_admission
 from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
@@ -161,6 +162,7 @@ async def place_order(
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
     admission = request.app.state.admission
+    await refresh_admission(rt, admission)
     if (wait := admission.retry_after()) is not None:
         admission.refused += 1
         ORDERS_REFUSED.inc()

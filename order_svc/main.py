@@ -22,10 +22,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         queues=(ORDER_COMMANDS,),
         handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),
-        workers=(
-            stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),
-            admission.worker(admitting),
-        ),
+        workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
         expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),
     )
     app = create_app(definition, settings)

@@ -13,7 +13,7 @@ class Settings(ServiceSettings):
     saga_start_bound: float = Field(
         60, gt=0, description="Seconds after which an order still pending is checked for a saga that never started."
     )
-    stranded_check_interval: float = Field(5, gt=0)
+    stranded_check_interval: float = Field(15, gt=0)
     max_in_flight: int = Field(
         600,
         gt=0,
