@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import asdict
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import make_url
 
 from . import report
-from .run import Config, capacity, measure, new_stack, stop_together
+from .run import Config, capacity, measure, new_stack, recovery, stop_together
 from .stats import DEFAULT_MIX, P99_LIMIT, parse_mix
 
 RAMP = "200,400,600,900,1200,1800,2400,3000"
@@ -68,6 +69,9 @@ def main(
     capacity_seconds: float = typer.Option(3, help="seconds of each capacity measurement"),
     prefix: str = typer.Option("bench", help="name prefix on AWS_ENDPOINT_URL (make deploy-local PREFIX=bench)"),
     out: Path = typer.Option(Path("bench-results"), help="directory of the results (a subdirectory per run)"),
+    recover: int = typer.Option(
+        0, "--recovery", help="instead: this many orders in flight, the orchestrator killed and restarted; time to all final"
+    ),
 ) -> None:
     """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
     config = Config(
@@ -84,7 +88,22 @@ def main(
         prefix=prefix,
     )
     console = Console() if Console().is_terminal else Console(width=160)
-    execute(config, out / time.strftime("%Y%m%d-%H%M%S"), console)
+    if recover:
+        execute_recovery(config, recover, out / time.strftime("%Y%m%d-%H%M%S"), console)
+    else:
+        execute(config, out / time.strftime("%Y%m%d-%H%M%S"), console)
+
+
+def execute_recovery(config: Config, count: int, out: Path, console: Console) -> dict[str, Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress, new_stack(config) as stack:
+        result = asyncio.run(recovery(stack, count, config, progress))
+        stop_together(stack)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recovery.json").write_text(json.dumps(result, indent=1))
+    console.print(result)
+    console.print(f"written: {out / 'recovery.json'}")
+    return result
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
         "orders_accepted": sum(1 for o in measured if o.saga_id),
         "orders_unfinished": sum(1 for o in measured if o.saga_id and o.finished is None),
         "post_errors": sum(1 for o in measured if o.error),
+        "refused_503": sum(1 for o in measured if o.error == "HTTP 503"),
+        # Orders the sandbox would confirm that ended otherwise: the system's own doing
+        # (a step timed out while its command or reply waited in a queue).
+        "confirmable_cancelled": sum(1 for o in measured if o.kind == "success" and o.status and o.status != "completed"),
         "statuses": dict(statuses),
         "latency_seconds": asdict(times),
         "drain_seconds": m.drain_seconds,
@@ -181,6 +185,8 @@ def table(result: dict[str, Any]) -> Table:
     row("achieved orders/min", lambda r: r["achieved_per_minute"], "{:.0f}")
     row("orders measured (after warm-up)", lambda r: r["orders_measured"], "{}")
     row("  not finished / POST errors", lambda r: f"{r['orders_unfinished']} / {r['post_errors']}", "{}")
+    row("  refused up front (503)", lambda r: r["refused_503"], "{}")
+    row("  confirmable orders cancelled", lambda r: r["confirmable_cancelled"], "{}")
     for key in ("p50", "p95", "p99", "max"):
         row(f"latency {key} (s)", lambda r, key=key: r["latency_seconds"][key])
     row("AWS requests / order", lambda r: r["aws_requests_per_order"], "{:.1f}")

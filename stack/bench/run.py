@@ -245,3 +245,54 @@ async def measure_idle(probe: Probe, seconds: float) -> dict[str, Any]:
         "aws_requests_per_second": sum(requests.values()) / span,
         "aws_requests_per_second_by_operation": {op: n / span for op, n in sorted(requests.items()) if n},
     }
+
+
+# --------------------------------------------------------------------------- recovery
+async def recovery(stack: Stack, count: int, config: Config, progress: Progress) -> dict[str, Any]:
+    """``count`` orders placed as fast as the API takes them; once all are accepted the
+    orchestrator is killed (``kill -9``) with their sagas in flight and started again. Measured:
+    the seconds from its restart (healthy again) until every one of those sagas is final."""
+    kinds = sequence(config.mix, count)
+    orders = [Order(kind, measured=True) for kind in kinds]
+    operator = {"Authorization": f"Bearer {config.token}"}
+    async with Probe(stack) as probe, httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as http:
+        for sku, available in STOCK.items():
+            (
+                await http.put(f"{stack.url('inventory_svc')}/stock/{sku}", json={"available": available}, headers=operator)
+            ).raise_for_status()
+        placing = progress.add_task(f"recovery: placing {count}", total=count)
+        url = f"{stack.url('order_svc')}/orders"
+        gate = asyncio.Semaphore(50)
+
+        async def one(order: Order) -> None:
+            async with gate:
+                await place(http, url, order)
+            progress.advance(placing)
+
+        await asyncio.gather(*(one(o) for o in orders))
+        progress.stop_task(placing)
+        accepted = [o.saga_id for o in orders if o.saga_id]
+        in_flight = len(accepted) - await probe.finished(accepted, FINAL)
+        stack.stop_service("orchestrator", kill=True)
+        await asyncio.to_thread(stack.start_service, "orchestrator")
+        restarted = time.monotonic()
+        settling = progress.add_task("recovery: settling", total=len(accepted))
+        finished = 0
+        while time.monotonic() < restarted + config.drain and finished < len(accepted):
+            finished = await probe.finished(accepted, FINAL)
+            progress.update(settling, completed=finished)
+            await asyncio.sleep(0.2)
+        seconds = time.monotonic() - restarted
+        progress.stop_task(settling)
+        by_saga = {o.saga_id: o for o in orders if o.saga_id}
+        for saga_id, (status, _) in (await probe.final_sagas(accepted)).items():
+            by_saga[saga_id].status = status
+    return {
+        "orders": count,
+        "accepted": len(accepted),
+        "in_flight_when_killed": in_flight,
+        "seconds_from_restart_to_all_final": seconds if finished == len(accepted) else None,
+        "unfinished": len(accepted) - finished,
+        "statuses": dict(Counter(o.status or o.error or "not placed" for o in orders)),
+        "confirmable_cancelled": sum(1 for o in orders if o.kind == "success" and o.status and o.status != "completed"),
+    }
