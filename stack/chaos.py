@@ -74,12 +74,15 @@ QUEUES_OF = {
     "notification_svc": (q.NOTIFICATION_COMMANDS,),
 }
 """The queues each service consumes."""
+VISIBILITY = 10
+"""Seconds: the consumers' visibility timeout (CONSUMER_VISIBILITY_TIMEOUT's default)."""
 LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
 """Participants whose queue holds only commands the orchestrator sends again when unanswered
 (a step's action or compensation), so the "commands lost" fault may drop what waits there."""
 LOST_HOLD = 2.5
-"""Seconds the "commands lost" fault keeps its participant down before it drops what queued:
-less than the 3 s after which a step's command is first resent, so the resend survives."""
+"""Seconds from the first command queued for the participant the "commands lost" fault keeps
+down until it drops what queued: less than the 3 s after which a step's command is first
+resent, so the resend survives."""
 
 
 @dataclass
@@ -122,6 +125,8 @@ class Run:
     """(epoch seconds, fault, target) of each fault injected; "postgres back" when the restart ended."""
     hidden_at_exit: list[int] = field(default_factory=list)
     """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
+    sigterm_exits_skipped: int = 0
+    """Exits after a SIGTERM not measured: the service's previous process had died just before."""
     lost: list[dict[str, str]] = field(default_factory=list)
     """Commands the "commands lost" fault took out of a participant's queue: message_id, saga_id, message_type."""
     measurements: dict[str, Any] = field(default_factory=dict)
@@ -183,6 +188,8 @@ class Chaos:
         self.restarts: Counter = Counter()
         self.held_down: set[str] = set()
         self._killed: set[str] = set()
+        self._exits: defaultdict[str, list[tuple[float, int]]] = defaultdict(list)
+        """(monotonic time, pid) of each exit of a service's process the supervisor saw."""
 
     # ---- lifecycle
     def start(self) -> None:
@@ -247,6 +254,7 @@ class Chaos:
         while not self.stopping:
             for module, process in list(self.stack.processes.items()):
                 if process.poll() is not None and module not in self.held_down:
+                    self._exits[module].append((time.monotonic(), process.pid))
                     if process.returncode == -signal.SIGKILL and module not in self._killed:
                         self.run.faults["crash points"] += 1
                     self._killed.discard(module)
@@ -331,6 +339,11 @@ class Chaos:
             self.run.faults["SIGTERM ignored, killed"] += 1
             process.kill()
             return
+        # A predecessor killed less than a visibility timeout ago may still hide what it had
+        # received: such an exit measures nothing of this process.
+        if any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module]):
+            self.run.sigterm_exits_skipped += 1
+            return
         # The supervisor restarts it within 0.2 s, and the new process takes seconds to receive.
         self.run.hidden_at_exit.append(await asyncio.to_thread(self._invisible, QUEUES_OF[module]))
 
@@ -346,19 +359,30 @@ class Chaos:
         )
 
     async def _lose_commands(self, module: str, hold: float) -> None:
-        """A participant down for ``hold`` seconds, and the commands that queued meanwhile lost
-        (as if the queue had dropped them): only a resend can still answer their steps. What
-        the killed process had received is not touched: it reappears after its visibility timeout."""
+        """A participant down, and the commands that queued in the ``hold`` seconds after the
+        first one did lost (as if the queue had dropped them): only a resend can still answer
+        their steps. What the killed process had received is not touched: it reappears after
+        its visibility timeout."""
         self.held_down.add(module)
         try:
             process = self.stack.processes.get(module)
             if process and process.poll() is None:
                 self._killed.add(module)
                 process.kill()
+            queue = QUEUES_OF[module][0]
+            waiting = time.monotonic() + 10  # upstream may be held up by another fault: wait for a command
+            while time.monotonic() < waiting and not await asyncio.to_thread(self._queued, queue):
+                await asyncio.sleep(0.2)
             await asyncio.sleep(hold)
-            self.run.lost += await asyncio.to_thread(self._drop_queued, QUEUES_OF[module][0])
+            self.run.lost += await asyncio.to_thread(self._drop_queued, queue)
         finally:
             self.held_down.discard(module)
+
+    def _queued(self, queue: str) -> int:
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.queue_url(queue), AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
     def _drop_queued(self, queue: str) -> list[dict[str, str]]:
         sqs, url, dropped = self.stack.client("sqs"), self.stack.queue_url(queue), []
@@ -839,6 +863,7 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
         "sigterm_exits": len(run.hidden_at_exit),
         "hidden_at_sigterm_exit": sum(run.hidden_at_exit),
         "hidden_at_each_sigterm_exit": run.hidden_at_exit,
+        "sigterm_exits_skipped": run.sigterm_exits_skipped,
         "redelivered": redelivered,
         "resends": resend_outcomes(history, run.lost, handled, action_steps()),
         "relay_latency": relay_latencies([(r[0], r[1]) for r in rows], (began[0], ended[0]) if began and ended else None),
@@ -856,7 +881,8 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
         f"  step latency, command written to reply handled: {spread(m['step_latency'])};"
         f" {m['step_latency'].get('over_10s', 0)} over 10 s",
         f"  SIGTERM: {m['hidden_at_sigterm_exit']} messages still invisible when the {m['sigterm_exits']} processes"
-        " stopped by it exited (each waits out a visibility timeout)",
+        " stopped by it exited (each waits out a visibility timeout);"
+        f" {m['sigterm_exits_skipped']} exits not measured (a predecessor had died less than 12 s before)",
         f"  redeliveries: {m['redelivered']} messages handled at a receive count above 1",
         f"  resends: {r['steps_resent']} steps resent ({r['resends']} resends); {r['commands_dropped']} commands dropped"
         f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"
