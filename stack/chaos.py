@@ -78,11 +78,10 @@ VISIBILITY = 10
 """Seconds: the consumers' visibility timeout (CONSUMER_VISIBILITY_TIMEOUT's default)."""
 LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
 """Participants whose queue holds only commands the orchestrator sends again when unanswered
-(a step's action or compensation), so the "commands lost" fault may drop what waits there."""
-LOST_HOLD = 2.5
-"""Seconds from the first command queued for the participant the "commands lost" fault keeps
-down until it drops what queued: less than the 3 s after which a step's command is first
-resent, so the resend survives."""
+(a step's action or compensation), so the "commands lost" fault may take what waits there."""
+LOSING, LOSING_FOR = 6, 30.0
+"""The "commands lost" fault takes this many step commands, one per step, within this many
+seconds at most."""
 
 
 @dataclass
@@ -324,7 +323,7 @@ class Chaos:
         elif kind == "outbox gap":
             asyncio.create_task(self._outbox_gap(target, 10))
         elif kind == "commands lost":
-            asyncio.create_task(self._lose_commands(target, LOST_HOLD))
+            asyncio.create_task(self._lose_commands(target, LOSING))
 
     async def _stop_wait(self, process, seconds: float, module: str) -> None:
         """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed.
@@ -358,41 +357,33 @@ class Chaos:
             for queue in queues
         )
 
-    async def _lose_commands(self, module: str, hold: float) -> None:
-        """A participant down, and the commands that queued in the ``hold`` seconds after the
-        first one did lost (as if the queue had dropped them): only a resend can still answer
-        their steps. What the killed process had received is not touched: it reappears after
-        its visibility timeout."""
-        self.held_down.add(module)
-        try:
-            process = self.stack.processes.get(module)
-            if process and process.poll() is None:
-                self._killed.add(module)
-                process.kill()
-            queue = QUEUES_OF[module][0]
-            waiting = time.monotonic() + 10  # upstream may be held up by another fault: wait for a command
-            while time.monotonic() < waiting and not await asyncio.to_thread(self._queued, queue):
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(hold)
-            self.run.lost += await asyncio.to_thread(self._drop_queued, queue)
-        finally:
-            self.held_down.discard(module)
+    async def _lose_commands(self, module: str, count: int) -> None:
+        """The harness takes the next ``count`` step commands (one per step) out of ``module``'s
+        queue alongside its consumer and deletes them, as if the queue had lost them: only a
+        resend can still answer those steps. The service runs on undisturbed."""
+        self.run.lost += await asyncio.to_thread(self._take, QUEUES_OF[module][0], count, LOSING_FOR)
 
-    def _queued(self, queue: str) -> int:
-        attributes = self.stack.client("sqs").get_queue_attributes(
-            QueueUrl=self.stack.queue_url(queue), AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-
-    def _drop_queued(self, queue: str) -> list[dict[str, str]]:
-        sqs, url, dropped = self.stack.client("sqs"), self.stack.queue_url(queue), []
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", []):
-            for message in messages:
+    def _take(self, queue: str, count: int, seconds: float) -> list[dict[str, str]]:
+        sqs, url = self.stack.client("sqs"), self.stack.queue_url(queue)
+        taken: list[dict[str, str]] = []
+        steps: set[tuple[str, str]] = set()
+        actions = action_steps()
+        until = time.monotonic() + seconds
+        while len(taken) < count and time.monotonic() < until:
+            # A long poll competes with the consumer's for each arrival.
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
                 body = json.loads(message["Body"])
-                dropped.append({k: str(body.get(k)) for k in ("message_id", "saga_id", "message_type")})
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        print(f"  {time.strftime('%H:%M:%S')} {len(dropped)} commands dropped from {queue}", flush=True)
-        return dropped
+                step = (body.get("saga_id"), body.get("message_type"))
+                if len(taken) < count and step not in steps and body.get("message_type") in actions:
+                    steps.add(step)  # its resends get through
+                    taken.append({k: str(body.get(k)) for k in ("message_id", "saga_id", "message_type")})
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                else:  # not a step's first loss: handed straight back to the consumer
+                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        print(f"  {time.strftime('%H:%M:%S')} {len(taken)} commands taken out of {queue}", flush=True)
+        return taken
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
