@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -63,6 +64,7 @@ FAULT_KINDS = (
     "duplicates and reordering",
     "SIGTERM ignored, killed",
     "commands lost",
+    "rolling deploy",
 )
 SKU_STOCK = 100_000
 QUEUES_OF = {
@@ -292,6 +294,8 @@ class Chaos:
             # Its own stream: adding this fault left every other fault of a seed where it was.
             lost = random.Random(f"{self.args.seed}-lost")
             plan.append((length * lost.uniform(0.6, 0.7), "commands lost", lost.choice(LOSES_COMMANDS)))
+        if "deploy" in self.args.faults:
+            plan.append((length * random.Random(f"{self.args.seed}-deploy").uniform(0.75, 0.85), "rolling deploy", ""))
         if "kill" not in self.args.faults:
             plan = [p for p in plan if p[1] not in ("kill -9", "SIGTERM")]
         return sorted(plan)
@@ -324,6 +328,8 @@ class Chaos:
             asyncio.create_task(self._outbox_gap(target, 10))
         elif kind == "commands lost":
             asyncio.create_task(self._lose_commands(target, LOSING))
+        elif kind == "rolling deploy":
+            asyncio.create_task(self._deploy())
 
     async def _stop_wait(self, process, seconds: float, module: str) -> None:
         """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed.
@@ -356,6 +362,25 @@ class Chaos:
             )
             for queue in queues
         )
+
+    async def _deploy(self) -> None:
+        """A deploy: each service in turn gets SIGTERM and is restarted, the next one once it
+        answers its health check again (each exit is measured as the SIGTERM faults' are)."""
+        async with httpx.AsyncClient(timeout=1) as http:
+            for module in list(self.stack.ports):
+                process = self.stack.processes.get(module)
+                if process is None or process.poll() is not None:
+                    continue
+                process.send_signal(signal.SIGTERM)
+                await self._stop_wait(process, 10, module)
+                back = time.monotonic() + 30
+                while time.monotonic() < back:
+                    current = self.stack.processes.get(module)
+                    if current is not None and current is not process and current.poll() is None:
+                        with contextlib.suppress(httpx.HTTPError):
+                            if (await http.get(f"{self.stack.url(module)}/health")).status_code == 200:
+                                break
+                    await asyncio.sleep(0.5)
 
     async def _lose_commands(self, module: str, count: int) -> None:
         """The harness takes the next ``count`` step commands (one per step) out of ``module``'s
@@ -912,8 +937,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
     parser.add_argument(
         "--faults",
-        default="kill,postgres,database,endpoint,gap,lost",
-        help="comma-separated: kill, postgres, database, endpoint, gap, lost",
+        default="kill,postgres,database,endpoint,gap,lost,deploy",
+        help="comma-separated: kill, postgres, database, endpoint, gap, lost, deploy",
     )
     parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
