@@ -127,7 +127,8 @@ class Run:
     hidden_at_exit: list[int] = field(default_factory=list)
     """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
     sigterm_exits_skipped: int = 0
-    """Exits after a SIGTERM not measured: the service's previous process had died just before."""
+    """Exits after a SIGTERM not measured: the service's previous process had died just before,
+    or a message of its queues was hidden until its retry after a handler failed."""
     lost: list[dict[str, str]] = field(default_factory=list)
     """Commands the "commands lost" fault took out of a participant's queue: message_id, saga_id, message_type."""
     measurements: dict[str, Any] = field(default_factory=dict)
@@ -346,7 +347,10 @@ class Chaos:
             return
         # A predecessor killed less than a visibility timeout ago may still hide what it had
         # received: such an exit measures nothing of this process.
-        if any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module]):
+        # Nor does one while a message waits out the delay before its retry (a handler failed).
+        if any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module]) or (
+            retries_hidden_until(self.workdir / f"{module}.log") > time.time()
+        ):
             self.run.sigterm_exits_skipped += 1
             return
         # The supervisor restarts it within 0.2 s, and the new process takes seconds to receive.
@@ -851,6 +855,20 @@ def read_logs(workdir: Path) -> tuple[int, set[str]]:
     return redelivered, handled
 
 
+def retries_hidden_until(log: Path) -> float:
+    """Epoch seconds until which a message whose handler failed, as a service's log tells, is
+    kept invisible before its retry (its ``retry_in``); 0 without any."""
+    until = 0.0
+    with contextlib.suppress(OSError), log.open(errors="replace") as lines:
+        for line in lines:
+            if '"message_handler_failed"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(line)
+                    failed = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+                    until = max(until, failed + float(record["retry_in"]))
+    return until
+
+
 def action_steps() -> dict[str, str]:
     """Command type of each step's action in the order saga, to the step's name."""
     from orchestrator.engine import Invoke
@@ -898,7 +916,8 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
         f" {m['step_latency'].get('over_10s', 0)} over 10 s",
         f"  SIGTERM: {m['hidden_at_sigterm_exit']} messages still invisible when the {m['sigterm_exits']} processes"
         " stopped by it exited (each waits out a visibility timeout);"
-        f" {m['sigterm_exits_skipped']} exits not measured (a predecessor had died less than 12 s before)",
+        f" {m['sigterm_exits_skipped']} exits not measured (a predecessor had died less than 12 s before, or a"
+        " message was hidden until its retry)",
         f"  redeliveries: {m['redelivered']} messages handled at a receive count above 1",
         f"  resends: {r['steps_resent']} steps resent ({r['resends']} resends); {r['commands_dropped']} commands dropped"
         f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from stack.chaos import action_steps, percentiles, read_logs, relay_latencies, resend_outcomes, step_latencies
+from stack.chaos import (
+    action_steps,
+    percentiles,
+    read_logs,
+    relay_latencies,
+    resend_outcomes,
+    retries_hidden_until,
+    step_latencies,
+)
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -101,3 +109,15 @@ def test_redeliveries_and_handled_ids_are_read_from_the_services_logs(tmp_path):
     (tmp_path / "payment_svc.log").write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json message_handled\n")
     (tmp_path / "emulator.log").write_text(json.dumps({"event": "message_handled", "receive_count": 9}) + "\n")
     assert read_logs(tmp_path) == (2, {"a", "b", "c"})
+
+
+def test_a_failed_handler_hides_its_message_until_its_retry(tmp_path):
+    log = tmp_path / "order_svc.log"
+    assert retries_hidden_until(log) == 0.0  # no log yet
+    lines = [
+        {"event": "message_handler_failed", "retry_in": 4, "timestamp": "2026-11-26T12:00:00.000000Z"},
+        {"event": "message_handler_failed", "retry_in": 2, "timestamp": "2026-11-26T12:00:10.000000Z"},
+        {"event": "message_handled", "receive_count": 1, "timestamp": "2026-11-26T12:00:30.000000Z"},
+    ]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert retries_hidden_until(log) == at(12).timestamp()
