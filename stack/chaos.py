@@ -126,6 +126,8 @@ class Run:
     """(epoch seconds, fault, target) of each fault injected; "postgres back" when the restart ended."""
     hidden_at_exit: list[int] = field(default_factory=list)
     """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
+    exits: list[tuple[float, str]] = field(default_factory=list)
+    """(epoch seconds, service) of each exit of a service's process the supervisor saw."""
     sigterm_exits_skipped: int = 0
     """Exits after a SIGTERM not measured: the service's previous process had died just before,
     or a message of its queues was hidden until its retry after a handler failed."""
@@ -257,6 +259,7 @@ class Chaos:
             for module, process in list(self.stack.processes.items()):
                 if process.poll() is not None and module not in self.held_down:
                     self._exits[module].append((time.monotonic(), process.pid))
+                    self.run.exits.append((time.time(), module))
                     if process.returncode == -signal.SIGKILL and module not in self._killed:
                         self.run.faults["crash points"] += 1
                     self._killed.discard(module)
@@ -820,16 +823,18 @@ def resend_outcomes(history: History, lost: list[dict[str, str]], handled: set[s
     }
 
 
-def relay_latencies(rows: Iterable[tuple[datetime, datetime]], restart: tuple[float, float] | None) -> dict[str, dict]:
+def relay_latencies(rows: Iterable[tuple[datetime, datetime, float]], restart: tuple[float, float] | None) -> dict[str, dict]:
     """Seconds from an outbox row written to published, for the rows published before the
-    PostgreSQL restart began and those written after it ended (``restart``: epoch seconds),
-    each side :data:`RELAY_QUIET` away from it. Without a restart, all rows count as before."""
+    PostgreSQL restart began, and for those written after it ended and published by a relay
+    that lived through it (each row's third item: epoch seconds when the process of its
+    service that ran at the restart exited), each side :data:`RELAY_QUIET` away from it.
+    ``restart``: epoch seconds; without one, all rows count as before."""
     before, after = [], []
-    for created, published in rows:
+    for created, published, lived_until in rows:
         latency = (published - created).total_seconds()
         if restart is None or published.timestamp() < restart[0] - RELAY_QUIET:
             before.append(latency)
-        elif created.timestamp() > restart[1] + RELAY_QUIET:
+        elif created.timestamp() > restart[1] + RELAY_QUIET and published.timestamp() < lived_until:
             after.append(latency)
     return {"before": percentiles(before), "after": percentiles(after)}
 
@@ -888,10 +893,16 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
     began = [t for t, kind, _ in run.timeline if kind == "postgres restart"]
     ended = [t for t, kind, _ in run.timeline if kind == "postgres back"]
     rows = []
-    for connection in db.all():
-        rows += await connection.fetch(
-            "SELECT created_at, published_at FROM outbox WHERE published_at IS NOT NULL AND destination LIKE 'queue:%'"
-        )
+    for key, connection in db._connections.items():
+        module = key if key == "orchestrator" else f"{key}_svc"
+        # When the process that went through the restart exited (a later one listens afresh).
+        lived = min((t for t, m in run.exits if m == module and ended and t > ended[0]), default=float("inf"))
+        rows += [
+            (r[0], r[1], lived)
+            for r in await connection.fetch(
+                "SELECT created_at, published_at FROM outbox WHERE published_at IS NOT NULL AND destination LIKE 'queue:%'"
+            )
+        ]
     return {
         "step_latency": percentiles(latencies) | {"over_10s": sum(x > 10 for x in latencies)},
         "sigterm_exits": len(run.hidden_at_exit),
@@ -900,7 +911,7 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
         "sigterm_exits_skipped": run.sigterm_exits_skipped,
         "redelivered": redelivered,
         "resends": resend_outcomes(history, run.lost, handled, action_steps()),
-        "relay_latency": relay_latencies([(r[0], r[1]) for r in rows], (began[0], ended[0]) if began and ended else None),
+        "relay_latency": relay_latencies(rows, (began[0], ended[0]) if began and ended else None),
     }
 
 
@@ -923,7 +934,7 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
         f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"
         f" {r['answered_by_resend']} answered by a resend, {r['timed_out']} timed out",
         f"  relay latency, outbox row to published, before the PostgreSQL restart: {spread(relay['before'])}",
-        f"  relay latency, after it: {spread(relay['after'])}",
+        f"  relay latency, after it, by relays that lived through it: {spread(relay['after'])}",
     ]
 
 

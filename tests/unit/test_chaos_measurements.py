@@ -85,18 +85,20 @@ def test_the_order_saga_s_commands_name_their_steps():
 
 def test_relay_latency_is_split_around_the_postgres_restart():
     restart = (at(100).timestamp(), at(110).timestamp())
+    lived = at(140).timestamp()  # the relay that went through the restart exited then
     rows = [
-        (at(10), at(10.02)),  # before
-        (at(20), at(20.04)),  # before
-        (at(94), at(112)),  # held up by the restart itself: neither side
-        (at(113), at(113.5)),  # too close after it
-        (at(120), at(120.6)),  # after
-        (at(130), at(131.0)),  # after
+        (at(10), at(10.02), lived),  # before
+        (at(20), at(20.04), lived),  # before
+        (at(94), at(112), lived),  # held up by the restart itself: neither side
+        (at(113), at(113.5), lived),  # too close after it
+        (at(120), at(120.6), lived),  # after
+        (at(130), at(131.0), lived),  # after
+        (at(139), at(140.5), lived),  # published by its successor, which listens afresh
     ]
     split = relay_latencies(rows, restart)
     assert split["before"]["n"] == 2 and round(split["before"]["max"], 2) == 0.04
     assert split["after"]["n"] == 2 and round(split["after"]["p50"], 2) == 1.0
-    assert relay_latencies(rows, None)["before"]["n"] == 6
+    assert relay_latencies(rows, None)["before"]["n"] == 7
 
 
 def test_redeliveries_and_handled_ids_are_read_from_the_services_logs(tmp_path):
