@@ -73,7 +73,7 @@ localstack-stop:
 
 moto: venv            ## a moto server on 127.0.0.1:$(MOTO_PORT) in the background, in place of LocalStack
 	@mkdir -p .run
-	nohup $(PY) -m moto.server -H 127.0.0.1 -p $(MOTO_PORT) >.run/moto.log 2>&1 & echo $$! >.run/moto.pid
+	nohup $(PY) -m stack.emulator -H 127.0.0.1 -p $(MOTO_PORT) >.run/moto.log 2>&1 & echo $$! >.run/moto.pid
 	@$(PY) -c 'from stack.infra import wait_for_port; wait_for_port($(MOTO_PORT))'
 	@echo "moto server on http://127.0.0.1:$(MOTO_PORT)  (export AWS_ENDPOINT_URL=http://127.0.0.1:$(MOTO_PORT))"
 

@@ -45,10 +45,13 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+EMULATOR_MODULE = os.environ.get("SAGA_EMULATOR_MODULE", "stack.emulator")
+
+
 def start_emulator(port: int, log: Path) -> subprocess.Popen:
-    """Start a moto server on 127.0.0.1:``port``."""
+    """Start a moto server on 127.0.0.1:``port`` (:mod:`stack.emulator`)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", EMULATOR_MODULE, "-H", "127.0.0.1", "-p", str(port)],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )

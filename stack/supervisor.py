@@ -79,7 +79,7 @@ def up(prefix: str = "saga") -> dict:
     if not given:
         lines += [
             "[program:emulator]",
-            f"command={sys.executable} -m moto.server -H 127.0.0.1 -p {EMULATOR_PORT}",
+            f"command={sys.executable} -m stack.emulator -H 127.0.0.1 -p {EMULATOR_PORT}",
             "priority=1",
             f"stdout_logfile={RUN.resolve()}/emulator.log",
             "redirect_stderr=true",
