@@ -1053,4 +1053,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # A SIGTERM (a CI timeout, say) unwinds like Ctrl-C, so the services, the emulator and
+    # the embedded PostgreSQL this run started are stopped rather than left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
