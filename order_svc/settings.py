@@ -15,7 +15,7 @@ class Settings(ServiceSettings):
     )
     stranded_check_interval: float = Field(15, gt=0)
     max_in_flight: int = Field(
-        600,
+        100,
         gt=0,
         description="Orders accepted and not yet finished above which POST /orders answers 503 with Retry-After.",
     )

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import sqlalchemy.exc
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -93,8 +94,25 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    if _database_unavailable(error):
+        # Nothing was written (the transaction never began or never committed): the
+        # client may simply come back, as after admission control's 503.
+        log.warning("request_refused_database_unavailable", method=request.method, path=request.url.path)
+        return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
     log.error("request_failed", method=request.method, path=request.url.path, error_type=type(error).__name__)
     return problem(500, "internal error; the request may be retried")
+
+
+def _database_unavailable(error: Exception) -> bool:
+    """A connection that could not be had, or was lost: the server is down, restarting, or
+    out of connections ("too many clients")."""
+    if isinstance(error, (sqlalchemy.exc.TimeoutError, OSError, ConnectionError)):
+        return True
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        return bool(error.connection_invalidated) or any(
+            marker in str(error.orig) for marker in ("too many clients", "not yet accepting connections", "starting up")
+        )
+    return False
 
 
 # --------------------------------------------------------------------------- operator token

@@ -91,7 +91,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         # The relay has connections of its own: handlers that fill the main pool (each waits
         # on its saga's row lock, say) must never keep a reply from being published.
         relay_engine = create_async_engine(
-            settings.database_url, pool_size=2, max_overflow=4, pool_pre_ping=True, hide_parameters=True
+            settings.database_url, pool_size=1, max_overflow=3, pool_pre_ping=True, hide_parameters=True
         )
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
