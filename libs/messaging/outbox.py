@@ -11,9 +11,13 @@ from .envelope import Envelope
 
 NOTIFY_CHANNEL = "outbox"
 
+# The row and its NOTIFY in one round trip. PostgreSQL delivers a NOTIFY only on commit, and
+# once per distinct payload per transaction; the payload names the destination, so the relay
+# knows what to publish without asking.
 _INSERT = text(
-    "INSERT INTO outbox (message_id, destination, message_type, saga_id, body, attributes) "
-    "VALUES (:message_id, :destination, :message_type, :saga_id, :body, CAST(:attributes AS jsonb))"
+    "WITH staged AS (INSERT INTO outbox (message_id, destination, message_type, saga_id, body, attributes) "
+    "VALUES (:message_id, :destination, :message_type, :saga_id, :body, CAST(:attributes AS jsonb)) "
+    f"RETURNING destination) SELECT pg_notify('{NOTIFY_CHANNEL}', destination) FROM staged"
 )
 
 
@@ -39,8 +43,3 @@ async def add(session: AsyncSession, envelope: Envelope, destination: str) -> No
             "attributes": json.dumps(envelope.routing_attributes()),
         },
     )
-
-
-async def notify_relay(session: AsyncSession) -> None:
-    """Wake relays listening on this database; PostgreSQL delivers it only on commit."""
-    await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

@@ -102,6 +102,9 @@ class Relay:
         self._chaos_copies = chaos_copies
         self._chaos_copy_chance = chaos_copy_chance
         self._wake = asyncio.Event()
+        self._notified: set[str] = set()
+        """Destinations named by NOTIFYs since the last pass."""
+        self._next_full_pass = 0.0
         self._backlog_due = 0.0
         self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -126,7 +129,7 @@ class Relay:
                 self._wake.clear()
                 try:
                     self._report_stuck()
-                    for destination in await self._due_destinations():
+                    for destination in await self._pass_destinations():
                         if destination not in self._running:
                             task = asyncio.create_task(self._drain(destination))
                             task.add_done_callback(lambda _: self._wake.set())
@@ -159,6 +162,26 @@ class Relay:
         destinations = await self._due_destinations()
         counts = await asyncio.gather(*(self._publish_batch(d) for d in destinations))
         return sum(counts)
+
+    async def _pass_destinations(self) -> list[str]:
+        """What this pass publishes. A NOTIFY names the destination of the row it announces,
+        so a pass woken by one asks the database nothing; every ``poll_interval`` (and after
+        each LISTEN (re)connect) a full pass asks which destinations have rows waiting, for
+        rows committed while nobody listened and for destinations that were backing off."""
+        now = time.monotonic()
+        if now >= self._next_full_pass:
+            self._next_full_pass = now + self._poll_interval
+            self._notified.clear()
+            return await self._due_destinations()
+        due = [d for d in self._notified if d not in self._running and self._backoff[d].until <= now]
+        self._notified.difference_update(d for d in list(self._notified) if d not in self._running)
+        return due
+
+    def _on_notify(self, *args: object) -> None:
+        payload = args[3] if len(args) > 3 else None
+        if isinstance(payload, str) and payload:
+            self._notified.add(payload)
+        self._wake.set()
 
     async def _due_destinations(self) -> list[str]:
         async with self._sessions() as session:
@@ -281,7 +304,8 @@ class Relay:
                 )
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda *_, lost=lost: lost.set())
-                await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self._next_full_pass = 0.0  # rows committed while nobody listened
                 self._wake.set()
                 log.info("relay_listening", service=self._service)
                 delay = 1.0

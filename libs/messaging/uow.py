@@ -25,12 +25,10 @@ class UnitOfWork:
         self._sessions = sessions
         self.sender = sender
         self.session: AsyncSession
-        self._staged = 0
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
         await self.session.begin()
-        self._staged = 0
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -72,7 +70,6 @@ class UnitOfWork:
             attempt=attempt,
         )
         await outbox.add(self.session, envelope, to)
-        self._staged += 1
         return envelope
 
     async def reply(self, request: Envelope, message: Message) -> Envelope:
@@ -85,7 +82,5 @@ class UnitOfWork:
         )
 
     async def commit(self) -> None:
-        if self._staged:
-            await outbox.notify_relay(self.session)
+        # Each staged row announced itself to the relays (outbox.add): nothing more to send.
         await self.session.commit()
-        self._staged = 0
