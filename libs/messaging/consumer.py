@@ -118,9 +118,7 @@ class Consumer:
                     await asyncio.sleep(1)
                     continue
                 if stop.is_set() and messages:
-                    # Received while shutting down: hand them back at once rather than handle them.
-                    self.progress.released([m["MessageId"] for m in messages])
-                    await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+                    await self._hand_back(url, messages)
                     break
                 for message in messages:
                     self._in_flight[message["MessageId"]] = (message, time.monotonic())
@@ -137,8 +135,16 @@ class Consumer:
                 await renewing
             await deleting
 
+    async def _hand_back(self, url: str, messages: list[dict[str, Any]]) -> None:
+        """Received while shutting down: made visible again at once rather than handled."""
+        for message in messages:
+            self.progress.settled(message["MessageId"])  # this consumer reads no further
+        await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+
     async def _wait_for_room(self) -> bool:
         """Whether a whole batch fits among the handlers in flight (re-asked twice a second)."""
+        if self._has_room():
+            return True
         async with self._room:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait_for(self._has_room), 0.5)
@@ -152,8 +158,7 @@ class Consumer:
         url = await self._broker.queue_url(self._queue)
         messages = await self._receive(url)
         if stop is not None and stop.is_set() and messages:
-            self.progress.released([m["MessageId"] for m in messages])
-            await asyncio.gather(*(self._release(url, m, 0) for m in messages))
+            await self._hand_back(url, messages)
             return 0
         for message in messages:
             self._in_flight[message["MessageId"]] = (message, time.monotonic())
@@ -166,9 +171,8 @@ class Consumer:
                 await renewing
             for message in messages:
                 self._in_flight.pop(message["MessageId"], None)
-        handled = [m for m, ok in zip(messages, done, strict=True) if ok]
-        for start in range(0, len(handled), 10):
-            await self._delete(url, handled[start : start + 10])
+        for batch in _batches([m for m, ok in zip(messages, done, strict=True) if ok]):
+            await self._delete(url, batch)
         return len(messages)
 
     async def _receive(self, url: str) -> list[dict[str, Any]]:
@@ -182,10 +186,11 @@ class Consumer:
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
-        for message in messages:
-            self.progress.taken(message["MessageId"], _sent_at(message.get("Attributes", {})))
-        sent = [t for t in (_sent_at(m.get("Attributes", {})) for m in messages) if t is not None]
-        self.progress.received(asked_at, drained=len(messages) < self._max, oldest_sent=min(sent, default=None))
+        sent = {m["MessageId"]: _sent_at(m.get("Attributes", {})) for m in messages}
+        for sqs_message_id, sent_at in sent.items():
+            self.progress.taken(sqs_message_id, sent_at)
+        oldest = min((t for t in sent.values() if t is not None), default=None)
+        self.progress.received(asked_at, drained=len(messages) < self._max, oldest_sent=oldest)
         return messages
 
     async def _run_one(self, url: str, message: dict[str, Any]) -> None:
@@ -230,10 +235,10 @@ class Consumer:
         while True:
             await asyncio.sleep(period)
             due = [m for m, since in self._in_flight.values() if time.monotonic() - since >= period]
-            for start in range(0, len(due), 10):
+            for batch in _batches(due):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
-                    for i, m in enumerate(due[start : start + 10])
+                    for i, m in enumerate(batch)
                 ]
                 try:
                     await self._broker.sqs.change_message_visibility_batch(QueueUrl=url(), Entries=entries)
@@ -248,11 +253,12 @@ class Consumer:
                 await asyncio.sleep(self._linger)
             self._delete_due.clear()
             while self._deletable:
-                batch, self._deletable = self._deletable[:10], self._deletable[10:]
-                try:
-                    await self._delete(url(), batch)
-                except Exception:  # noqa: BLE001 - redelivered later and dropped by the inbox
-                    log.warning("delete_failed", queue=self._queue, count=len(batch), exc_info=True)
+                deletable, self._deletable = self._deletable, []
+                for batch in _batches(deletable):
+                    try:
+                        await self._delete(url(), batch)
+                    except Exception:  # noqa: BLE001 - redelivered later and dropped by the inbox
+                        log.warning("delete_failed", queue=self._queue, count=len(batch), exc_info=True)
             if self._closing:
                 return
 
@@ -270,6 +276,11 @@ class Consumer:
             )
         except Exception:  # noqa: BLE001 - it becomes visible again when its timeout runs out anyway
             log.warning("visibility_change_failed", queue=self._queue, exc_info=True)
+
+
+def _batches(items: list[dict[str, Any]], size: int = 10) -> list[list[dict[str, Any]]]:
+    """``items`` in slices of ``size``: SQS's batch calls take ten entries at most."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _sent_at(attributes: dict[str, Any]) -> float | None:
@@ -307,13 +318,8 @@ class ReadProgress:
         self._pending.setdefault(sqs_message_id, sent_at if sent_at is not None else time.time())
 
     def settled(self, sqs_message_id: str) -> None:
-        """Handled, or given up on (malformed, or dead-lettered next)."""
+        """Handled, given up on (malformed, or dead-lettered next), or handed back on shutdown."""
         self._pending.pop(sqs_message_id, None)
-
-    def released(self, sqs_message_ids: list[str]) -> None:
-        """Handed back unhandled on shutdown: this consumer reads no further."""
-        for sqs_message_id in sqs_message_ids:
-            self._pending.pop(sqs_message_id, None)
 
     def received(self, asked_at: float, *, drained: bool, oldest_sent: float | None = None) -> None:
         if self._healthy_since is None or asked_at < self._healthy_since:

@@ -57,7 +57,7 @@ def test_messages_handed_back_on_shutdown_hold_nothing():
     progress.started(0)
     progress.received(15, drained=True)
     progress.taken("late", sent_at=16)
-    progress.released(["late"])
+    progress.settled("late")  # handed back unhandled
     assert progress.read_until(30) == 15
 
 
