@@ -174,12 +174,13 @@ class Relay:
             self._notified.clear()
             return await self._due_destinations()
         due = [d for d in self._notified if d not in self._running and self._backoff[d].until <= now]
-        self._notified.difference_update(d for d in list(self._notified) if d not in self._running)
+        # Kept for a later pass: only those still publishing (a backing-off one waits for a full pass).
+        self._notified.intersection_update(self._running)
         return due
 
-    def _on_notify(self, *args: object) -> None:
-        payload = args[3] if len(args) > 3 else None
-        if isinstance(payload, str) and payload:
+    def _on_notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        """asyncpg's listener callback: the payload is the destination of a committed row."""
+        if payload:
             self._notified.add(payload)
         self._wake.set()
 
