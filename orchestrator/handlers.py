@@ -97,10 +97,10 @@ class Orchestrator:
         """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
         due and no other worker holds it; returns the transition, None if it was not due."""
         at = now()
-        if saga_id not in await repository.due(uow.session, at, only=saga_id):
+        if not await repository.lock_if_due(uow.session, saga_id, at):
             return None
         state = await repository.load(uow.session, saga_id)
-        assert state is not None  # due() found and locked it
+        assert state is not None  # lock_if_due() found and locked it
         t = self.engine(state).on_deadline(state, at, cutoff)
         if not t.changed:
             return t  # only silences not yet established: nothing to do before the replies are read

@@ -89,18 +89,12 @@ async def record(
         )
 
 
-async def due(session: AsyncSession, now: datetime, limit: int = 50, only: uuid.UUID | None = None) -> list[uuid.UUID]:
-    """Sagas with an expired deadline, locked; rows locked by another worker are skipped."""
+async def lock_if_due(session: AsyncSession, saga_id: uuid.UUID, now: datetime) -> bool:
+    """Lock the saga if its deadline has expired; False if it has not, or another worker holds it."""
     query = (
-        select(sagas.c.saga_id)
-        .where(sagas.c.next_deadline <= now)
-        .order_by(sagas.c.next_deadline)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id, sagas.c.next_deadline <= now).with_for_update(skip_locked=True)
     )
-    if only is not None:
-        query = query.where(sagas.c.saga_id == only)
-    return list((await session.execute(query)).scalars())
+    return (await session.execute(query)).first() is not None
 
 
 async def due_deadlines(session: AsyncSession, now: datetime, limit: int) -> list[tuple[uuid.UUID, datetime]]:
