@@ -50,7 +50,6 @@ class Admission:
     accepted_since: int = 0
     finishing_rate: float = 0.0
     """Orders finished per second over the last ``RATE_WINDOW`` seconds."""
-    refused: int = 0
     sampled_at: float = field(default=-SAMPLE_INTERVAL, repr=False)
     sampling: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 

@@ -164,7 +164,6 @@ async def place_order(
     admission = request.app.state.admission
     await refresh_admission(rt, admission)
     if (wait := admission.retry_after()) is not None:
-        admission.refused += 1
         ORDERS_REFUSED.inc()
         return problem(
             503,
