@@ -142,12 +142,7 @@ def plot_run(run: dict[str, Any], path: Path) -> Path:
     for axes in (throughput, times, backlog):
         axes.axvspan(0, s["warmup_seconds"], color="grey", alpha=0.1)
         axes.axvline(s["load_seconds"], color="grey", linestyle="--", linewidth=1)
-        axes.legend(loc="upper left")
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, (throughput, times, backlog), path)
 
 
 def plot_ramp(runs: list[dict[str, Any]], knee_rate: float | None, path: Path) -> Path:
@@ -163,6 +158,12 @@ def plot_ramp(runs: list[dict[str, Any]], knee_rate: float | None, path: Path) -
     for axes in (rates, p99):
         if knee_rate is not None:
             axes.axvline(knee_rate, color="C2", linestyle="--", label=f"knee {knee_rate:g}/min")
+    return _save(figure, (rates, p99), path)
+
+
+def _save(figure: Any, panels: tuple[Any, ...], path: Path) -> Path:
+    """Legends and grids on every panel, then the PNG written and the figure freed."""
+    for axes in panels:
         axes.legend(loc="upper left")
         axes.grid(alpha=0.3)
     figure.tight_layout()
