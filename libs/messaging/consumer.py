@@ -57,7 +57,9 @@ class Consumer:
     as soon as there is room for it rather than after the slowest handler of the last one
     (messages of different sagas are independent; those of one saga are serialised by the
     row locks their handlers take). Handled messages are deleted in batches of ten, after a
-    short linger, whichever receive brought them.
+    linger (``delete_linger``: a delete only has to beat the visibility timeout), whichever
+    receive brought them. Under traffic (a receive brought two or more, but not a full
+    batch) the next receive waits ``receive_linger`` so that it takes more at once.
 
     While handlers run, their messages' visibility is extended, so a long handler never
     lets its message reappear. When ``stop`` is set the consumer receives no more, lets the
@@ -76,7 +78,8 @@ class Consumer:
         max_messages: int = 10,
         visibility_timeout: int = 10,
         max_in_flight: int = 20,
-        delete_linger: float = 0.05,
+        delete_linger: float = 0.5,
+        receive_linger: float = 0.05,
     ) -> None:
         self._broker = broker
         self._queue = queue
@@ -89,6 +92,9 @@ class Consumer:
         self._visibility = visibility_timeout
         self._max_in_flight = max(max_in_flight, max_messages)
         self._linger = delete_linger
+        self._receive_linger = receive_linger
+        self._last_batch = 0
+        """How many the last receive brought: two or more (but not a full batch) means traffic."""
         self.progress = ReadProgress(visibility_timeout)
         self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
         """Messages whose handlers run: the message and when it was received (monotonic)."""
@@ -108,6 +114,12 @@ class Consumer:
             while not stop.is_set():
                 if not await self._wait_for_room():
                     continue
+                if 2 <= self._last_batch < self._max:
+                    # Busy but not backed up: a moment's wait lets the next receive take more
+                    # than one, fewer requests per message. Idle or light traffic (a message
+                    # at a time) and a backlog (full batches) are received without it.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._receive_linger)
                 try:
                     url = await self._broker.queue_url(self._queue)
                     messages = await self._receive(url)
@@ -186,6 +198,7 @@ class Consumer:
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
+        self._last_batch = len(messages)
         sent = {m["MessageId"]: _sent_at(m.get("Attributes", {})) for m in messages}
         for sqs_message_id, sent_at in sent.items():
             self.progress.taken(sqs_message_id, sent_at)

@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import cloudwatch, database, http, janitor, logs, metrics, migrations
 from .aws import Broker, open_broker
@@ -85,14 +85,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
         await database.create_if_missing(settings.database_url)
-        # hide_parameters: a failing statement's error (which is logged) must not carry
-        # the values bound into it, such as an email address.
-        engine = create_async_engine(settings.database_url, pool_size=10, pool_pre_ping=True, hide_parameters=True)
+        engine = database.engine(settings.database_url, pool_size=10)
         # The relay has connections of its own: handlers that fill the main pool (each waits
         # on its saga's row lock, say) must never keep a reply from being published.
-        relay_engine = create_async_engine(
-            settings.database_url, pool_size=1, max_overflow=3, pool_pre_ping=True, hide_parameters=True
-        )
+        relay_engine = database.engine(settings.database_url, pool_size=1, max_overflow=3)
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (
@@ -160,6 +156,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
         purge_after_publish=Message.personal_types(),
         chaos_copies=settings.chaos_copies,
         chaos_copy_chance=settings.chaos_copy_chance,
+        linger=settings.relay_linger,
     )
     bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
     metrics.CLOUDWATCH.declare("MessagesDeadLettered")
@@ -183,6 +180,8 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
             wait_time_seconds=settings.consumer_wait_seconds,
             visibility_timeout=settings.consumer_visibility_timeout,
             max_in_flight=settings.consumer_max_in_flight,
+            receive_linger=settings.consumer_receive_linger,
+            delete_linger=settings.consumer_delete_linger,
         )
         rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)

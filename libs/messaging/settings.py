@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
     consumer_max_in_flight: int = Field(20, ge=10, le=1000, validation_alias="CONSUMER_MAX_IN_FLIGHT")
+    consumer_receive_linger: float = Field(0.05, ge=0, le=1, validation_alias="CONSUMER_RECEIVE_LINGER")
+    consumer_delete_linger: float = Field(0.5, ge=0, le=5, validation_alias="CONSUMER_DELETE_LINGER")
+    relay_linger: float = Field(0.05, ge=0, le=1, validation_alias="RELAY_LINGER")
     shutdown_grace_seconds: float = Field(
         8,
         ge=0,

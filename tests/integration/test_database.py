@@ -7,8 +7,10 @@ import uuid
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from messaging import database
 from messaging.database import create_if_missing
 
 pytestmark = pytest.mark.integration
@@ -70,3 +72,31 @@ async def test_a_service_starts_on_a_server_without_its_database_and_migrates_it
         finally:
             await connection.close()
     assert {"alembic_version", "outbox", "inbox", "stock"} <= tables
+
+
+async def _backend(engine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def test_only_a_connection_that_rested_is_pinged_and_a_dead_one_is_replaced_unseen(database_url, monkeypatch):
+    engine = database.engine(database_url, pool_size=1, max_overflow=0)
+    pings = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+    try:
+        first = await _backend(engine)
+        assert await _backend(engine) == first
+        assert pings == []  # used a moment ago: no round trips spent on a ping
+        # The server drops it while it rests, as a restart or a failover would.
+        killer = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await killer.close()
+        monkeypatch.setattr(database, "PING_AFTER_IDLE", 0.0)  # as if it had rested for a while
+        second = await _backend(engine)  # no error: the ping found it dead and the pool connected anew
+        assert second != first
+        assert len(pings) == 1
+    finally:
+        await engine.dispose()
