@@ -42,7 +42,7 @@ import httpx
 from contracts import topology as q
 from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
 from messaging.crash import POINTS
-from messaging.relay import listen_dsn
+from messaging.database import asyncpg_dsn
 
 from . import infra
 from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
@@ -126,8 +126,6 @@ class Run:
     """(epoch seconds, fault, target) of each fault injected; "postgres back" when the restart ended."""
     hidden_at_exit: list[int] = field(default_factory=list)
     """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
-    listening: dict[str, bool] = field(default_factory=dict)
-    """Services whose process went through the PostgreSQL restart: LISTENing again soon after?"""
     exits: list[tuple[float, str]] = field(default_factory=list)
     """(epoch seconds, service) of each exit of a service's process the supervisor saw."""
     sigterm_exits_skipped: int = 0
@@ -325,7 +323,6 @@ class Chaos:
                 pg_ctl, ["-w", "-m", "immediate", "restart"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=120
             )
             self.run.timeline.append((time.time(), "postgres back", ""))
-            asyncio.create_task(self._listening_after(LISTEN_CHECK_AFTER, dict(self.stack.processes)))
         elif kind == "database unreachable":
             asyncio.create_task(self._unreachable(target, 20))
         elif kind in ("slow endpoint", "black-holed endpoint"):
@@ -337,27 +334,6 @@ class Chaos:
             asyncio.create_task(self._lose_commands(target, LOSING))
         elif kind == "rolling deploy":
             asyncio.create_task(self._deploy())
-
-    async def _listening_after(self, seconds: float, through: dict) -> None:
-        """``seconds`` after the PostgreSQL restart, which of the relays that went through it
-        (processes still the same) have their LISTEN connection again."""
-        await asyncio.sleep(seconds)
-        connection = await self._admin()
-        try:
-            names = {
-                r[0]
-                for r in await connection.fetch(
-                    "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'relay-listen-%'"
-                )
-            }
-        finally:
-            await connection.close()
-        survivors = [
-            m
-            for m, process in through.items()
-            if self.stack.processes.get(m) is process and process is not None and process.poll() is None
-        ]
-        self.run.listening = {m: f"relay-listen-{m.removesuffix('_svc')}"[:63] in names for m in survivors}
 
     async def _stop_wait(self, process, seconds: float, module: str) -> None:
         """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed.
@@ -442,7 +418,7 @@ class Chaos:
         return taken
 
     async def _admin(self) -> asyncpg.Connection:
-        return await asyncpg.connect(listen_dsn(self.pg.get_uri("postgres")))
+        return await asyncpg.connect(asyncpg_dsn(self.pg.get_uri("postgres")))
 
     async def _unreachable(self, module: str, seconds: float) -> None:
         database = self._database(module)
@@ -479,7 +455,7 @@ class Chaos:
         from messaging.envelope import Envelope
 
         envelope = Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="chaos", saga_id=uuid.uuid4())
-        connection = await asyncpg.connect(listen_dsn(self.stack._urls[self._database_key(module)]))
+        connection = await asyncpg.connect(asyncpg_dsn(self.stack._urls[self._database_key(module)]))
         try:
             async with connection.transaction():
                 await connection.execute(
@@ -578,7 +554,7 @@ class Databases:
     notification: asyncpg.Connection
 
     def __init__(self, chaos: Chaos) -> None:
-        self._urls = {key: listen_dsn(url) for key, url in chaos.stack._urls.items()}
+        self._urls = {key: asyncpg_dsn(url) for key, url in chaos.stack._urls.items()}
 
     async def __aenter__(self) -> Databases:
         self._connections = {key: await asyncpg.connect(url, timeout=10) for key, url in self._urls.items()}
@@ -788,9 +764,6 @@ def dead_letter_counts(chaos: Chaos) -> dict[str, int]:
 # when the books still balance (a redelivery after a visibility timeout, a resend, a relay
 # woken only by its poll cost time, not money).
 REPLIED = ("step_succeeded", "step_failed")
-LISTEN_CHECK_AFTER = 10.0
-"""Seconds after the PostgreSQL restart at which the relays' LISTEN connections are counted
-(a relay retries 1 s, then 2 s, 4 s... after losing it)."""
 RELAY_QUIET = 5.0
 """Seconds around the PostgreSQL restart whose outbox rows count neither before nor after it."""
 
@@ -922,7 +895,7 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
     rows = []
     for key, connection in db._connections.items():
         module = key if key == "orchestrator" else f"{key}_svc"
-        # When the process that went through the restart exited (a later one listens afresh).
+        # When the process that went through the restart exited (a later one starts with a fresh pool).
         lived = min((t for t, m in run.exits if m == module and ended and t > ended[0]), default=float("inf"))
         rows += [
             (r[0], r[1], lived)
@@ -938,8 +911,6 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
         "sigterm_exits_skipped": run.sigterm_exits_skipped,
         "redelivered": redelivered,
         "resends": resend_outcomes(history, run.lost, handled, action_steps()),
-        "relays_listening_after_restart": sum(run.listening.values()),
-        "relays_through_restart": len(run.listening),
         "relay_latency": relay_latencies(rows, (began[0], ended[0]) if began and ended else None),
     }
 
@@ -962,8 +933,6 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
         f"  resends: {r['steps_resent']} steps resent ({r['resends']} resends); {r['commands_dropped']} commands dropped"
         f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"
         f" {r['answered_by_resend']} answered by a resend, {r['timed_out']} timed out",
-        f"  LISTEN: {m['relays_listening_after_restart']} of the {m['relays_through_restart']} relays that went through"
-        f" the PostgreSQL restart listening again {LISTEN_CHECK_AFTER:g} s after it",
         f"  relay latency, outbox row to published, before the PostgreSQL restart: {spread(relay['before'])}",
         f"  relay latency, after it, by relays that lived through it: {spread(relay['after'])}",
     ]

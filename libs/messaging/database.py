@@ -62,6 +62,11 @@ def engine(database_url: str, *, pool_size: int, max_overflow: int = 10) -> Asyn
     return created
 
 
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain asyncpg DSN of a SQLAlchemy URL (for tools that talk to PostgreSQL directly)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None)
 

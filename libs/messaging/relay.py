@@ -11,16 +11,14 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import structlog
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import metrics
+from . import metrics, outbox
 from .aws import Broker, sqs_attributes
 from .crash import crash_point
-from .outbox import NOTIFY_CHANNEL
 
 log = structlog.get_logger("relay")
 
@@ -31,7 +29,6 @@ PUBLISH_TIMEOUT = 5.0
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 """A destination that failed is left alone for 0.5 s, doubling up to 30 s, while the others go on."""
 STUCK_AFTER = 60.0  # seconds after which a destination still publishing is reported
-LISTEN_CHECK = 5.0  # seconds between checks that the LISTEN connection is still alive
 
 # SKIP LOCKED is what lets several relays run side by side: a row claimed by one relay's
 # open transaction is invisible to the others until that transaction ends, so no row is
@@ -46,11 +43,6 @@ _MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attem
 _PURGE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)")
 _MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
 _BACKLOG = text("SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at)) FROM outbox WHERE published_at IS NULL")
-
-
-def listen_dsn(database_url: str) -> str:
-    """The asyncpg DSN of a SQLAlchemy URL, for the LISTEN connection."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -78,7 +70,6 @@ class Relay:
         broker: Broker,
         *,
         service: str,
-        database_url: str | None = None,
         batch_size: int = 100,
         poll_interval: float = 1.0,
         duplicate_delivery: bool = False,
@@ -94,7 +85,6 @@ class Relay:
         self._sessions = sessions
         self._broker = broker
         self._service = service
-        self._database_url = database_url
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._duplicate_delivery = duplicate_delivery
@@ -107,7 +97,7 @@ class Relay:
         """How many rows the last batch of each destination held: two or more means traffic."""
         self._wake = asyncio.Event()
         self._notified: set[str] = set()
-        """Destinations named by NOTIFYs since the last pass."""
+        """Destinations that commits in this process staged rows for since the last pass."""
         self._next_full_pass = 0.0
         self._backlog_due = 0.0
         self._backoff: dict[str, _Backoff] = defaultdict(_Backoff)
@@ -115,11 +105,13 @@ class Relay:
         self._since: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; wake on NOTIFY, or poll every ``poll_interval``.
+        """Publish until ``stop`` is set; wake on each commit in this process that staged
+        rows (:func:`outbox.on_commit`), or poll every ``poll_interval``.
 
         On ``stop`` the destinations being published finish their batch before it returns.
         """
-        listener = asyncio.create_task(self._listen(stop)) if self._database_url else None
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        forget = outbox.on_commit(engine.url, self._on_commit)
 
         async def wake_on_stop() -> None:
             await stop.wait()
@@ -128,8 +120,8 @@ class Relay:
         stopping = asyncio.create_task(wake_on_stop())
         try:
             while not stop.is_set():
-                # Cleared before the pass, not after: a NOTIFY that arrives while the pass
-                # runs must start the next pass at once rather than wait for the poll.
+                # Cleared before the pass, not after: a commit announced while the pass runs
+                # must start the next pass at once rather than wait for the poll.
                 self._wake.clear()
                 try:
                     self._report_stuck()
@@ -147,12 +139,10 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
         finally:
+            forget()
             stopping.cancel()
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
-            if listener:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
 
     def _report_stuck(self) -> None:
         for destination, task in self._running.items():
@@ -168,10 +158,11 @@ class Relay:
         return sum(counts)
 
     async def _pass_destinations(self) -> list[str]:
-        """What this pass publishes. A NOTIFY names the destination of the row it announces,
-        so a pass woken by one asks the database nothing; every ``poll_interval`` (and after
-        each LISTEN (re)connect) a full pass asks which destinations have rows waiting, for
-        rows committed while nobody listened and for destinations that were backing off."""
+        """What this pass publishes. A commit announces the destinations it staged rows for,
+        so a pass woken by one asks the database nothing; every ``poll_interval`` (and at
+        start) a full pass asks which destinations have rows waiting, for rows no commit of
+        this process announced (left by a process that died, or committed by another) and
+        for destinations that were backing off."""
         now = time.monotonic()
         if now >= self._next_full_pass:
             self._next_full_pass = now + self._poll_interval
@@ -182,10 +173,8 @@ class Relay:
         self._notified.intersection_update(self._running)
         return due
 
-    def _on_notify(self, connection: object, pid: int, channel: str, payload: str) -> None:
-        """asyncpg's listener callback: the payload is the destination of a committed row."""
-        if payload:
-            self._notified.add(payload)
+    def _on_commit(self, destinations: Collection[str]) -> None:
+        self._notified.update(destinations)
         self._wake.set()
 
     async def _due_destinations(self) -> list[str]:
@@ -203,8 +192,16 @@ class Relay:
         try:
             if self._last_batch.get(destination, 0) >= 2:
                 await asyncio.sleep(self._linger)
-            while await self._publish_batch(destination) >= self._batch_size:
-                pass
+            try:
+                while await self._publish_batch(destination) >= self._batch_size:
+                    pass
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # The server dropped the connection (a restart, a failover): the pool has been
+                # emptied, so one more try on a fresh connection, rather than wait for the poll.
+                while await self._publish_batch(destination) >= self._batch_size:
+                    pass
         except Exception:  # noqa: BLE001 - the database is down: the next pass retries
             log.exception("relay_pass_failed", service=self._service, destination=destination)
         finally:
@@ -213,7 +210,7 @@ class Relay:
     async def _publish_batch(self, destination: str) -> int:
         """Claim up to ``batch_size`` rows of ``destination``, publish them, mark what the
         broker accepted; one transaction. Returns that count."""
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:  # an empty claim ends in a rollback, not a commit
             rows = (await session.execute(_CLAIM, {"destination": destination, "limit": self._batch_size})).all()
             self._last_batch[destination] = len(rows)
             if not rows:
@@ -239,6 +236,7 @@ class Relay:
                     await session.execute(_PURGE_PUBLISHED, {"ids": purged})
                 if len(purged) < len(published):
                     await session.execute(_MARK_PUBLISHED, {"ids": published})
+            await session.commit()
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(published))
         return len(published)
 
@@ -304,39 +302,3 @@ class Relay:
         async with self._sessions() as session:
             count, oldest = (await session.execute(_BACKLOG)).one()
         metrics.outbox_backlog(self._service, count, float(oldest or 0))
-
-    async def _listen(self, stop: asyncio.Event) -> None:
-        """Keep a LISTEN connection, reconnecting after the server went away (a restart, a
-        failover). Polling covers the gaps; each reconnect also wakes a pass, for the rows
-        committed while nobody listened."""
-        delay = 1.0
-        while not stop.is_set():
-            connection = None
-            try:
-                connection = await asyncpg.connect(
-                    listen_dsn(self._database_url or ""),
-                    timeout=5,
-                    server_settings={"application_name": f"relay-listen-{self._service}"[:63]},
-                )
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda *_, lost=lost: lost.set())
-                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self._next_full_pass = 0.0  # rows committed while nobody listened
-                self._wake.set()
-                log.info("relay_listening", service=self._service)
-                delay = 1.0
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), LISTEN_CHECK)
-                    # A server that died without closing the socket is noticed by a query.
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), LISTEN_CHECK)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - polling still works without LISTEN
-                log.warning("relay_listen_lost", service=self._service, error=str(error)[:200], retry_in=delay)
-            finally:
-                if connection is not None and not connection.is_closed():
-                    connection.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 30.0)

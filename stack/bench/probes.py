@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from contracts.topology import QUEUES, Naming
-from messaging.relay import listen_dsn
+from messaging.database import asyncpg_dsn
 
 from ..runner import Stack
 
@@ -25,7 +25,7 @@ SERVICES_CPU = "six services"
 
 def dsn(url: str, database: str | None = None) -> str:
     """The asyncpg DSN of a service's SQLAlchemy URL (of another database on its server if named)."""
-    return listen_dsn(url if database is None else make_url(url).set(database=database).render_as_string(hide_password=False))
+    return asyncpg_dsn(url if database is None else make_url(url).set(database=database).render_as_string(hide_password=False))
 
 
 def database_name(url: str) -> str:

@@ -168,20 +168,31 @@ async def test_malformed_messages_reach_the_dead_letter_queue_without_blocking_t
     assert sorted(m["Body"] for m in dead) == sorted(poison)
 
 
-async def test_relay_wakes_on_notify_instead_of_waiting_for_its_poll(sessions, broker, queue, database_url):
-    relay = Relay(sessions, broker, service="listening", database_url=database_url, poll_interval=60)
+async def test_relay_wakes_on_a_commit_that_staged_rows_instead_of_waiting_for_its_poll(sessions, broker, queue):
+    relay = Relay(sessions, broker, service="woken", poll_interval=60)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
-    await asyncio.sleep(0.5)  # first pass done, now waiting on NOTIFY (or the 60 s poll)
-    [envelope] = await stage(sessions, queue)
+    await asyncio.sleep(0.5)  # first pass done, now waiting for a commit (or the 60 s poll)
     try:
+        [envelope] = await stage(sessions, queue)
+        # Staged before a savepoint that is then undone (a refused step): the commit still announces it.
+        async with UnitOfWork(sessions, "test") as uow:
+            later = await uow.send(command(), f"queue:{queue}", saga_id=uuid.uuid4())
+            with pytest.raises(LookupError):
+                async with uow.savepoint():
+                    await uow.session.execute(text("SELECT 1"))
+                    raise LookupError("refused")
+            await uow.commit()
+        # A rolled-back transaction announces nothing and publishes nothing.
+        [discarded] = await stage(sessions, queue, commit=False)
         async with asyncio.timeout(10):
-            while await outbox_rows(sessions, [envelope], published=True) == 0:
+            while await outbox_rows(sessions, [envelope, later], published=True) < 2:
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
-        task.cancel()
-    assert len(await receive_all(broker, queue)) == 1
+        await asyncio.wait_for(task, 10)
+    assert await outbox_rows(sessions, [discarded]) == 0
+    assert len(await receive_all(broker, queue)) == 2
 
 
 async def test_a_transient_handler_failure_is_retried_later_and_then_has_its_effect_once(sessions, broker, queue):

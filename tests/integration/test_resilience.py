@@ -6,13 +6,18 @@ import asyncio
 import time
 from urllib.parse import urlparse
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from contracts import messages as c
+from messaging import database
 from messaging.aws import open_broker
 from messaging.bus import MessageBus
 from messaging.consumer import Consumer
+from messaging.database import asyncpg_dsn
 from messaging.relay import Relay
 from stack.faults import BLACK_HOLE, FaultyEndpoint
 from tests.integration.test_messaging import effect_count, outbox_rows, receive_all, record_effect, stage
@@ -112,27 +117,37 @@ async def test_a_black_holed_topic_holds_up_no_queue(sessions, broker, queue, em
     assert len(await receive_all(broker, queue)) == 1
 
 
-async def test_the_listen_connection_comes_back_after_the_server_dropped_it(sessions, broker, queue, database_url):
-    relay = Relay(sessions, broker, service="relisten", database_url=database_url, poll_interval=60)
+async def test_after_the_server_dropped_every_connection_the_next_commit_is_published_at_once(
+    sessions, broker, queue, database_url
+):
+    own = database.engine(database_url, pool_size=1, max_overflow=3)  # a pool of its own, as in a service
+    relay = Relay(async_sessionmaker(own), broker, service="dropped", poll_interval=60)
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
-        await asyncio.sleep(0.5)
-        async with sessions() as session, session.begin():  # as a server restart would
-            dropped = (
-                await session.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = 'relay-listen-relisten'"
-                    )
-                )
-            ).scalar_one()
-        assert dropped == 1
-        await asyncio.sleep(2)  # reconnects after a second
-        [envelope] = await stage(sessions, queue)
-        async with asyncio.timeout(5):  # long before the 60 s poll: NOTIFY woke it
+        [first] = await stage(sessions, queue)
+        async with asyncio.timeout(10):
+            while await outbox_rows(sessions, [first], published=True) == 0:
+                await asyncio.sleep(0.05)
+        killer = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:  # as a server restart or a failover would: every other connection to this database goes
+            await killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await killer.close()
+        try:
+            [envelope] = await stage(sessions, queue)
+        except DBAPIError as error:  # this test's writer has no ping: its first statement finds out
+            assert error.connection_invalidated
+            [envelope] = await stage(sessions, queue)
+        # The relay's connection is dead too: it finds out, and tries again on a fresh one.
+        async with asyncio.timeout(5):  # long before the 60 s poll
             while await outbox_rows(sessions, [envelope], published=True) == 0:
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.wait_for(running, 10)
+        await own.dispose()
+    assert len(await receive_all(broker, queue)) == 2

@@ -93,7 +93,7 @@ def test_relay_latency_is_split_around_the_postgres_restart():
         (at(113), at(113.5), lived),  # too close after it
         (at(120), at(120.6), lived),  # after
         (at(130), at(131.0), lived),  # after
-        (at(139), at(140.5), lived),  # published by its successor, which listens afresh
+        (at(139), at(140.5), lived),  # published by its successor, which starts afresh
     ]
     split = relay_latencies(rows, restart)
     assert split["before"]["n"] == 2 and round(split["before"]["max"], 2) == 0.04
