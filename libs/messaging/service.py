@@ -193,4 +193,16 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
 
     # log_config=None: uvicorn's own records (such as a malformed request) go through the
     # JSON handler set up by logs.configure instead of a plain-text handler of uvicorn's.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on", log_config=None)
+    # uvloop and httptools: the event loop and HTTP parser in C. A busy service spends much
+    # of its time writing small requests to sockets (PostgreSQL, the AWS endpoint), where
+    # asyncio's own selector loop costs the most (see README, Performance).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )
