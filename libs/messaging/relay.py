@@ -22,7 +22,7 @@ from .crash import crash_point
 
 log = structlog.get_logger("relay")
 
-BACKLOG_INTERVAL = 5.0  # seconds between refreshes of the backlog gauges
+BACKLOG_INTERVAL = 15.0  # seconds between refreshes of the backlog gauges (published once a minute)
 AWS_BATCH_LIMIT = 10  # SendMessageBatch and PublishBatch both take at most 10 entries.
 PUBLISH_TIMEOUT = 5.0
 """Seconds one batch may take to publish, retries included, before it counts as failed."""
@@ -137,7 +137,7 @@ class Relay:
                 except Exception:  # the database is down: keep going, retry on the next pass
                     log.exception("relay_pass_failed", service=self._service)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), self._until_next_pass())
         finally:
             forget()
             stopping.cancel()
@@ -166,22 +166,38 @@ class Relay:
         now = time.monotonic()
         if now >= self._next_full_pass:
             self._next_full_pass = now + self._poll_interval
-            self._notified.clear()
-            return await self._due_destinations()
+            waiting = await self._waiting_destinations()
+            now = time.monotonic()
+            due = [d for d in waiting if d not in self._running and self._backoff[d].until <= now]
+            # Those publishing now or backing off are kept, for a pass when that ends (as is
+            # what a commit announced while the query ran).
+            self._notified.difference_update(due)
+            self._notified.update(d for d in waiting if d not in due)
+            return due
         due = [d for d in self._notified if d not in self._running and self._backoff[d].until <= now]
-        # Kept for a later pass: only those still publishing (a backing-off one waits for a full pass).
-        self._notified.intersection_update(self._running)
+        # Kept for a later pass: those still publishing, and those backing off (woken when it ends).
+        self._notified.difference_update(due)
         return due
+
+    def _until_next_pass(self) -> float:
+        """Seconds to sleep unless woken: until the next full pass, or the end of the first
+        backoff of a destination with rows waiting, whichever comes first."""
+        now = time.monotonic()
+        ends = [self._backoff[d].until for d in self._notified if d not in self._running]
+        return max(0.0, min([self._next_full_pass, *ends]) - now)
 
     def _on_commit(self, destinations: Collection[str]) -> None:
         self._notified.update(destinations)
         self._wake.set()
 
-    async def _due_destinations(self) -> list[str]:
+    async def _waiting_destinations(self) -> list[str]:
+        """Every destination with unpublished rows."""
         async with self._sessions() as session:
-            destinations = (await session.execute(_DESTINATIONS)).scalars().all()
+            return list((await session.execute(_DESTINATIONS)).scalars().all())
+
+    async def _due_destinations(self) -> list[str]:
         now = time.monotonic()
-        return [d for d in destinations if self._backoff[d].until <= now]
+        return [d for d in await self._waiting_destinations() if self._backoff[d].until <= now]
 
     async def _drain(self, destination: str) -> None:
         """Publish one destination's rows until none are left or a batch fails.
@@ -224,6 +240,7 @@ class Relay:
                     error = "; ".join(set(failed.values()))[:2000]
                     await session.execute(_MARK_FAILED, {"ids": list(failed), "error": error})
                     self._failed(destination)
+                    self._notified.add(destination)  # retried when its backoff ends
                     break  # the rest waits for the destination's backoff
             else:
                 self._backoff.pop(destination, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from urllib.parse import urlparse
 
 import asyncpg
@@ -151,3 +152,30 @@ async def test_after_the_server_dropped_every_connection_the_next_commit_is_publ
         await asyncio.wait_for(running, 10)
         await own.dispose()
     assert len(await receive_all(broker, queue)) == 2
+
+
+async def test_a_destination_that_failed_is_retried_when_its_backoff_ends_not_at_the_next_poll(sessions, broker, naming):
+    name = f"late{uuid.uuid4().hex[:8]}"  # a queue that does not exist yet: the first publish fails
+    relay = Relay(sessions, broker, service="backoff", poll_interval=60)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        [envelope] = await stage(sessions, name)
+        async with asyncio.timeout(10):
+            while await outbox_attempts(sessions, envelope) == 0:
+                await asyncio.sleep(0.05)
+        await broker.sqs.create_queue(QueueName=naming.physical(name))
+        async with asyncio.timeout(10):  # the backoff is 0.5 s to 1 s; the poll would be 60 s away
+            while await outbox_rows(sessions, [envelope], published=True) == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    assert len(await receive_all(broker, name)) == 1
+
+
+async def outbox_attempts(sessions, envelope) -> int:
+    async with sessions() as session:
+        query = text("SELECT attempts FROM outbox WHERE message_id = :id")
+        return (await session.execute(query, {"id": envelope.message_id})).scalar_one()
