@@ -66,7 +66,9 @@ def main(
     mix: str = typer.Option(DEFAULT_MIX, help="kind=weight,...: success, decline, undeliverable, bounce, out_of_stock, ..."),
     ramp: bool = typer.Option(False, help=f"rising rates until the p99 passes {P99_LIMIT:g} s; prints the knee"),
     rates: str = typer.Option(RAMP, help="orders per minute of the ramp, comma-separated"),
-    idle: float = typer.Option(10, help="seconds of idle measured after the last rate (0: none)"),
+    idle: float = typer.Option(
+        60, help="seconds of idle measured after the first rate (0: none); a minute holds one metrics send per service"
+    ),
     drain: float = typer.Option(60, help="seconds at most to wait for the last orders to finish"),
     capacity_seconds: float = typer.Option(3, help="seconds of each capacity measurement"),
     prefix: str = typer.Option("bench", help="name prefix on AWS_ENDPOINT_URL (make deploy-local PREFIX=bench)"),

@@ -38,7 +38,7 @@ class Config:
     warmup: float
     mix: dict[str, float]
     ramp: bool = False
-    idle: float = 10.0
+    idle: float = 60.0
     drain: float = 60.0
     capacity_seconds: float = 3.0
     stats_flush: float = 11.0
