@@ -44,6 +44,8 @@ def on_commit(url: URL, committed: Committed) -> Callable[[], None]:
 
 @event.listens_for(Session, "after_commit")
 def _announce(session: Session, *_: Any) -> None:
+    if session.in_nested_transaction():  # a savepoint released: nothing is visible to the relay yet
+        return
     staged: set[str] | None = session.info.pop(_STAGED, None)
     if not staged:
         return

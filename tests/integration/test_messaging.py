@@ -183,16 +183,24 @@ async def test_relay_wakes_on_a_commit_that_staged_rows_instead_of_waiting_for_i
                     await uow.session.execute(text("SELECT 1"))
                     raise LookupError("refused")
             await uow.commit()
+        # Staged before a savepoint that completes (an applied step): announced by the commit
+        # of the transaction, not by the savepoint's release, when the row is not visible yet.
+        async with UnitOfWork(sessions, "test") as uow:
+            last = await uow.send(command(), f"queue:{queue}", saga_id=uuid.uuid4())
+            async with uow.savepoint():
+                await uow.session.execute(text("SELECT 1"))
+            await asyncio.sleep(0.5)  # time for a relay woken too early to look, find nothing and go back to sleep
+            await uow.commit()
         # A rolled-back transaction announces nothing and publishes nothing.
         [discarded] = await stage(sessions, queue, commit=False)
-        async with asyncio.timeout(10):
-            while await outbox_rows(sessions, [envelope, later], published=True) < 2:
+        async with asyncio.timeout(10):  # long before the 60 s poll
+            while await outbox_rows(sessions, [envelope, later, last], published=True) < 3:
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
     assert await outbox_rows(sessions, [discarded]) == 0
-    assert len(await receive_all(broker, queue)) == 2
+    assert len(await receive_all(broker, queue)) == 3
 
 
 async def test_a_transient_handler_failure_is_retried_later_and_then_has_its_effect_once(sessions, broker, queue):
