@@ -153,7 +153,7 @@ class Relay:
     async def publish_pending(self) -> int:
         """One pass over every destination that is not backing off, each in its own
         transaction, side by side. Returns how many rows the broker accepted."""
-        destinations = await self._due_destinations()
+        destinations = self._ready(await self._waiting_destinations())
         counts = await asyncio.gather(*(self._publish_batch(d) for d in destinations))
         return sum(counts)
 
@@ -166,18 +166,16 @@ class Relay:
         now = time.monotonic()
         if now >= self._next_full_pass:
             self._next_full_pass = now + self._poll_interval
-            waiting = await self._waiting_destinations()
-            now = time.monotonic()
-            due = [d for d in waiting if d not in self._running and self._backoff[d].until <= now]
-            # Those publishing now or backing off are kept, for a pass when that ends (as is
-            # what a commit announced while the query ran).
-            self._notified.difference_update(due)
-            self._notified.update(d for d in waiting if d not in due)
-            return due
-        due = [d for d in self._notified if d not in self._running and self._backoff[d].until <= now]
+            self._notified.update(await self._waiting_destinations())
+        due = self._ready(self._notified)
         # Kept for a later pass: those still publishing, and those backing off (woken when it ends).
         self._notified.difference_update(due)
         return due
+
+    def _ready(self, destinations: Collection[str]) -> list[str]:
+        """Those of ``destinations`` neither publishing now nor backing off."""
+        now = time.monotonic()
+        return [d for d in destinations if d not in self._running and self._backoff[d].until <= now]
 
     def _until_next_pass(self) -> float:
         """Seconds to sleep unless woken: until the next full pass, or the end of the first
@@ -195,10 +193,6 @@ class Relay:
         async with self._sessions() as session:
             return list((await session.execute(_DESTINATIONS)).scalars().all())
 
-    async def _due_destinations(self) -> list[str]:
-        now = time.monotonic()
-        return [d for d in await self._waiting_destinations() if self._backoff[d].until <= now]
-
     async def _drain(self, destination: str) -> None:
         """Publish one destination's rows until none are left or a batch fails.
 
@@ -209,19 +203,21 @@ class Relay:
             if self._last_batch.get(destination, 0) >= 2:
                 await asyncio.sleep(self._linger)
             try:
-                while await self._publish_batch(destination) >= self._batch_size:
-                    pass
+                await self._publish_all(destination)
             except DBAPIError as error:
                 if not error.connection_invalidated:
                     raise
                 # The server dropped the connection (a restart, a failover): the pool has been
                 # emptied, so one more try on a fresh connection, rather than wait for the poll.
-                while await self._publish_batch(destination) >= self._batch_size:
-                    pass
+                await self._publish_all(destination)
         except Exception:  # noqa: BLE001 - the database is down: the next pass retries
             log.exception("relay_pass_failed", service=self._service, destination=destination)
         finally:
             self._running.pop(destination, None)
+
+    async def _publish_all(self, destination: str) -> None:
+        while await self._publish_batch(destination) >= self._batch_size:
+            pass
 
     async def _publish_batch(self, destination: str) -> int:
         """Claim up to ``batch_size`` rows of ``destination``, publish them, mark what the

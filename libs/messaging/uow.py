@@ -82,5 +82,5 @@ class UnitOfWork:
         )
 
     async def commit(self) -> None:
-        # Each staged row announced itself to the relays (outbox.add): nothing more to send.
+        # The commit itself wakes this process's relays (outbox's after_commit hook).
         await self.session.commit()
