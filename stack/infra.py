@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from contracts.topology import MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
 from messaging.aws import region
+from messaging.database import asyncpg_dsn
 
 DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum, as in infra/queues.tf
 EMULATOR_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -77,7 +78,7 @@ def database_urls(server_url: str, prefix: str, names: list[str]) -> dict[str, s
     databases = {name: f"{prefix}_{name}".replace("-", "_") for name in names}
 
     async def create() -> None:
-        connection = await asyncpg.connect(_dsn(url.set(database="postgres")))
+        connection = await asyncpg.connect(asyncpg_dsn(url.set(database="postgres")))
         try:
             for database in databases.values():
                 if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
@@ -96,7 +97,7 @@ def drop_databases(server_url: str, prefix: str, names: list[str]) -> None:
     url = make_url(server_url)
 
     async def drop() -> None:
-        connection = await asyncpg.connect(_dsn(url.set(database="postgres")))
+        connection = await asyncpg.connect(asyncpg_dsn(url.set(database="postgres")))
         try:
             for name in names:
                 await connection.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
@@ -104,10 +105,6 @@ def drop_databases(server_url: str, prefix: str, names: list[str]) -> None:
             await connection.close()
 
     asyncio.run(drop())
-
-
-def _dsn(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class TopologyMissing(RuntimeError):

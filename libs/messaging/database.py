@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
@@ -62,7 +62,7 @@ def engine(database_url: str, *, pool_size: int, max_overflow: int = 10) -> Asyn
     return created
 
 
-def asyncpg_dsn(database_url: str) -> str:
+def asyncpg_dsn(database_url: str | URL) -> str:
     """The plain asyncpg DSN of a SQLAlchemy URL (for tools that talk to PostgreSQL directly)."""
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 

@@ -89,7 +89,7 @@ async def test_only_a_connection_that_rested_is_pinged_and_a_dead_one_is_replace
         assert await _backend(engine) == first
         assert pings == []  # used a moment ago: no round trips spent on a ping
         # The server drops it while it rests, as a restart or a failover would.
-        killer = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False))
+        killer = await asyncpg.connect(database.asyncpg_dsn(database_url))
         try:
             assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
         finally:
