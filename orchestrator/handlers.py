@@ -97,10 +97,9 @@ class Orchestrator:
         """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
         due and no other worker holds it; returns the transition, None if it was not due."""
         at = now()
-        if not await repository.lock_if_due(uow.session, saga_id, at):
+        state = await repository.load_if_due(uow.session, saga_id, at)
+        if state is None:
             return None
-        state = await repository.load(uow.session, saga_id)
-        assert state is not None  # lock_if_due() found and locked it
         t = self.engine(state).on_deadline(state, at, cutoff)
         if not t.changed:
             return t  # only silences not yet established: nothing to do before the replies are read

@@ -89,12 +89,11 @@ async def record(
         )
 
 
-async def lock_if_due(session: AsyncSession, saga_id: uuid.UUID, now: datetime) -> bool:
-    """Lock the saga if its deadline has expired; False if it has not, or another worker holds it."""
-    query = (
-        select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id, sagas.c.next_deadline <= now).with_for_update(skip_locked=True)
-    )
-    return (await session.execute(query)).first() is not None
+async def load_if_due(session: AsyncSession, saga_id: uuid.UUID, now: datetime) -> SagaState | None:
+    """Lock and load the saga if its deadline has expired; None if it has not, or another worker holds it."""
+    query = select(sagas).where(sagas.c.saga_id == saga_id, sagas.c.next_deadline <= now).with_for_update(skip_locked=True)
+    row = (await session.execute(query)).first()
+    return _state(row) if row else None
 
 
 async def due_deadlines(session: AsyncSession, now: datetime, limit: int) -> list[tuple[uuid.UUID, datetime]]:
