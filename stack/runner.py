@@ -40,6 +40,10 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     """Environment for one service only, by module (e.g. its own AWS endpoint)."""
+    replicas: dict[str, int] = field(default_factory=dict)
+    """Processes of each service (by module) started with the stack; 1 where not given. The
+    first keeps the service's port and is named by its module; the others are named
+    ``module#N`` (see :meth:`instances`) and get ports of their own."""
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
@@ -67,10 +71,14 @@ class Stack:
         else:
             self._applied = terraform.adopt_or_apply(Naming(self.prefix), self.endpoint, self.workdir)
         self._urls = infra.database_urls(self.database_url, self.prefix, [s.database for s in SERVICES])
+        started = []
         for service in SERVICES:
-            self.start_service(service.module, wait=False)
-        for service in SERVICES:
-            self.wait_healthy(service.module)
+            for index in range(max(self.replicas.get(service.module, 1), 1)):
+                instance = service.module if index == 0 else f"{service.module}#{index}"
+                self.start_service(instance, wait=False)
+                started.append(instance)
+        for instance in started:
+            self.wait_healthy(instance)
         return self
 
     def stop(self) -> None:
@@ -90,20 +98,22 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    # ---- one service
-    def start_service(self, module: str, *, wait: bool = True) -> None:
-        log = (self.workdir / f"{module}.log").open("ab")
-        self.processes[module] = subprocess.Popen(
-            [sys.executable, "-m", module],
-            env=self.service_environment(module),
+    # ---- one process
+    # An instance is one process of a service: its module for the first, ``module#N`` for the
+    # others. Every instance of a service shares its database and queues, as ECS tasks do.
+    def start_service(self, instance: str, *, wait: bool = True) -> None:
+        log = (self.workdir / f"{instance}.log").open("ab")
+        self.processes[instance] = subprocess.Popen(
+            [sys.executable, "-m", module_of(instance)],
+            env=self.service_environment(instance),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         if wait:
-            self.wait_healthy(module)
+            self.wait_healthy(instance)
 
-    def stop_service(self, module: str, *, kill: bool = False) -> None:
-        process = self.processes.pop(module, None)
+    def stop_service(self, instance: str, *, kill: bool = False) -> None:
+        process = self.processes.pop(instance, None)
         if process is None:
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
@@ -113,34 +123,67 @@ class Stack:
             process.kill()
             process.wait(5)
 
-    def wait_healthy(self, module: str, timeout: float = 60) -> None:
+    def wait_healthy(self, instance: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.processes[module].poll() is not None:
-                raise RuntimeError(f"{module} exited with {self.processes[module].returncode}; see {self.workdir}/{module}.log")
+            if self.processes[instance].poll() is not None:
+                raise RuntimeError(
+                    f"{instance} exited with {self.processes[instance].returncode}; see {self.workdir}/{instance}.log"
+                )
             try:
-                if httpx.get(f"{self.url(module)}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url(instance)}/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"{module} not healthy after {timeout}s")
+        raise TimeoutError(f"{instance} not healthy after {timeout}s")
+
+    # ---- replicas
+    def instances(self, module: str) -> list[str]:
+        """The running processes of ``module``, oldest first."""
+        return [i for i in self.processes if module_of(i) == module]
+
+    def add_replica(self, module: str, *, wait: bool = True) -> str:
+        """Start one more process of ``module`` on a port of its own; returns its instance name."""
+        taken = {i for i in self.ports if module_of(i) == module}
+        index = next(n for n in range(1, 1000) if f"{module}#{n}" not in taken)
+        instance = f"{module}#{index}"
+        self.ports[instance] = infra.free_port()
+        self.start_service(instance, wait=wait)
+        return instance
+
+    def replace(self, instance: str) -> str:
+        """Roll one process the way ECS deploys (minimum healthy 100 %, maximum 200 %): start
+        its successor, wait until that is healthy, then SIGTERM the old one. Returns the new instance."""
+        successor = self.add_replica(module_of(instance))
+        self.stop_service(instance)
+        return successor
 
     # ---- addresses and environment
-    def url(self, module: str) -> str:
-        return f"http://127.0.0.1:{self.ports[module]}"
+    def url(self, instance: str) -> str:
+        return f"http://127.0.0.1:{self.port(instance)}"
+
+    def port(self, instance: str) -> int:
+        if instance not in self.ports:
+            self.ports[instance] = infra.free_port()
+        return self.ports[instance]
+
+    def urls(self, module: str) -> list[str]:
+        """Every running process's address of ``module`` (each serves the same API)."""
+        return [self.url(i) for i in self.instances(module)]
 
     def aws_environment(self) -> dict[str, str]:
         return infra.emulator_environment(self.endpoint or "") | {"SAGA_RESOURCE_PREFIX": self.prefix}
 
-    def service_environment(self, module: str) -> dict[str, str]:
+    def service_environment(self, instance: str) -> dict[str, str]:
+        module = module_of(instance)
         service = BY_NAME[module]
         return (
             os.environ
             | self.aws_environment()
             | {
                 f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
-                f"{service.env_prefix}PORT": str(self.ports[module]),
+                f"{service.env_prefix}PORT": str(self.port(instance)),
                 "PYTHONUNBUFFERED": "1",
             }
             | (self.console_links() if module == "orchestrator" else {})
@@ -161,3 +204,8 @@ class Stack:
 
     def queue_url(self, logical: str) -> str:
         return self.client("sqs").get_queue_url(QueueName=Naming(self.prefix).physical(logical))["QueueUrl"]
+
+
+def module_of(instance: str) -> str:
+    """The service module an instance (``orchestrator`` or ``orchestrator#2``) runs."""
+    return instance.partition("#")[0]
