@@ -2,15 +2,16 @@
 # test tests/integration/test_infra.py checks that the two agree.
 locals {
   queues = {
-    "order-commands"        = { dead_letter = true, visibility_timeout = 30 }
-    "inventory-commands"    = { dead_letter = true, visibility_timeout = 30 }
-    "payment-commands"      = { dead_letter = true, visibility_timeout = 30 }
-    "fulfillment-commands"  = { dead_letter = true, visibility_timeout = 30 }
-    "notification-commands" = { dead_letter = true, visibility_timeout = 30 }
-    "orchestrator-commands" = { dead_letter = true, visibility_timeout = 30 }
-    "orchestrator-replies"  = { dead_letter = true, visibility_timeout = 30 }
+    "order-commands"        = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    "inventory-commands"    = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    "payment-commands"      = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    "fulfillment-commands"  = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    "notification-commands" = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    "orchestrator-commands" = { dead_letter = true, visibility_timeout = 30, fifo = false }
+    # FIFO, grouped by saga: a deadline check is handled behind every reply of its saga.
+    "orchestrator-replies" = { dead_letter = true, visibility_timeout = 30, fifo = true }
     # The escalation queue is itself the operator's dead-letter queue: nothing consumes it.
-    "saga-escalations" = { dead_letter = false, visibility_timeout = 30 }
+    "saga-escalations" = { dead_letter = false, visibility_timeout = 30, fifo = false }
   }
 
   # Queues that have a "<name>-dlq" behind them.
@@ -27,10 +28,13 @@ locals {
 
   dlq_retention_seconds = 14 * 24 * 60 * 60 # the SQS maximum
 
-  # Logical name -> physical name ("<prefix>-<logical>", as contracts.topology.Naming).
+  # FIFO queues and their dead-letter queues (a FIFO queue's DLQ must be FIFO too).
+  fifo_queue_names = flatten([for name, q in local.queues : [name, "${name}-dlq"] if q.fifo])
+
+  # Logical name -> physical name ("<prefix>-<logical>", ".fifo" for a FIFO queue, as contracts.topology.Naming).
   physical = {
     for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics), ["alerts"])) :
-    name => var.name_prefix == "" ? name : "${var.name_prefix}-${name}"
+    name => "${var.name_prefix == "" ? name : "${var.name_prefix}-${name}"}${contains(local.fifo_queue_names, name) ? ".fifo" : ""}"
   }
 }
 
@@ -40,6 +44,7 @@ resource "aws_sqs_queue" "dlq" {
   name                       = local.physical["${each.key}-dlq"]
   visibility_timeout_seconds = each.value.visibility_timeout
   message_retention_seconds  = local.dlq_retention_seconds
+  fifo_queue                 = each.value.fifo ? true : null
 
   sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
   kms_master_key_id       = local.queue_kms_key
@@ -50,6 +55,10 @@ resource "aws_sqs_queue" "queue" {
 
   name                       = local.physical[each.key]
   visibility_timeout_seconds = each.value.visibility_timeout
+  # High-throughput FIFO: deduplication and the throughput limit per group (per saga).
+  fifo_queue            = each.value.fifo ? true : null
+  deduplication_scope   = each.value.fifo ? "messageGroup" : null
+  fifo_throughput_limit = each.value.fifo ? "perMessageGroupId" : null
   # A queue that is itself a dead-letter queue keeps its messages as long as possible.
   message_retention_seconds = contains(local.dead_letter_queue_names, each.key) ? local.dlq_retention_seconds : null
 

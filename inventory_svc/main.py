@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts.topology import INVENTORY_COMMANDS
+from contracts.topology import INVENTORY_COMMANDS, Naming
 from messaging.service import ServiceDefinition, create_app, serve
 
 from . import api, handlers, tables
@@ -17,6 +17,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         name="inventory",
         package=__package__,
         metadata=tables.metadata,
+        naming=Naming,
         queues=(INVENTORY_COMMANDS,),
         handlers=handlers.HANDLERS,
         routers=(api.router,),

@@ -241,11 +241,21 @@ async def redrive_queue(broker: Broker, dlq: str) -> dict:
         # Send before delete: a crash in between leaves a copy in both queues, never in
         # neither, and the receiver's inbox drops the copy by its message id.
         await broker.sqs.send_message(
-            QueueUrl=source_url, MessageBody=message["Body"], MessageAttributes=message.get("MessageAttributes", {})
+            QueueUrl=source_url,
+            MessageBody=message["Body"],
+            MessageAttributes=message.get("MessageAttributes", {}),
+            **(_fifo_entry(message) if broker.naming.is_fifo(source) else {}),
         )
         await delete()
         moved.append(message)
     return {"queue": dlq, "method": "message-by-message", "moved": len(moved), "messages": _sagas_of(moved)}
+
+
+def _fifo_entry(message: dict) -> dict[str, str]:
+    """A FIFO source queue's group (the saga's, as the relay sends it) and a fresh deduplication
+    id: a message redriven twice within SQS's five minutes must arrive again (the inbox drops a copy)."""
+    saga = message.get("MessageAttributes", {}).get("saga_id", {}).get("StringValue")
+    return {"MessageGroupId": saga or message["MessageId"], "MessageDeduplicationId": uuid.uuid4().hex}
 
 
 def _sagas_of(messages: list[dict]) -> list[dict]:

@@ -5,7 +5,6 @@ commands it decided on in the outbox."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -22,9 +21,12 @@ from . import repository
 from .engine import FINAL_STATUSES, SagaEngine, SagaRegistry, SagaState, SagaStatus, StepStatus, Transition
 
 log = structlog.get_logger("orchestrator")
-DEADLINE_RETRY = timedelta(seconds=30)
-"""How long a saga whose deadline transition failed waits before the next try, so that it
-does not stay first in line ahead of every other due saga."""
+CLOCK_MARGIN = timedelta(seconds=1)
+"""Deadlines are set by one orchestrator replica and checked by another: a check staged at T
+judges the deadlines up to T less this margin against the difference of their clocks."""
+CHECK_AGAIN_AFTER = timedelta(seconds=60)
+"""A check staged and not handled by then (dead-lettered, say) is staged again."""
+CHECK_BATCH = 100
 
 
 def now() -> datetime:
@@ -43,6 +45,7 @@ class Orchestrator:
             **{start: self.start for start in self.registry.starts()},
             c.SettleUnstartedSaga: self.settle_unstarted,
             c.StepSettled: self.on_settled,
+            c.CheckSagaDeadlines: self.check_deadlines,
             **{reply: self.on_reply for reply in self.registry.replies()},
         }
 
@@ -93,19 +96,27 @@ class Orchestrator:
         t = self.engine(state).on_reply(state, reply, at, envelope.causation_id, envelope.attempt)
         await self._commit_transition(uow, state, t, at, envelope)
 
-    async def on_deadline(self, uow: UnitOfWork, saga_id: uuid.UUID, cutoff: datetime | None = None) -> Transition | None:
-        """Handle one saga's deadlines that passed by ``cutoff`` (default now), if it is still
-        due and no other worker holds it; returns the transition, None if it was not due."""
-        at = now()
-        state = await repository.load_if_due(uow.session, saga_id, at)
+    async def check_deadlines(self, uow: UnitOfWork, envelope: Envelope, command: c.CheckSagaDeadlines) -> None:
+        """Judge the saga's deadlines that passed by the time the check was staged.
+
+        The check travels in the saga's FIFO group of ``orchestrator-replies``, so every reply
+        that reached the queue before it has been handled (or dead-lettered) by now, by
+        whichever replica: a step whose reply is not in the saga's state was really silent
+        until ``checked_at``. Resends need no such proof and happen for every deadline passed."""
+        state = await repository.load(uow.session, envelope.saga_id) if envelope.saga_id else None
         if state is None:
-            return None
-        t = self.engine(state).on_deadline(state, at, cutoff)
+            log.warning("deadline_check_for_unknown_saga")
+            return
+        at = now()
+        t = self.engine(state).on_deadline(state, at, command.checked_at - CLOCK_MARGIN)
         if not t.changed:
-            return t  # only silences not yet established: nothing to do before the replies are read
-        with structlog.contextvars.bound_contextvars(saga_id=str(saga_id), subject=state.subject):
-            await self._commit_transition(uow, state, t, at, None)
-        return t
+            # A silence that began after the check was staged (or a deadline this replica's
+            # clock has not reached yet): the next check waits until it can judge it.
+            again = t.judge_after or state.next_deadline
+            await repository.check_not_before(uow.session, [state.saga_id], again + CLOCK_MARGIN if again else None)
+            return
+        with structlog.contextvars.bound_contextvars(subject=state.subject):
+            await self._commit_transition(uow, state, t, at, envelope)
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
         return await self._operator_action(
@@ -177,49 +188,25 @@ class Orchestrator:
                 metrics.step_finished(new.name, new.status, (at - new.started_at).total_seconds())
 
 
-async def fire_due_deadlines(
-    sessions: async_sessionmaker[AsyncSession],
-    orchestrator: Orchestrator,
-    sender: str,
-    read_until: Callable[[float], float] | None = None,
-    waiting: dict[uuid.UUID, tuple[datetime, datetime]] | None = None,
-) -> int:
-    """One pass of the deadline worker; returns how many sagas it moved on.
+async def stage_deadline_checks(sessions: async_sessionmaker[AsyncSession], sender: str) -> int:
+    """One pass of the deadline worker: a :class:`~contracts.messages.CheckSagaDeadlines` for
+    every saga whose deadline passed, into the saga's group of ``orchestrator-replies``,
+    through the outbox. Returns how many were staged.
 
-    ``read_until(now)`` (epoch seconds) bounds the deadlines judged to those passed while
-    every reply that could have answered them has been read. Each saga is handled in its own
-    transaction, so one whose transition fails (logged, retried on the next pass) holds up no
-    other; SKIP LOCKED makes several orchestrator instances share the work with each expiry
-    handled once. ``waiting``, kept by the caller from pass to pass, remembers the sagas whose
-    silence could not be judged yet (their deadline, and the cutoff the judgment needs), so
-    that they cost nothing until the replies have been read that far or the deadline moves.
-    """
-    at = now()
-    cutoff = datetime.fromtimestamp(read_until(at.timestamp()), UTC) if read_until else at
-    waiting = {} if waiting is None else waiting
-    async with sessions() as session:
-        # Resends are due at once; judgments only up to the cutoff, and the engine tells them
-        # apart, so the list is wide enough that waiting judgments never crowd resends out.
-        due = await repository.due_deadlines(session, at, limit=500)
-    seen = {saga_id for saga_id, _ in due}
-    for saga_id in [s for s in waiting if s not in seen]:
-        del waiting[saga_id]  # answered, or no longer due
-    handled = 0
-    for saga_id, deadline in due:
-        parked = waiting.get(saga_id)
-        if parked is not None and parked[0] == deadline and parked[1] > cutoff:
-            continue
-        try:
-            async with UnitOfWork(sessions, sender) as uow:
-                t = await orchestrator.on_deadline(uow, saga_id, cutoff)
-                await uow.commit()
-        except Exception:
-            log.exception("deadline_failed", saga_id=str(saga_id))
-            await repository.postpone(sessions, saga_id, DEADLINE_RETRY)
-            continue
-        if t is not None and t.changed:
-            handled += 1
-            waiting.pop(saga_id, None)
-        elif t is not None and t.judge_after is not None:
-            waiting[saga_id] = (deadline, t.judge_after)
-    return handled
+    The worker judges nothing itself: what it saw or did not see of the replies (another
+    replica may hold one, be retrying it, or have died with it) decides no outcome. SKIP
+    LOCKED lets several orchestrators stage side by side, each saga's check once."""
+    staged = 0
+    while True:
+        at = now()
+        async with UnitOfWork(sessions, sender) as uow:
+            due = await repository.due_for_check(uow.session, at, CLOCK_MARGIN, CHECK_BATCH)
+            for saga_id in due:
+                await uow.send(
+                    c.CheckSagaDeadlines(checked_at=at), f"queue:{ORCHESTRATOR_REPLIES}", saga_id=saga_id, correlation_id=saga_id
+                )
+            await repository.check_not_before(uow.session, due, at + CHECK_AGAIN_AFTER)
+            await uow.commit()
+        staged += len(due)
+        if len(due) < CHECK_BATCH:
+            return staged

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 import structlog
 from fastapi import FastAPI
 
-from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES
+from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, Naming
 from messaging import metrics
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 
 from . import api, console, repository, tables
 from .cancellation_saga import cancellation_saga
 from .engine import SagaDefinition, SagaRegistry
-from .handlers import Orchestrator, fire_due_deadlines
+from .handlers import CLOCK_MARGIN, Orchestrator, stage_deadline_checks
 from .order_saga import order_saga
 from .settings import Settings
 
@@ -33,10 +33,10 @@ does not query twice a second for nothing."""
 
 
 async def _until_next_deadline(rt: Runtime, shortest: float) -> float:
-    """How long the deadline worker may sleep: until the next deadline, within bounds."""
+    """How long the deadline worker may sleep: until the next check is due, within bounds."""
     try:
         async with rt.sessions() as session:
-            upcoming = await repository.next_deadline(session)
+            upcoming = await repository.next_check(session, CLOCK_MARGIN)
     except Exception:  # noqa: BLE001 - the database is briefly down: look again soon
         return shortest
     if upcoming is None:
@@ -49,21 +49,18 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*DEFINITIONS)))
 
     async def deadlines(rt: Runtime) -> None:
-        """Fire expired step deadlines; they are in the database, so a restart loses none.
-
-        Only deadlines up to what the reply consumer has read are judged: a reply that reached
-        the queue in time wins, even if this process was down, restarting, or cut off from its
-        database when the deadline passed (see ``ReadProgress``).
+        """Stage a deadline check for every saga whose deadline passed; deadlines are in the
+        database, so a restart loses none. The checks are judged where the replies are, in
+        each saga's FIFO group (``Orchestrator.check_deadlines``): a reply that reached the
+        queue in time wins, whichever replica received it and whatever became of that replica.
         """
-        replies = rt.consumers[ORCHESTRATOR_REPLIES].progress
-        waiting: dict = {}
         while not rt.stop.is_set():
             try:
-                handled = await fire_due_deadlines(rt.sessions, orchestrator, rt.name, replies.read_until, waiting)
+                staged = await stage_deadline_checks(rt.sessions, rt.name)
             except Exception:  # the database is briefly down: try again on the next tick
                 log.exception("deadline_pass_failed")
-                handled = 0
-            if not handled:
+                staged = 0
+            if not staged:
                 await asyncio.sleep(await _until_next_deadline(rt, settings.deadline_poll_interval))
 
     async def intervention_gauge(rt: Runtime) -> None:
@@ -82,6 +79,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         name="orchestrator",
         package=__package__,
         metadata=tables.metadata,
+        naming=Naming,
         queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
         handlers=orchestrator.handlers(),
         routers=(api.router, api.guarded, api.operator, console.router),

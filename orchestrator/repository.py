@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,7 +73,8 @@ async def add(session: AsyncSession, state: SagaState) -> bool:
 
 
 async def save(session: AsyncSession, state: SagaState) -> None:
-    await session.execute(update(sagas).where(sagas.c.saga_id == state.saga_id).values(**_row(state)))
+    """Save a transition; its deadlines are new, so a check may be staged for them as soon as they pass."""
+    await session.execute(update(sagas).where(sagas.c.saga_id == state.saga_id).values(**_row(state), deadline_check_at=None))
 
 
 async def record(
@@ -89,33 +90,32 @@ async def record(
         )
 
 
-async def load_if_due(session: AsyncSession, saga_id: uuid.UUID, now: datetime) -> SagaState | None:
-    """Lock and load the saga if its deadline has expired; None if it has not, or another worker holds it."""
-    query = select(sagas).where(sagas.c.saga_id == saga_id, sagas.c.next_deadline <= now).with_for_update(skip_locked=True)
-    row = (await session.execute(query)).first()
-    return _state(row) if row else None
-
-
-async def due_deadlines(session: AsyncSession, now: datetime, limit: int) -> list[tuple[uuid.UUID, datetime]]:
-    """Sagas with an expired deadline and that deadline, earliest first (no locks)."""
+async def due_for_check(session: AsyncSession, now: datetime, margin: timedelta, limit: int) -> list[uuid.UUID]:
+    """Lock sagas whose next deadline passed at least ``margin`` ago and for which no check
+    is pending (earliest first); a saga another worker holds is skipped."""
     query = (
-        select(sagas.c.saga_id, sagas.c.next_deadline)
-        .where(sagas.c.next_deadline <= now)
+        select(sagas.c.saga_id)
+        .where(
+            sagas.c.next_deadline <= now - margin,
+            or_(sagas.c.deadline_check_at.is_(None), sagas.c.deadline_check_at <= now),
+        )
         .order_by(sagas.c.next_deadline)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return [(row.saga_id, row.next_deadline) for row in (await session.execute(query)).all()]
+    return list((await session.execute(query)).scalars())
 
 
-async def next_deadline(session: AsyncSession) -> datetime | None:
-    """The earliest deadline of any saga (passed or not), None when no saga has one."""
-    return (await session.execute(select(func.min(sagas.c.next_deadline)))).scalar_one()
+async def check_not_before(session: AsyncSession, saga_ids: list[uuid.UUID], at: datetime | None) -> None:
+    """No further check of these sagas is staged before ``at`` (unless a transition clears it)."""
+    if saga_ids:
+        await session.execute(update(sagas).where(sagas.c.saga_id.in_(saga_ids)).values(deadline_check_at=at))
 
 
-async def postpone(sessions, saga_id: uuid.UUID, by) -> None:
-    """Move a saga's next deadline back (its own transaction: the failed one rolled back)."""
-    async with sessions() as session, session.begin():
-        await session.execute(update(sagas).where(sagas.c.saga_id == saga_id).values(next_deadline=sagas.c.next_deadline + by))
+async def next_check(session: AsyncSession, margin: timedelta) -> datetime | None:
+    """When the earliest check of any saga may be staged (passed or not), None when no saga has a deadline."""
+    due = func.greatest(sagas.c.next_deadline + margin, func.coalesce(sagas.c.deadline_check_at, sagas.c.next_deadline))
+    return (await session.execute(select(func.min(due)).where(sagas.c.next_deadline.is_not(None)))).scalar_one()
 
 
 async def existing(session: AsyncSession, saga_ids: set[uuid.UUID]) -> set[uuid.UUID]:

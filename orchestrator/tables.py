@@ -20,10 +20,13 @@ sagas = Table(
     Column("steps", JSONB, nullable=False),
     Column("failed_step", String(100)),
     Column("failure_reason", Text),
-    # Earliest deadline of any step in flight, kept with the saga so it survives restarts;
-    # the deadline worker claims due sagas with SKIP LOCKED, so with several orchestrators
-    # each expiry is handled by exactly one of them.
+    # Earliest deadline of any step in flight, kept with the saga so it survives restarts.
     Column("next_deadline", DateTime(timezone=True)),
+    # Not before this may the deadline worker stage another CheckSagaDeadlines for the saga:
+    # set when one is staged (claimed with SKIP LOCKED, so with several orchestrators one of
+    # them stages it), cleared by every transition; the check itself is judged in the saga's
+    # FIFO group, behind every reply that reached the queue before it.
+    Column("deadline_check_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("sagas_due", "next_deadline", postgresql_where=text("next_deadline IS NOT NULL")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from contracts.topology import ORDER_COMMANDS
+from contracts.topology import ORDER_COMMANDS, Naming
 from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 
@@ -19,6 +19,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         name="order",
         package=__package__,
         metadata=tables.metadata,
+        naming=Naming,
         queues=(ORDER_COMMANDS,),
         handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),

@@ -155,9 +155,12 @@ def provision(
                 missing.append(physical)
 
     for spec in QUEUES:
-        attributes = {"VisibilityTimeout": str(spec.visibility_timeout)}
+        # A FIFO queue deduplicates by the id the relay gives (the envelope's), per group, and
+        # its throughput limit is per group (SQS's high-throughput mode), as in infra/queues.tf.
+        fifo = {"FifoQueue": "true", "DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"}
+        attributes = {"VisibilityTimeout": str(spec.visibility_timeout)} | (fifo if spec.fifo else {})
         if spec.dead_letter:
-            queue(spec.dlq, {"MessageRetentionPeriod": DLQ_RETENTION})
+            queue(spec.dlq, {"MessageRetentionPeriod": DLQ_RETENTION} | ({"FifoQueue": "true"} if spec.fifo else {}))
             if spec.dlq in urls:
                 dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[spec.dlq], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
                 attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})

@@ -205,6 +205,13 @@ class Stack:
     def queue_url(self, logical: str) -> str:
         return self.client("sqs").get_queue_url(QueueName=Naming(self.prefix).physical(logical))["QueueUrl"]
 
+    def send(self, logical: str, body: str, *, group: str | None = None) -> None:
+        """Put ``body`` on a queue of this stack directly (what a test plays another sender with);
+        a FIFO queue gets a message group (``group``, or one of its own) and a deduplication id."""
+        fifo = {"MessageGroupId": group or uuid.uuid4().hex, "MessageDeduplicationId": uuid.uuid4().hex}
+        extra = fifo if Naming(self.prefix).is_fifo(logical) else {}
+        self.client("sqs").send_message(QueueUrl=self.queue_url(logical), MessageBody=body, **extra)
+
 
 def module_of(instance: str) -> str:
     """The service module an instance (``orchestrator`` or ``orchestrator#2``) runs."""

@@ -34,21 +34,21 @@ variables {
   expected_access = {
     order_svc = {
       receive = ["order-commands"]
-      send    = ["orchestrator-commands", "orchestrator-replies"]
+      send    = ["orchestrator-commands", "orchestrator-replies.fifo"]
       publish = ["order-events"]
     }
     orchestrator = {
-      receive = ["orchestrator-commands", "orchestrator-replies", "saga-escalations",
+      receive = ["orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations",
         "order-commands-dlq", "inventory-commands-dlq", "payment-commands-dlq", "fulfillment-commands-dlq",
-      "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq"]
+      "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo"]
       send = ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands",
-      "notification-commands", "orchestrator-commands", "orchestrator-replies", "saga-escalations"]
+      "notification-commands", "orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations"]
       publish = []
     }
-    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies"], publish = [] }
-    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies"], publish = [] }
-    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies"], publish = [] }
-    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies"], publish = ["customer-push"] }
+    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
+    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
+    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
+    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies.fifo"], publish = ["customer-push"] }
   }
 }
 
@@ -105,7 +105,7 @@ run "task_roles_reach_only_what_each_service_needs" {
       for s in jsondecode(aws_iam_role_policy.task["orchestrator"].policy).Statement : s.Resource
       if contains(flatten([s.Action]), "sqs:StartMessageMoveTask")
       ])) == toset([for q in ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands", "notification-commands",
-    "orchestrator-commands", "orchestrator-replies"] : "arn:aws:sqs:us-east-1:123456789012:saga-${q}-dlq"])
+    "orchestrator-commands", "orchestrator-replies.fifo"] : "arn:aws:sqs:us-east-1:123456789012:saga-${trimsuffix(q, ".fifo")}-dlq${endswith(q, ".fifo") ? ".fifo" : ""}"])
     error_message = "The orchestrator may start message move tasks on the dead-letter queues only."
   }
 }

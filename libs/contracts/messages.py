@@ -366,6 +366,18 @@ class CompensationEscalated(Message):
     attempts: int
 
 
+class CheckSagaDeadlines(Message):
+    """The orchestrator to itself, in the saga's group of the FIFO ``orchestrator-replies``:
+    judge the saga's deadlines that passed by ``checked_at``. SQS hands it out only after
+    every message of the saga that reached the queue before it was handled or dead-lettered,
+    so a reply that came in time wins, whichever replica received it and whatever became of it."""
+
+    kind: ClassVar = "command"
+    checked_at: datetime
+    """When the check was staged (the orchestrator's clock): deadlines up to this time, less a
+    margin for the clocks of other replicas, are judged."""
+
+
 # Upcasters from the previous schema version (envelope.register_upcaster) go here, next to the
 # classes whose shape they change. None while SCHEMA_VERSION is 1.
 
@@ -453,6 +465,7 @@ REGISTRY = MessageRegistry(
     SagaStatusChanged,
     SagaStartFailed,
     SettlementConflict,
+    CheckSagaDeadlines,
 )
 
 PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)

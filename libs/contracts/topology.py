@@ -8,8 +8,10 @@ account. ``infra/`` declares the same resources in Terraform; a test checks they
 from __future__ import annotations
 
 # Re-exported: whoever reads this system's queues also needs how they are described and named.
+from dataclasses import dataclass
+
+from messaging import naming
 from messaging.naming import MAX_RECEIVE_COUNT as MAX_RECEIVE_COUNT
-from messaging.naming import Naming as Naming
 from messaging.naming import Queue as Queue
 from messaging.naming import Topic as Topic
 
@@ -31,7 +33,10 @@ QUEUES: tuple[Queue, ...] = (
     Queue(FULFILLMENT_COMMANDS, "commands to fulfillment_svc (ship, cancel shipment)"),
     Queue(NOTIFICATION_COMMANDS, "commands to notification_svc (send confirmation)"),
     Queue(ORCHESTRATOR_COMMANDS, "saga start requests from order_svc"),
-    Queue(ORCHESTRATOR_REPLIES, "participants' replies to the orchestrator"),
+    # FIFO, grouped by saga: a deadline is judged by a message of the saga's own group
+    # (CheckSagaDeadlines), so it is handled only after every reply that reached the queue
+    # before it, whichever orchestrator replica received that reply and whatever became of it.
+    Queue(ORCHESTRATOR_REPLIES, "participants' replies to the orchestrator, and its deadline checks", fifo=True),
     # The escalation queue is itself the operator's dead-letter queue: nothing consumes it.
     Queue(SAGA_ESCALATIONS, "compensations that could not complete, for a person to resolve", dead_letter=False),
 )
@@ -42,3 +47,12 @@ TOPICS: tuple[Topic, ...] = (
 )
 
 DEAD_LETTER_QUEUES: tuple[str, ...] = tuple(q.dlq for q in QUEUES if q.dead_letter) + (SAGA_ESCALATIONS,)
+
+FIFO_QUEUES: frozenset[str] = frozenset(q.name for q in QUEUES if q.fifo)
+
+
+@dataclass(frozen=True)
+class Naming(naming.Naming):
+    """This system's physical names: :class:`messaging.naming.Naming` with its FIFO queues."""
+
+    fifo: frozenset[str] = FIFO_QUEUES

@@ -20,8 +20,6 @@ from .naming import MAX_RECEIVE_COUNT
 
 log = structlog.get_logger("consumer")
 
-CLOCK_MARGIN = 1.0  # seconds
-
 Handle = Callable[[str, int], Awaitable[None]]
 """Called with the message body and its receive count; returns once the effect is committed."""
 
@@ -61,6 +59,12 @@ class Consumer:
     receive brought them. Under traffic (a receive brought two or more, but not a full
     batch) the next receive waits ``receive_linger`` so that it takes more at once.
 
+    On a FIFO queue (``fifo``) the messages of one group that a receive brings are handled
+    one after the other, in the order they reached the queue, and when one fails the rest of
+    its group in that batch are handed back unhandled: SQS hands out none of a group while an
+    earlier one is in flight, so a group's messages are handled strictly in order, by whichever
+    instance receives them, each only after every earlier one was handled or dead-lettered.
+
     While handlers run, their messages' visibility is extended, so a long handler never
     lets its message reappear. When ``stop`` is set the consumer receives no more, lets the
     handlers in flight finish, and makes what it received but did not handle visible again
@@ -80,6 +84,7 @@ class Consumer:
         max_in_flight: int = 20,
         delete_linger: float = 0.5,
         receive_linger: float = 0.05,
+        fifo: bool = False,
     ) -> None:
         self._broker = broker
         self._queue = queue
@@ -95,7 +100,7 @@ class Consumer:
         self._receive_linger = receive_linger
         self._last_batch = 0
         """How many the last receive brought: two or more (but not a full batch) means traffic."""
-        self.progress = ReadProgress(visibility_timeout)
+        self._fifo = fifo
         self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
         """Messages whose handlers run: the message and when it was received (monotonic)."""
         self._room = asyncio.Condition()
@@ -105,7 +110,6 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and handle until ``stop`` is set; returns once nothing is in flight."""
-        self.progress.started(time.time())
         url = ""
         handlers: set[asyncio.Task[None]] = set()
         renewing = asyncio.create_task(self._renew_loop(lambda: url))
@@ -134,7 +138,8 @@ class Consumer:
                     break
                 for message in messages:
                     self._in_flight[message["MessageId"]] = (message, time.monotonic())
-                    task = asyncio.create_task(self._run_one(url, message))
+                for group in self._groups(messages):
+                    task = asyncio.create_task(self._run_group(url, group))
                     handlers.add(task)
                     task.add_done_callback(handlers.discard)
             if handlers:
@@ -149,8 +154,6 @@ class Consumer:
 
     async def _hand_back(self, url: str, messages: list[dict[str, Any]]) -> None:
         """Received while shutting down: made visible again at once rather than handled."""
-        for message in messages:
-            self.progress.settled(message["MessageId"])  # this consumer reads no further
         await asyncio.gather(*(self._release(url, m, 0) for m in messages))
 
     async def _wait_for_room(self) -> bool:
@@ -176,7 +179,9 @@ class Consumer:
             self._in_flight[message["MessageId"]] = (message, time.monotonic())
         renewing = asyncio.create_task(self._renew_loop(lambda: url))
         try:
-            done = await asyncio.gather(*(self._process(url, m) for m in messages))
+            outcomes = await asyncio.gather(*(self._process_group(url, group) for group in self._groups(messages)))
+            handled = {m["MessageId"] for group in outcomes for m in group}
+            done = [m["MessageId"] in handled for m in messages]
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,31 +193,48 @@ class Consumer:
         return len(messages)
 
     async def _receive(self, url: str) -> list[dict[str, Any]]:
-        asked_at = time.time()
         response = await self._broker.sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=self._max,
             WaitTimeSeconds=self._wait,
             VisibilityTimeout=self._visibility,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId"],
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
         self._last_batch = len(messages)
-        sent = {m["MessageId"]: _sent_at(m.get("Attributes", {})) for m in messages}
-        for sqs_message_id, sent_at in sent.items():
-            self.progress.taken(sqs_message_id, sent_at)
-        oldest = min((t for t in sent.values() if t is not None), default=None)
-        self.progress.received(asked_at, drained=len(messages) < self._max, oldest_sent=oldest)
         return messages
 
-    async def _run_one(self, url: str, message: dict[str, Any]) -> None:
+    def _groups(self, messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """The batch as runs handled one after the other: on a FIFO queue one run per message
+        group, in the order received; elsewhere every message on its own."""
+        if not self._fifo:
+            return [[m] for m in messages]
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for message in messages:
+            groups.setdefault(message.get("Attributes", {}).get("MessageGroupId", message["MessageId"]), []).append(message)
+        return list(groups.values())
+
+    async def _process_group(self, url: str, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Handle ``group`` in order; returns those handled. After a failure the rest go back
+        unhandled, so that none overtakes it (SQS then holds the group behind it)."""
+        handled: list[dict[str, Any]] = []
+        for position, message in enumerate(group):
+            if not await self._process(url, message):
+                await asyncio.gather(*(self._release(url, later, 0) for later in group[position + 1 :]))
+                break
+            handled.append(message)
+        return handled
+
+    async def _run_group(self, url: str, group: list[dict[str, Any]]) -> None:
         try:
-            if await self._process(url, message):
-                self._deletable.append(message)
+            handled = await self._process_group(url, group)
+            if handled:
+                self._deletable.extend(handled)
                 self._delete_due.set()
         finally:
-            self._in_flight.pop(message["MessageId"], None)
+            for message in group:
+                self._in_flight.pop(message["MessageId"], None)
             async with self._room:
                 self._room.notify_all()
 
@@ -228,17 +250,12 @@ class Consumer:
             log.error("message_malformed", error=str(error)[:500], **context)
             if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
                 metrics.dead_lettered(self._service, self._queue)
-            self.progress.settled(message["MessageId"])
             await self._release(url, message, 0)
         except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
             delay = retry_delay(receive_count)
             log.warning("message_handler_failed", retry_in=delay, error=_describe(error), **context)
-            if receive_count >= MAX_RECEIVE_COUNT:
-                self.progress.settled(message["MessageId"])  # dead-lettered next: waiting on it would stall
-            # else it stays pending in ``progress``: nothing sent after it counts as read
             await self._release(url, message, delay)
         else:
-            self.progress.settled(message["MessageId"])
             return True
         return False
 
@@ -294,58 +311,3 @@ class Consumer:
 def _batches(items: list[dict[str, Any]], size: int = 10) -> list[list[dict[str, Any]]]:
     """``items`` in slices of ``size``: SQS's batch calls take ten entries at most."""
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _sent_at(attributes: dict[str, Any]) -> float | None:
-    sent = attributes.get("SentTimestamp")
-    return int(sent) / 1000 if sent else None
-
-
-class ReadProgress:
-    """How far this consumer has read its queue: the basis for judging silence.
-
-    :meth:`read_until` is a time T such that every message that reached the queue before T
-    has been handled, so a deadline up to T that saw no reply saw real silence. Nothing is
-    read until one visibility timeout after this consumer started (messages a dead
-    predecessor had received are invisible until then). A receive that returns less than a
-    full batch has read the queue to its end; one that returns a full batch has read what
-    was sent before its oldest message (a backlog is read in about the order it was sent).
-    A message received but not yet handled (its handler runs, or it waits to be retried
-    after a transient failure such as an unreachable database) holds T before the time it
-    was sent: its reply came in time and must win. A receive that fails reads nothing, so T
-    simply stays where the last good one left it.
-    """
-
-    def __init__(self, visibility_timeout: float) -> None:
-        self._visibility = visibility_timeout
-        self._healthy_since: float | None = None
-        self._frontier = 0.0
-        self._pending: dict[str, float] = {}
-        """Received and not yet handled: when each was sent (SQS's clock)."""
-
-    def started(self, now: float) -> None:
-        self._healthy_since = now + self._visibility
-
-    def taken(self, sqs_message_id: str, sent_at: float | None) -> None:
-        # A redelivery keeps the first receive's time: the message waited since then.
-        self._pending.setdefault(sqs_message_id, sent_at if sent_at is not None else time.time())
-
-    def settled(self, sqs_message_id: str) -> None:
-        """Handled, given up on (malformed, or dead-lettered next), or handed back on shutdown."""
-        self._pending.pop(sqs_message_id, None)
-
-    def received(self, asked_at: float, *, drained: bool, oldest_sent: float | None = None) -> None:
-        if self._healthy_since is None or asked_at < self._healthy_since:
-            return
-        if drained:
-            self._frontier = max(self._frontier, asked_at)
-        elif oldest_sent is not None:
-            # SentTimestamp is the queue's clock, not ours: keep a margin against the difference.
-            self._frontier = max(self._frontier, oldest_sent - CLOCK_MARGIN)
-
-    def read_until(self, now: float) -> float:
-        """The latest time whose deadlines may be judged now."""
-        until = min(self._frontier, now)
-        if self._pending:
-            until = min(until, min(self._pending.values()) - CLOCK_MARGIN)
-        return until

@@ -22,6 +22,11 @@ class Queue:
     purpose: str
     dead_letter: bool = True
     visibility_timeout: int = 30
+    fifo: bool = False
+    """A FIFO queue, its messages grouped by saga: SQS hands out a group's messages in the
+    order they reached the queue, and none while an earlier one of the group is in flight
+    (being handled, waiting out a retry's backoff) until it is deleted or dead-lettered.
+    Its physical name, and its dead-letter queue's, end in ``.fifo``."""
 
     @property
     def dlq(self) -> str:
@@ -39,6 +44,13 @@ class Naming:
     """Turns logical names into physical AWS resource names."""
 
     prefix: str = "saga"
+    fifo: frozenset[str] = frozenset()
+    """Logical names of the FIFO queues (a system's topology sets it; see :class:`Queue`)."""
+
+    def is_fifo(self, logical: str) -> bool:
+        """Whether ``logical`` names a FIFO queue or the dead-letter queue of one."""
+        return logical in self.fifo or (logical.endswith("-dlq") and logical.removesuffix("-dlq") in self.fifo)
 
     def physical(self, logical: str) -> str:
-        return f"{self.prefix}-{logical}" if self.prefix else logical
+        name = f"{self.prefix}-{logical}" if self.prefix else logical
+        return f"{name}.fifo" if self.is_fifo(logical) else name

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ STUCK_AFTER = 60.0  # seconds after which a destination still publishing is repo
 # ever published by two relays at once. Ordering by attempts first sends rows that keep
 # failing to the back, so they never hold up new ones.
 _CLAIM = text(
-    "SELECT id, destination, message_type, body, attributes FROM outbox "
+    "SELECT id, message_id, saga_id, destination, message_type, body, attributes FROM outbox "
     "WHERE published_at IS NULL AND destination = :destination ORDER BY attempts, id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
 _DESTINATIONS = text("SELECT DISTINCT destination FROM outbox WHERE published_at IS NULL")
@@ -264,10 +265,13 @@ class Relay:
         try:
             if kind == "queue":
                 call = self._broker.sqs.send_message_batch
+                fifo = self._broker.naming.is_fifo(name)
                 kwargs = {
                     "QueueUrl": await self._broker.queue_url(name),
                     "Entries": [
-                        {"Id": str(r.id), "MessageBody": r.body, "MessageAttributes": sqs_attributes(r.attributes)} for r in rows
+                        {"Id": str(r.id), "MessageBody": r.body, "MessageAttributes": sqs_attributes(r.attributes)}
+                        | (_fifo_entry(r) if fifo else {})
+                        for r in rows
                     ],
                 }
             elif kind == "topic":
@@ -286,7 +290,7 @@ class Relay:
             if self._duplicate_delivery:
                 await asyncio.wait_for(call(**kwargs), self._publish_timeout)
             if self._chaos_copies and kind == "queue":
-                await self._send_copies(call, kwargs)
+                await self._send_copies(call, kwargs, fifo=self._broker.naming.is_fifo(name))
         except Exception as error:  # noqa: BLE001 - any broker error leaves the rows for the next pass
             reason = str(error) or type(error).__name__
             log.warning("relay_publish_failed", service=self._service, destination=destination, error=reason)
@@ -297,12 +301,14 @@ class Relay:
             log.warning("relay_entries_rejected", service=self._service, destination=destination, count=len(failed))
         return accepted, failed
 
-    async def _send_copies(self, call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> None:
+    async def _send_copies(self, call: Callable[..., Awaitable[Any]], kwargs: dict[str, Any], *, fifo: bool) -> None:
         """Chaos switch: 1 to ``chaos_copies`` more deliveries of a share of the messages, each
-        delayed 0 to 3 s at random so that copies and later messages overtake one another."""
+        delayed 0 to 3 s at random so that copies and later messages overtake one another. A
+        FIFO queue takes no delay per message and drops a copy with the same deduplication id,
+        so there a copy gets an id of its own and follows its group's order."""
         for _ in range(self._chaos_copies):
             entries = [
-                entry | {"DelaySeconds": random.randint(0, 3)}
+                entry | ({"MessageDeduplicationId": uuid.uuid4().hex} if fifo else {"DelaySeconds": random.randint(0, 3)})
                 for entry in kwargs["Entries"]
                 if random.random() < self._chaos_copy_chance
             ]
@@ -315,3 +321,10 @@ class Relay:
         async with self._sessions() as session:
             count, oldest = (await session.execute(_BACKLOG)).one()
         metrics.outbox_backlog(self._service, count, float(oldest or 0))
+
+
+def _fifo_entry(row: Any) -> dict[str, str]:
+    """What a FIFO queue needs: the group (the saga, so that its messages keep their order)
+    and the deduplication id (the envelope's: a row published twice, after a crash between
+    the publish and the marking, reaches the queue once)."""
+    return {"MessageGroupId": str(row.saga_id or row.message_id), "MessageDeduplicationId": str(row.message_id)}

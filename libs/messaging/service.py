@@ -65,6 +65,8 @@ class ServiceDefinition:
     """Extra background loops besides the relay and the consumer; they run until ``runtime.stop``."""
     expiring: Sequence[janitor.Expiry] = ()
     """Rows of the service's own tables that the janitor deletes once expired."""
+    naming: Callable[[str], Naming] = Naming
+    """Physical names from the resource prefix: the system's own :class:`Naming`, which knows its FIFO queues."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -97,7 +99,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (
-            open_broker(Naming(settings.resource_prefix)) as broker,
+            open_broker(definition.naming(settings.resource_prefix)) as broker,
             cloudwatch.publishing(
                 metrics.CLOUDWATCH,
                 service=definition.package,
@@ -186,6 +188,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
             max_in_flight=settings.consumer_max_in_flight,
             receive_linger=settings.consumer_receive_linger,
             delete_linger=settings.consumer_delete_linger,
+            fifo=rt.broker.naming.is_fifo(queue),
         )
         rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)

@@ -21,7 +21,12 @@ class ServiceSettings(BaseSettings):
     port: int = Field(ge=1, le=65535)
     resource_prefix: str = Field("saga", validation_alias="SAGA_RESOURCE_PREFIX", pattern=r"^[a-z0-9-]{0,40}$")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    relay_poll_interval: float = Field(15.0, gt=0, validation_alias="RELAY_POLL_INTERVAL")
+    relay_poll_interval: float = Field(
+        2.0,
+        gt=0,
+        validation_alias="RELAY_POLL_INTERVAL",
+        description="Seconds between full passes, which publish rows no commit of this process announced (a dead replica's).",
+    )
     consumer_wait_seconds: int = Field(5, ge=0, le=20, validation_alias="CONSUMER_WAIT_SECONDS")
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
     consumer_max_in_flight: int = Field(20, ge=10, le=1000, validation_alias="CONSUMER_MAX_IN_FLIGHT")

@@ -111,7 +111,7 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
     late = Envelope.wrap(
         c.InventoryReserved(order_id=placed["order_id"]), sender="inventory", saga_id=uuid.UUID(placed["saga_id"])
     )
-    stack.client("sqs").send_message(QueueUrl=stack.queue_url("orchestrator-replies-dlq"), MessageBody=late.model_dump_json())
+    stack.send("orchestrator-replies-dlq", late.model_dump_json(), group=placed["saga_id"])
     page = signed_in.get(f"/console/sagas/{placed['saga_id']}").text
     assert "orchestrator-replies-dlq" in page and "InventoryReserved" in page
 

@@ -86,7 +86,7 @@ def test_a_refused_refund_delivered_twice_is_escalated_as_one_case(doubled):
 
 def send(stack: Stack, queue: str, message, saga_id: uuid.UUID, reply_to: str) -> Envelope:
     envelope = Envelope.wrap(message, sender="test", saga_id=saga_id, reply_to=reply_to)
-    stack.client("sqs").send_message(QueueUrl=stack.queue_url(queue), MessageBody=envelope.model_dump_json())
+    stack.send(queue, envelope.model_dump_json(), group=str(saga_id))
     return envelope
 
 
@@ -136,7 +136,7 @@ def test_a_retried_command_with_a_new_message_id_gets_the_same_answer_and_no_sec
 def test_malformed_message_ends_in_the_dead_letter_queue_and_the_service_keeps_working(stack, shop, queue):
     marker = f"garbage-{uuid.uuid4()}"
     sqs = stack.client("sqs")
-    sqs.send_message(QueueUrl=stack.queue_url(queue), MessageBody=json.dumps({"junk": marker}))
+    stack.send(queue, json.dumps({"junk": marker}))
     sku = shop.new_sku(5)
     order, saga = shop.settled(shop.place(shop.order_body(sku, quantity=1)))
     assert saga["status"] == "completed"

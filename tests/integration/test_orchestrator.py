@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -12,7 +13,7 @@ from contracts import messages as c
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
 from orchestrator.engine import SagaRegistry
-from orchestrator.handlers import Orchestrator, fire_due_deadlines
+from orchestrator.handlers import CLOCK_MARGIN, Orchestrator, stage_deadline_checks
 from orchestrator.main import DEFINITIONS
 from orchestrator.settings import StepTimeouts
 from tests import factories
@@ -29,20 +30,42 @@ async def start(sessions, orchestrator: Orchestrator) -> uuid.UUID:
     return envelope.saga_id
 
 
-async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(orchestrator_db):
+async def staged_checks(sessions, saga_ids) -> list[tuple[uuid.UUID, Envelope]]:
+    """The CheckSagaDeadlines staged for these sagas, oldest first, as (saga, envelope)."""
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT saga_id, body FROM outbox WHERE message_type = 'CheckSagaDeadlines' AND saga_id = ANY(:ids) "
+                    "ORDER BY id"
+                ),
+                {"ids": list(saga_ids)},
+            )
+        ).all()
+    return [(row.saga_id, Envelope.model_validate_json(row.body)) for row in rows]
+
+
+async def handle_check(sessions, instance: Orchestrator, envelope: Envelope) -> None:
+    command = c.CheckSagaDeadlines.model_validate(envelope.payload)
+    async with UnitOfWork(sessions, "orchestrator") as uow:
+        await instance.check_deadlines(uow, envelope, command)
+        await uow.commit()
+
+
+async def test_several_orchestrators_stage_one_check_per_expired_deadline_and_it_is_judged_once(orchestrator_db):
     sessions = orchestrator_db
     definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
     instances = [Orchestrator(SagaRegistry(*definitions)) for _ in range(3)]
     sagas = [await start(sessions, instances[0]) for _ in range(20)]
-    await asyncio.sleep(0.1)  # every reserve_inventory deadline has passed
-
-    async def worker(instance):
-        total = 0
-        while handled := await fire_due_deadlines(sessions, instance, "orchestrator"):
-            total += handled
-        return total
-
-    handled = await asyncio.gather(*(worker(i) for i in instances))
+    await asyncio.sleep(0.1 + CLOCK_MARGIN.total_seconds())  # every reserve_inventory deadline has passed
+    staged = await asyncio.gather(*(stage_deadline_checks(sessions, "orchestrator") for _ in instances))
+    assert sum(staged) == 20  # SKIP LOCKED: each saga's check staged by one of them
+    assert await stage_deadline_checks(sessions, "orchestrator") == 0  # and not again while it is on its way
+    checks = await staged_checks(sessions, sagas)
+    assert sorted(saga for saga, _ in checks) == sorted(sagas)
+    # Handled twice (a redelivery to another replica): the second finds nothing due.
+    for index, (_, envelope) in enumerate(checks + checks):
+        await handle_check(sessions, instances[index % 3], envelope)
     async with sessions() as session:
         timeouts = dict(
             (
@@ -55,20 +78,65 @@ async def test_each_expired_deadline_is_handled_once_by_several_orchestrators(or
                 )
             ).all()
         )
-        # The compensation's own short deadline may expire and be retried meanwhile; each
-        # retry must also have happened once: no (saga, step, attempt) twice.
-        repeated = (
-            await session.execute(
-                text(
-                    "SELECT saga_id, step, detail FROM saga_history WHERE event = 'compensation_sent' AND saga_id = ANY(:ids) "
-                    "GROUP BY saga_id, step, detail HAVING count(*) > 1"
-                ),
-                {"ids": sagas},
-            )
-        ).all()
     assert timeouts == {saga: 1 for saga in sagas}
-    assert repeated == []
-    assert sum(handled) >= 20
+
+
+async def test_a_reply_handled_before_the_check_wins_and_a_check_staged_early_judges_nothing(orchestrator_db):
+    sessions = orchestrator_db
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    instance = Orchestrator(SagaRegistry(*definitions))
+    answered, silent = await start(sessions, instance), await start(sessions, instance)
+    await asyncio.sleep(0.1 + CLOCK_MARGIN.total_seconds())
+    assert await stage_deadline_checks(sessions, "orchestrator") >= 2
+    checks = dict(await staged_checks(sessions, [answered, silent]))
+    # The reply reached the queue before the check, in the saga's FIFO group: handled first.
+    reply = c.InventoryReserved(order_id=uuid.uuid4())
+    async with UnitOfWork(sessions, "orchestrator") as uow:
+        await instance.on_reply(uow, Envelope.wrap(reply, sender="inventory", saga_id=answered), reply)
+        await uow.commit()
+    for saga_id in (answered, silent):
+        await handle_check(sessions, instance, checks[saga_id])
+    async with sessions() as session:
+        events = dict(
+            (
+                await session.execute(
+                    text(
+                        "SELECT saga_id, array_agg(event ORDER BY id) FROM saga_history WHERE saga_id = ANY(:ids) "
+                        "GROUP BY saga_id"
+                    ),
+                    {"ids": [answered, silent]},
+                )
+            ).all()
+        )
+    assert "step_timed_out" not in events[answered] and "step_succeeded" in events[answered]
+    assert "step_timed_out" in events[silent]
+
+
+async def test_a_check_staged_before_the_silence_is_established_is_staged_again_once_it_can_judge(orchestrator_db):
+    sessions = orchestrator_db
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    instance = Orchestrator(SagaRegistry(*definitions))
+    saga_id = await start(sessions, instance)
+    await asyncio.sleep(0.1)
+    # A check staged (by a replica whose clock is behind) before the deadline plus the margin.
+    early = Envelope.wrap(
+        c.CheckSagaDeadlines(checked_at=datetime.now(UTC) - CLOCK_MARGIN), sender="orchestrator", saga_id=saga_id
+    )
+    await handle_check(sessions, instance, early)
+    async with sessions() as session:
+        row = (
+            await session.execute(text("SELECT deadline_check_at, next_deadline FROM sagas WHERE saga_id = :id"), {"id": saga_id})
+        ).one()
+        events = (await session.execute(text("SELECT event FROM saga_history WHERE saga_id = :id"), {"id": saga_id})).scalars()
+        assert "step_timed_out" not in list(events)
+    assert row.deadline_check_at >= row.next_deadline + CLOCK_MARGIN  # not before it can judge
+    await asyncio.sleep(max((row.deadline_check_at - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+    assert await stage_deadline_checks(sessions, "orchestrator") >= 1
+    (_, check), *_ = [(s, e) for s, e in await staged_checks(sessions, [saga_id])][::-1]
+    await handle_check(sessions, instance, check)
+    async with sessions() as session:
+        events = (await session.execute(text("SELECT event FROM saga_history WHERE saga_id = :id"), {"id": saga_id})).scalars()
+        assert "step_timed_out" in list(events)
 
 
 async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orchestrator_db):
@@ -88,32 +156,3 @@ async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orche
         )
     # No SagaStatusChanged: order_svc recorded the saga as running when it asked for it.
     assert staged == ["ReserveInventory", "ProcessPayment"]
-
-
-async def test_a_silence_not_yet_judgeable_costs_no_transaction_until_the_replies_are_read(orchestrator_db):
-    sessions = orchestrator_db
-    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
-    instance = Orchestrator(SagaRegistry(*definitions))
-    saga_id = await start(sessions, instance)
-    await asyncio.sleep(0.1)  # its deadline has passed, but the replies are read only up to 0
-    opened: list = []
-    instance.on_deadline = _counting(instance.on_deadline, saga_id, opened)  # type: ignore[method-assign]
-    waiting: dict = {}
-    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: 0.0, waiting)
-    assert saga_id in waiting and len(opened) == 1
-    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: 0.0, waiting)
-    assert len(opened) == 1  # parked: not looked at again while the cutoff has not moved past it
-    await fire_due_deadlines(sessions, instance, "orchestrator", lambda now: now, waiting)
-    assert saga_id not in waiting and len(opened) == 2
-    async with sessions() as session:
-        events = (await session.execute(text("SELECT event FROM saga_history WHERE saga_id = :id"), {"id": saga_id})).scalars()
-        assert "step_timed_out" in list(events)
-
-
-def _counting(method, saga_id: uuid.UUID, calls: list):
-    async def counted(uow, candidate, *args, **kwargs):
-        if candidate == saga_id:
-            calls.append(candidate)
-        return await method(uow, candidate, *args, **kwargs)
-
-    return counted
