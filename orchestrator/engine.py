@@ -606,6 +606,10 @@ class SagaEngine:
         else:
             t.history.append(HistoryEntry("step_started", step.name))
 
+    def budget_end(self, state: SagaState, step: str) -> datetime:
+        """When ``step``, running, times out (for operators and tests: the engine's own rule)."""
+        return self._budget_end(state, self.definition.index(step))
+
     def _budget_end(self, state: SagaState, index: int) -> datetime:
         """When a running step has timed out: after its own least time, or later if the saga's
         budget leaves room once every later step has its least time."""

@@ -172,6 +172,10 @@ class Stack:
         """Every running process's address of ``module`` (each serves the same API)."""
         return [self.url(i) for i in self.instances(module)]
 
+    def service_database_url(self, module: str) -> str:
+        """The SQLAlchemy URL of ``module``'s own database in this stack."""
+        return self._urls[BY_NAME[module].database]
+
     def aws_environment(self) -> dict[str, str]:
         return infra.emulator_environment(self.endpoint or "") | {"SAGA_RESOURCE_PREFIX": self.prefix}
 
