@@ -77,6 +77,13 @@ resource "aws_db_parameter_group" "postgres" {
     name  = "rds.force_ssl"
     value = "1"
   }
+  # The limit the connection budget is drawn up against (aws_connection_budget.tf), not
+  # RDS's default of a little less. Static: an existing instance takes it at its next reboot.
+  parameter {
+    name         = "max_connections"
+    value        = tostring(local.database_connection_limit)
+    apply_method = "pending-reboot"
+  }
 }
 
 resource "aws_db_instance" "main" {
@@ -116,6 +123,13 @@ resource "aws_db_instance" "main" {
   enabled_cloudwatch_logs_exports = ["postgresql", "upgrade"]
   performance_insights_enabled    = true
   performance_insights_kms_key_id = local.secrets_kms_key
+
+  lifecycle {
+    precondition {
+      condition     = local.database_peak_connections[each.key] <= local.database_connection_limit
+      error_message = "Connection budget exceeded on ${each.key}: its services' tasks (max_tasks, doubled during a rolling deploy) could open ${local.database_peak_connections[each.key] - local.database_reserved_connections} connections; with the ${local.database_reserved_connections} reserved that is ${local.database_peak_connections[each.key]}, and ${var.database_instance_class} allows ${local.database_connection_limit}. Lower max_tasks or the pool sizes in service_settings, pick a larger database_instance_class, or set database_instance_per_service."
+    }
+  }
 }
 
 resource "aws_secretsmanager_secret" "database_url" {

@@ -9,7 +9,7 @@ locals {
 
   service_sizes = {
     for svc in keys(local.services) : svc => merge(
-      { cpu = 256, memory = 512, min_tasks = 1, max_tasks = 4 },
+      { cpu = 256, memory = 512, min_tasks = 1, max_tasks = 4, db_pool_size = null, db_max_overflow = null, relay_pool_size = null },
       try(var.service_settings[svc], {}),
     )
   }
@@ -20,6 +20,10 @@ locals {
   # rolling deploy is not held up for the default five minutes.
   deregistration_delay = 20
   stop_timeout         = 30
+
+  # A rolling deploy starts the new tasks beside the old ones (see aws_ecs_service.service);
+  # the connection budget counts them.
+  deployment_maximum_percent = 200
 
   log_group_names = { for svc in keys(local.services) : svc => "/ecs/${local.cluster_name}/${svc}" }
   log_group_arns  = { for svc, name in local.log_group_names : svc => "arn:${local.partition}:logs:${var.aws_region}:${local.account_id}:log-group:${name}" }
@@ -148,6 +152,9 @@ resource "aws_ecs_task_definition" "service" {
         SAGA_RESOURCE_PREFIX           = var.name_prefix
         AWS_REGION                     = var.aws_region
         NOTIFICATION_SENDER_EMAIL      = var.sender_email
+        }, {
+        # The connection budget's share of this task (aws_connection_budget.tf).
+        for setting, size in local.database_pools[each.key] : setting => tostring(size)
       }) : { name = name, value = value }
     ]
     # Never plain environment: ECS reads these from Secrets Manager at start.
@@ -191,7 +198,7 @@ resource "aws_ecs_service" "service" {
   # are healthy; a deploy that does not become healthy is rolled back. Hence migrations
   # must be expand-then-contract (old code must run against the new schema).
   deployment_minimum_healthy_percent = 100
-  deployment_maximum_percent         = 200
+  deployment_maximum_percent         = local.deployment_maximum_percent
   deployment_circuit_breaker {
     enable   = true
     rollback = true

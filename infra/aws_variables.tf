@@ -77,14 +77,28 @@ variable "availability_zones" {
 # --- services ------------------------------------------------------------------------------
 
 variable "service_settings" {
-  description = "Per-service sizes, e.g. { payment_svc = { cpu = 512, memory = 1024, min_tasks = 2, max_tasks = 8 } }. Services not listed use the defaults."
+  description = "Per-service sizes, e.g. { payment_svc = { cpu = 512, memory = 1024, min_tasks = 2, max_tasks = 8 } }. Services not listed use the defaults. db_pool_size, db_max_overflow and relay_pool_size (DB_POOL_SIZE, DB_MAX_OVERFLOW, RELAY_POOL_SIZE) replace the sizes the connection budget derives; the plan fails if the tasks could then open more connections than the database allows."
   type = map(object({
-    cpu       = optional(number, 256)
-    memory    = optional(number, 512)
-    min_tasks = optional(number, 1)
-    max_tasks = optional(number, 4)
+    cpu             = optional(number, 256)
+    memory          = optional(number, 512)
+    min_tasks       = optional(number, 1)
+    max_tasks       = optional(number, 4)
+    db_pool_size    = optional(number)
+    db_max_overflow = optional(number)
+    relay_pool_size = optional(number)
   }))
   default = {}
+
+  validation {
+    # The bounds ServiceSettings checks at start (libs/messaging/settings.py).
+    condition = alltrue([
+      for s in values(var.service_settings) :
+      (s.db_pool_size == null || try(s.db_pool_size >= 1 && s.db_pool_size <= 100, false))
+      && (s.db_max_overflow == null || try(s.db_max_overflow >= 0 && s.db_max_overflow <= 100, false))
+      && (s.relay_pool_size == null || try(s.relay_pool_size >= 1 && s.relay_pool_size <= 20, false))
+    ])
+    error_message = "service_settings: db_pool_size must be 1-100, db_max_overflow 0-100, relay_pool_size 1-20."
+  }
 }
 
 variable "backlog_per_task" {
@@ -94,9 +108,14 @@ variable "backlog_per_task" {
 }
 
 variable "service_environment" {
-  description = "Further plain environment of every service (e.g. LOG_LEVEL, ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER). Never secrets: those go through Secrets Manager."
+  description = "Further plain environment of every service (e.g. LOG_LEVEL, ORCHESTRATOR_TIMEOUTS__FULFILL_ORDER). Never secrets: those go through Secrets Manager. Not the pool sizes: those come from the connection budget (or service_settings)."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = length(setintersection(keys(var.service_environment), ["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"])) == 0
+    error_message = "DB_POOL_SIZE, DB_MAX_OVERFLOW and RELAY_POOL_SIZE come from the connection budget; set them per service in service_settings (db_pool_size, db_max_overflow, relay_pool_size)."
+  }
 }
 
 variable "log_retention_days" {
@@ -126,9 +145,25 @@ variable "database_instance_per_service" {
 }
 
 variable "database_instance_class" {
-  description = "RDS instance class."
+  description = "RDS instance class: one of the classes the connection budget knows (aws_connection_budget.tf), whose memory sets max_connections."
   type        = string
   default     = "db.t4g.micro"
+
+  validation {
+    condition     = contains(keys(local.database_class_memory_gib), var.database_instance_class)
+    error_message = "database_instance_class must be one of the classes in local.database_class_memory_gib (db.t4g.micro to 2xlarge, db.m7g.large to 2xlarge, db.r7g.large to 2xlarge); add a class there with its memory."
+  }
+}
+
+variable "database_operator_connections" {
+  description = "Connections of each RDS instance kept free of the services' pools for operators: psql, a migration or a dump by hand (RDS's own 3 come on top)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.database_operator_connections >= 0
+    error_message = "database_operator_connections cannot be negative."
+  }
 }
 
 variable "database_allocated_storage" {

@@ -87,15 +87,16 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
         await database.create_if_missing(settings.database_url)
-        engine = database.engine(settings.database_url, pool_size=10)
+        engine = database.engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         # The relay has connections of its own: handlers that fill the main pool (each waits
-        # on its saga's row lock, say) must never keep a reply from being published. Four
-        # destinations publish at once and the others wait for a connection, holding nothing.
-        # Four kept, no overflow: an overflow connection is closed as soon as it is handed
-        # back, and with one pooled and three overflow for the seven destinations drained at
-        # once, the orchestrator opened 290 connections in 20 s at 600 orders a minute (each
-        # a PostgreSQL backend started, its types introspected, its statements prepared).
-        relay_engine = database.engine(settings.database_url, pool_size=4, max_overflow=0)
+        # on its saga's row lock, say) must never keep a reply from being published. As many
+        # destinations publish at once as it has connections (RELAY_POOL_SIZE, four by
+        # default) and the others wait for a connection, holding nothing. All kept, no
+        # overflow: an overflow connection is closed as soon as it is handed back, and with
+        # one pooled and three overflow for the seven destinations drained at once, the
+        # orchestrator opened 290 connections in 20 s at 600 orders a minute (each a
+        # PostgreSQL backend started, its types introspected, its statements prepared).
+        relay_engine = database.engine(settings.database_url, pool_size=settings.relay_pool_size, max_overflow=0)
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (

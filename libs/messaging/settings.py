@@ -39,6 +39,30 @@ class ServiceSettings(BaseSettings):
         validation_alias="SHUTDOWN_GRACE_SECONDS",
         description="On SIGTERM, how long handlers in flight and the relay's pass may take before being cancelled.",
     )
+    # The pools' sizes bound the connections each process opens: on a shared server every
+    # process of every service counts against its max_connections. infra/ derives them per
+    # ECS task from the instance's limit (see infra/README.md, "Connection budget").
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        le=100,
+        validation_alias="DB_POOL_SIZE",
+        description="Connections the main pool (handlers, HTTP requests, workers) keeps open.",
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        le=100,
+        validation_alias="DB_MAX_OVERFLOW",
+        description="Connections the main pool may open beyond DB_POOL_SIZE under load, closed again when handed back.",
+    )
+    relay_pool_size: int = Field(
+        4,
+        ge=1,
+        le=20,
+        validation_alias="RELAY_POOL_SIZE",
+        description="Connections of the relay's own pool (no overflow): destinations published to at once.",
+    )
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
     metrics_sink: Sink = Field(
         "auto",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from orchestrator.cancellation_saga import cancellation_saga
 from orchestrator.engine import Invoke
 from orchestrator.order_saga import order_saga
 
-from .conftest import REPO
+from .conftest import REPO, Terraform
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(600)]
 
@@ -96,3 +97,31 @@ def test_services_table_matches_the_code(evaluate) -> None:
         assert set(service["consumes"]) == _consumed_queues(name), name
         assert set(service["sends_to"]) <= {q.name for q in topology.QUEUES}, name
         assert set(service["publishes"]) <= {t.name for t in topology.TOPICS}, name
+
+
+def test_pool_sizes_reach_the_settings_that_read_them(terraform: Terraform) -> None:
+    """The task definitions' pool sizes (the connection budget) are named as ServiceSettings
+    reads them and within its bounds: it ignores unknown names, so a misnamed one would
+    leave a task on the local defaults and out of the budget without a word."""
+    out = terraform(
+        "console",
+        "-no-color",
+        "-var=deploy_services=true",
+        "-var=image=order-saga:test",
+        "-var=certificate_arn=arn:aws:acm:us-east-1:123456789012:certificate/0",
+        stdin="jsonencode(local.database_pools)\n",
+    ).stdout.strip()
+    pools = json.loads(json.loads(out))
+    assert set(pools) == {"order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"}
+    for name, environment in pools.items():
+        settings_class = importlib.import_module(f"{name}.settings").Settings
+        fields = settings_class.model_fields
+        assert set(environment) == {fields[f].validation_alias for f in ("db_pool_size", "db_max_overflow", "relay_pool_size")}
+        settings = settings_class.model_validate(
+            {"database_url": "postgresql://db/x"} | {k: str(v) for k, v in environment.items()}
+        )
+        assert (settings.db_pool_size, settings.db_max_overflow, settings.relay_pool_size) == (
+            environment["DB_POOL_SIZE"],
+            environment["DB_MAX_OVERFLOW"],
+            environment["RELAY_POOL_SIZE"],
+        )
