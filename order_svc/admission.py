@@ -6,11 +6,26 @@ orders accepted and not yet finished, the backlog would outlast the saga's 30 s 
 ``POST /orders`` answers 503 with ``Retry-After`` instead: nothing is written, nothing is
 lost, and the client knows when to come back.
 
-The count comes from the orders table, sampled by ``POST /orders`` itself at most twice a
-second (so an idle service does no work for it), plus the orders this process accepted
-since the last sample, so a burst between two samples cannot overshoot. Orders older than
-the start bound are left out: one whose saga never started is the stranded-order net's
-business, and must not close the door on everybody else.
+**The bound is one for the whole deployment, whatever the number of order_svc replicas.**
+The orders table, shared by every replica, is the count: an order is in flight from the
+moment it is admitted, i.e. from the transaction that inserts it. That transaction, after
+its inserts and just before its commit, takes a transaction-scoped advisory lock
+(``pg_advisory_xact_lock``), counts the pending orders, its own included, and rolls back if
+they are more than the bound. The lock serialises these last steps across processes: under
+READ COMMITTED the count is a statement of its own, after the lock, so it sees every order
+admitted by an earlier holder (committed before that holder let go). The lock is held for
+the count and the commit only, two round trips; the partial index ``orders_pending`` keeps
+the count to the pending orders. A count rather than a counter: nothing to keep in step
+with the order's status changes, and nothing to drift; it heals itself.
+
+Orders older than the start bound are left out: one whose saga never started is the
+stranded-order net's business, and must not close the door on everybody else.
+
+The fast path: each process remembers the last count it saw (its own admissions' counts,
+or a sample); while that is under ``SAMPLE_INTERVAL`` old and already at the bound, an order
+is refused without a transaction. This only ever refuses early, never admits. The rate at
+which orders finish, which ``Retry-After`` is made of, is sampled only when refusing, at
+most twice a second per process.
 """
 
 from __future__ import annotations
@@ -19,9 +34,11 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.service import Runtime
 
@@ -31,65 +48,112 @@ log = structlog.get_logger("order_svc")
 
 SAMPLE_INTERVAL = 0.5  # seconds
 RATE_WINDOW = 10.0  # seconds over which the finishing rate is measured
+MAX_RETRY_AFTER = 30  # seconds, the saga's budget
+LOCK = 0x0AD3_1551  # advisory lock key in order_svc's database: one admission at a time
+"""Distinct from the migrator's (``messaging.migrations``), the only other one there."""
 
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# created_at is written by this service's clock, so the cutoff is computed by it too.
+_IN_FLIGHT = text("SELECT count(*) FROM orders WHERE status = :pending AND created_at > :cutoff")
 _SAMPLE = text(
     "SELECT count(*) FILTER (WHERE status = :pending) AS in_flight, "
-    "count(*) FILTER (WHERE status <> :pending AND updated_at > now() - make_interval(secs => :window)) AS finished "
-    "FROM orders WHERE created_at > now() - make_interval(secs => :horizon)"
+    "count(*) FILTER (WHERE status <> :pending AND updated_at > :window) AS finished "
+    "FROM orders WHERE created_at > :cutoff"
 )
+
+
+def retry_after(excess: int, finishing_rate: float) -> int:
+    """Seconds for ``excess`` orders above the bound to drain at ``finishing_rate`` a second:
+    at least 1, at most the saga's budget (when nothing finishes, nothing better is known)."""
+    return max(1, min(MAX_RETRY_AFTER, math.ceil(max(excess, 1) / max(finishing_rate, 1.0))))
+
+
+def admits(in_flight: int, max_in_flight: int) -> bool:
+    """Whether ``in_flight`` orders, the one being admitted among them, are within the bound."""
+    return in_flight <= max_in_flight
 
 
 @dataclass
 class Admission:
-    """Whether ``POST /orders`` may accept one more order now."""
+    """What one process knows of the deployment's orders in flight; no I/O."""
 
     max_in_flight: int
     horizon: float
     """Seconds: orders older than this are not counted (the stranded-order bound)."""
-    sampled: int = 0
-    accepted_since: int = 0
+    in_flight: int = 0
+    """The latest count this process saw, of orders admitted and not finished."""
+    counted_at: float = field(default=-math.inf, repr=False)
     finishing_rate: float = 0.0
     """Orders finished per second over the last ``RATE_WINDOW`` seconds."""
-    sampled_at: float = field(default=-SAMPLE_INTERVAL, repr=False)
+    sampled_at: float = field(default=-math.inf, repr=False)
     sampling: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    @property
-    def in_flight(self) -> int:
-        return self.sampled + self.accepted_since
+    def cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(seconds=self.horizon)
 
-    def retry_after(self) -> int | None:
-        """None when an order may be accepted; otherwise seconds to wait before retrying."""
-        excess = self.in_flight - self.max_in_flight + 1
-        if excess <= 0:
-            return None
-        # The time for the backlog above the bound to drain at the rate orders finish now.
-        return max(1, min(30, math.ceil(excess / max(self.finishing_rate, 1.0))))
+    def full(self, now: float | None = None) -> bool:
+        """The fast path: a count under ``SAMPLE_INTERVAL`` old says there is no room."""
+        now = time.monotonic() if now is None else now
+        return now - self.counted_at < SAMPLE_INTERVAL and not admits(self.in_flight + 1, self.max_in_flight)
 
-    def accepted(self) -> None:
-        self.accepted_since += 1
+    def counted(self, in_flight: int, now: float | None = None) -> None:
+        """A count of the orders in flight (this one not among them if it was refused)."""
+        self.in_flight = in_flight
+        self.counted_at = time.monotonic() if now is None else now
 
-    def update(self, in_flight: int, finished: int) -> None:
-        self.sampled, self.accepted_since = in_flight, 0
+    def sampled(self, in_flight: int, finished: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.counted(in_flight, now)
         self.finishing_rate = finished / RATE_WINDOW
-        self.sampled_at = time.monotonic()
+        self.sampled_at = now
+
+    def needs_sample(self, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) - self.sampled_at >= SAMPLE_INTERVAL
+
+    def retry_after(self) -> int:
+        """For a refused order: how long the orders above the bound take to drain."""
+        return retry_after(self.in_flight + 1 - self.max_in_flight, self.finishing_rate)
+
+
+async def admit(session: AsyncSession, admission: Admission, now: datetime) -> bool:
+    """In the transaction that has just inserted a pending order created at ``now``, as its last
+    statements before the commit: whether the deployment's orders in flight, this one
+    included, are within the bound. False means the caller must roll back.
+
+    The advisory lock is released by the caller's commit or rollback; taken after the
+    order's own inserts, it is never held while waiting for a row lock (a concurrent
+    request with the same Idempotency-Key), so it cannot be part of a deadlock."""
+    await session.execute(_LOCK, {"key": LOCK})
+    # A statement of its own, after the lock: its snapshot holds every earlier holder's order.
+    in_flight = (await session.execute(_IN_FLIGHT, {"pending": domain.PENDING, "cutoff": admission.cutoff(now)})).scalar_one()
+    admitted = admits(in_flight, admission.max_in_flight)
+    admission.counted(in_flight if admitted else in_flight - 1)
+    return admitted
 
 
 async def refresh(rt: Runtime, admission: Admission) -> None:
-    """Sample the orders table if the last sample is older than ``SAMPLE_INTERVAL``; one
-    request samples while the others use what it finds."""
-    if time.monotonic() - admission.sampled_at < SAMPLE_INTERVAL:
+    """Sample the orders table for the finishing rate (and the count) if the last sample is
+    older than ``SAMPLE_INTERVAL``; one request samples while the others use what it finds.
+    Only refusals need it, so an admitting or idle service does no work for it."""
+    if not admission.needs_sample():
         return
     async with admission.sampling:
-        if time.monotonic() - admission.sampled_at < SAMPLE_INTERVAL:
+        if not admission.needs_sample():
             return
+        now = datetime.now(UTC)
         try:
             async with rt.sessions() as session:
                 row = (
                     await session.execute(
-                        _SAMPLE, {"pending": domain.PENDING, "window": RATE_WINDOW, "horizon": admission.horizon}
+                        _SAMPLE,
+                        {
+                            "pending": domain.PENDING,
+                            "window": now - timedelta(seconds=RATE_WINDOW),
+                            "cutoff": admission.cutoff(now),
+                        },
                     )
                 ).one()
-        except Exception:  # noqa: BLE001 - the database is briefly down: the order's own insert will say so
+        except Exception:  # noqa: BLE001 - the database is briefly down: Retry-After is made of what is known
             log.warning("admission_sample_failed", exc_info=True)
             return
-        admission.update(row.in_flight, row.finished)
+        admission.sampled(row.in_flight, row.finished)

@@ -24,8 +24,8 @@ from messaging.service import RuntimeDep, SessionDep
 from messaging.text import check_text
 from messaging.uow import UnitOfWork
 
+from . import admission as admission_control
 from . import domain
-from .admission import refresh as refresh_admission
 from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
@@ -157,19 +157,14 @@ async def place_order(
     """Place an order; its saga runs after the response. Follow ``Location`` for its status.
 
     When more orders are in flight than can finish within the saga's budget, the answer is
-    503 with ``Retry-After`` and nothing is written (see ``ORDER_MAX_IN_FLIGHT``)."""
+    503 with ``Retry-After`` and nothing is written (see ``ORDER_MAX_IN_FLIGHT``, one bound
+    for every replica together, and ``admission``)."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
-    admission = request.app.state.admission
-    await refresh_admission(rt, admission)
-    if (wait := admission.retry_after()) is not None:
-        ORDERS_REFUSED.inc()
-        return problem(
-            503,
-            f"{admission.in_flight} orders in flight, at most {admission.max_in_flight}: place it again later",
-            headers={"Retry-After": str(wait)},
-        )
+    admission: admission_control.Admission = request.app.state.admission
+    if admission.full():  # a count of a moment ago already says so: no transaction, no lock
+        return await _refused(rt, admission)
     accepted = OrderAccepted(order_id=uuid.uuid4(), saga_id=uuid.uuid4())
     items = [i.model_dump(mode="json") for i in body.items]
     now = datetime.now(UTC)
@@ -223,10 +218,25 @@ async def place_order(
             if claimed.first() is None:
                 await uow.session.rollback()
                 return await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)
-        await uow.commit()
-    admission.accepted()
+        # Last, so that the deployment-wide admission lock is held for the count and the commit only.
+        admitted = await admission_control.admit(uow.session, admission, now)
+        if admitted:
+            await uow.commit()
+    if not admitted:  # rolled back on leaving the unit of work: nothing was written
+        return await _refused(rt, admission)
     response.headers["Location"] = _location(accepted.order_id)
     return accepted
+
+
+async def _refused(rt, admission: admission_control.Admission) -> JSONResponse:
+    in_flight = admission.in_flight  # the count that refused it; the sample may be newer
+    await admission_control.refresh(rt, admission)  # the finishing rate, for Retry-After
+    ORDERS_REFUSED.inc()
+    return problem(
+        503,
+        f"{in_flight} orders in flight, at most {admission.max_in_flight}: place it again later",
+        headers={"Retry-After": str(admission.retry_after())},
+    )
 
 
 def _location(order_id: uuid.UUID | str) -> str:

@@ -17,5 +17,8 @@ class Settings(ServiceSettings):
     max_in_flight: int = Field(
         100,
         gt=0,
-        description="Orders accepted and not yet finished above which POST /orders answers 503 with Retry-After.",
+        description=(
+            "Orders accepted and not yet finished, by every replica together, above which POST /orders "
+            "answers 503 with Retry-After."
+        ),
     )

@@ -39,9 +39,10 @@ def topologies(tmp_path_factory):
     prepared.close()
 
 
-def _stack(workdir, postgres_server, topologies=None, **env) -> Stack:
+def _stack(workdir, postgres_server, topologies=None, *, replicas: dict[str, int] | None = None, **env) -> Stack:
     return Stack(
         workdir=workdir,
+        replicas=replicas or {},
         database_url=postgres_server,
         endpoint=USER_AWS_ENDPOINT,
         **({"prefix": topologies.take()} if topologies else {}),

@@ -2,24 +2,54 @@
 
 from __future__ import annotations
 
-from order_svc.admission import RATE_WINDOW, Admission
+from datetime import UTC, datetime, timedelta
+
+from order_svc.admission import RATE_WINDOW, SAMPLE_INTERVAL, Admission, admits, retry_after
 
 
-def test_orders_are_accepted_up_to_the_bound_counting_those_accepted_since_the_last_sample():
-    admission = Admission(max_in_flight=5, horizon=60)
-    admission.update(in_flight=3, finished=0)
-    assert admission.retry_after() is None
-    admission.accepted()
-    assert admission.retry_after() is None  # the fifth may still come in
-    admission.accepted()
-    assert admission.in_flight == 5 and admission.retry_after() == 1
-    admission.update(in_flight=4, finished=0)  # the next sample saw one finish
-    assert admission.retry_after() is None
+def test_an_order_is_admitted_while_those_in_flight_with_it_are_within_the_bound():
+    # The count under the lock includes the order being admitted.
+    assert admits(in_flight=1, max_in_flight=1)
+    assert admits(in_flight=5, max_in_flight=5)  # the fifth may still come in
+    assert not admits(in_flight=6, max_in_flight=5)
 
 
 def test_retry_after_is_the_time_the_excess_takes_to_drain_at_the_rate_orders_finish():
+    assert retry_after(40, finishing_rate=4.0) == 10  # 40 over the bound at 4/s
+    assert retry_after(1, finishing_rate=4.0) == 1  # never less than a second
+    assert retry_after(1000, finishing_rate=0.0) == 30  # nothing finishes: wait, but never over 30 s
+    assert retry_after(0, finishing_rate=4.0) == 1  # refused, although orders finished since: soon
+
+
+def test_a_refused_order_waits_for_the_orders_above_the_bound_to_finish():
     admission = Admission(max_in_flight=100, horizon=60)
-    admission.update(in_flight=139, finished=int(4 * RATE_WINDOW))  # 4 orders finish a second
-    assert admission.retry_after() == 10  # 40 over the bound at 4/s
-    admission.update(in_flight=1000, finished=0)  # nothing finishes: wait, but never over 30 s
+    admission.sampled(in_flight=139, finished=int(4 * RATE_WINDOW), now=0.0)  # 4 orders finish a second
+    assert admission.retry_after() == 10  # 40 over the bound (this one included) at 4/s
+    admission.sampled(in_flight=1000, finished=0, now=1.0)
     assert admission.retry_after() == 30
+
+
+def test_the_fast_path_refuses_only_on_a_recent_count_at_the_bound():
+    admission = Admission(max_in_flight=5, horizon=60)
+    assert not admission.full(now=0.0)  # nothing counted yet: ask the database
+    admission.counted(4, now=10.0)
+    assert not admission.full(now=10.1)  # room for one more
+    admission.counted(5, now=10.2)  # the fifth was admitted
+    assert admission.full(now=10.3)
+    assert not admission.full(now=10.2 + SAMPLE_INTERVAL)  # too old: orders may have finished; count again
+
+
+def test_a_sample_gives_the_finishing_rate_at_most_twice_a_second():
+    admission = Admission(max_in_flight=5, horizon=60)
+    assert admission.needs_sample(now=0.0)
+    admission.sampled(in_flight=7, finished=30, now=0.0)
+    assert admission.finishing_rate == 30 / RATE_WINDOW and admission.in_flight == 7 and admission.full(now=0.1)
+    assert not admission.needs_sample(now=SAMPLE_INTERVAL / 2)
+    assert admission.needs_sample(now=SAMPLE_INTERVAL)
+    admission.counted(3, now=0.2)  # a count under the lock does not stand in for a sample's rate
+    assert not admission.full(now=0.3) and not admission.needs_sample(now=0.3)
+
+
+def test_orders_older_than_the_start_bound_are_not_counted():
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert Admission(max_in_flight=5, horizon=25).cutoff(now) == now - timedelta(seconds=25)
