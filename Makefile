@@ -59,8 +59,8 @@ demo: venv            ## start everything, place one order per outcome, print th
 e2e-localstack: venv localstack  ## the end-to-end tests on LocalStack (Terraform applies each test stack's topology)
 	AWS_ENDPOINT_URL=http://127.0.0.1:4566 $(PYTEST) -q tests/e2e
 
-up: venv              ## start everything in the background (supervisord); on AWS_ENDPOINT_URL after deploy-local
-	$(STACK) up --prefix $(PREFIX)
+up: venv              ## start everything in the background (supervisord), wait until healthy; REPLICAS=2 or REPLICAS=2,orchestrator=3
+	$(STACK) up --prefix $(PREFIX) $(if $(REPLICAS),--replicas '$(REPLICAS)')
 
 smoke: venv           ## one order per outcome on the stack `make up` started; fails if an outcome is wrong
 	$(STACK) smoke
@@ -92,10 +92,10 @@ down: venv
 status: venv
 	$(STACK) status
 
-stop: venv            ## make stop SVC=fulfillment_svc
+stop: venv            ## make stop SVC=fulfillment_svc (every replica) or SVC=fulfillment_svc-1 (one)
 	$(STACK) stop $(SVC)
 
-start: venv           ## make start SVC=fulfillment_svc
+start: venv           ## make start SVC=fulfillment_svc, waits until healthy
 	$(STACK) start $(SVC)
 
 # --- infra/ ---------------------------------------------------------------------------------

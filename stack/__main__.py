@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -47,16 +46,24 @@ def demo() -> None:
 
 
 @app.command()
-def up(prefix: str = "saga") -> None:
-    """Start PostgreSQL (embedded unless DATABASE_URL), the emulator and every service under supervisord.
+def up(
+    prefix: str = "saga",
+    replicas: str = typer.Option("", help="processes per service: 2 (each), orchestrator=3,order_svc=2, or 2,orchestrator=3"),
+    timeout: float = typer.Option(supervisor.UP_TIMEOUT, help="seconds every process has to answer /health"),
+) -> None:
+    """Start PostgreSQL (embedded unless DATABASE_URL), the emulator and every service under supervisord,
+    and wait until every process is healthy; exit 1 naming each one that is not, and why.
 
     With AWS_ENDPOINT_URL the services run on the topology Terraform made there (`make deploy-local`).
     """
-    state = supervisor.up(prefix)
-    deadline = time.monotonic() + 180  # migrations run at start; a busy machine takes a while
-    while not _healthy(state["urls"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    console.print(supervisor.status())
+    try:
+        state = supervisor.up(prefix, supervisor.parse_replicas(replicas), timeout)
+    except supervisor.NotHealthy as unhealthy:
+        console.print(supervisor.status(), end="", markup=False, highlight=False)
+        console.print(str(unhealthy), markup=False, highlight=False, soft_wrap=True)
+        console.print("Those are stopped; `make down` stops the rest.")
+        raise typer.Exit(1) from None
+    console.print(supervisor.status(), end="", markup=False, highlight=False)
     console.print(
         f"AWS endpoint {state['endpoint']}, prefix {state['prefix']!r}: {state['topology']} "
         f"{len(state['queue_urls'])} queues and {len(state['topic_arns'])} topics"
@@ -118,22 +125,24 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Process states and each service's health."""
-    console.print(supervisor.status(), end="")
-    for module, url in (supervisor.running_urls() or {}).items():
-        console.print(f"{module:18} {url}  health: {'ok' if _healthy({module: url}) else 'DOWN'}")
+    """Every process: its state, port and health."""
+    console.print(supervisor.status(), end="", markup=False, highlight=False)
 
 
 @app.command()
 def stop(service: str) -> None:
-    """Stop one service, e.g. fulfillment_svc (its queue keeps filling)."""
-    console.print(supervisor.stop(service), end="")
+    """Stop a service's replicas, e.g. fulfillment_svc (its queue keeps filling), or one: orchestrator-1."""
+    console.print(supervisor.stop(service), end="", markup=False, highlight=False)
 
 
 @app.command()
 def start(service: str) -> None:
-    """Start one stopped service again."""
-    console.print(supervisor.start(service), end="")
+    """Start a stopped service's replicas (or one process) again and wait until they are healthy."""
+    try:
+        console.print(supervisor.start(service), end="", markup=False, highlight=False)
+    except supervisor.NotHealthy as unhealthy:
+        console.print(str(unhealthy), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def _healthy(urls: dict[str, str]) -> bool:
