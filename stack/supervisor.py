@@ -27,6 +27,7 @@ import httpx
 
 from . import infra
 from .credentials import operator_token, where
+from .runner import pool_sizes
 from .services import BY_NAME, SERVICES
 
 RUN = Path(os.environ.get("SAGA_RUN_DIR") or ".run")
@@ -236,11 +237,15 @@ def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: fl
         f"ORCHESTRATOR_CONSOLE__LINKS__{s.database.upper()}": address[s.module] for s in SERVICES if s.module != "orchestrator"
     }
     retries = [f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}"]
+    # Each process's share of the server's connections (as infra/ derives them for RDS): 90 of an
+    # embedded server's 100, 45 of one the user gives, with room for one more process beside them.
+    services = [p for p in processes.values() if p["service"] in BY_NAME]
+    pools = pool_sizes(45 if os.environ.get("DATABASE_URL") else 90, len(services) + 1)
     for name, process in processes.items():
         if process["service"] not in BY_NAME:
             continue
         service = BY_NAME[process["service"]]
-        env = aws | {
+        env = aws | pools | {
             f"{service.env_prefix}DATABASE_URL": urls[service.database],
             f"{service.env_prefix}PORT": str(process["port"]),
             "PYTHONUNBUFFERED": "1",
