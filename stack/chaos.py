@@ -1149,6 +1149,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")
     args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas: at least 1")
     if args.seed is None:
         args.seed = random.randrange(1_000_000)
     return args
