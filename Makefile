@@ -129,10 +129,11 @@ schemas: venv         ## regenerate the JSON Schemas of every message
 clean:
 	rm -rf $(VENV) .run .tools
 
-bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
+bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
 	$(PY) -m stack.bench $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) \
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
-	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(BENCH_ARGS)
+	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) $(BENCH_ARGS)
 
-chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5: orders under faults, then every invariant checked
-	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) $(CHAOS_ARGS)
+chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5 REPLICAS=2: orders under faults, then every invariant checked
+	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) \
+	  $(if $(REPLICAS),--replicas $(REPLICAS)) $(CHAOS_ARGS)
