@@ -261,6 +261,7 @@ class Chaos:
             ports={s.module: infra.free_port() for s in SERVICES},
             replicas=dict.fromkeys(MODULES, self.args.replicas),
             drop_databases=False,
+            connections=infra.CONNECTIONS_PER_PROCESS * most,  # full pools: the server allows them
             env={
                 "SAGA_OPERATOR_TOKEN": self.token,
                 "CONSUMER_WAIT_SECONDS": "1",

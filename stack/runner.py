@@ -238,6 +238,6 @@ def pool_sizes(connections: int, processes: int) -> dict[str, str]:
     the rest for the main pool, half kept and half overflow (the services' settings)."""
     share = max(connections // max(processes, 1), 3)
     relay = max(1, min(4, share // 4))
-    main = share - relay
+    main = min(share - relay, 20)  # at most the services' defaults: 10 kept and 10 overflow
     kept = max(1, main // 2)
     return {"DB_POOL_SIZE": str(kept), "DB_MAX_OVERFLOW": str(main - kept), "RELAY_POOL_SIZE": str(relay)}

@@ -114,6 +114,8 @@ class BenchStack(Stack):
             # The benchmark's own connections besides: the probe's and the capacity measurement's.
             infra.allow_connections(self._server, infra.CONNECTIONS_PER_PROCESS * processes + 30)
             self.database_url = self._server.get_uri("postgres")
+            # Full pools for every process: the server allows them (and earlier figures used them).
+            self.connections = self.connections or infra.CONNECTIONS_PER_PROCESS * (processes + 2)
         super().start()
         return self
 
