@@ -17,7 +17,7 @@ TERRAFORM := $(if $(wildcard /opt/tf-plugins),TF_CLI_CONFIG_FILE=$(CURDIR)/infra
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: venv test unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
+.PHONY: venv test test-all unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
         lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench chaos \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
@@ -28,7 +28,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv            ## the whole suite: unit, integration, end to end
+test: venv            ## what a developer runs between changes: everything but the slowest families
+	$(PYTEST) -q -m "not slow"
+
+test-all: venv        ## the whole suite, what CI runs: also Terraform, checkov, the browser, fuzzing, the bench smoke run
 	$(PYTEST) -q
 
 lint: venv            ## ruff: lint rules and formatting

@@ -4,7 +4,7 @@ every service (the orchestrator's too), as production runs them.
 It asserts only the invariants that do not depend on timing (stock, money, one effect per
 message, shipments, emails, every outbox row published, escalations). How long the system
 took to settle and how many healthy orders were cancelled are printed, not asserted: on a
-loaded machine they vary; the long run documented in the README is where they are judged.
+loaded machine they vary; the long run recorded in docs/measurements.md is where they are judged.
 """
 
 from __future__ import annotations
