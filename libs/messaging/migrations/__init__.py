@@ -53,35 +53,3 @@ def run_env(metadata: MetaData) -> None:
     context.configure(connection=connection, target_metadata=metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
-
-
-def _main() -> None:
-    """``python -m messaging.migrations <service_package> <alembic command> [args]`` against
-    ``DATABASE_URL`` (a synchronous run over asyncpg, for autogenerate)."""
-    import asyncio
-    import os
-
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    service, action, *args = sys.argv[1:]
-
-    async def go() -> None:
-        engine = create_async_engine(os.environ["DATABASE_URL"])
-        async with engine.begin() as connection:
-
-            def run(sync_connection: Connection) -> None:
-                cfg = config(service, sync_connection)
-                if action == "revision":
-                    message = args[args.index("-m") + 1] if "-m" in args else "change"
-                    command.revision(cfg, message=message, autogenerate=True)
-                else:
-                    getattr(command, action)(cfg, *args)
-
-            await connection.run_sync(run)
-        await engine.dispose()
-
-    asyncio.run(go())
-
-
-if __name__ == "__main__":
-    _main()
