@@ -1,4 +1,4 @@
-"""``python -m messaging.migrations <service_package> <alembic command> [args]``
+"""``python -m messaging.migrations <service_package or messaging> <alembic command> [args]``
 against ``DATABASE_URL`` (a synchronous run over asyncpg, for autogenerate)."""
 
 from __future__ import annotations
