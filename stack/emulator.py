@@ -98,16 +98,25 @@ def patch() -> None:
 
 
 class _LiveGroups:
-    """The message groups with a message in flight in ``queue``, asked anew at each look."""
+    """The message groups with a message in flight in ``queue``, taken anew every 10 ms at most
+    (a receive asks once per message it looks at; a backlog is thousands)."""
 
     def __init__(self, queue: Any) -> None:
         self._queue = queue
+        self._groups: set[str] = set()
+        self._taken = -1.0
+
+    def _current(self) -> set[str]:
+        if time.monotonic() - self._taken > 0.01:
+            self._groups = {m.group_id for m in self._queue.pending_messages if m.group_id is not None}
+            self._taken = time.monotonic()
+        return self._groups
 
     def __contains__(self, group: object) -> bool:
-        return any(message.group_id == group for message in self._queue.pending_messages)
+        return group in self._current()
 
     def __iter__(self) -> Any:
-        return iter({m.group_id for m in self._queue.pending_messages if m.group_id is not None})
+        return iter(set(self._current()))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _LiveGroups:
         return self
