@@ -245,11 +245,15 @@ def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: fl
         if process["service"] not in BY_NAME:
             continue
         service = BY_NAME[process["service"]]
-        env = aws | pools | {
-            f"{service.env_prefix}DATABASE_URL": urls[service.database],
-            f"{service.env_prefix}PORT": str(process["port"]),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = (
+            aws
+            | pools
+            | {
+                f"{service.env_prefix}DATABASE_URL": urls[service.database],
+                f"{service.env_prefix}PORT": str(process["port"]),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         lines += [
             f"[program:{name}]",
             f"command={sys.executable} -m {service.module}",
