@@ -90,7 +90,9 @@ def describe(
         message["MessageId"],
         envelope.message_type,
         str(envelope.saga_id or "") or None,
-        (steps or {}).get(envelope.message_type),
+        # The envelope names the step as its saga knows it (a former name, for a saga started
+        # before a rename); a message without one is placed by its type.
+        envelope.step or (steps or {}).get(envelope.message_type),
         "not processed by its consumer",
         receive_count,
     )

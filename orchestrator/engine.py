@@ -129,6 +129,13 @@ class Step:
     timeout. None: never resent."""
     forget: tuple[str, ...] = ()
     """Saga data only this step's command needs, erased once the step has been answered."""
+    formerly: tuple[str, ...] = ()
+    """Names the step had before: a saga keeps the names it started with, so one started
+    under a former name still runs this step under that name."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.formerly)
 
     @property
     def invokes(self) -> tuple[Invoke, ...]:
@@ -169,6 +176,11 @@ class SagaDefinition:
     that restarts within the budget still finishes its step, and the saga its run."""
 
     def __post_init__(self) -> None:
+        named: dict[str, str] = {}
+        for step in self.steps:
+            for name in step.names:
+                if named.setdefault(name, step.name) != step.name:
+                    raise ValueError(f"steps {named[name]} and {step.name} are both called {name} in saga {self.name}")
         seen: dict[type, str] = {}
         for step in self.steps:
             for invoke in step.invokes:
@@ -182,14 +194,11 @@ class SagaDefinition:
         return self.steps[self.index(name)]
 
     def index(self, name: str) -> int:
+        """The position of the step called ``name`` now or formerly."""
         for index, step in enumerate(self.steps):
-            if step.name == name:
+            if name in step.names:
                 return index
         raise ValueError(f"no step {name!r} in saga {self.name}")
-
-    def forward_only(self, index: int) -> bool:
-        """Whether the step at ``index`` comes after the pivot."""
-        return self.pivot is not None and index > self.index(self.pivot)
 
 
 # --------------------------------------------------------------------------- state
@@ -274,7 +283,7 @@ class Transition:
 
 
 # --------------------------------------------------------------------------- engine
-_Route = tuple[int, ReplyKind]
+_Route = tuple[Step, ReplyKind]
 
 
 class SagaEngine:
@@ -282,17 +291,44 @@ class SagaEngine:
 
     def __init__(self, definition: SagaDefinition) -> None:
         self.definition = definition
+        self._named = {name: step for step in definition.steps for name in step.names}
         self._replies: dict[type, _Route] = {}
-        for index, step in enumerate(definition.steps):
+        for step in definition.steps:
             if isinstance(step.action, Invoke):
-                self._route(step.action, index, ReplyKind.SUCCESS, ReplyKind.FAILURE)
+                self._route(step.action, step, ReplyKind.SUCCESS, ReplyKind.FAILURE)
             if step.compensation is not None:
-                self._route(step.compensation, index, ReplyKind.COMPENSATED, ReplyKind.COMPENSATION_REFUSED)
+                self._route(step.compensation, step, ReplyKind.COMPENSATED, ReplyKind.COMPENSATION_REFUSED)
 
-    def _route(self, invoke: Invoke, index: int, success: ReplyKind, failure: ReplyKind) -> None:
-        self._replies[invoke.success] = (index, success)
+    def _route(self, invoke: Invoke, step: Step, success: ReplyKind, failure: ReplyKind) -> None:
+        self._replies[invoke.success] = (step, success)
         if invoke.failure is not None:
-            self._replies[invoke.failure] = (index, failure)
+            self._replies[invoke.failure] = (step, failure)
+
+    def plan(self, state: SagaState) -> list[Step]:
+        """The definition of each of the saga's steps, in the saga's order.
+
+        A saga runs the steps it started with, under the names it started with: the definition's
+        own for every saga started since its last change, a former name (:attr:`Step.formerly`)
+        for one started before a rename. A step the saga has that the definition no longer has
+        cannot be run: that is an error, never a guess."""
+        try:
+            return [self._named[s.name] for s in state.steps]
+        except KeyError as missing:
+            raise ValueError(f"saga {state.saga_id} has step {missing}, which saga {self.definition.name} has not") from None
+
+    def position(self, state: SagaState, name: str) -> int:
+        """Where the step called ``name`` (now or formerly) is in the saga."""
+        step = self._named.get(name)
+        for index, planned in enumerate(self.plan(state)):
+            if planned is step:
+                return index
+        raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+    def _forward_only(self, state: SagaState, index: int) -> bool:
+        """Whether the saga's step at ``index`` comes after the pivot."""
+        if self.definition.pivot is None:
+            return False
+        return index > self.position(state, self.definition.pivot)
 
     def step_of_message_types(self) -> dict[str, str]:
         """Which step each command and reply type belongs to, for people reading dead letters."""
@@ -366,16 +402,21 @@ class SagaEngine:
         if type(reply) not in self._replies:
             t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} is not part of this saga"))
             return t
-        index, kind = self._replies[type(reply)]
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        answered, kind = self._replies[type(reply)]
+        plan = self.plan(t.state)
+        if answered not in plan:
+            t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} answers a step this saga has not"))
+            return t
+        index = plan.index(answered)
+        step, step_state = plan[index], t.state.steps[index]
         if kind not in ACCEPTS.get(step_state.status, frozenset()):
             t.history.append(
-                HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}")
+                HistoryEntry("reply_ignored", step_state.name, f"{type(reply).__name__} while step is {step_state.status}")
             )
             return t
         if kind == ReplyKind.COMPENSATION_REFUSED and _earlier_attempt(step_state, causation_id, attempt):
             # The refusal of an earlier attempt, overtaken by a retry: the retry's own answer counts.
-            t.history.append(HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} to an earlier attempt"))
+            t.history.append(HistoryEntry("reply_ignored", step_state.name, f"{type(reply).__name__} to an earlier attempt"))
             return t
         reason = getattr(reply, "reason", None)
         step_state.deadline, step_state.finished_at = None, now
@@ -387,21 +428,21 @@ class SagaEngine:
             step_state.status, step_state.error = StepStatus.SUCCEEDED, None
             assert isinstance(step.action, Invoke)
             t.state.data |= reply.model_dump(mode="json", include=set(step.action.keep))
-            t.history.append(HistoryEntry("step_succeeded", step.name, "after its escalation" if escalated else None))
+            t.history.append(HistoryEntry("step_succeeded", step_state.name, "after its escalation" if escalated else None))
             if escalated:
                 self._settle_forward(t)
             else:
                 self._advance(t, now)
-        elif kind == ReplyKind.FAILURE and self.definition.forward_only(index):
+        elif kind == ReplyKind.FAILURE and self._forward_only(t.state, index):
             self._escalate_step(t, index, reason or "refused", now)
             self._advance(t, now)
         elif kind == ReplyKind.FAILURE:
             step_state.status, step_state.error = StepStatus.FAILED, reason
-            t.history.append(HistoryEntry("step_failed", step.name, reason))
-            self._begin_compensation(t, step.name, reason, index - 1, now)
+            t.history.append(HistoryEntry("step_failed", step_state.name, reason))
+            self._begin_compensation(t, step_state.name, reason, index - 1, now)
         elif kind == ReplyKind.COMPENSATED:
             step_state.status, step_state.error = StepStatus.COMPENSATED, None
-            t.history.append(HistoryEntry("step_compensated", step.name))
+            t.history.append(HistoryEntry("step_compensated", step_state.name))
             self._compensate_from(t, index - 1, now)
         else:
             self._compensation_failed(t, index, reason or "compensation refused", now)
@@ -417,10 +458,11 @@ class SagaEngine:
         """
         t = Transition(_copy(state))
         cutoff = min(cutoff or now, now)
+        plan = self.plan(t.state)
         for index, step_state in enumerate(t.state.steps):
             if step_state.deadline is None or step_state.deadline > now:
                 continue
-            step = self.definition.steps[index]
+            step = plan[index]
             running = step_state.status == StepStatus.RUNNING
             # Sending a command again is always safe, so a running step whose budget is not
             # spent gets it again at ``now``. Judging silence is not: a step times out (or
@@ -441,7 +483,7 @@ class SagaEngine:
                 continue
             step_state.deadline = None
             t.state.updated_at = now
-            if running and self.definition.forward_only(index):
+            if running and self._forward_only(t.state, index):
                 _forget(t.state, step)
                 self._escalate_step(t, index, f"no reply within {self._waited(t.state, index):.3g}s", now)
                 self._advance(t, now)
@@ -449,11 +491,11 @@ class SagaEngine:
                 step_state.status, step_state.finished_at = StepStatus.TIMED_OUT, now
                 _forget(t.state, step)
                 step_state.error = f"no reply within {self._waited(t.state, index):.3g}s"
-                t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
-                t.state.status, t.state.failed_step = SagaStatus.COMPENSATING, step.name
-                t.state.failure_reason = f"{step.name} timed out"
+                t.history.append(HistoryEntry("step_timed_out", step_state.name, step_state.error))
+                t.state.status, t.state.failed_step = SagaStatus.COMPENSATING, step_state.name
+                t.state.failure_reason = f"{step_state.name} timed out"
                 self._forget_unrun(t.state)
-                t.history.append(HistoryEntry("compensation_started", step.name, t.state.failure_reason))
+                t.history.append(HistoryEntry("compensation_started", step_state.name, t.state.failure_reason))
                 # The timed-out step is compensated too: its effect may have happened
                 # without its reply reaching us. If it never ran, the participant records
                 # the compensation as a no-op and refuses the late command. Its participant
@@ -466,7 +508,7 @@ class SagaEngine:
                 self._compensate_from(t, index - 1, now)
             elif step_state.status == StepStatus.COMPENSATING:
                 error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state):g}s"
-                t.history.append(HistoryEntry("compensation_timed_out", step.name, error))
+                t.history.append(HistoryEntry("compensation_timed_out", step_state.name, error))
                 if step_state.compensation_attempts < self.definition.max_compensation_attempts:
                     step_state.error = error
                     self._send_compensation(t, index, now)
@@ -478,22 +520,22 @@ class SagaEngine:
     def retry_compensation(self, state: SagaState, step_name: str, now: datetime, actor: str) -> Transition:
         """Operator action: send a failed compensation, or an escalated step after the pivot, again."""
         t = Transition(_copy(state))
-        index = self.definition.index(step_name)
+        index = self.position(t.state, step_name)
         step_state = t.state.steps[index]
         if step_state.status == StepStatus.ESCALATED:
             t.state.status, t.state.updated_at = SagaStatus.RUNNING, now
             step_state.status, step_state.sends, step_state.started_at = StepStatus.RUNNING, 0, now
-            t.history.append(HistoryEntry("operator_retry_step", step_name, f"by {actor}"))
-            self._send_action(t, index, now, resend=True, deadline=now + self.definition.steps[index].timeout)
+            t.history.append(HistoryEntry("operator_retry_step", step_state.name, f"by {actor}"))
+            self._send_action(t, index, now, resend=True, deadline=now + self.plan(t.state)[index].timeout)
             return t
         if step_state.status != StepStatus.COMPENSATION_FAILED:
             raise ValueError(
-                f"step {step_name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED} or {StepStatus.ESCALATED}"
+                f"step {step_state.name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED} or {StepStatus.ESCALATED}"
             )
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
         step_state.compensation_attempts = 0
         step_state.compensation_round += 1
-        t.history.append(HistoryEntry("operator_retry_compensation", step_name, f"by {actor}"))
+        t.history.append(HistoryEntry("operator_retry_compensation", step_state.name, f"by {actor}"))
         self._send_compensation(t, index, now)
         return t
 
@@ -515,7 +557,7 @@ class SagaEngine:
             self._settle_forward(t)
             return t
         told: list[HistoryEntry] = []
-        for step, step_state in zip(self.definition.steps, t.state.steps, strict=True):
+        for step, step_state in zip(self.plan(t.state), t.state.steps, strict=True):
             # A compensation still in flight is settled too, so that it cannot escalate
             # a saga that a person has already closed.
             if step_state.status in (StepStatus.COMPENSATION_FAILED, StepStatus.COMPENSATING):
@@ -525,9 +567,11 @@ class SagaEngine:
                 # from a dead-letter queue later, must not undo the step a second time.
                 settle = SettleStep(**{self.definition.subject: t.state.subject}, reason=reason[:500])
                 t.outgoing.append(
-                    Outgoing(step.name, settle, f"queue:{step.participant}", True, attempt=max(step_state.compensation_round, 1))
+                    Outgoing(
+                        step_state.name, settle, f"queue:{step.participant}", True, attempt=max(step_state.compensation_round, 1)
+                    )
                 )
-                told.append(HistoryEntry("settlement_sent", step.name, "the participant is told the step was settled"))
+                told.append(HistoryEntry("settlement_sent", step_state.name, "the participant is told the step was settled"))
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
         t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
         t.history += told
@@ -590,7 +634,7 @@ class SagaEngine:
 
     def _send_action(self, t: Transition, index: int, now: datetime, *, resend: bool, deadline: datetime | None = None) -> None:
         """Send the step's command; the next deadline is the next resend or the end of its budget."""
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert isinstance(step.action, Invoke), f"{step.name} is done locally"
         step_state.sends += 1
         budget_end = deadline or self._budget_end(t.state, index)
@@ -599,26 +643,28 @@ class SagaEngine:
             resend_at = now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
             step_state.deadline = min(budget_end, resend_at)
         t.outgoing.append(
-            Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True, attempt=step_state.attempts)
+            Outgoing(
+                step_state.name, step.action.build(t.state.data), f"queue:{step.participant}", True, attempt=step_state.attempts
+            )
         )
         if resend:
-            t.history.append(HistoryEntry("step_resent", step.name, f"send {step_state.sends}, no reply yet"))
+            t.history.append(HistoryEntry("step_resent", step_state.name, f"send {step_state.sends}, no reply yet"))
         else:
-            t.history.append(HistoryEntry("step_started", step.name))
+            t.history.append(HistoryEntry("step_started", step_state.name))
 
     def budget_end(self, state: SagaState, step: str) -> datetime:
         """When ``step``, running, times out (for operators and tests: the engine's own rule)."""
-        return self._budget_end(state, self.definition.index(step))
+        return self._budget_end(state, self.position(state, step))
 
     def _budget_end(self, state: SagaState, index: int) -> datetime:
         """When a running step has timed out: after its own least time, or later if the saga's
         budget leaves room once every later step has its least time."""
-        step, started = self.definition.steps[index], state.steps[index].started_at
+        plan, started = self.plan(state), state.steps[index].started_at
         assert started is not None
-        own = started + step.timeout
+        own = started + plan[index].timeout
         if self.definition.budget is None:
             return own
-        later = sum((s.timeout for s in self.definition.steps[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
+        later = sum((s.timeout for s in plan[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
         return max(own, state.created_at + self.definition.budget - later)
 
     def _waited(self, state: SagaState, index: int) -> float:
@@ -634,14 +680,15 @@ class SagaEngine:
 
     def _forget_unrun(self, state: SagaState) -> None:
         """Steps that will never run now need none of the data kept for them."""
-        for step, step_state in zip(self.definition.steps, state.steps, strict=True):
+        for step, step_state in zip(self.plan(state), state.steps, strict=True):
             if step_state.status == StepStatus.PENDING:
                 _forget(state, step)
 
     def _compensate_from(self, t: Transition, start: int, now: datetime) -> None:
         """Compensate the latest applied step at or before ``start``, or finish the saga."""
+        plan = self.plan(t.state)
         for index in range(start, -1, -1):
-            step, step_state = self.definition.steps[index], t.state.steps[index]
+            step, step_state = plan[index], t.state.steps[index]
             if step_state.status in (StepStatus.COMPENSATING, StepStatus.RUNNING):
                 return  # still waiting on it (an operator retry runs alongside)
             if step_state.status not in (StepStatus.SUCCEEDED, StepStatus.TIMED_OUT):
@@ -658,14 +705,14 @@ class SagaEngine:
             self._finish(t, SagaStatus.COMPENSATED, self.definition.on_compensated)
 
     def _send_compensation(self, t: Transition, index: int, now: datetime) -> None:
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert step.compensation is not None
         step_state.status = StepStatus.COMPENSATING
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
         command = Outgoing(
-            step.name,
+            step_state.name,
             step.compensation.build(_context(t.state)),
             f"queue:{step.participant}",
             True,
@@ -673,10 +720,10 @@ class SagaEngine:
         )
         step_state.compensation_command_id = str(command.message_id)
         t.outgoing.append(command)
-        t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
+        t.history.append(HistoryEntry("compensation_sent", step_state.name, f"attempt {step_state.compensation_attempts}"))
 
     def _compensation_failed(self, t: Transition, index: int, error: str, now: datetime) -> None:
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert step.compensation is not None
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
             StepStatus.COMPENSATION_FAILED,
@@ -684,12 +731,12 @@ class SagaEngine:
             None,
             now,
         )
-        t.history.append(HistoryEntry("compensation_failed", step.name, error))
-        self._escalation(t, step.name, step.compensation.build(_context(t.state)), error, step_state.compensation_attempts)
+        t.history.append(HistoryEntry("compensation_failed", step_state.name, error))
+        self._escalation(t, index, step.compensation.build(_context(t.state)), error, step_state.compensation_attempts)
 
     def _escalate_step(self, t: Transition, index: int, error: str, now: datetime) -> None:
         """A step after the pivot that cannot be done: a person takes it over, the saga goes on."""
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert isinstance(step.action, Invoke)
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
             StepStatus.ESCALATED,
@@ -697,10 +744,12 @@ class SagaEngine:
             None,
             now,
         )
-        t.history.append(HistoryEntry("step_escalated", step.name, error))
-        self._escalation(t, step.name, step.action.build(t.state.data), error, step_state.sends)
+        t.history.append(HistoryEntry("step_escalated", step_state.name, error))
+        self._escalation(t, index, step.action.build(t.state.data), error, step_state.sends)
 
-    def _escalation(self, t: Transition, step: str, command: Message, error: str, attempts: int) -> None:
+    def _escalation(self, t: Transition, index: int, command: Message, error: str, attempts: int) -> None:
+        step_state = t.state.steps[index]
+        step = step_state.name
         escalation = CompensationEscalated(
             saga_id=t.state.saga_id,
             definition=t.state.definition,
@@ -712,7 +761,6 @@ class SagaEngine:
         )
         out = Outgoing(step, escalation, f"queue:{SAGA_ESCALATIONS}", False)
         # Remembered so that an operator's action removes exactly these from the queue.
-        step_state = t.state.step(step)
         step_state.escalation_ids = [*step_state.escalation_ids, str(out.message_id)]
         t.outgoing.append(out)
 

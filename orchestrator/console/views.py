@@ -82,7 +82,8 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
     """The definition's steps left to right, each compensation under its step, and the path
     this saga took highlighted: forward along the top, back along the bottom."""
     outcomes = forward_outcomes(history)
-    steps = {s.name: s for s in definition.steps} if definition and definition.name == state.definition else {}
+    # By name, former ones too: a saga keeps the step names it started with.
+    steps = {n: s for s in definition.steps for n in s.names} if definition and definition.name == state.definition else {}
     nodes: list[Node] = [Node("start", "start", "", "start", LEFT - GAP - 64, TOP + 8, 64, H - 16)]
     edges: list[Edge] = []
     failed_at = None
