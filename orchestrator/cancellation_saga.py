@@ -13,8 +13,7 @@ from contracts import steps as s
 from contracts import topology as q
 
 from .engine import Data, Notify, SagaDefinition
-from .order_saga import BUDGET, LEAST_TIME, RESEND_AFTER, by_order
-from .saga_steps import invoke
+from .saga_steps import BUDGET, LEAST_TIME, RESEND_AFTER, by_order, invoke
 
 CUSTOMER_REASON = "cancelled by customer"
 
@@ -29,21 +28,17 @@ def cancellation_saga() -> SagaDefinition:
         steps=(
             # Undone only if it timed out: the order then stays confirmed, so a late
             # cancellation must not leave its parcel stopped.
-            invoke(
-                s.CANCEL_SCHEDULED_SHIPMENT,
-                by_order(c.CancelScheduledShipment),
-                undo=by_order(c.ReinstateShipment),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            invoke(s.REFUND_CHARGE, by_order(c.RefundCharge), timeout=LEAST_TIME, resend_after=RESEND_AFTER),
-            invoke(s.RETURN_RESERVED_STOCK, by_order(c.ReturnReservedStock), timeout=LEAST_TIME, resend_after=RESEND_AFTER),
-            invoke(s.CANCEL_CONFIRMED_ORDER, cancel_confirmed_order, timeout=LEAST_TIME, resend_after=RESEND_AFTER),
-            invoke(s.SEND_CANCELLATION_NOTICE, send_cancellation_notice, timeout=LEAST_TIME, resend_after=RESEND_AFTER),
+            invoke(s.CANCEL_SCHEDULED_SHIPMENT, by_order(c.CancelScheduledShipment), undo=by_order(c.ReinstateShipment)),
+            invoke(s.REFUND_CHARGE, by_order(c.RefundCharge)),
+            invoke(s.RETURN_RESERVED_STOCK, by_order(c.ReturnReservedStock)),
+            invoke(s.CANCEL_CONFIRMED_ORDER, cancel_confirmed_order),
+            invoke(s.SEND_CANCELLATION_NOTICE, send_cancellation_notice),
         ),
         on_compensated=(Notify(q.NOTIFICATION_COMMANDS, send_cancellation_refusal),),
         # The address is kept until the saga ends: the refusal notice needs it too.
         forget_when_done=("customer_email",),
+        step_timeout=LEAST_TIME,
+        resend_after=RESEND_AFTER,
         budget=BUDGET,
     )
 

@@ -71,7 +71,8 @@ def describe(
             message["MessageId"],
             envelope.message_type,
             str(payload.saga_id),
-            "create_order",
+            # Raised when a SettleUnstartedSaga found no saga: at the step it fails such a saga at.
+            (steps or {}).get(c.SettleUnstartedSaga.message_type()),
             f"order {payload.order_id} cancelled: {payload.reason}",
             receive_count,
         )

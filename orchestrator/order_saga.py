@@ -3,18 +3,12 @@ are its contract in ``contracts/steps.py``), how its commands are built, what un
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from contracts import messages as c
 from contracts import steps as s
 from contracts import topology as q
 
 from .engine import Data, Notify, SagaDefinition
-from .saga_steps import invoke, local
-
-LEAST_TIME = timedelta(seconds=5)
-RESEND_AFTER = timedelta(seconds=3)
-BUDGET = timedelta(seconds=30)
+from .saga_steps import BUDGET, LEAST_TIME, RESEND_AFTER, by_order, invoke, local
 
 
 def order_saga() -> SagaDefinition:
@@ -22,61 +16,28 @@ def order_saga() -> SagaDefinition:
         name="order",
         subject="order_id",
         start=c.StartOrderSaga,
+        settles_unstarted=c.SettleUnstartedSaga,
         reports_to=q.ORDER_COMMANDS,
         steps=(
             local(
-                s.CREATE_ORDER,
-                "order_svc creates the pending order in the transaction that starts the saga",
-                undo=cancel_order,
-                timeout=LEAST_TIME,
+                s.CREATE_ORDER, "order_svc creates the pending order in the transaction that starts the saga", undo=cancel_order
             ),
-            invoke(
-                s.RESERVE_INVENTORY,
-                reserve_inventory,
-                undo=by_order(c.ReleaseInventory),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            invoke(
-                s.PROCESS_PAYMENT,
-                process_payment,
-                undo=refund_payment,
-                keep=("payment_id",),
-                forget=("payment_token",),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            invoke(
-                s.FULFILL_ORDER,
-                fulfill_order,
-                undo=cancel_shipment,
-                keep=("shipment_id",),
-                forget=("shipping_address",),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
+            invoke(s.RESERVE_INVENTORY, reserve_inventory, undo=by_order(c.ReleaseInventory)),
+            invoke(s.PROCESS_PAYMENT, process_payment, undo=refund_payment, keep=("payment_id",), forget=("payment_token",)),
+            invoke(s.FULFILL_ORDER, fulfill_order, undo=cancel_shipment, keep=("shipment_id",), forget=("shipping_address",)),
             # The last step: once it succeeds nothing can fail any more, and an email cannot be
             # unsent. Its compensation runs only when it timed out, so that a confirmation still
             # stuck in the queue is never sent for a cancelled order.
-            invoke(
-                s.SEND_CONFIRMATION,
-                send_confirmation,
-                undo=by_order(c.WithdrawConfirmation),
-                forget=("customer_email",),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
+            invoke(s.SEND_CONFIRMATION, send_confirmation, undo=by_order(c.WithdrawConfirmation), forget=("customer_email",)),
         ),
         on_completed=(Notify(q.ORDER_COMMANDS, by_order(c.ConfirmOrder)),),
+        step_timeout=LEAST_TIME,
+        resend_after=RESEND_AFTER,
         budget=BUDGET,
     )
 
 
 # --- building each command from the saga's data -----------------------------------------
-def by_order(command: type[c.Command]):
-    return lambda data: command(order_id=data["order_id"])
-
-
 def cancel_order(data: Data) -> c.CancelOrder:
     return c.CancelOrder(order_id=data["order_id"], reason=data.get("failure_reason") or "saga compensated")
 

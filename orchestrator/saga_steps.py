@@ -1,18 +1,35 @@
-"""Saga steps from this system's step contracts (``contracts/steps.py``): what a definition
-adds to a contract is how to build each command from the saga's data, what to keep of the
-replies, what to forget, and its timings."""
+"""What this system's saga definitions share: steps made from its step contracts
+(``contracts/steps.py``), to which a definition adds how each command is built from the saga's
+data, what to keep of the replies and what to forget; the timings every saga here has; and the
+builders of commands that need only the order."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from contracts import messages as c
 from messaging.envelope import Message
 from messaging.steps import Call, StepContract
 
 from .engine import Data, Invoke, Local, Step
 
 Build = Callable[[Data], Message]
+
+LEAST_TIME = timedelta(seconds=5)
+"""Each step's least time (``SagaDefinition.step_timeout``), which also paces compensation retries."""
+RESEND_AFTER = timedelta(seconds=3)
+"""Silence after which a step's command is sent again (``SagaDefinition.resend_after``)."""
+BUDGET = timedelta(seconds=30)
+"""Time from the start within which a saga should end (``SagaDefinition.budget``).
+
+Every saga here declares these three; ``ORCHESTRATOR_TIMEOUTS__*`` override them."""
+
+
+def by_order(command: type[c.Command]) -> Build:
+    """A builder of ``command`` about the saga's order, with nothing else."""
+    return lambda data: command(order_id=data["order_id"])
 
 
 def invoke(
@@ -56,4 +73,4 @@ def _compensation(contract: StepContract, undo: Build | None) -> Invoke | None:
 
 
 def _invoke(call: Call, build: Build, keep: tuple[str, ...]) -> Invoke:
-    return Invoke(call.command, build, success=call.success, failure=call.failure, keep=keep)  # type: ignore[arg-type]
+    return Invoke(call.command, build, success=call.success, failure=call.failure, keep=keep)

@@ -64,14 +64,16 @@ class StepTimeouts(BaseModel):
                 )
                 for step in definition.steps
             ),
+            # Every step that resends (by its own interval or the saga's) resends at the override.
+            resend_after=resend if resend and definition.resend_after else definition.resend_after,
             budget=timedelta(seconds=self.saga_budget) if self.saga_budget else definition.budget,
             max_compensation_attempts=self.max_compensation_attempts or definition.max_compensation_attempts,
         )
 
 
-def _least_time(step: Step, steps: dict[str, float]) -> timedelta:
+def _least_time(step: Step, steps: dict[str, float]) -> timedelta | None:
     """The least time set for ``step`` by its name, or else by a former name (still accepted,
-    so that renaming a step does not stop a deployment that sets it)."""
+    so that renaming a step does not stop a deployment that sets it); None: the saga's."""
     for name in step.names:
         if name in steps:
             return timedelta(seconds=steps[name])

@@ -102,7 +102,7 @@ def test_a_pivot_that_times_out_is_reinstated_and_the_cancellation_refused():
     saga = cancellation_under_test()
     while saga.step("cancel_scheduled_shipment") == StepStatus.RUNNING:
         saga.until_deadline("cancel_scheduled_shipment")
-    assert saga.last.outgoing[0].message.__class__ is c.ReinstateShipment
+    assert saga.latest[0].message.__class__ is c.ReinstateShipment
     assert saga.status == SagaStatus.COMPENSATED and saga.last_sent() is c.SendCancellationRefusal
     assert saga.sent[-1].message.reason == "cancel_scheduled_shipment timed out"
 
@@ -144,13 +144,13 @@ def test_a_saga_started_before_a_rename_runs_to_its_end_under_the_names_it_start
     saga = started_before_the_rename()
     saga.reply(c.ScheduledShipmentCancelled)
     saga.fail(c.ChargeRefundFailed, "refund rejected")
-    assert [(o.step, type(o.message)) for o in saga.last.outgoing] == [
+    assert [(o.step, type(o.message)) for o in saga.latest] == [
         ("refund_payment", c.CompensationEscalated),
         ("release_inventory", c.ReturnReservedStock),
     ]
     assert saga.step("refund_payment") == StepStatus.ESCALATED
     saga.retry_compensation("refund_payment").expect(c.RefundCharge)
-    assert saga.last.outgoing[0].step == "refund_payment"
+    assert saga.latest[0].step == "refund_payment"
     saga.succeed(c.ChargeRefunded, c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
     assert saga.status == SagaStatus.COMPLETED
     assert {h.step for h in saga.history if h.step} == {
@@ -166,7 +166,7 @@ def test_a_pivot_started_before_the_rename_times_out_under_its_former_name():
     saga = started_before_the_rename()
     while saga.step("cancel_shipment") == StepStatus.RUNNING:
         saga.until_deadline("cancel_shipment")
-    assert saga.state.failed_step == "cancel_shipment" and saga.last.outgoing[0].step == "cancel_shipment"
+    assert saga.state.failed_step == "cancel_shipment" and saga.latest[0].step == "cancel_shipment"
     assert saga.status == SagaStatus.COMPENSATED
 
 
