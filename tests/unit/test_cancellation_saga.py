@@ -153,13 +153,9 @@ def test_a_saga_started_before_a_rename_runs_to_its_end_under_the_names_it_start
     assert saga.latest[0].step == "refund_payment"
     saga.succeed(c.ChargeRefunded, c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
     assert saga.status == SagaStatus.COMPLETED
-    assert {h.step for h in saga.history if h.step} == {
-        "cancel_shipment",
-        "refund_payment",
-        "release_inventory",
-        "cancel_confirmed_order",
-        "send_cancellation_notice",
-    }
+    named = {h.step for h in saga.history if h.step}
+    assert named >= set(FORMER.values()) | {"release_inventory"}
+    assert not named & {"cancel_scheduled_shipment", "refund_charge", "return_reserved_stock"}
 
 
 def test_a_pivot_started_before_the_rename_times_out_under_its_former_name():

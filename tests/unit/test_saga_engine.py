@@ -413,3 +413,35 @@ def test_resolving_by_hand_tells_the_participant_and_reports_a_compensation_that
     assert (escalation.kind, escalation.step) == (e.Escalation.SETTLED_TWICE, "process_payment")
     raised = staged(saga.state, escalation)
     assert isinstance(raised.message, c.SettlementConflict) and raised.destination == "queue:saga-escalations"
+
+
+def test_history_events_keep_the_values_stored_in_saga_history():
+    """Existing rows, the console and the chaos harness read these strings: an enum member may
+    be renamed, its value never."""
+    assert {str(event) for event in e.HistoryEvent} == {
+        "saga_started",
+        "saga_start_failed",
+        "saga_completed",
+        "saga_compensated",
+        "saga_needs_intervention",
+        "step_started",
+        "step_resent",
+        "step_succeeded",
+        "step_failed",
+        "step_timed_out",
+        "step_escalated",
+        "step_compensated",
+        "compensation_started",
+        "compensation_sent",
+        "compensation_timed_out",
+        "compensation_failed",
+        "operator_retry_step",
+        "operator_retry_compensation",
+        "operator_resolved",
+        "operator_redrive",
+        "settlement_sent",
+        "settlement_acknowledged",
+        "compensation_ran_before_settlement",
+        "reply_ignored",
+    }
+    assert all(e.HistoryEvent.reached(s) in e.HistoryEvent for s in e.FINAL_STATUSES)
