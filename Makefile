@@ -17,7 +17,7 @@ TERRAFORM := $(if $(wildcard /opt/tf-plugins),TF_CLI_CONFIG_FILE=$(CURDIR)/infra
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: venv test unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
+.PHONY: venv test test-all unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
         lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench chaos \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
@@ -28,7 +28,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv            ## the whole suite: unit, integration, end to end
+test: venv            ## what a developer runs between changes: everything but the slowest families
+	$(PYTEST) -q -m "not slow"
+
+test-all: venv        ## the whole suite, what CI runs: also Terraform, checkov, the browser, fuzzing, the bench smoke run
 	$(PYTEST) -q
 
 lint: venv            ## ruff: lint rules and formatting
@@ -129,10 +132,11 @@ schemas: venv         ## regenerate the JSON Schemas of every message
 clean:
 	rm -rf $(VENV) .run .tools
 
-bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
+bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
 	$(PY) -m stack.bench $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) \
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
-	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(BENCH_ARGS)
+	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) $(BENCH_ARGS)
 
-chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5: orders under faults, then every invariant checked
-	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) $(CHAOS_ARGS)
+chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5 REPLICAS=2: orders under faults, then every invariant checked
+	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) \
+	  $(if $(REPLICAS),--replicas $(REPLICAS)) $(CHAOS_ARGS)

@@ -2,7 +2,7 @@
 
 Every accepted order waits behind those still in flight. Past ``ORDER_MAX_IN_FLIGHT``
 orders accepted and not yet finished, the backlog would outlast the saga's 30 s budget
-(at the throughput measured on two cores, see the README's Performance section), so
+(at the throughput measured on two cores, see docs/performance.md), so
 ``POST /orders`` answers 503 with ``Retry-After`` instead: nothing is written, nothing is
 lost, and the client knows when to come back.
 

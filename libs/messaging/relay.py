@@ -263,10 +263,10 @@ class Relay:
     async def _publish(self, destination: str, rows: Sequence[Any]) -> tuple[list[int], dict[int, str]]:
         kind, _, name = destination.partition(":")
         try:
+            fifo = kind == "queue" and self._broker.naming.is_fifo(name)
             if kind == "queue":
                 call = self._broker.sqs.send_message_batch
-                fifo = self._broker.naming.is_fifo(name)
-                kwargs = {
+                kwargs: dict[str, Any] = {
                     "QueueUrl": await self._broker.queue_url(name),
                     "Entries": [
                         {"Id": str(r.id), "MessageBody": r.body, "MessageAttributes": sqs_attributes(r.attributes)}
@@ -287,10 +287,13 @@ class Relay:
             # The client's own retries (read timeout 30 s, 5 attempts) would hold the rows for
             # minutes; the relay's backoff retries instead, so the call gets a short budget.
             response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
-            if self._duplicate_delivery:
-                await asyncio.wait_for(call(**kwargs), self._publish_timeout)
+            if self._duplicate_delivery:  # a FIFO queue would drop a copy with the same deduplication id
+                again = dict(kwargs)
+                if fifo:
+                    again["Entries"] = [e | {"MessageDeduplicationId": uuid.uuid4().hex} for e in kwargs["Entries"]]
+                await asyncio.wait_for(call(**again), self._publish_timeout)
             if self._chaos_copies and kind == "queue":
-                await self._send_copies(call, kwargs, fifo=self._broker.naming.is_fifo(name))
+                await self._send_copies(call, kwargs, fifo=fifo)
         except Exception as error:  # noqa: BLE001 - any broker error leaves the rows for the next pass
             reason = str(error) or type(error).__name__
             log.warning("relay_publish_failed", service=self._service, destination=destination, error=reason)

@@ -204,7 +204,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
     # JSON handler set up by logs.configure instead of a plain-text handler of uvicorn's.
     # uvloop and httptools: the event loop and HTTP parser in C. A busy service spends much
     # of its time writing small requests to sockets (PostgreSQL, the AWS endpoint), where
-    # asyncio's own selector loop costs the most (see README, Performance).
+    # asyncio's own selector loop costs the most (see docs/performance.md).
     uvicorn.run(
         app,
         host=settings.host,

@@ -1,4 +1,7 @@
-"""The messaging tables every service adds to its own database."""
+"""The messaging tables every service adds to its own database.
+
+They are built by the library's own migrations (:mod:`messaging.migrations`), not the services'.
+"""
 
 from __future__ import annotations
 
@@ -57,3 +60,8 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("saga_id", "step"),
     )
+
+
+metadata = MetaData()
+"""The messaging tables alone: what the library's migrations build."""
+add_messaging_tables(metadata)

@@ -49,6 +49,7 @@ def execute(config: Config, out: Path, console: Console) -> dict[str, Any]:
     database = make_url(config.database_url).render_as_string(hide_password=True) if config.database_url else "embedded"
     config_json = asdict(config) | {"rates": list(config.rates), "token": None, "database_url": database}
     result = {
+        "replicas": config.replicas,
         "config": config_json,
         "capacity": machine,
         "runs": runs,
@@ -76,6 +77,7 @@ def main(
     recover: int = typer.Option(
         0, "--recovery", help="instead: this many orders in flight, the orchestrator killed and restarted; time to all final"
     ),
+    replicas: int = typer.Option(1, min=1, help="processes of every service, the orchestrator's too"),
 ) -> None:
     """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
     config = Config(
@@ -90,6 +92,7 @@ def main(
         database_url=os.environ.get("DATABASE_URL"),
         endpoint=os.environ.get("AWS_ENDPOINT_URL"),
         prefix=prefix,
+        replicas=replicas,
     )
     console = Console() if Console().is_terminal else Console(width=160)
     if recover:

@@ -16,7 +16,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from .run import Measurement  # noqa: E402
-from .stats import KEEP_UP, P99_LIMIT, RatePoint, knee, latency  # noqa: E402
+from .stats import KEEP_UP, P99_LIMIT, RatePoint, by_service, knee, latency  # noqa: E402
 
 SERVICE_MODULES = ("order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc")
 BUCKET = 5.0
@@ -25,7 +25,8 @@ BUCKET = 5.0
 
 def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
     """The figures of one rate. Per-order figures divide what the counters moved between the end of
-    the warm-up and the end of the drain by the orders placed after the warm-up."""
+    the warm-up and the end of the drain by the orders placed after the warm-up; a service's CPU
+    and AWS requests are those of all its processes together."""
     measured = [o for o in m.orders if o.measured]
     n = max(1, len([o for o in measured if o.saga_id]))
     window = m.load_end - m.warm_end
@@ -36,7 +37,8 @@ def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
         by_operation.update(counts)
         by_operation.subtract(m.before.aws.get(module, Counter()))
     commits = {db: m.after.commits[db] - m.before.commits.get(db, 0) for db in m.after.commits}
-    cpu = {name: (m.after.cpu[name] - m.before.cpu.get(name, 0.0)) / n for name in m.after.cpu}
+    cpu_by_process = {name: (m.after.cpu[name] - m.before.cpu.get(name, 0.0)) / n for name in m.after.cpu}
+    cpu = by_service(cpu_by_process)
     services_cpu = sum(cpu[module] for module in SERVICE_MODULES)
     aws_per_order = sum(by_operation.values()) / n
     commits_per_order = sum(commits.values()) / n
@@ -44,6 +46,8 @@ def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
     statuses = Counter(o.status or o.error or "not placed" for o in measured)
     return {
         "offered_per_minute": m.rate,
+        "replicas": m.config.replicas,
+        "processes": m.processes,
         "achieved_per_minute": 60 * finished_in_window / window if window > 0 else 0.0,
         "orders_measured": len(measured),
         "orders_accepted": sum(1 for o in measured if o.saga_id),
@@ -61,6 +65,7 @@ def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
         "commits_per_order": commits_per_order,
         "commits_per_order_by_database": {db: c / n for db, c in sorted(commits.items())},
         "cpu_seconds_per_order": cpu,
+        "cpu_seconds_per_order_by_process": cpu_by_process,
         "six_services_cpu_seconds_per_order": services_cpu,
         "orders_per_minute_per_vcpu": 60 / services_cpu if services_cpu > 0 else None,
         "commits_per_second": commits_per_order * orders_per_second,
@@ -175,7 +180,9 @@ def _save(figure: Any, panels: tuple[Any, ...], path: Path) -> Path:
 # --------------------------------------------------------------------------- the console
 def table(result: dict[str, Any]) -> Table:
     runs = result["runs"]
-    t = Table(title="make bench: whole order sagas, POST /orders to the saga's final status")
+    replicas = result["config"]["replicas"]
+    processes = f"{replicas} process{'es' if replicas > 1 else ''} of each service"
+    t = Table(title=f"make bench: whole order sagas, POST /orders to the saga's final status; {processes}")
     t.add_column("per rate")
     for run in runs:
         t.add_column(f"{run['offered_per_minute']:g}/min", justify="right")
@@ -192,7 +199,9 @@ def table(result: dict[str, Any]) -> Table:
         row(f"latency {key} (s)", lambda r, key=key: r["latency_seconds"][key])
     row("AWS requests / order", lambda r: r["aws_requests_per_order"], "{:.1f}")
     row("PostgreSQL commits / order", lambda r: r["commits_per_order"], "{:.1f}")
-    row("CPU s / order, six services", lambda r: r["six_services_cpu_seconds_per_order"], "{:.3f}")
+    row("CPU s / order, six services (all processes)", lambda r: r["six_services_cpu_seconds_per_order"], "{:.3f}")
+    for module in SERVICE_MODULES:
+        row(f"  {module}", lambda r, m=module: r["cpu_seconds_per_order"].get(m), "{:.3f}")
     for process in ("emulator", "postgres", "bench"):
         row(f"CPU s / order, {process}", lambda r, p=process: r["cpu_seconds_per_order"].get(p), "{:.3f}")
     row("orders/min per vCPU (six services)", lambda r: r["orders_per_minute_per_vcpu"], "{:.0f}")

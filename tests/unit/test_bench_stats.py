@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from stack.bench.stats import DEFAULT_MIX, P99_LIMIT, RatePoint, knee, latency, parse_mix, sequence
+from stack.bench.stats import DEFAULT_MIX, P99_LIMIT, RatePoint, by_service, knee, latency, parse_mix, sequence
 
 
 def test_a_mix_is_normalised_to_shares():
@@ -46,3 +46,8 @@ def test_the_knee_is_the_highest_rate_sustained_below_the_first_that_is_not():
     assert knee([RatePoint(200, 200, P99_LIMIT + 0.1)]) is None
     assert knee([RatePoint(200, 200, 1.0, unfinished=1)]) is None
     assert knee([]) is None
+
+
+def test_a_service_s_figures_are_those_of_all_its_processes():
+    per_process = {"orchestrator": 0.5, "orchestrator#1": 0.25, "order_svc": 1.0, "emulator": 2.0, "postgres": 0.125}
+    assert by_service(per_process) == {"orchestrator": 0.75, "order_svc": 1.0, "emulator": 2.0, "postgres": 0.125}

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from stack.chaos import (
     action_steps,
+    fault_targets,
+    instance_logs,
     percentiles,
     read_logs,
     relay_latencies,
@@ -123,3 +125,27 @@ def test_a_failed_handler_hides_its_message_until_its_retry(tmp_path):
     ]
     log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     assert retries_hidden_until(log) == at(12).timestamp()
+
+
+def test_a_service_s_logs_are_those_of_every_process_it_ran(tmp_path):
+    for name in ("orchestrator.log", "orchestrator#1.log", "orchestrator#3.log", "order_svc.log", "order_svc#1.log"):
+        (tmp_path / name).write_text("")
+    names = [p.name for p in instance_logs(tmp_path, "orchestrator")]
+    assert names == ["orchestrator.log", "orchestrator#1.log", "orchestrator#3.log"]
+    assert [p.name for p in instance_logs(tmp_path, "payment_svc")] == ["payment_svc.log"]  # not written yet
+
+
+def test_the_report_names_what_each_fault_hit():
+    timeline = [
+        (1.0, "kill -9", "orchestrator#1"),
+        (2.0, "postgres restart", ""),
+        (3.0, "postgres back", ""),
+        (4.0, "kill -9", "payment_svc"),
+        (5.0, "kill -9", "orchestrator#1"),
+        (6.0, "rolling deploy", ""),
+        (7.0, "rolling deploy", "order_svc -> order_svc#2"),
+    ]
+    assert fault_targets(timeline) == {
+        "kill -9": {"orchestrator#1": 2, "payment_svc": 1},
+        "rolling deploy": {"order_svc -> order_svc#2": 1},
+    }

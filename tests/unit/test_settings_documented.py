@@ -1,4 +1,4 @@
-"""Every setting the services share is in the README's configuration table."""
+"""Every setting the services share is in the configuration table (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from pathlib import Path
 
 from messaging.settings import ServiceSettings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def _documented_variables() -> set[str]:
-    text = README.read_text()
-    section = text[text.index("## Configuration") :]
-    section = section[: section.index("\n## ", 1)]
+    section = CONFIGURATION.read_text()
     first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     return {name for cell in first_cells for name in re.findall(r"`([A-Z0-9_<>]+)`", cell)}
 
