@@ -1,5 +1,5 @@
-"""fulfillment_svc's message handlers: fulfill_order and its compensation; the cancellation
-saga's cancel_shipment and its compensation."""
+"""fulfillment_svc's message handlers: the order saga's fulfill_order and its compensation; the
+cancellation saga's cancel_scheduled_shipment and its compensation; SettleStep for both."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from contracts import messages as c
+from contracts import steps
+from contracts.topology import FULFILLMENT_COMMANDS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
@@ -16,9 +18,6 @@ from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import shipments
-
-STEP = "fulfill_order"
-CANCEL_STEP = "cancel_shipment"
 
 
 def handlers(delivery_days: int) -> Handlers:
@@ -45,7 +44,7 @@ def handlers(delivery_days: int) -> Handlers:
         await participant.forward(
             uow,
             envelope,
-            step=STEP,
+            step=steps.FULFILL_ORDER,
             apply=apply,
             refusals=(domain.ShipmentRefused,),
             refuse=lambda reason: c.FulfillmentFailed(order_id=command.order_id, reason=reason),
@@ -67,7 +66,7 @@ def handlers(delivery_days: int) -> Handlers:
         await participant.compensate(
             uow,
             envelope,
-            step=STEP,
+            step=steps.FULFILL_ORDER,
             undo=undo,
             refusals=(domain.ShipmentNotCancellable,),
             done=lambda: c.ShipmentCancelled(order_id=command.order_id),
@@ -85,7 +84,7 @@ def handlers(delivery_days: int) -> Handlers:
         await participant.forward(
             uow,
             envelope,
-            step=CANCEL_STEP,
+            step=steps.CANCEL_SCHEDULED_SHIPMENT,
             apply=apply,
             refusals=(domain.ShipmentNotCancellable,),
             refuse=lambda reason: c.ShipmentAlreadyDispatched(order_id=command.order_id, reason=reason),
@@ -99,16 +98,23 @@ def handlers(delivery_days: int) -> Handlers:
             return c.ShipmentReinstated(order_id=command.order_id)
 
         await participant.compensate(
-            uow, envelope, step=CANCEL_STEP, undo=undo, done=lambda: c.ShipmentReinstated(order_id=command.order_id)
+            uow,
+            envelope,
+            step=steps.CANCEL_SCHEDULED_SHIPMENT,
+            undo=undo,
+            done=lambda: c.ShipmentReinstated(order_id=command.order_id),
         )
 
-    return {
-        c.FulfillOrder: fulfill_order,
-        c.CancelShipment: cancel_shipment,
-        c.CancelScheduledShipment: cancel_scheduled_shipment,
-        c.ReinstateShipment: reinstate_shipment,
-        c.SettleStep: participant.settle(STEP, c.step_settled),
-    }
+    return participant.handlers(
+        steps.owned_by(FULFILLMENT_COMMANDS),
+        {
+            c.FulfillOrder: fulfill_order,
+            c.CancelShipment: cancel_shipment,
+            c.CancelScheduledShipment: cancel_scheduled_shipment,
+            c.ReinstateShipment: reinstate_shipment,
+        },
+        settle_with=(c.SettleStep, c.step_settled),
+    )
 
 
 async def _order_shipment(uow: UnitOfWork, order_id: uuid.UUID):

@@ -5,8 +5,9 @@ locals {
   # Steps of both sagas (orchestrator/order_saga.py, cancellation_saga.py) that send a command (create_order is done by the
   # API itself, so it has no command-to-reply latency).
   saga_steps = [
-    "reserve_inventory", "process_payment", "fulfill_order", "send_confirmation",                         # order
-    "cancel_shipment", "refund_payment", "release_inventory", "cancel_order", "send_cancellation_notice", # order_cancellation
+    "reserve_inventory", "process_payment", "fulfill_order", "send_confirmation",                    # order
+    "cancel_scheduled_shipment", "refund_charge", "return_reserved_stock", "cancel_confirmed_order", # order_cancellation
+    "send_cancellation_notice",
   ]
 
   working_queues = [for name in keys(local.queues) : name if name != "saga-escalations"]

@@ -1,11 +1,13 @@
-"""inventory_svc's message handlers: reserve_inventory and its compensation; the cancellation
-saga's release_inventory."""
+"""inventory_svc's message handlers: the order saga's reserve_inventory and its compensation;
+the cancellation saga's return_reserved_stock; SettleStep for both."""
 
 from __future__ import annotations
 
 from sqlalchemy import select, update
 
 from contracts import messages as c
+from contracts import steps
+from contracts.topology import INVENTORY_COMMANDS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
@@ -13,8 +15,6 @@ from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import reservations, stock
-
-STEP = "reserve_inventory"
 
 
 async def _levels(uow: UnitOfWork, skus) -> dict[str, domain.Level]:
@@ -44,7 +44,7 @@ async def reserve_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rese
     await participant.forward(
         uow,
         envelope,
-        step=STEP,
+        step=steps.RESERVE_INVENTORY,
         apply=apply,
         refusals=(domain.ReservationRefused,),
         refuse=lambda reason: c.InventoryReservationFailed(order_id=command.order_id, reason=reason),
@@ -67,7 +67,7 @@ async def release_inventory(uow: UnitOfWork, envelope: Envelope, command: c.Rele
     await participant.compensate(
         uow,
         envelope,
-        step=STEP,
+        step=steps.RESERVE_INVENTORY,
         undo=undo,
         done=lambda: c.InventoryReleased(order_id=command.order_id),
     )
@@ -82,16 +82,19 @@ async def return_reserved_stock(uow: UnitOfWork, envelope: Envelope, command: c.
     await participant.forward(
         uow,
         envelope,
-        step="release_inventory",
+        step=steps.RETURN_RESERVED_STOCK,
         apply=apply,
         refusals=(),
         refuse=lambda reason: c.ReservedStockReturned(order_id=command.order_id),
     )
 
 
-HANDLERS: Handlers = {
-    c.ReserveInventory: reserve_inventory,
-    c.ReleaseInventory: release_inventory,
-    c.ReturnReservedStock: return_reserved_stock,
-    c.SettleStep: participant.settle(STEP, c.step_settled),
-}
+HANDLERS: Handlers = participant.handlers(
+    steps.owned_by(INVENTORY_COMMANDS),
+    {
+        c.ReserveInventory: reserve_inventory,
+        c.ReleaseInventory: release_inventory,
+        c.ReturnReservedStock: return_reserved_stock,
+    },
+    settle_with=(c.SettleStep, c.step_settled),
+)

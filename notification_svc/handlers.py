@@ -1,5 +1,5 @@
-"""notification_svc's message handlers: send_confirmation (no compensation: it is the last step),
-and the cancellation saga's notices."""
+"""notification_svc's message handlers: send_confirmation (undone only after a timeout: it is
+the last step), the cancellation saga's notices, and SettleStep for both sagas' steps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts import messages as c
-from contracts.topology import CUSTOMER_PUSH
+from contracts import steps
+from contracts.topology import CUSTOMER_PUSH, NOTIFICATION_COMMANDS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
@@ -15,8 +16,6 @@ from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import notifications
-
-STEP = "send_confirmation"
 
 
 async def _notify(
@@ -75,7 +74,7 @@ async def send_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.Send
     await participant.forward(
         uow,
         envelope,
-        step=STEP,
+        step=steps.SEND_CONFIRMATION,
         apply=apply,
         refusals=(domain.Undeliverable,),
         refuse=lambda reason: c.ConfirmationFailed(order_id=command.order_id, reason=reason),
@@ -91,7 +90,7 @@ async def withdraw_confirmation(uow: UnitOfWork, envelope: Envelope, command: c.
         return c.ConfirmationWithdrawn(order_id=command.order_id)
 
     await participant.compensate(
-        uow, envelope, step=STEP, undo=undo, done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id)
+        uow, envelope, step=steps.SEND_CONFIRMATION, undo=undo, done=lambda: c.ConfirmationWithdrawn(order_id=command.order_id)
     )
 
 
@@ -106,7 +105,7 @@ async def send_cancellation_notice(uow: UnitOfWork, envelope: Envelope, command:
     await participant.forward(
         uow,
         envelope,
-        step="send_cancellation_notice",
+        step=steps.SEND_CANCELLATION_NOTICE,
         apply=apply,
         refusals=(domain.Undeliverable,),
         refuse=lambda reason: c.CancellationNoticeFailed(order_id=command.order_id, reason=reason),
@@ -121,10 +120,13 @@ async def send_cancellation_refusal(uow: UnitOfWork, envelope: Envelope, command
     await _notify(uow, envelope, command.order_id, command.customer_id, email, (subject, body), subject)
 
 
-HANDLERS: Handlers = {
-    c.SendConfirmation: send_confirmation,
-    c.WithdrawConfirmation: withdraw_confirmation,
-    c.SendCancellationNotice: send_cancellation_notice,
-    c.SendCancellationRefusal: send_cancellation_refusal,
-    c.SettleStep: participant.settle(STEP, c.step_settled),
-}
+HANDLERS: Handlers = participant.handlers(
+    steps.owned_by(NOTIFICATION_COMMANDS),
+    {
+        c.SendConfirmation: send_confirmation,
+        c.WithdrawConfirmation: withdraw_confirmation,
+        c.SendCancellationNotice: send_cancellation_notice,
+        c.SendCancellationRefusal: send_cancellation_refusal,
+    },
+    settle_with=(c.SettleStep, c.step_settled),
+)

@@ -1,6 +1,6 @@
 """The customer's cancellation of a confirmed order, top to bottom.
 
-``cancel_shipment`` is the pivot: until the parcel is stopped the cancellation can still be
+``cancel_scheduled_shipment`` is the pivot: until the parcel is stopped the cancellation can still be
 refused (it has left the warehouse), and nothing else has changed. After it the order will
 be cancelled whatever happens: every later step is retried within the saga's budget, never
 undone, and one that still fails goes to a person while the others are still done.
@@ -9,10 +9,11 @@ undone, and one that still fails goes to a person while the others are still don
 from __future__ import annotations
 
 from contracts import messages as c
+from contracts import steps as s
 from contracts import topology as q
 
-from .engine import Data, Invoke, Notify, SagaDefinition, Step
-from .order_saga import BUDGET, LEAST_TIME, RESEND_AFTER, by_order
+from .engine import Data, Notify, SagaDefinition
+from .saga_steps import BUDGET, LEAST_TIME, RESEND_AFTER, by_order, invoke
 
 CUSTOMER_REASON = "cancelled by customer"
 
@@ -23,67 +24,26 @@ def cancellation_saga() -> SagaDefinition:
         subject="order_id",
         start=c.StartOrderCancellation,
         reports_to=q.ORDER_COMMANDS,
-        pivot="cancel_shipment",
+        pivot=s.CANCEL_SCHEDULED_SHIPMENT.name,
         steps=(
-            Step(
-                "cancel_shipment",
-                participant=q.FULFILLMENT_COMMANDS,
-                action=Invoke(
-                    c.CancelScheduledShipment,
-                    by_order(c.CancelScheduledShipment),
-                    success=c.ScheduledShipmentCancelled,
-                    failure=c.ShipmentAlreadyDispatched,
-                ),
-                # Sent only if the cancellation timed out: the order then stays confirmed, so
-                # a late cancellation must not leave its parcel stopped.
-                compensation=Invoke(c.ReinstateShipment, by_order(c.ReinstateShipment), success=c.ShipmentReinstated),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            Step(
-                "refund_payment",
-                participant=q.PAYMENT_COMMANDS,
-                action=Invoke(c.RefundCharge, by_order(c.RefundCharge), success=c.ChargeRefunded, failure=c.ChargeRefundFailed),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            Step(
-                "release_inventory",
-                participant=q.INVENTORY_COMMANDS,
-                action=Invoke(c.ReturnReservedStock, by_order(c.ReturnReservedStock), success=c.ReservedStockReturned),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            Step(
-                "cancel_order",
-                participant=q.ORDER_COMMANDS,
-                action=Invoke(
-                    c.CancelConfirmedOrder, cancel_order, success=c.ConfirmedOrderCancelled, failure=c.CancelConfirmedOrderRefused
-                ),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            Step(
-                "send_cancellation_notice",
-                participant=q.NOTIFICATION_COMMANDS,
-                action=Invoke(
-                    c.SendCancellationNotice,
-                    send_cancellation_notice,
-                    success=c.CancellationNoticeSent,
-                    failure=c.CancellationNoticeFailed,
-                ),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
+            # Undone only if it timed out: the order then stays confirmed, so a late
+            # cancellation must not leave its parcel stopped.
+            invoke(s.CANCEL_SCHEDULED_SHIPMENT, by_order(c.CancelScheduledShipment), undo=by_order(c.ReinstateShipment)),
+            invoke(s.REFUND_CHARGE, by_order(c.RefundCharge)),
+            invoke(s.RETURN_RESERVED_STOCK, by_order(c.ReturnReservedStock)),
+            invoke(s.CANCEL_CONFIRMED_ORDER, cancel_confirmed_order),
+            invoke(s.SEND_CANCELLATION_NOTICE, send_cancellation_notice),
         ),
         on_compensated=(Notify(q.NOTIFICATION_COMMANDS, send_cancellation_refusal),),
         # The address is kept until the saga ends: the refusal notice needs it too.
         forget_when_done=("customer_email",),
+        step_timeout=LEAST_TIME,
+        resend_after=RESEND_AFTER,
         budget=BUDGET,
     )
 
 
-def cancel_order(data: Data) -> c.CancelConfirmedOrder:
+def cancel_confirmed_order(data: Data) -> c.CancelConfirmedOrder:
     return c.CancelConfirmedOrder(order_id=data["order_id"], reason=CUSTOMER_REASON)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from .engine import SagaStatus
 
@@ -57,7 +57,9 @@ def list_sagas(
         | ({"older_than_seconds": older_than} if older_than is not None else {})
     )
     sagas = _check(_client(url, token).get("/operator/sagas", params=params))
-    table = Table("saga", "definition", "subject", "status", "failed step", "reason", "updated")
+    # Ids are what an operator copies: never cut short, whatever the terminal's width.
+    saga, subject = (Column(name, no_wrap=True, min_width=36) for name in ("saga", "subject"))
+    table = Table(saga, "definition", subject, "status", "failed step", "reason", "updated")
     for s in sagas:
         table.add_row(
             s["saga_id"],

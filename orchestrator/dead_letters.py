@@ -71,7 +71,8 @@ def describe(
             message["MessageId"],
             envelope.message_type,
             str(payload.saga_id),
-            "create_order",
+            # Raised when a SettleUnstartedSaga found no saga: at the step it fails such a saga at.
+            (steps or {}).get(c.SettleUnstartedSaga.message_type()),
             f"order {payload.order_id} cancelled: {payload.reason}",
             receive_count,
         )
@@ -90,7 +91,9 @@ def describe(
         message["MessageId"],
         envelope.message_type,
         str(envelope.saga_id or "") or None,
-        (steps or {}).get(envelope.message_type),
+        # The envelope names the step as its saga knows it (a former name, for a saga started
+        # before a rename); a message without one is placed by its type.
+        envelope.step or (steps or {}).get(envelope.message_type),
         "not processed by its consumer",
         receive_count,
     )

@@ -1,24 +1,40 @@
 """Turning messages and deadlines into saga transitions, each in one local transaction:
-lock the saga row, run the pure engine, save the new state and its history, and stage the
-commands it decided on in the outbox."""
+lock the saga row, run the pure engine, save the new state and its history, and stage what it
+decided in the outbox as this system's messages (:func:`staged`): the engine says what to send
+to which participant, what to escalate and what to settle, and this module says with which
+message and to which queue."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import messages as c
-from contracts.topology import ORCHESTRATOR_REPLIES
+from contracts.topology import ORCHESTRATOR_REPLIES, SAGA_ESCALATIONS
 from messaging import metrics
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.uow import UnitOfWork
 
 from . import repository
-from .engine import FINAL_STATUSES, SagaEngine, SagaRegistry, SagaState, SagaStatus, StepStatus, Transition
+from .engine import (
+    FINAL_STATUSES,
+    Escalate,
+    Escalation,
+    HistoryEvent,
+    Outgoing,
+    SagaEngine,
+    SagaRegistry,
+    SagaState,
+    SagaStatus,
+    Send,
+    StepStatus,
+    Transition,
+)
 
 log = structlog.get_logger("orchestrator")
 CLOCK_MARGIN = timedelta(seconds=1)
@@ -33,6 +49,53 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def queue(name: str) -> str:
+    """The outbox destination of a queue."""
+    return f"queue:{name}"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One of a transition's actions as this system's message, addressed for the outbox."""
+
+    message: Message
+    destination: str
+    step: str | None
+    attempt: int | None
+    expects_reply: bool
+    message_id: uuid.UUID
+
+
+def staged(state: SagaState, action: Outgoing) -> Staged:
+    """The message and queue of ``action``. Every saga here is about an order: its subject is
+    the order's id, which every message of this system carries."""
+    if isinstance(action, Send):
+        message = action.message
+        return Staged(message, queue(action.participant), action.step, action.attempt, action.expects_reply, action.message_id)
+    if isinstance(action, Escalate):
+        return Staged(_escalation(state, action), queue(SAGA_ESCALATIONS), action.step, None, False, action.message_id)
+    settle = c.SettleStep(order_id=state.subject, reason=action.reason[:500])
+    return Staged(settle, queue(action.participant), action.step, action.attempt, True, action.message_id)
+
+
+def _escalation(state: SagaState, escalate: Escalate) -> Message:
+    if escalate.kind == Escalation.START:
+        return c.SagaStartFailed(order_id=state.subject, saga_id=state.saga_id, reason=escalate.detail[:500])
+    if escalate.kind == Escalation.SETTLED_TWICE:
+        assert escalate.step is not None
+        return c.SettlementConflict(order_id=state.subject, saga_id=state.saga_id, step=escalate.step, detail=escalate.detail)
+    assert escalate.step is not None and escalate.command is not None
+    return c.CompensationEscalated(
+        saga_id=state.saga_id,
+        definition=state.definition,
+        subject=state.subject,
+        step=escalate.step,
+        command={"type": escalate.command.message_type(), "payload": escalate.command.model_dump(mode="json")},
+        last_error=escalate.detail[:500],
+        attempts=escalate.attempts,
+    )
+
+
 class Orchestrator:
     """Runs every saga of a :class:`SagaRegistry`: a start command names its definition, and a
     reply goes to the saga its envelope names, then to that saga's definition."""
@@ -43,7 +106,7 @@ class Orchestrator:
     def handlers(self) -> Handlers:
         return {
             **{start: self.start for start in self.registry.starts()},
-            c.SettleUnstartedSaga: self.settle_unstarted,
+            **{report: self.settle_unstarted for report in self.registry.unstarted_reports()},
             c.StepSettled: self.on_settled,
             c.CheckSagaDeadlines: self.check_deadlines,
             **{reply: self.on_reply for reply in self.registry.replies()},
@@ -68,7 +131,8 @@ class Orchestrator:
         if envelope.saga_id is None:
             raise MalformedMessage("SettleUnstartedSaga without saga_id")
         at = now()
-        t = self.registry["order"].settle_unstarted(envelope.saga_id, str(command.order_id), command.reason, at)
+        engine = self.registry.settled_unstarted_by(type(command))
+        t = engine.settle_unstarted(envelope.saga_id, str(command.order_id), command.reason, at)
         if not await repository.add(uow.session, t.state):
             log.info("saga_started_after_all")  # it runs, and ends the order itself
             return
@@ -141,7 +205,7 @@ class Orchestrator:
         if t.changed:
             await repository.save(uow.session, t.state)
         for entry in t.history:
-            if entry.event == "reply_ignored":
+            if entry.event == HistoryEvent.REPLY_IGNORED:
                 log.info("reply_ignored", step=entry.step, detail=entry.detail)
         self._observe(before, t, at)
         await self._stage(uow, t, at, cause, before.status)
@@ -161,10 +225,8 @@ class Orchestrator:
                 status=t.state.status,
                 at=t.state.updated_at,
             )
-            await uow.send(
-                change, f"queue:{reports_to}", saga_id=t.state.saga_id, correlation_id=t.state.saga_id, causation=cause
-            )
-        for out in t.outgoing:
+            await uow.send(change, queue(reports_to), saga_id=t.state.saga_id, correlation_id=t.state.saga_id, causation=cause)
+        for out in (staged(t.state, action) for action in t.outgoing):
             await uow.send(
                 out.message,
                 out.destination,
@@ -203,7 +265,7 @@ async def stage_deadline_checks(sessions: async_sessionmaker[AsyncSession], send
             due = await repository.due_for_check(uow.session, at, CLOCK_MARGIN, CHECK_BATCH)
             for saga_id in due:
                 await uow.send(
-                    c.CheckSagaDeadlines(checked_at=at), f"queue:{ORCHESTRATOR_REPLIES}", saga_id=saga_id, correlation_id=saga_id
+                    c.CheckSagaDeadlines(checked_at=at), queue(ORCHESTRATOR_REPLIES), saga_id=saga_id, correlation_id=saga_id
                 )
             await repository.check_not_before(uow.session, due, at + CHECK_AGAIN_AFTER)
             await uow.commit()

@@ -19,7 +19,7 @@ from messaging.service import Runtime
 from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository
-from .engine import HistoryEntry, SagaState
+from .engine import HistoryEntry, HistoryEvent, SagaState
 from .handlers import Orchestrator
 
 log = structlog.get_logger("operations", service="orchestrator")
@@ -71,7 +71,7 @@ async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, m
                     uuid.UUID(m["saga_id"]),
                     [
                         HistoryEntry(
-                            "operator_redrive",
+                            HistoryEvent.OPERATOR_REDRIVE,
                             steps.get(m["message_type"]),
                             f"by {actor}: {m['message_type']} from {queue} back to {queue.removesuffix('-dlq')}",
                         )

@@ -1,17 +1,14 @@
-"""The order saga, top to bottom: each step, who does it, what undoes it."""
+"""The order saga, top to bottom: each step (its participant, command, replies and compensation
+are its contract in ``contracts/steps.py``), how its commands are built, what undoes it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from contracts import messages as c
+from contracts import steps as s
 from contracts import topology as q
 
-from .engine import Data, Invoke, Local, Notify, SagaDefinition, Step
-
-LEAST_TIME = timedelta(seconds=5)
-RESEND_AFTER = timedelta(seconds=3)
-BUDGET = timedelta(seconds=30)
+from .engine import Data, Notify, SagaDefinition
+from .saga_steps import BUDGET, LEAST_TIME, RESEND_AFTER, by_order, invoke, local
 
 
 def order_saga() -> SagaDefinition:
@@ -19,72 +16,28 @@ def order_saga() -> SagaDefinition:
         name="order",
         subject="order_id",
         start=c.StartOrderSaga,
+        settles_unstarted=c.SettleUnstartedSaga,
         reports_to=q.ORDER_COMMANDS,
         steps=(
-            Step(
-                "create_order",
-                participant=q.ORDER_COMMANDS,
-                action=Local("order_svc creates the pending order in the transaction that starts the saga"),
-                compensation=Invoke(c.CancelOrder, cancel_order, success=c.OrderCancelled),
-                timeout=LEAST_TIME,
+            local(
+                s.CREATE_ORDER, "order_svc creates the pending order in the transaction that starts the saga", undo=cancel_order
             ),
-            Step(
-                "reserve_inventory",
-                participant=q.INVENTORY_COMMANDS,
-                action=Invoke(
-                    c.ReserveInventory, reserve_inventory, success=c.InventoryReserved, failure=c.InventoryReservationFailed
-                ),
-                compensation=Invoke(c.ReleaseInventory, by_order(c.ReleaseInventory), success=c.InventoryReleased),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-            ),
-            Step(
-                "process_payment",
-                participant=q.PAYMENT_COMMANDS,
-                action=Invoke(
-                    c.ProcessPayment, process_payment, success=c.PaymentProcessed, failure=c.PaymentFailed, keep=("payment_id",)
-                ),
-                compensation=Invoke(c.RefundPayment, refund_payment, success=c.PaymentRefunded, failure=c.PaymentRefundFailed),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-                forget=("payment_token",),
-            ),
-            Step(
-                "fulfill_order",
-                participant=q.FULFILLMENT_COMMANDS,
-                action=Invoke(
-                    c.FulfillOrder, fulfill_order, success=c.OrderFulfilled, failure=c.FulfillmentFailed, keep=("shipment_id",)
-                ),
-                compensation=Invoke(
-                    c.CancelShipment, cancel_shipment, success=c.ShipmentCancelled, failure=c.ShipmentCancellationFailed
-                ),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-                forget=("shipping_address",),
-            ),
-            Step(
-                "send_confirmation",
-                participant=q.NOTIFICATION_COMMANDS,
-                # The last step: once it succeeds nothing can fail any more, and an email
-                # cannot be unsent. Its compensation runs only when it timed out, so that a
-                # confirmation still stuck in the queue is never sent for a cancelled order.
-                action=Invoke(c.SendConfirmation, send_confirmation, success=c.ConfirmationSent, failure=c.ConfirmationFailed),
-                compensation=Invoke(c.WithdrawConfirmation, by_order(c.WithdrawConfirmation), success=c.ConfirmationWithdrawn),
-                timeout=LEAST_TIME,
-                resend_after=RESEND_AFTER,
-                forget=("customer_email",),
-            ),
+            invoke(s.RESERVE_INVENTORY, reserve_inventory, undo=by_order(c.ReleaseInventory)),
+            invoke(s.PROCESS_PAYMENT, process_payment, undo=refund_payment, keep=("payment_id",), forget=("payment_token",)),
+            invoke(s.FULFILL_ORDER, fulfill_order, undo=cancel_shipment, keep=("shipment_id",), forget=("shipping_address",)),
+            # The last step: once it succeeds nothing can fail any more, and an email cannot be
+            # unsent. Its compensation runs only when it timed out, so that a confirmation still
+            # stuck in the queue is never sent for a cancelled order.
+            invoke(s.SEND_CONFIRMATION, send_confirmation, undo=by_order(c.WithdrawConfirmation), forget=("customer_email",)),
         ),
         on_completed=(Notify(q.ORDER_COMMANDS, by_order(c.ConfirmOrder)),),
+        step_timeout=LEAST_TIME,
+        resend_after=RESEND_AFTER,
         budget=BUDGET,
     )
 
 
 # --- building each command from the saga's data -----------------------------------------
-def by_order(command: type[c.Command]):
-    return lambda data: command(order_id=data["order_id"])
-
-
 def cancel_order(data: Data) -> c.CancelOrder:
     return c.CancelOrder(order_id=data["order_id"], reason=data.get("failure_reason") or "saga compensated")
 

@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from messaging.settings import ServiceSettings, operator_token
 
-from .engine import SagaDefinition
+from .engine import SagaDefinition, Step
 
 _SECONDS = TypeAdapter(PositiveFloat)
 
@@ -47,7 +47,8 @@ class StepTimeouts(BaseModel):
         """The definitions with these overrides; a step name no definition has is an error."""
         steps = self.steps()
         known = {step.name for definition in definitions for step in definition.steps}
-        if unknown := sorted(set(steps) - known):
+        former = {name for definition in definitions for step in definition.steps for name in step.formerly}
+        if unknown := sorted(set(steps) - known - former):
             raise ValueError(f"timeouts for unknown steps: {', '.join(unknown)}; steps are {', '.join(sorted(known))}")
         return tuple(self._apply(d, steps) for d in definitions)
 
@@ -58,14 +59,25 @@ class StepTimeouts(BaseModel):
             steps=tuple(
                 replace(
                     step,
-                    timeout=timedelta(seconds=steps[step.name]) if step.name in steps else step.timeout,
+                    timeout=_least_time(step, steps),
                     resend_after=resend if resend and step.resend_after else step.resend_after,
                 )
                 for step in definition.steps
             ),
+            # Every step that resends (by its own interval or the saga's) resends at the override.
+            resend_after=resend if resend and definition.resend_after else definition.resend_after,
             budget=timedelta(seconds=self.saga_budget) if self.saga_budget else definition.budget,
             max_compensation_attempts=self.max_compensation_attempts or definition.max_compensation_attempts,
         )
+
+
+def _least_time(step: Step, steps: dict[str, float]) -> timedelta | None:
+    """The least time set for ``step`` by its name, or else by a former name (still accepted,
+    so that renaming a step does not stop a deployment that sets it); None: the saga's."""
+    for name in step.names:
+        if name in steps:
+            return timedelta(seconds=steps[name])
+    return step.timeout
 
 
 class ConsoleLinks(BaseModel):

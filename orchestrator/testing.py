@@ -6,12 +6,16 @@
     saga.tick(seconds=5)                                    # let deadlines pass
     assert saga.status == SagaStatus.COMPENSATING
 
-Every input goes through the same pure engine the orchestrator runs.
+Every input goes through the same pure engine the orchestrator runs. What a transition sends
+is the engine's actions (:class:`Send`, :class:`Escalate`, :class:`Settle`), matched in
+``expect`` by the message type a Send carries or by the action's class; or, given ``stage``
+(the orchestrator's ``handlers.staged``), the messages the orchestrator would stage for them.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -25,10 +29,21 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class SagaScenario:
     """A saga under test: feed it replies and time, read what it sent and where it stands."""
 
-    def __init__(self, definition: SagaDefinition, data: dict[str, Any], *, now: datetime = EPOCH) -> None:
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        data: dict[str, Any],
+        *,
+        now: datetime = EPOCH,
+        stage: Callable[[SagaState, Outgoing], Any] | None = None,
+    ) -> None:
         self.engine = SagaEngine(definition)
         self.now = now
-        self.sent: list[Outgoing] = []
+        self.stage = stage
+        self.sent: list[Any] = []
+        """Everything sent so far: actions, or with ``stage`` the staged messages."""
+        self.latest: list[Any] = []
+        """What the last input sent."""
         self.history: list[HistoryEntry] = []
         self.last: Transition = self._apply(self.engine.start(uuid.uuid4(), data, now))
 
@@ -57,11 +72,17 @@ class SagaScenario:
         self._apply(self.engine.resolve(self.state, reason, self.now, actor))
         return self
 
+    def settled(self, step: str, *, already_compensated: bool = False) -> Self:
+        """The participant's answer to the settlement of ``step``."""
+        self._apply(self.engine.on_settled(self.state, step, already_compensated, self.now))
+        return self
+
     # ---- expectations
-    def expect(self, *message_types: type[Message]) -> Self:
-        """Assert that the last input sent exactly these messages, in this order."""
-        sent = [type(o.message) for o in self.last.outgoing]
-        assert sent == list(message_types), f"expected {[t.__name__ for t in message_types]}, sent {[t.__name__ for t in sent]}"
+    def expect(self, *kinds: type) -> Self:
+        """Assert that the last input sent exactly these, in this order: message types, or
+        action classes for what carries no message."""
+        sent = [_kind(o) for o in self.latest]
+        assert sent == list(kinds), f"expected {[k.__name__ for k in kinds]}, sent {[k.__name__ for k in sent]}"
         return self
 
     @property
@@ -75,11 +96,18 @@ class SagaScenario:
     def step(self, name: str) -> StepStatus:
         return self.state.step(name).status
 
-    def last_sent(self) -> type[Message]:
-        return type(self.sent[-1].message)
+    def last_sent(self) -> type:
+        return _kind(self.sent[-1])
 
     def _apply(self, transition: Transition) -> Transition:
         self.last = transition
-        self.sent += transition.outgoing
+        stage = self.stage
+        self.latest = [stage(transition.state, o) if stage else o for o in transition.outgoing]
+        self.sent += self.latest
         self.history += transition.history
         return transition
+
+
+def _kind(sent: Any) -> type:
+    message = getattr(sent, "message", None)
+    return type(message) if isinstance(message, Message) else type(sent)

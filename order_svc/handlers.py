@@ -1,5 +1,6 @@
 """order_svc's message handlers: the order saga's compensation of create_order and its end, the
-cancellation saga's cancel_order, and the status of every saga about an order."""
+cancellation saga's cancel_confirmed_order, SettleStep for both, and the status of every saga
+about an order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import structlog
 from sqlalchemy import select, update
 
 from contracts import messages as c
-from contracts.topology import ORDER_EVENTS
+from contracts import steps
+from contracts.topology import ORDER_COMMANDS, ORDER_EVENTS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
@@ -32,7 +34,11 @@ async def _set_status(uow: UnitOfWork, order_id, **values):
 
 
 async def cancel_order(uow: UnitOfWork, envelope: Envelope, command: c.CancelOrder) -> None:
-    """Compensation of create_order; repeatable, so a retried CancelOrder is acknowledged again."""
+    """Compensation of create_order; repeatable, so a retried CancelOrder is acknowledged again.
+
+    It keeps no step guard: cancelling a cancelled order changes nothing. So a settlement by
+    hand (SettleStep, recorded in the guard) does not stop it either: the saga it belongs to is
+    compensated, its order must end cancelled, and no person can cancel an order but this."""
     status = await _locked_status(uow, command.order_id)
     if status is None:
         # The order is created in the transaction that starts the saga, so this happens
@@ -61,7 +67,7 @@ async def confirm_order(uow: UnitOfWork, envelope: Envelope, command: c.ConfirmO
 
 
 async def cancel_confirmed_order(uow: UnitOfWork, envelope: Envelope, command: c.CancelConfirmedOrder) -> None:
-    """The cancellation saga's ``cancel_order`` step."""
+    """The cancellation saga's last business step."""
 
     async def apply():
         status = await _locked_status(uow, command.order_id)
@@ -76,7 +82,7 @@ async def cancel_confirmed_order(uow: UnitOfWork, envelope: Envelope, command: c
     await participant.forward(
         uow,
         envelope,
-        step="cancel_order",
+        step=steps.CANCEL_CONFIRMED_ORDER,
         apply=apply,
         refusals=(domain.OrderError,),
         refuse=lambda reason: c.CancelConfirmedOrderRefused(order_id=command.order_id, reason=reason),
@@ -95,9 +101,13 @@ async def saga_status_changed(uow: UnitOfWork, envelope: Envelope, event: c.Saga
     )
 
 
-HANDLERS: Handlers = {
-    c.CancelOrder: cancel_order,
-    c.ConfirmOrder: confirm_order,
-    c.CancelConfirmedOrder: cancel_confirmed_order,
-    c.SagaStatusChanged: saga_status_changed,
-}
+HANDLERS: Handlers = participant.handlers(
+    steps.owned_by(ORDER_COMMANDS),
+    {
+        c.CancelOrder: cancel_order,
+        c.ConfirmOrder: confirm_order,
+        c.CancelConfirmedOrder: cancel_confirmed_order,
+        c.SagaStatusChanged: saga_status_changed,
+    },
+    settle_with=(c.SettleStep, c.step_settled),
+)

@@ -1,5 +1,5 @@
-"""payment_svc's message handlers: process_payment and its compensation; the cancellation
-saga's refund_payment."""
+"""payment_svc's message handlers: the order saga's process_payment and its compensation; the
+cancellation saga's refund_charge; SettleStep for both."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from contracts import messages as c
+from contracts import steps
+from contracts.topology import PAYMENT_COMMANDS
 from messaging import participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
@@ -17,8 +19,6 @@ from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import payments
-
-STEP = "process_payment"
 
 
 async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.ProcessPayment) -> None:
@@ -45,7 +45,7 @@ async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.Proces
     await participant.forward(
         uow,
         envelope,
-        step=STEP,
+        step=steps.PROCESS_PAYMENT,
         apply=apply,
         refusals=(domain.PaymentDeclined,),
         refuse=lambda reason: c.PaymentFailed(order_id=command.order_id, reason=reason),
@@ -79,7 +79,7 @@ async def refund_payment(uow: UnitOfWork, envelope: Envelope, command: c.RefundP
     await participant.compensate(
         uow,
         envelope,
-        step=STEP,
+        step=steps.PROCESS_PAYMENT,
         undo=undo,
         refusals=(domain.RefundRejected,),
         done=lambda: c.PaymentRefunded(order_id=command.order_id, amount=Decimal("0.00")),
@@ -100,16 +100,15 @@ async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCh
     await participant.forward(
         uow,
         envelope,
-        step="refund_payment",
+        step=steps.REFUND_CHARGE,
         apply=apply,
         refusals=(domain.RefundRejected,),
         refuse=lambda reason: c.ChargeRefundFailed(order_id=command.order_id, reason=reason),
     )
 
 
-HANDLERS: Handlers = {
-    c.ProcessPayment: process_payment,
-    c.RefundPayment: refund_payment,
-    c.RefundCharge: refund_charge,
-    c.SettleStep: participant.settle(STEP, c.step_settled),
-}
+HANDLERS: Handlers = participant.handlers(
+    steps.owned_by(PAYMENT_COMMANDS),
+    {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge},
+    settle_with=(c.SettleStep, c.step_settled),
+)

@@ -48,6 +48,7 @@ from contracts import topology as q
 from contracts.topology import DEAD_LETTER_QUEUES, SAGA_ESCALATIONS, Naming
 from messaging.crash import POINTS
 from messaging.database import asyncpg_dsn
+from orchestrator.engine import HistoryEvent
 
 from . import infra
 from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
@@ -743,7 +744,7 @@ async def check(chaos: Chaos) -> None:
             )
         )
         start_failed = await db.orchestrator.fetchval(
-            "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = 'saga_start_failed'"
+            "SELECT count(DISTINCT saga_id) FROM saga_history WHERE event = $1", HistoryEvent.SAGA_START_FAILED.value
         )
         wrong = [o.saga_id for o in accepted if o.sandbox_confirms and orders[o.order_id]["status"] != "confirmed"]
         histories = defaultdict(list)
@@ -910,7 +911,7 @@ def dead_letter_counts(chaos: Chaos) -> dict[str, int]:
 # Not invariants: what each protection costs or saves, so that switching one off shows even
 # when the books still balance (a redelivery after a visibility timeout, a resend, a relay
 # woken only by its poll cost time, not money).
-REPLIED = ("step_succeeded", "step_failed")
+REPLIED = (HistoryEvent.STEP_SUCCEEDED, HistoryEvent.STEP_FAILED)
 RELAY_QUIET = 5.0
 """Seconds around the PostgreSQL restart whose outbox rows count neither before nor after it."""
 
@@ -934,7 +935,7 @@ def step_latencies(history: History) -> list[float]:
     started: dict[tuple[str, str | None], datetime] = {}
     latencies = []
     for saga_id, at, event, step in history:
-        if event == "step_started":
+        if event == HistoryEvent.STEP_STARTED:
             started.setdefault((saga_id, step), at)
         elif event in REPLIED and (saga_id, step) in started:
             latencies.append((at - started.pop((saga_id, step))).total_seconds())
@@ -951,11 +952,11 @@ def resend_outcomes(history: History, lost: list[dict[str, str]], handled: set[s
     resent: Counter[tuple[str, str | None]] = Counter()
     answered, timed_out = set(), set()
     for saga_id, _, event, step in history:
-        if event == "step_resent":
+        if event == HistoryEvent.STEP_RESENT:
             resent[(saga_id, step)] += 1
         elif event in REPLIED:
             answered.add((saga_id, step))
-        elif event == "step_timed_out":
+        elif event == HistoryEvent.STEP_TIMED_OUT:
             timed_out.add((saga_id, step))
     really_lost = [c for c in lost if c["message_id"] not in handled]
     steps = {(c["saga_id"], step_of[c["message_type"]]) for c in really_lost if c["message_type"] in step_of}

@@ -10,6 +10,7 @@ from contracts import messages as c
 from messaging.envelope import Envelope, Message
 from orchestrator.cancellation_saga import cancellation_saga
 from orchestrator.engine import SagaDefinition, Transition
+from orchestrator.handlers import staged
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import EPOCH as T0
 from orchestrator.testing import SagaScenario
@@ -70,12 +71,13 @@ def command(saga_id: uuid.UUID, message: Message, step: str, attempt: int = 1) -
 
 class Saga(SagaScenario):
     """A saga under test, given/expect style, whose replies are built from their type alone:
-    ``saga.reply(c.InventoryReserved)``, ``saga.fail(c.PaymentFailed, "declined")``."""
+    ``saga.reply(c.InventoryReserved)``, ``saga.fail(c.PaymentFailed, "declined")``. What it
+    sends is read as the orchestrator stages it: this system's messages and queues."""
 
     def __init__(self, definition: SagaDefinition, data: dict[str, Any]) -> None:
         self.data = data
         self.order_id = uuid.UUID(data["order_id"])
-        super().__init__(definition, data, now=T0)
+        super().__init__(definition, data, now=T0, stage=staged)
 
     def reply(self, message_type: Any, **fields: Any) -> Transition:  # type: ignore[override]
         message = message_type if isinstance(message_type, Message) else reply(message_type, self.order_id, **fields)

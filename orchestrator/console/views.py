@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..engine import Invoke, SagaDefinition, SagaState, SagaStatus, StepStatus
+from ..engine import HistoryEvent, Invoke, SagaDefinition, SagaState, SagaStatus, StepStatus
 
 COMPENSATED, COMPENSATING, COMPLETED, NEEDS_INTERVENTION = (
     SagaStatus.COMPENSATED,
@@ -36,7 +36,8 @@ STEP_COMPENSATING, STEP_COMPENSATED, COMPENSATION_FAILED = (
 )
 
 SAGA_STATUSES = ("running", COMPENSATING, COMPLETED, COMPENSATED, NEEDS_INTERVENTION)
-FORWARD_OUTCOMES = {"step_succeeded": SUCCEEDED, "step_failed": FAILED, "step_timed_out": TIMED_OUT}
+E = HistoryEvent
+FORWARD_OUTCOMES = {E.STEP_SUCCEEDED: SUCCEEDED, E.STEP_FAILED: FAILED, E.STEP_TIMED_OUT: TIMED_OUT}
 
 
 # --------------------------------------------------------------------------- diagram
@@ -82,7 +83,8 @@ def state_diagram(definition: SagaDefinition | None, state: SagaState, history: 
     """The definition's steps left to right, each compensation under its step, and the path
     this saga took highlighted: forward along the top, back along the bottom."""
     outcomes = forward_outcomes(history)
-    steps = {s.name: s for s in definition.steps} if definition and definition.name == state.definition else {}
+    # By name, former ones too: a saga keeps the step names it started with.
+    steps = {n: s for s in definition.steps for n in s.names} if definition and definition.name == state.definition else {}
     nodes: list[Node] = [Node("start", "start", "", "start", LEFT - GAP - 64, TOP + 8, 64, H - 16)]
     edges: list[Edge] = []
     failed_at = None
@@ -218,28 +220,29 @@ class Event:
 
 
 KINDS = {
-    "step_succeeded": "good",
-    "saga_completed": "good",
-    "step_failed": "bad",
-    "compensation_failed": "bad",
-    "saga_needs_intervention": "bad",
-    "step_timed_out": "warn",
-    "compensation_timed_out": "warn",
-    "compensation_started": "warn",
-    "compensation_sent": "undo",
-    "step_compensated": "undo",
-    "saga_compensated": "undo",
-    "reply_ignored": "ignored",
+    E.STEP_SUCCEEDED: "good",
+    E.SAGA_COMPLETED: "good",
+    E.STEP_FAILED: "bad",
+    E.COMPENSATION_FAILED: "bad",
+    E.SAGA_NEEDS_INTERVENTION: "bad",
+    E.STEP_TIMED_OUT: "warn",
+    E.COMPENSATION_TIMED_OUT: "warn",
+    E.COMPENSATION_STARTED: "warn",
+    E.COMPENSATION_SENT: "undo",
+    E.STEP_COMPENSATED: "undo",
+    E.SAGA_COMPENSATED: "undo",
+    E.REPLY_IGNORED: "ignored",
 }
-BEGINS = {"step_started": "forward", "compensation_sent": "undo"}
+BEGINS = {E.STEP_STARTED: "forward", E.COMPENSATION_SENT: "undo"}
 ENDS = {
-    "step_succeeded": "forward",
-    "step_failed": "forward",
-    "step_timed_out": "forward",
-    "step_compensated": "undo",
-    "compensation_failed": "undo",
-    "compensation_timed_out": "undo",
+    E.STEP_SUCCEEDED: "forward",
+    E.STEP_FAILED: "forward",
+    E.STEP_TIMED_OUT: "forward",
+    E.STEP_COMPENSATED: "undo",
+    E.COMPENSATION_FAILED: "undo",
+    E.COMPENSATION_TIMED_OUT: "undo",
 }
+OPERATOR = {E.OPERATOR_RETRY_STEP, E.OPERATOR_RETRY_COMPENSATION, E.OPERATOR_RESOLVED, E.OPERATOR_REDRIVE}
 
 
 def timeline(history: list) -> list[Event]:
@@ -256,7 +259,7 @@ def timeline(history: list) -> list[Event]:
             took = (h.at - began[(ENDS[h.event], h.step)]).total_seconds()
         if h.event in BEGINS:
             began[(BEGINS[h.event], h.step)] = h.at
-        kind = "operator" if h.event.startswith("operator_") else KINDS.get(h.event, "info")
+        kind = "operator" if h.event in OPERATOR else KINDS.get(h.event, "info")
         events.append(
             Event(h.at, (h.at - first).total_seconds(), (h.at - previous).total_seconds(), took, h.event, h.step, h.detail, kind)
         )

@@ -4,6 +4,7 @@ books checked and both sagas of the order visible side by side."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import uuid
 from decimal import Decimal
 
@@ -53,10 +54,10 @@ def test_a_confirmed_order_is_cancelled_refunded_and_restocked_and_both_sagas_ar
     assert saga["status"] == "completed" and saga["definition"] == "order_cancellation"
     assert saga["subject"] == placed["order_id"]
     assert [(s["name"], s["status"]) for s in saga["steps"]] == [
-        ("cancel_shipment", "succeeded"),
-        ("refund_payment", "succeeded"),
-        ("release_inventory", "succeeded"),
-        ("cancel_order", "succeeded"),
+        ("cancel_scheduled_shipment", "succeeded"),
+        ("refund_charge", "succeeded"),
+        ("return_reserved_stock", "succeeded"),
+        ("cancel_confirmed_order", "succeeded"),
         ("send_cancellation_notice", "succeeded"),
     ]
     order = order_sagas_reported(shop, placed["order_id"], {"order": "completed", "order_cancellation": "completed"})
@@ -88,7 +89,7 @@ def test_a_dispatched_parcel_refuses_the_cancellation_and_the_customer_is_told(s
     accepted = cancel(shop, placed["order_id"]).json()
     saga = cancellation_settled(shop, accepted["saga_id"])
 
-    assert saga["status"] == "compensated" and saga["failed_step"] == "cancel_shipment"
+    assert saga["status"] == "compensated" and saga["failed_step"] == "cancel_scheduled_shipment"
     assert "dispatched" in saga["failure_reason"]
     order = order_sagas_reported(shop, placed["order_id"], {"order": "completed", "order_cancellation": "compensated"})
     assert order["status"] == "confirmed" and order["cancel_reason"] is None
@@ -113,9 +114,9 @@ def test_a_rejected_refund_needs_a_person_and_every_other_step_is_still_done(sho
 
     assert saga["status"] == "needs_intervention"
     steps = {s["name"]: s for s in saga["steps"]}
-    assert steps["refund_payment"]["status"] == "escalated" and "refund rejected" in steps["refund_payment"]["error"]
-    assert {n: s["status"] for n, s in steps.items() if n != "refund_payment"} == dict.fromkeys(
-        ["cancel_shipment", "release_inventory", "cancel_order", "send_cancellation_notice"], "succeeded"
+    assert steps["refund_charge"]["status"] == "escalated" and "refund rejected" in steps["refund_charge"]["error"]
+    assert {n: s["status"] for n, s in steps.items() if n != "refund_charge"} == dict.fromkeys(
+        ["cancel_scheduled_shipment", "return_reserved_stock", "cancel_confirmed_order", "send_cancellation_notice"], "succeeded"
     )
     order = shop.order(placed["order_id"])
     assert order["status"] == "cancelled" and order["cancel_reason"] == "cancelled by customer"
@@ -127,7 +128,7 @@ def test_a_rejected_refund_needs_a_person_and_every_other_step_is_still_done(sho
         ).json()
         if e["saga_id"] == accepted["saga_id"]
     ]
-    assert [(e["step"], e["queue"].endswith("saga-escalations")) for e in escalations][:1] == [("refund_payment", True)]
+    assert [(e["step"], e["queue"].endswith("saga-escalations")) for e in escalations][:1] == [("refund_charge", True)]
 
 
 def test_only_a_confirmed_order_can_be_cancelled(shop):
@@ -170,7 +171,7 @@ def test_after_the_pivot_a_silent_participant_gets_the_step_again_and_nothing_is
         accepted = cancel(shop, placed["order_id"]).json()
         eventually(
             lambda: any(
-                h["event"] == "step_resent" and h["step"] == "release_inventory"
+                h["event"] == "step_resent" and h["step"] == "return_reserved_stock"
                 for h in (shop.saga(accepted["saga_id"]) or {"history": []})["history"]
             ),
             what="release_inventory resent",
@@ -185,12 +186,14 @@ def test_after_the_pivot_a_silent_participant_gets_the_step_again_and_nothing_is
 
 @pytest.fixture(scope="module")
 def short_budget(tmp_path_factory, postgres_server):
-    """A system whose sagas have 8 s: a step after the pivot that stays silent escalates soon."""
+    """A system whose sagas have 8 s: a step after the pivot that stays silent escalates soon,
+    and so does a compensation not acknowledged after its first send."""
     with _stack(
         tmp_path_factory.mktemp("short-budget"),
         postgres_server,
         ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET="8",
         ORCHESTRATOR_TIMEOUTS__SEND_CANCELLATION_NOTICE="2",
+        ORCHESTRATOR_TIMEOUTS__MAX_COMPENSATION_ATTEMPTS="1",
     ) as stack:
         yield Shop(stack)
 
@@ -210,3 +213,34 @@ def test_a_step_still_silent_after_the_budget_escalates_and_its_late_answer_stil
     # The participant finds the command in its queue and answers: the step is done after all.
     eventually(lambda: shop.saga(accepted["saga_id"])["status"] == "completed", timeout=60, what="saga completed")
     order_sagas_reported(shop, placed["order_id"], {"order": "completed", "order_cancellation": "completed"})
+
+
+def test_resolving_a_cancellation_whose_reinstatement_is_still_queued_settles_it_at_fulfillment_svc(short_budget):
+    """The pivot times out while fulfillment_svc is down, and its ReinstateShipment, never
+    acknowledged, escalates: resolved by hand, fulfillment_svc answers the SettleStep for the
+    cancellation's step (not only for the order saga's), and nothing is dead-lettered."""
+    from tests.e2e.test_operations import sagactl
+    from tests.e2e.test_resilience import dead_letters_of, settlement_answers
+
+    shop = short_budget
+    placed = confirmed_order(shop, shop.new_sku(10))
+    shop.stack.stop_service("fulfillment_svc")
+    try:
+        accepted = cancel(shop, placed["order_id"]).json()
+        eventually(
+            lambda: (shop.saga(accepted["saga_id"]) or {}).get("status") == "needs_intervention",
+            timeout=40,
+            what="the reinstatement escalated",
+        )
+        sagactl(shop.stack, "resolve", accepted["saga_id"], "--reason", "parcel checked by hand", "--actor", "ops")
+    finally:
+        shop.stack.start_service("fulfillment_svc")
+    [(step, answer)] = eventually(
+        lambda: list(settlement_answers(shop, accepted["saga_id"]).items()), timeout=30, what="fulfillment_svc answers"
+    )
+    assert step == "cancel_scheduled_shipment"
+    assert answer in {"settlement_acknowledged", "compensation_ran_before_settlement"}
+    time.sleep(3)  # a SettleStep its participant cannot handle is dead-lettered within seconds
+    assert dead_letters_of(shop, accepted["saga_id"]) == []
+    assert shop.saga(accepted["saga_id"])["status"] == "compensated"
+    assert shop.order(placed["order_id"])["status"] == "confirmed"

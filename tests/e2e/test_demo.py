@@ -20,5 +20,5 @@ def test_the_demo_sees_every_outcome_and_both_cancellations_as_expected(stack):
     ok = demo.run(urls, Console(file=out, width=200), token=OPERATOR_TOKEN)
     table = out.getvalue()
     assert ok, table
-    assert "order_cancellation" in table and "cancel_shipment" in table
+    assert "order_cancellation" in table and "cancel_scheduled_shipment" in table
     assert table.count("│ yes ") == len(demo.SCENARIOS) + 2 * len(demo.CANCELLATIONS)

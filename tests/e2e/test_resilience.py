@@ -122,3 +122,48 @@ def test_a_step_resolved_by_hand_is_settled_at_its_participant(stack, shop):
     else:
         assert Decimal(payments["refunded"]) == Decimal("12.50")
         assert "SettlementConflict" in sagactl(stack, "dead-letters")
+
+
+def settlement_answers(shop, saga_id: str) -> dict[str, str]:
+    """Each step's answer to its SettleStep, as the saga's history records it."""
+    answers = {"settlement_acknowledged", "compensation_ran_before_settlement"}
+    return {h["step"]: h["event"] for h in shop.saga(saga_id)["history"] if h["event"] in answers}
+
+
+def dead_letters_of(shop, saga_id: str) -> list[dict]:
+    """The saga's messages in any ``-dlq`` queue (not the escalations a person reads)."""
+    from tests.e2e.test_operations import operator
+
+    letters = operator(shop, "GET", "/operator/dead-letters").json()
+    return [d for d in letters if d["saga_id"] == saga_id and d["queue"].endswith("-dlq")]
+
+
+def test_resolving_a_saga_whose_order_cancellation_is_still_queued_settles_create_order_at_order_svc(stack, shop):
+    """The CancelOrder of ``create_order`` waits in order_svc's queue when a person resolves the
+    saga: order_svc answers the SettleStep for that step too, and nothing is dead-lettered."""
+    from tests.e2e.test_operations import sagactl, step_status
+
+    sku = shop.new_sku(5)
+    stack.stop_service("inventory_svc")  # reserve_inventory times out, and the saga compensates
+    try:
+        placed = shop.place(shop.order_body(sku, quantity=1))
+        stack.stop_service("order_svc")
+        try:
+            eventually(
+                lambda: step_status(shop, placed["saga_id"], "create_order") == "compensating",
+                timeout=40,
+                what="CancelOrder queued for the stopped order_svc",
+            )
+            sagactl(stack, "resolve", placed["saga_id"], "--reason", "cancelled by phone", "--actor", "ops")
+        finally:
+            stack.start_service("order_svc")
+    finally:
+        stack.start_service("inventory_svc")
+    eventually(
+        lambda: (a := settlement_answers(shop, placed["saga_id"])).keys() >= {"create_order", "reserve_inventory"} and a,
+        timeout=30,
+        what="both participants answer their SettleStep",
+    )
+    time.sleep(3)  # a SettleStep its participant cannot handle is dead-lettered within seconds
+    assert dead_letters_of(shop, placed["saga_id"]) == []
+    assert shop.saga(placed["saga_id"])["status"] == "compensated"

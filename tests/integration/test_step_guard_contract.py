@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from contracts import messages as c
+from contracts import steps
 from messaging import participant
 from messaging.envelope import Envelope
 from messaging.fakes import FakeUnitOfWork
@@ -17,7 +18,7 @@ from tests import factories
 from tests.factories import LINE
 
 pytestmark = pytest.mark.integration
-STEP = "reserve_inventory"
+STEP = steps.RESERVE_INVENTORY
 
 
 class Refused(Exception):
@@ -76,7 +77,7 @@ ORDER = uuid.uuid4()
 
 
 def command(saga_id: uuid.UUID, message) -> Envelope:
-    return factories.command(saga_id, message, STEP)
+    return factories.command(saga_id, message, STEP.name)
 
 
 @pytest.fixture(params=["fake", "postgres"])

@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 
 from contracts import messages as c
+from contracts import steps
 from messaging import participant
 from messaging.fakes import FakeUnitOfWork
 from tests import factories
 from tests.factories import LINE
 
-ORDER, STEP = uuid.uuid4(), "reserve_inventory"
+ORDER, STEP = uuid.uuid4(), steps.RESERVE_INVENTORY
 
 
 def command(saga_id, message):
-    return factories.command(saga_id, message, STEP)
+    return factories.command(saga_id, message, STEP.name)
 
 
 async def test_every_answer_goes_to_the_reply_queue_with_its_step_and_attempt():
@@ -34,7 +35,7 @@ async def test_every_answer_goes_to_the_reply_queue_with_its_step_and_attempt():
     assert (sent.to, sent.message_type, sent.envelope.step, sent.envelope.attempt) == (
         "queue:orchestrator-replies",
         "InventoryReserved",
-        STEP,
+        STEP.name,
         1,
     )
 
@@ -55,3 +56,28 @@ async def test_without_a_commit_nothing_is_sent():
             refuse=lambda r: c.InventoryReservationFailed(order_id=ORDER, reason=r),
         )
     assert uow.sent == [] and not uow.committed
+
+
+async def test_a_saga_started_under_a_former_step_name_keeps_its_guard_rows_under_it():
+    """The cancellation saga's refund was ``refund_payment`` before it was ``refund_charge``: a
+    saga that started then sends its resends under the old name, and they find the old row."""
+    step, saga, applied = steps.REFUND_CHARGE, uuid.uuid4(), []
+
+    async def refund():
+        applied.append(1)
+        return c.ChargeRefunded(order_id=ORDER, amount="1.00")
+
+    uow = FakeUnitOfWork("payment")
+    for name in ("refund_payment", "refund_payment"):  # the command and its resend
+        async with uow:
+            await participant.forward(
+                uow,
+                factories.command(saga, c.RefundCharge(order_id=ORDER), name),
+                step=step,
+                apply=refund,
+                refusals=(),
+                refuse=lambda r: c.ChargeRefundFailed(order_id=ORDER, reason=r),
+            )
+            await uow.commit()
+    assert applied == [1] and [s.envelope.step for s in uow.sent] == ["refund_payment"] * 2
+    assert set(uow.guard.rows) == {(saga, "refund_payment")}  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import pytest
 
 from contracts import messages as c
 from orchestrator import engine as e
+from orchestrator.handlers import staged
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import SagaScenario
 from tests import factories
@@ -377,8 +378,15 @@ def test_a_saga_that_never_started_cancels_its_order_and_escalates():
     t = ENGINE.settle_unstarted(saga_id, order_id, "saga could not start within 60s", T0)
     assert t.state.status == e.SagaStatus.COMPENSATING and t.state.failure_reason == "saga could not start within 60s"
     cancel, escalation = t.outgoing
-    assert isinstance(cancel.message, c.CancelOrder) and cancel.message.reason == "saga could not start within 60s"
-    assert isinstance(escalation.message, c.SagaStartFailed) and escalation.destination == "queue:saga-escalations"
+    assert isinstance(cancel, e.Send) and isinstance(cancel.message, c.CancelOrder)
+    assert cancel.message.reason == "saga could not start within 60s"
+    assert escalation == e.Escalate(
+        e.Escalation.START, "create_order", "saga could not start within 60s", message_id=escalation.message_id
+    )
+    # ... which the orchestrator raises as this system's SagaStartFailed
+    raised = staged(t.state, escalation)
+    assert isinstance(raised.message, c.SagaStartFailed) and raised.destination == "queue:saga-escalations"
+    assert (str(raised.message.order_id), raised.message.saga_id) == (order_id, saga_id)
     assert [s.status for s in t.state.steps[1:]] == [e.StepStatus.PENDING] * 4  # nothing else ever ran
     done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0)
     assert done.state.status == e.SagaStatus.COMPENSATED
@@ -389,11 +397,51 @@ def test_resolving_by_hand_tells_the_participant_and_reports_a_compensation_that
     saga.succeed_until("fulfill_order")
     saga.fail(c.FulfillmentFailed)  # RefundPayment sent; the provider never answers
     saga.resolve("refunded by bank transfer", "ops")
-    settle = [o for o in saga.last.outgoing if isinstance(o.message, c.SettleStep)]
-    assert [(o.step, o.destination) for o in settle] == [("process_payment", "queue:payment-commands")]
+    [settle] = saga.last.settlements
+    assert (settle.participant, settle.step, settle.reason) == (
+        "payment-commands",
+        "process_payment",
+        "refunded by bank transfer",
+    )
+    told = [o for o in saga.latest if isinstance(o.message, c.SettleStep)]
+    assert [(o.step, o.destination, o.attempt) for o in told] == [("process_payment", "queue:payment-commands", 1)]
     quiet = ENGINE.on_settled(saga.state, "process_payment", False, saga.now)
-    assert [h.event for h in quiet.history] == ["settlement_acknowledged"] and not quiet.outgoing
+    assert [h.event for h in quiet.history] == [e.HistoryEvent.SETTLEMENT_ACKNOWLEDGED] and not quiet.outgoing
     clash = ENGINE.on_settled(saga.state, "process_payment", True, saga.now)
     assert clash.history[0].event == "compensation_ran_before_settlement"
-    [escalation] = clash.outgoing
-    assert isinstance(escalation.message, c.SettlementConflict) and escalation.destination == "queue:saga-escalations"
+    [escalation] = clash.escalations
+    assert (escalation.kind, escalation.step) == (e.Escalation.SETTLED_TWICE, "process_payment")
+    raised = staged(saga.state, escalation)
+    assert isinstance(raised.message, c.SettlementConflict) and raised.destination == "queue:saga-escalations"
+
+
+def test_history_events_keep_the_values_stored_in_saga_history():
+    """Existing rows, the console and the chaos harness read these strings: an enum member may
+    be renamed, its value never."""
+    assert {str(event) for event in e.HistoryEvent} == {
+        "saga_started",
+        "saga_start_failed",
+        "saga_completed",
+        "saga_compensated",
+        "saga_needs_intervention",
+        "step_started",
+        "step_resent",
+        "step_succeeded",
+        "step_failed",
+        "step_timed_out",
+        "step_escalated",
+        "step_compensated",
+        "compensation_started",
+        "compensation_sent",
+        "compensation_timed_out",
+        "compensation_failed",
+        "operator_retry_step",
+        "operator_retry_compensation",
+        "operator_resolved",
+        "operator_redrive",
+        "settlement_sent",
+        "settlement_acknowledged",
+        "compensation_ran_before_settlement",
+        "reply_ignored",
+    }
+    assert all(e.HistoryEvent.reached(s) in e.HistoryEvent for s in e.FINAL_STATUSES)

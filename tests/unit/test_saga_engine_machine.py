@@ -65,6 +65,8 @@ class Participants:
         self.order_cancelled = False
 
     def handle(self, out: e.Outgoing, order_id: uuid.UUID):
+        if not isinstance(out, e.Send):
+            return None  # escalations: for people
         message = out.message
         if type(message) in FORWARD:
             step, ok, fail = FORWARD[type(message)]
@@ -78,7 +80,7 @@ class Participants:
                 self.order_cancelled = True
             self.guard[step] = "compensated"
             return done(order_id)
-        return None  # ConfirmOrder, escalations: no reply
+        return None  # ConfirmOrder: no reply
 
 
 class SagaUnderFaults(RuleBasedStateMachine):

@@ -80,7 +80,7 @@ def check(before: e.SagaState, after: e.SagaState, t: e.Transition) -> None:
     assert len(running) <= 1, "two forward steps at once"
     if after.status in (e.SagaStatus.COMPENSATING, e.SagaStatus.COMPENSATED, e.SagaStatus.NEEDS_INTERVENTION):
         assert not running, "a forward step runs while compensating"
-    for out in t.outgoing:
+    for out in t.sends:
         if out.expects_reply:  # a command goes out only for a step now waiting on it
             assert after.step(out.step).status in (e.StepStatus.RUNNING, e.StepStatus.COMPENSATING)
     if before.status == e.SagaStatus.COMPLETED:
@@ -94,7 +94,7 @@ def check_final(state: e.SagaState, sent: list[e.Outgoing]) -> None:
     statuses = [s.status for s in state.steps]
     if state.status == e.SagaStatus.COMPLETED:
         assert statuses == [e.StepStatus.SUCCEEDED] * len(statuses)
-        assert type(sent[-1].message) is c.ConfirmOrder
+        assert isinstance(sent[-1], e.Send) and type(sent[-1].message) is c.ConfirmOrder
     if state.status in (e.SagaStatus.COMPENSATED, e.SagaStatus.NEEDS_INTERVENTION):
         # nothing stays applied: every step that succeeded was undone (or escalated)
         assert e.StepStatus.SUCCEEDED not in statuses
@@ -103,14 +103,15 @@ def check_final(state: e.SagaState, sent: list[e.Outgoing]) -> None:
         assert e.StepStatus.COMPENSATION_FAILED in statuses
     if state.status == e.SagaStatus.COMPENSATED:
         assert e.StepStatus.COMPENSATION_FAILED not in statuses
-    escalated = [o.message.step for o in sent if isinstance(o.message, c.CompensationEscalated)]
+    escalated = [o.step for o in sent if isinstance(o, e.Escalate) and o.kind == e.Escalation.STEP]
     assert sorted(escalated) == sorted(s.name for s in state.steps if s.status == e.StepStatus.COMPENSATION_FAILED)
-    assert not any(type(o.message) is c.ConfirmOrder for o in sent) or state.status == e.SagaStatus.COMPLETED
+    commands = [type(o.message) for o in sent if isinstance(o, e.Send)]
+    assert c.ConfirmOrder not in commands or state.status == e.SagaStatus.COMPLETED
     # compensations start strictly backwards, from the last applied step to the first
     compensates = {s.compensation.command: s.name for s in DEFINITION.steps if s.compensation}
     first_sends: list[str] = []
-    for out in sent:
-        name = compensates.get(type(out.message))
+    for command in commands:
+        name = compensates.get(command)
         if name and name not in first_sends:
             first_sends.append(name)
     order = [s.name for s in DEFINITION.steps]

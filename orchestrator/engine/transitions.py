@@ -1,7 +1,10 @@
-"""The saga engine: pure functions from (saga state, input) to (new state, messages to send).
+"""The saga engine: pure functions from (saga state, input) to a :class:`Transition`.
 
-No I/O happens here. Persistence and messaging wrap the engine (see ``handlers.py``), so
-every transition can be tested by giving a state and a reply and checking the commands.
+No I/O happens here, and nothing of the system that runs the saga: a transition says what to
+send to which participant (:class:`Send`), what to hand to a person (:class:`Escalate`) and
+which participant to tell that a step was settled by hand (:class:`Settle`); the orchestrator
+turns those into its own messages and addresses. So every transition can be tested by giving
+a state and a reply and checking the actions.
 
 States (see docs/design.md for the diagram):
 
@@ -21,47 +24,18 @@ is escalated to a person and the steps after it still run.
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
-from contracts.messages import (
-    CompensationEscalated,
-    FailureReply,
-    Reply,
-    SagaStartFailed,
-    SettlementConflict,
-    SettleStep,
-)
-from contracts.topology import SAGA_ESCALATIONS
 from messaging.envelope import Message
 
+from .definition import Data, Invoke, Local, Notify, SagaDefinition, Step
+from .state import HistoryEntry, HistoryEvent, SagaState, SagaStatus, StepState, StepStatus
 
-class SagaStatus(StrEnum):
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    COMPLETED = "completed"
-    COMPENSATED = "compensated"
-    NEEDS_INTERVENTION = "needs_intervention"
-
-
-FINAL_STATUSES = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.NEEDS_INTERVENTION})
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    ESCALATED = "escalated"
-    """After the pivot: refused, or silent through its budget; handed to a person."""
-    COMPENSATING = "compensating"
-    COMPENSATED = "compensated"
-    COMPENSATION_FAILED = "compensation_failed"
+E = HistoryEvent
 
 
 class ReplyKind(StrEnum):
@@ -89,180 +63,67 @@ MAX_SENDS = 3
 needs one resend after it died; more would only add load when replies are late because
 every queue is backed up, which is when load hurts most."""
 
-# --------------------------------------------------------------------------- definition
-Data = dict[str, Any]
 
-
+# --------------------------------------------------------------------------- actions
 @dataclass(frozen=True)
-class Invoke:
-    """Send ``build(saga data)`` to ``participant``'s queue and wait for one of the replies."""
+class Send:
+    """A command for a step's participant, or a notice when the saga ends (no step)."""
 
-    command: type[Message]
-    build: Callable[[Data], Message]
-    success: type[Reply]
-    failure: type[FailureReply] | None = None
-    keep: tuple[str, ...] = ()
-    """Fields of the success reply added to the saga's data, for later steps and compensations."""
-
-
-@dataclass(frozen=True)
-class Local:
-    """A step done by whoever starts the saga, in the transaction that starts it."""
-
-    why: str
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
     participant: str
     """Logical name of the participant's command queue."""
-    action: Invoke | Local
-    compensation: Invoke | None = None
-    timeout: timedelta = timedelta(seconds=10)
-    """The least time the step is given before it has timed out; it may get more from the
-    saga's budget (:attr:`SagaDefinition.budget`)."""
-    resend_after: timedelta | None = None
-    """Silence after which the command is sent again, doubling after each resend up to
-    :data:`MAX_RESEND_INTERVAL`, as long as the budget lasts. A participant that restarts finds
-    a resend at once, while the copy it had taken stays invisible for its queue's visibility
-    timeout. None: never resent."""
-    forget: tuple[str, ...] = ()
-    """Saga data only this step's command needs, erased once the step has been answered."""
-
-    @property
-    def invokes(self) -> tuple[Invoke, ...]:
-        return tuple(i for i in (self.action, self.compensation) if isinstance(i, Invoke))
-
-
-@dataclass(frozen=True)
-class Notify:
-    """A command sent when the saga ends, with no reply expected."""
-
-    participant: str
-    build: Callable[[Data], Message]
-
-
-@dataclass(frozen=True)
-class SagaDefinition:
-    name: str
-    subject: str
-    """The key of the saga's data naming what the saga is about (its subject), stored with the saga."""
-    steps: tuple[Step, ...]
-    start: type[Message] | None = None
-    """The command that starts it: the orchestrator routes it here."""
-    pivot: str | None = None
-    """The step after which the saga only goes forward: later steps are retried within the
-    budget, escalated if they still fail, and never compensated."""
-    reports_to: str | None = None
-    """Queue told of every change of the saga's status (:class:`SagaStatusChanged`) after its
-    start: the initiator records the saga as running when it sends the start command."""
-    on_completed: tuple[Notify, ...] = ()
-    on_compensated: tuple[Notify, ...] = ()
-    forget_when_done: tuple[str, ...] = ()
-    """Saga data erased once the saga is final (after ``on_*`` messages were built from it)."""
-    max_compensation_attempts: int = 5
-    """Compensation sends (first try plus retries on timeout) before escalating."""
-    budget: timedelta | None = None
-    """Time from the start within which the saga should end. A step may use what the steps
-    before it left, minus the least time (``timeout``) of each step after it; so a participant
-    that restarts within the budget still finishes its step, and the saga its run."""
-
-    def __post_init__(self) -> None:
-        seen: dict[type, str] = {}
-        for step in self.steps:
-            for invoke in step.invokes:
-                for reply in (invoke.success, invoke.failure):
-                    if reply is not None and seen.setdefault(reply, step.name) != step.name:
-                        raise ValueError(f"{reply.__name__} answers both {seen[reply]} and {step.name}")
-        if self.pivot is not None:
-            self.index(self.pivot)
-
-    def step(self, name: str) -> Step:
-        return self.steps[self.index(name)]
-
-    def index(self, name: str) -> int:
-        for index, step in enumerate(self.steps):
-            if step.name == name:
-                return index
-        raise ValueError(f"no step {name!r} in saga {self.name}")
-
-    def forward_only(self, index: int) -> bool:
-        """Whether the step at ``index`` comes after the pivot."""
-        return self.pivot is not None and index > self.index(self.pivot)
-
-
-# --------------------------------------------------------------------------- state
-@dataclass
-class StepState:
-    name: str
-    status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
-    """Attempts of the action: a saga runs each step once, so 1 once started. Resends share it."""
-    sends: int = 0
-    """Copies of the action's command sent in this attempt (the first plus resends)."""
-    compensation_attempts: int = 0
-    """Sends of the compensation since it was last started; paces its backoff and escalation."""
-    compensation_round: int = 0
-    """Attempt of the compensation: 1 when first started, +1 per operator retry. Resends share it."""
-    escalation_ids: list[str] = field(default_factory=list)
-    """Message ids of the CompensationEscalated raised for this step, so the operator's tools
-    find them in the escalation queue by id rather than by comparing clocks."""
-    compensation_command_id: str | None = None
-    """Message id of the latest compensation sent, to tell its refusal from a stale one."""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    deadline: datetime | None = None
-    error: str | None = None
-
-
-@dataclass
-class SagaState:
-    saga_id: uuid.UUID
-    definition: str
-    subject: str
-    status: SagaStatus
-    data: Data
-    steps: list[StepState]
-    created_at: datetime
-    updated_at: datetime
-    failed_step: str | None = None
-    failure_reason: str | None = None
-
-    def step(self, name: str) -> StepState:
-        return next(s for s in self.steps if s.name == name)
-
-    @property
-    def next_deadline(self) -> datetime | None:
-        deadlines = [s.deadline for s in self.steps if s.deadline is not None]
-        return min(deadlines) if deadlines else None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message the engine wants sent, from the outbox, in the same transaction."""
-
-    step: str | None
     message: Message
-    destination: str
-    expects_reply: bool
-    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    """The envelope's id: replies name it as their causation."""
+    step: str | None = None
     attempt: int | None = None
     """With the saga and the step, the command's identity: every resend of an attempt shares it."""
+    expects_reply: bool = True
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    """The envelope's id: replies name it as their causation."""
+
+
+class Escalation(StrEnum):
+    STEP = "step"
+    """A compensation that could not complete, or a step after the pivot that could not be done."""
+    START = "start"
+    """A saga that never started: what its initiator did was undone."""
+    SETTLED_TWICE = "settled_twice"
+    """A step settled by hand had already been compensated: the manual action undid it again."""
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    event: str
-    step: str | None = None
-    detail: str | None = None
+class Escalate:
+    """Something a person must take over."""
+
+    kind: Escalation
+    step: str | None
+    detail: str
+    command: Message | None = None
+    """For :attr:`Escalation.STEP`: the command that could not complete, ready to be sent again."""
+    attempts: int = 0
+    """How often ``command`` was sent."""
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    """Kept in the step's ``escalation_ids``, so an operator's action finds exactly these."""
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Tell a step's participant that a person settled the step by hand: a compensation that
+    reaches it later must not undo the step again. It answers whether one already had."""
+
+    participant: str
+    step: str
+    reason: str
+    attempt: int
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+Outgoing = Send | Escalate | Settle
 
 
 @dataclass
 class Transition:
     state: SagaState
     outgoing: list[Outgoing] = field(default_factory=list)
+    """What to send, escalate and settle, in the order the engine decided it."""
     history: list[HistoryEntry] = field(default_factory=list)
     judge_after: datetime | None = None
     """For a deadline pass: the earliest silence still waiting for the replies to be read;
@@ -270,11 +131,23 @@ class Transition:
 
     @property
     def changed(self) -> bool:
-        return bool(self.outgoing) or any(h.event != "reply_ignored" for h in self.history)
+        return bool(self.outgoing) or any(h.event != E.REPLY_IGNORED for h in self.history)
+
+    @property
+    def sends(self) -> list[Send]:
+        return [o for o in self.outgoing if isinstance(o, Send)]
+
+    @property
+    def escalations(self) -> list[Escalate]:
+        return [o for o in self.outgoing if isinstance(o, Escalate)]
+
+    @property
+    def settlements(self) -> list[Settle]:
+        return [o for o in self.outgoing if isinstance(o, Settle)]
 
 
 # --------------------------------------------------------------------------- engine
-_Route = tuple[int, ReplyKind]
+_Route = tuple[Step, ReplyKind]
 
 
 class SagaEngine:
@@ -282,17 +155,44 @@ class SagaEngine:
 
     def __init__(self, definition: SagaDefinition) -> None:
         self.definition = definition
+        self._named = {name: step for step in definition.steps for name in step.names}
         self._replies: dict[type, _Route] = {}
-        for index, step in enumerate(definition.steps):
+        for step in definition.steps:
             if isinstance(step.action, Invoke):
-                self._route(step.action, index, ReplyKind.SUCCESS, ReplyKind.FAILURE)
+                self._route(step.action, step, ReplyKind.SUCCESS, ReplyKind.FAILURE)
             if step.compensation is not None:
-                self._route(step.compensation, index, ReplyKind.COMPENSATED, ReplyKind.COMPENSATION_REFUSED)
+                self._route(step.compensation, step, ReplyKind.COMPENSATED, ReplyKind.COMPENSATION_REFUSED)
 
-    def _route(self, invoke: Invoke, index: int, success: ReplyKind, failure: ReplyKind) -> None:
-        self._replies[invoke.success] = (index, success)
+    def _route(self, invoke: Invoke, step: Step, success: ReplyKind, failure: ReplyKind) -> None:
+        self._replies[invoke.success] = (step, success)
         if invoke.failure is not None:
-            self._replies[invoke.failure] = (index, failure)
+            self._replies[invoke.failure] = (step, failure)
+
+    def plan(self, state: SagaState) -> list[Step]:
+        """The definition of each of the saga's steps, in the saga's order.
+
+        A saga runs the steps it started with, under the names it started with: the definition's
+        own for every saga started since its last change, a former name (:attr:`Step.formerly`)
+        for one started before a rename. A step the saga has that the definition no longer has
+        cannot be run: that is an error, never a guess."""
+        try:
+            return [self._named[s.name] for s in state.steps]
+        except KeyError as missing:
+            raise ValueError(f"saga {state.saga_id} has step {missing}, which saga {self.definition.name} has not") from None
+
+    def position(self, state: SagaState, name: str) -> int:
+        """Where the step called ``name`` (now or formerly) is in the saga."""
+        step = self._named.get(name)
+        for index, planned in enumerate(self.plan(state)):
+            if planned is step:
+                return index
+        raise ValueError(f"no step {name!r} in saga {self.definition.name}")
+
+    def _forward_only(self, state: SagaState, index: int) -> bool:
+        """Whether the saga's step at ``index`` comes after the pivot."""
+        if self.definition.pivot is None:
+            return False
+        return index > self.position(state, self.definition.pivot)
 
     def step_of_message_types(self) -> dict[str, str]:
         """Which step each command and reply type belongs to, for people reading dead letters."""
@@ -302,7 +202,18 @@ class SagaEngine:
                 for message in (invoke.command, invoke.success, invoke.failure):
                     if message is not None:
                         steps[message.__name__] = step.name
+        if self.definition.settles_unstarted is not None:
+            steps[self.definition.settles_unstarted.__name__] = self._unstarted_failure()
         return steps
+
+    def _done_at_start(self) -> tuple[Step, ...]:
+        """The leading steps the initiator does itself, in the transaction that starts the saga."""
+        return tuple(itertools.takewhile(lambda s: isinstance(s.action, Local), self.definition.steps))
+
+    def _unstarted_failure(self) -> str:
+        """The step a saga that never started is recorded as failed at: the last one its
+        initiator did, whose compensations are then run (or, with none, the first)."""
+        return (self._done_at_start() or self.definition.steps[:1])[-1].name
 
     def replies(self) -> frozenset[type]:
         """Every reply type this saga waits for."""
@@ -320,41 +231,37 @@ class SagaEngine:
             created_at=now,
             updated_at=now,
         )
-        t = Transition(state, history=[HistoryEntry("saga_started")])
+        t = Transition(state, history=[HistoryEntry(E.SAGA_STARTED)])
         for step, step_state in zip(self.definition.steps, state.steps, strict=True):
             if not isinstance(step.action, Local):
                 break
             step_state.status, step_state.started_at, step_state.finished_at = StepStatus.SUCCEEDED, now, now
-            t.history.append(HistoryEntry("step_succeeded", step.name, step.action.why))
+            t.history.append(HistoryEntry(E.STEP_SUCCEEDED, step.name, step.action.why))
         self._advance(t, now)
         return t
 
     def settle_unstarted(self, saga_id: uuid.UUID, subject: str, reason: str, now: datetime) -> Transition:
         """The saga about ``subject`` never started: record it as one that could not, undo what
-        its initiator did (for an order, cancel it) and escalate. Nothing else ever ran for it;
-        a start that arrives later finds the saga and does nothing."""
-        key = {self.definition.subject: subject}
+        its initiator did (the compensations of the steps it does itself, :class:`Local`) and
+        escalate. Nothing else ever ran for it; a start that arrives later finds the saga and
+        does nothing."""
         state = SagaState(
             saga_id=saga_id,
             definition=self.definition.name,
             subject=subject,
             status=SagaStatus.RUNNING,
-            data=dict(key),
+            data={self.definition.subject: subject},
             steps=[StepState(s.name) for s in self.definition.steps],
             created_at=now,
             updated_at=now,
         )
-        t = Transition(state, history=[HistoryEntry("saga_start_failed", None, reason)])
-        last_done = -1
-        for index, (step, step_state) in enumerate(zip(self.definition.steps, state.steps, strict=True)):
-            if not isinstance(step.action, Local):
-                break
+        t = Transition(state, history=[HistoryEntry(E.SAGA_START_FAILED, None, reason)])
+        done = self._done_at_start()
+        for step_state in state.steps[: len(done)]:
             step_state.status, step_state.started_at, step_state.finished_at = StepStatus.SUCCEEDED, now, now
-            last_done = index
-        self._begin_compensation(t, self.definition.steps[max(last_done, 0)].name, reason, last_done, now)
-        t.outgoing.append(
-            Outgoing(None, SagaStartFailed(**key, saga_id=saga_id, reason=reason), f"queue:{SAGA_ESCALATIONS}", False)
-        )
+        failed = self._unstarted_failure()
+        self._begin_compensation(t, failed, reason, len(done) - 1, now)
+        t.outgoing.append(Escalate(Escalation.START, failed, reason))
         return t
 
     def on_reply(
@@ -362,20 +269,25 @@ class SagaEngine:
     ) -> Transition:
         """``causation_id`` is the id of the command the reply answers and ``attempt`` the attempt
         it served, where known."""
-        t = Transition(_copy(state))
+        t = Transition(state.copy())
         if type(reply) not in self._replies:
-            t.history.append(HistoryEntry("reply_ignored", None, f"{type(reply).__name__} is not part of this saga"))
+            t.history.append(HistoryEntry(E.REPLY_IGNORED, None, f"{type(reply).__name__} is not part of this saga"))
             return t
-        index, kind = self._replies[type(reply)]
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        answered, kind = self._replies[type(reply)]
+        plan = self.plan(t.state)
+        if answered not in plan:
+            t.history.append(HistoryEntry(E.REPLY_IGNORED, None, f"{type(reply).__name__} answers a step this saga has not"))
+            return t
+        index = plan.index(answered)
+        step, step_state = plan[index], t.state.steps[index]
         if kind not in ACCEPTS.get(step_state.status, frozenset()):
             t.history.append(
-                HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} while step is {step_state.status}")
+                HistoryEntry(E.REPLY_IGNORED, step_state.name, f"{type(reply).__name__} while step is {step_state.status}")
             )
             return t
         if kind == ReplyKind.COMPENSATION_REFUSED and _earlier_attempt(step_state, causation_id, attempt):
             # The refusal of an earlier attempt, overtaken by a retry: the retry's own answer counts.
-            t.history.append(HistoryEntry("reply_ignored", step.name, f"{type(reply).__name__} to an earlier attempt"))
+            t.history.append(HistoryEntry(E.REPLY_IGNORED, step_state.name, f"{type(reply).__name__} to an earlier attempt"))
             return t
         reason = getattr(reply, "reason", None)
         step_state.deadline, step_state.finished_at = None, now
@@ -387,21 +299,21 @@ class SagaEngine:
             step_state.status, step_state.error = StepStatus.SUCCEEDED, None
             assert isinstance(step.action, Invoke)
             t.state.data |= reply.model_dump(mode="json", include=set(step.action.keep))
-            t.history.append(HistoryEntry("step_succeeded", step.name, "after its escalation" if escalated else None))
+            t.history.append(HistoryEntry(E.STEP_SUCCEEDED, step_state.name, "after its escalation" if escalated else None))
             if escalated:
                 self._settle_forward(t)
             else:
                 self._advance(t, now)
-        elif kind == ReplyKind.FAILURE and self.definition.forward_only(index):
+        elif kind == ReplyKind.FAILURE and self._forward_only(t.state, index):
             self._escalate_step(t, index, reason or "refused", now)
             self._advance(t, now)
         elif kind == ReplyKind.FAILURE:
             step_state.status, step_state.error = StepStatus.FAILED, reason
-            t.history.append(HistoryEntry("step_failed", step.name, reason))
-            self._begin_compensation(t, step.name, reason, index - 1, now)
+            t.history.append(HistoryEntry(E.STEP_FAILED, step_state.name, reason))
+            self._begin_compensation(t, step_state.name, reason, index - 1, now)
         elif kind == ReplyKind.COMPENSATED:
             step_state.status, step_state.error = StepStatus.COMPENSATED, None
-            t.history.append(HistoryEntry("step_compensated", step.name))
+            t.history.append(HistoryEntry(E.STEP_COMPENSATED, step_state.name))
             self._compensate_from(t, index - 1, now)
         else:
             self._compensation_failed(t, index, reason or "compensation refused", now)
@@ -415,12 +327,13 @@ class SagaEngine:
         is not: a step times out, and a compensation escalates, only for deadlines up to
         ``cutoff`` (default ``now``), i.e. while every reply that could answer them has been read.
         """
-        t = Transition(_copy(state))
+        t = Transition(state.copy())
         cutoff = min(cutoff or now, now)
+        plan = self.plan(t.state)
         for index, step_state in enumerate(t.state.steps):
             if step_state.deadline is None or step_state.deadline > now:
                 continue
-            step = self.definition.steps[index]
+            step = plan[index]
             running = step_state.status == StepStatus.RUNNING
             # Sending a command again is always safe, so a running step whose budget is not
             # spent gets it again at ``now``. Judging silence is not: a step times out (or
@@ -441,7 +354,7 @@ class SagaEngine:
                 continue
             step_state.deadline = None
             t.state.updated_at = now
-            if running and self.definition.forward_only(index):
+            if running and self._forward_only(t.state, index):
                 _forget(t.state, step)
                 self._escalate_step(t, index, f"no reply within {self._waited(t.state, index):.3g}s", now)
                 self._advance(t, now)
@@ -449,11 +362,11 @@ class SagaEngine:
                 step_state.status, step_state.finished_at = StepStatus.TIMED_OUT, now
                 _forget(t.state, step)
                 step_state.error = f"no reply within {self._waited(t.state, index):.3g}s"
-                t.history.append(HistoryEntry("step_timed_out", step.name, step_state.error))
-                t.state.status, t.state.failed_step = SagaStatus.COMPENSATING, step.name
-                t.state.failure_reason = f"{step.name} timed out"
+                t.history.append(HistoryEntry(E.STEP_TIMED_OUT, step_state.name, step_state.error))
+                t.state.status, t.state.failed_step = SagaStatus.COMPENSATING, step_state.name
+                t.state.failure_reason = f"{step_state.name} timed out"
                 self._forget_unrun(t.state)
-                t.history.append(HistoryEntry("compensation_started", step.name, t.state.failure_reason))
+                t.history.append(HistoryEntry(E.COMPENSATION_STARTED, step_state.name, t.state.failure_reason))
                 # The timed-out step is compensated too: its effect may have happened
                 # without its reply reaching us. If it never ran, the participant records
                 # the compensation as a no-op and refuses the late command. Its participant
@@ -466,7 +379,7 @@ class SagaEngine:
                 self._compensate_from(t, index - 1, now)
             elif step_state.status == StepStatus.COMPENSATING:
                 error = f"compensation not acknowledged within {self._compensation_timeout(step, step_state):g}s"
-                t.history.append(HistoryEntry("compensation_timed_out", step.name, error))
+                t.history.append(HistoryEntry(E.COMPENSATION_TIMED_OUT, step_state.name, error))
                 if step_state.compensation_attempts < self.definition.max_compensation_attempts:
                     step_state.error = error
                     self._send_compensation(t, index, now)
@@ -477,29 +390,29 @@ class SagaEngine:
 
     def retry_compensation(self, state: SagaState, step_name: str, now: datetime, actor: str) -> Transition:
         """Operator action: send a failed compensation, or an escalated step after the pivot, again."""
-        t = Transition(_copy(state))
-        index = self.definition.index(step_name)
+        t = Transition(state.copy())
+        index = self.position(t.state, step_name)
         step_state = t.state.steps[index]
         if step_state.status == StepStatus.ESCALATED:
             t.state.status, t.state.updated_at = SagaStatus.RUNNING, now
             step_state.status, step_state.sends, step_state.started_at = StepStatus.RUNNING, 0, now
-            t.history.append(HistoryEntry("operator_retry_step", step_name, f"by {actor}"))
-            self._send_action(t, index, now, resend=True, deadline=now + self.definition.steps[index].timeout)
+            t.history.append(HistoryEntry(E.OPERATOR_RETRY_STEP, step_state.name, f"by {actor}"))
+            self._send_action(t, index, now, resend=True, deadline=now + self.definition.least_time(self.plan(t.state)[index]))
             return t
         if step_state.status != StepStatus.COMPENSATION_FAILED:
             raise ValueError(
-                f"step {step_name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED} or {StepStatus.ESCALATED}"
+                f"step {step_state.name} is {step_state.status}, not {StepStatus.COMPENSATION_FAILED} or {StepStatus.ESCALATED}"
             )
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
         step_state.compensation_attempts = 0
         step_state.compensation_round += 1
-        t.history.append(HistoryEntry("operator_retry_compensation", step_name, f"by {actor}"))
+        t.history.append(HistoryEntry(E.OPERATOR_RETRY_COMPENSATION, step_state.name, f"by {actor}"))
         self._send_compensation(t, index, now)
         return t
 
     def resolve(self, state: SagaState, reason: str, now: datetime, actor: str) -> Transition:
         """Operator action: a person fixed the effects by hand; close the saga."""
-        t = Transition(_copy(state))
+        t = Transition(state.copy())
         if t.state.status not in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING):
             raise ValueError(
                 f"saga is {t.state.status}; only {SagaStatus.NEEDS_INTERVENTION} or"
@@ -507,7 +420,7 @@ class SagaEngine:
             )
         if any(s.status == StepStatus.ESCALATED for s in t.state.steps):
             # Past the pivot: what the person did completes the escalated steps; nothing is undone.
-            t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+            t.history.append(HistoryEntry(E.OPERATOR_RESOLVED, None, f"by {actor}: {reason}"))
             for step_state in t.state.steps:
                 if step_state.status == StepStatus.ESCALATED:
                     step_state.status, step_state.deadline = StepStatus.SUCCEEDED, None
@@ -515,7 +428,7 @@ class SagaEngine:
             self._settle_forward(t)
             return t
         told: list[HistoryEntry] = []
-        for step, step_state in zip(self.definition.steps, t.state.steps, strict=True):
+        for step, step_state in zip(self.plan(t.state), t.state.steps, strict=True):
             # A compensation still in flight is settled too, so that it cannot escalate
             # a saga that a person has already closed.
             if step_state.status in (StepStatus.COMPENSATION_FAILED, StepStatus.COMPENSATING):
@@ -523,13 +436,10 @@ class SagaEngine:
                 step_state.deadline = None
                 # The participant learns it too: a compensation still queued, or redriven
                 # from a dead-letter queue later, must not undo the step a second time.
-                settle = SettleStep(**{self.definition.subject: t.state.subject}, reason=reason[:500])
-                t.outgoing.append(
-                    Outgoing(step.name, settle, f"queue:{step.participant}", True, attempt=max(step_state.compensation_round, 1))
-                )
-                told.append(HistoryEntry("settlement_sent", step.name, "the participant is told the step was settled"))
+                t.outgoing.append(Settle(step.participant, step_state.name, reason, max(step_state.compensation_round, 1)))
+                told.append(HistoryEntry(E.SETTLEMENT_SENT, step_state.name, "the participant is told the step was settled"))
         t.state.status, t.state.updated_at = SagaStatus.COMPENSATING, now
-        t.history.append(HistoryEntry("operator_resolved", None, f"by {actor}: {reason}"))
+        t.history.append(HistoryEntry(E.OPERATOR_RESOLVED, None, f"by {actor}: {reason}"))
         t.history += told
         # What the person settled is done; steps below it that are still applied are
         # undone as usual, and the saga is compensated once they are.
@@ -539,22 +449,13 @@ class SagaEngine:
     def on_settled(self, state: SagaState, step_name: str, already_compensated: bool, now: datetime) -> Transition:
         """A participant's answer to a settlement by hand. If its compensation had already run,
         the effect was undone twice: recorded and escalated so that a person undoes the manual action."""
-        t = Transition(_copy(state))
+        t = Transition(state.copy())
         if not already_compensated:
-            t.history.append(HistoryEntry("settlement_acknowledged", step_name))
+            t.history.append(HistoryEntry(E.SETTLEMENT_ACKNOWLEDGED, step_name))
             return t
         detail = "its compensation had already run when the step was settled by hand: undo the manual action"
-        t.history.append(HistoryEntry("compensation_ran_before_settlement", step_name, detail))
-        t.outgoing.append(
-            Outgoing(
-                step_name,
-                SettlementConflict(
-                    **{self.definition.subject: t.state.subject}, saga_id=t.state.saga_id, step=step_name, detail=detail
-                ),
-                f"queue:{SAGA_ESCALATIONS}",
-                False,
-            )
-        )
+        t.history.append(HistoryEntry(E.COMPENSATION_RAN_BEFORE_SETTLEMENT, step_name, detail))
+        t.outgoing.append(Escalate(Escalation.SETTLED_TWICE, step_name, detail))
         return t
 
     # ---- transitions
@@ -582,43 +483,42 @@ class SagaEngine:
         if t.state.status == status:
             return
         t.state.status = status
-        t.history.append(HistoryEntry("saga_" + status))
+        t.history.append(HistoryEntry(E.reached(status)))
         for notify in notices:
-            t.outgoing.append(Outgoing(None, notify.build(_context(t.state)), f"queue:{notify.participant}", False))
+            t.outgoing.append(Send(notify.participant, notify.build(_context(t.state)), expects_reply=False))
         for key in self.definition.forget_when_done:
             t.state.data.pop(key, None)
 
     def _send_action(self, t: Transition, index: int, now: datetime, *, resend: bool, deadline: datetime | None = None) -> None:
         """Send the step's command; the next deadline is the next resend or the end of its budget."""
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert isinstance(step.action, Invoke), f"{step.name} is done locally"
         step_state.sends += 1
         budget_end = deadline or self._budget_end(t.state, index)
         step_state.deadline = budget_end
-        if step.resend_after is not None and step_state.sends < MAX_SENDS:
-            resend_at = now + min(step.resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
+        resend_after = self.definition.resend_interval(step)
+        if resend_after is not None and step_state.sends < MAX_SENDS:
+            resend_at = now + min(resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
             step_state.deadline = min(budget_end, resend_at)
-        t.outgoing.append(
-            Outgoing(step.name, step.action.build(t.state.data), f"queue:{step.participant}", True, attempt=step_state.attempts)
-        )
+        t.outgoing.append(Send(step.participant, step.action.build(t.state.data), step_state.name, attempt=step_state.attempts))
         if resend:
-            t.history.append(HistoryEntry("step_resent", step.name, f"send {step_state.sends}, no reply yet"))
+            t.history.append(HistoryEntry(E.STEP_RESENT, step_state.name, f"send {step_state.sends}, no reply yet"))
         else:
-            t.history.append(HistoryEntry("step_started", step.name))
+            t.history.append(HistoryEntry(E.STEP_STARTED, step_state.name))
 
     def budget_end(self, state: SagaState, step: str) -> datetime:
         """When ``step``, running, times out (for operators and tests: the engine's own rule)."""
-        return self._budget_end(state, self.definition.index(step))
+        return self._budget_end(state, self.position(state, step))
 
     def _budget_end(self, state: SagaState, index: int) -> datetime:
         """When a running step has timed out: after its own least time, or later if the saga's
         budget leaves room once every later step has its least time."""
-        step, started = self.definition.steps[index], state.steps[index].started_at
+        plan, started = self.plan(state), state.steps[index].started_at
         assert started is not None
-        own = started + step.timeout
+        own = started + self.definition.least_time(plan[index])
         if self.definition.budget is None:
             return own
-        later = sum((s.timeout for s in self.definition.steps[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
+        later = sum((self.definition.least_time(s) for s in plan[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
         return max(own, state.created_at + self.definition.budget - later)
 
     def _waited(self, state: SagaState, index: int) -> float:
@@ -629,19 +529,20 @@ class SagaEngine:
     def _begin_compensation(self, t: Transition, step: str, reason: str | None, start: int, now: datetime) -> None:
         t.state.status, t.state.failed_step, t.state.failure_reason = SagaStatus.COMPENSATING, step, reason
         self._forget_unrun(t.state)
-        t.history.append(HistoryEntry("compensation_started", step, reason))
+        t.history.append(HistoryEntry(E.COMPENSATION_STARTED, step, reason))
         self._compensate_from(t, start, now)
 
     def _forget_unrun(self, state: SagaState) -> None:
         """Steps that will never run now need none of the data kept for them."""
-        for step, step_state in zip(self.definition.steps, state.steps, strict=True):
+        for step, step_state in zip(self.plan(state), state.steps, strict=True):
             if step_state.status == StepStatus.PENDING:
                 _forget(state, step)
 
     def _compensate_from(self, t: Transition, start: int, now: datetime) -> None:
         """Compensate the latest applied step at or before ``start``, or finish the saga."""
+        plan = self.plan(t.state)
         for index in range(start, -1, -1):
-            step, step_state = self.definition.steps[index], t.state.steps[index]
+            step, step_state = plan[index], t.state.steps[index]
             if step_state.status in (StepStatus.COMPENSATING, StepStatus.RUNNING):
                 return  # still waiting on it (an operator retry runs alongside)
             if step_state.status not in (StepStatus.SUCCEEDED, StepStatus.TIMED_OUT):
@@ -658,25 +559,21 @@ class SagaEngine:
             self._finish(t, SagaStatus.COMPENSATED, self.definition.on_compensated)
 
     def _send_compensation(self, t: Transition, index: int, now: datetime) -> None:
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert step.compensation is not None
         step_state.status = StepStatus.COMPENSATING
         step_state.compensation_attempts += 1
         step_state.finished_at = None
         step_state.deadline = now + timedelta(seconds=self._compensation_timeout(step, step_state))
-        command = Outgoing(
-            step.name,
-            step.compensation.build(_context(t.state)),
-            f"queue:{step.participant}",
-            True,
-            attempt=max(step_state.compensation_round, 1),
+        command = Send(
+            step.participant, step.compensation.build(_context(t.state)), step_state.name, max(step_state.compensation_round, 1)
         )
         step_state.compensation_command_id = str(command.message_id)
         t.outgoing.append(command)
-        t.history.append(HistoryEntry("compensation_sent", step.name, f"attempt {step_state.compensation_attempts}"))
+        t.history.append(HistoryEntry(E.COMPENSATION_SENT, step_state.name, f"attempt {step_state.compensation_attempts}"))
 
     def _compensation_failed(self, t: Transition, index: int, error: str, now: datetime) -> None:
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert step.compensation is not None
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
             StepStatus.COMPENSATION_FAILED,
@@ -684,12 +581,12 @@ class SagaEngine:
             None,
             now,
         )
-        t.history.append(HistoryEntry("compensation_failed", step.name, error))
-        self._escalation(t, step.name, step.compensation.build(_context(t.state)), error, step_state.compensation_attempts)
+        t.history.append(HistoryEntry(E.COMPENSATION_FAILED, step_state.name, error))
+        self._escalation(t, index, step.compensation.build(_context(t.state)), error, step_state.compensation_attempts)
 
     def _escalate_step(self, t: Transition, index: int, error: str, now: datetime) -> None:
         """A step after the pivot that cannot be done: a person takes it over, the saga goes on."""
-        step, step_state = self.definition.steps[index], t.state.steps[index]
+        step, step_state = self.plan(t.state)[index], t.state.steps[index]
         assert isinstance(step.action, Invoke)
         step_state.status, step_state.error, step_state.deadline, step_state.finished_at = (
             StepStatus.ESCALATED,
@@ -697,28 +594,21 @@ class SagaEngine:
             None,
             now,
         )
-        t.history.append(HistoryEntry("step_escalated", step.name, error))
-        self._escalation(t, step.name, step.action.build(t.state.data), error, step_state.sends)
+        t.history.append(HistoryEntry(E.STEP_ESCALATED, step_state.name, error))
+        self._escalation(t, index, step.action.build(t.state.data), error, step_state.sends)
 
-    def _escalation(self, t: Transition, step: str, command: Message, error: str, attempts: int) -> None:
-        escalation = CompensationEscalated(
-            saga_id=t.state.saga_id,
-            definition=t.state.definition,
-            subject=t.state.subject,
-            step=step,
-            command={"type": command.message_type(), "payload": command.model_dump(mode="json")},
-            last_error=error[:500],
-            attempts=attempts,
-        )
-        out = Outgoing(step, escalation, f"queue:{SAGA_ESCALATIONS}", False)
+    def _escalation(self, t: Transition, index: int, command: Message, error: str, attempts: int) -> None:
+        step_state = t.state.steps[index]
+        step = step_state.name
+        out = Escalate(Escalation.STEP, step, error, command, attempts)
         # Remembered so that an operator's action removes exactly these from the queue.
-        step_state = t.state.step(step)
         step_state.escalation_ids = [*step_state.escalation_ids, str(out.message_id)]
         t.outgoing.append(out)
 
     def _compensation_timeout(self, step: Step, step_state: StepState) -> float:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
-        return min(step.timeout.total_seconds() * 2.0 ** max(step_state.compensation_attempts - 1, 0), 600.0)
+        least = self.definition.least_time(step).total_seconds()
+        return min(least * 2.0 ** max(step_state.compensation_attempts - 1, 0), 600.0)
 
 
 def _earlier_attempt(step_state: StepState, causation_id: uuid.UUID | None, attempt: int | None) -> bool:
@@ -741,28 +631,3 @@ def _forget(state: SagaState, step: Step) -> None:
 def _context(state: SagaState) -> Data:
     """What a compensation or an end notice is built from: the saga's data and why it failed."""
     return state.data | {"failed_step": state.failed_step, "failure_reason": state.failure_reason}
-
-
-def _copy(state: SagaState) -> SagaState:
-    return replace(state, data=dict(state.data), steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in state.steps])
-
-
-class SagaRegistry:
-    """Every saga definition the orchestrator runs, by name and by the command that starts it."""
-
-    def __init__(self, *definitions: SagaDefinition) -> None:
-        self.engines = {d.name: SagaEngine(d) for d in definitions}
-        if len(self.engines) != len(definitions):
-            raise ValueError("two saga definitions share a name")
-
-    def __getitem__(self, name: str) -> SagaEngine:
-        return self.engines[name]
-
-    def starts(self) -> frozenset[type]:
-        return frozenset(e.definition.start for e in self.engines.values() if e.definition.start is not None)
-
-    def replies(self) -> frozenset[type]:
-        return frozenset().union(*(e.replies() for e in self.engines.values()))
-
-    def step_of_message_types(self) -> dict[str, str]:
-        return {k: v for e in self.engines.values() for k, v in e.step_of_message_types().items()}
