@@ -96,14 +96,12 @@ class Consumer:
         # this long. A live handler keeps its message hidden by extending it (``_renew``).
         self._visibility = visibility_timeout
         self._max_in_flight = max(max_in_flight, max_messages)
-        self._linger = delete_linger
+        # On a FIFO queue a delete is what lets the group's next message out: no linger there.
+        self._linger = 0.0 if fifo else delete_linger
         self._receive_linger = receive_linger
         self._last_batch = 0
         """How many the last receive brought: two or more (but not a full batch) means traffic."""
         self._fifo = fifo
-        if fifo:
-            # On a FIFO queue a delete is what lets the group's next message out: no linger.
-            self._linger = 0.0
         self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
         """Messages whose handlers run: the message and when it was received (monotonic)."""
         self._room = asyncio.Condition()
@@ -201,7 +199,7 @@ class Consumer:
             MaxNumberOfMessages=self._max,
             WaitTimeSeconds=self._wait,
             VisibilityTimeout=self._visibility,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp", "MessageGroupId"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
