@@ -96,6 +96,17 @@ LOSES_COMMANDS = ("inventory_svc", "payment_svc", "fulfillment_svc")
 LOSING, LOSING_FOR = 6, 30.0
 """The "commands lost" fault takes this many step commands, one per step, within this many
 seconds at most."""
+OUTAGE = 20.0
+"""Seconds the "database unreachable" fault keeps one service's database closed."""
+SAGA_BUDGET = 60.0
+"""Seconds of each saga's budget in a run (``ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET``; 30 as declared).
+
+With the declared 30 s, ``reserve_inventory`` may wait 15 s, less than :data:`OUTAGE`: a step
+whose participant's database is closed for the whole of it times out and the saga compensates,
+by design (``tests/e2e/test_replicas.py`` shows it with the participant stopped). A run means
+to find the outcomes no fault excuses, so every step here may wait longer than the longest
+outage the harness makes plus the restarts after it (45 s for the first step), and then any
+order the sandbox would confirm that ends cancelled is a wrong judgment (``no_wrong_cancel``)."""
 
 
 @dataclass
@@ -270,6 +281,7 @@ class Chaos:
                 "RELAY_CHAOS_COPY_CHANCE": str(self.args.copy_chance),
                 "SAGA_CRASH_POINTS": crash_points,
                 "ORDER_SAGA_START_BOUND": "60",
+                "ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET": f"{SAGA_BUDGET:g}",
                 **dict(e.split("=", 1) for e in self.args.env),
             },
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
@@ -442,7 +454,7 @@ class Chaos:
             )
             self.run.timeline.append((time.time(), "postgres back", ""))
         elif kind == "database unreachable":
-            asyncio.create_task(self._unreachable(target, 20))
+            asyncio.create_task(self._unreachable(target, OUTAGE))
         elif kind in ("slow endpoint", "black-holed endpoint"):
             self.sns.mode = SLOW if kind == "slow endpoint" else BLACK_HOLE
             asyncio.create_task(self._endpoint_back(20))
@@ -1146,7 +1158,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crash-chance", type=float, default=0.0005, help="per pass through each crash point")
     parser.add_argument("--copies", type=int, default=2, help="extra deliveries of each message, 0 to 2, delayed at random")
     parser.add_argument("--copy-chance", type=float, default=0.25, help="share of messages delivered more than once")
-    parser.add_argument("--strict", action="store_true", help="fail on any wrongly cancelled order too")
+    parser.add_argument(
+        "--lenient",
+        dest="strict",
+        action="store_false",
+        help="report a wrongly cancelled order without failing the run (every other invariant still fails it)",
+    )
+    parser.add_argument("--strict", action="store_true", default=True, help="fail on a wrongly cancelled order (the default)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")

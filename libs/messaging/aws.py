@@ -15,12 +15,21 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
+from prometheus_client import Counter
 
-from . import metrics
 from .naming import Naming
 
 # Standard retry mode retries throttling and 5xx with exponential backoff and jitter.
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+
+
+AWS_REQUESTS = Counter(
+    "aws_requests_total",
+    "HTTP requests sent to AWS APIs, each retry included, by AWS service (sqs, sns, ...) and operation",
+    ["service", "operation"],
+)
+"""Defined here, beside the hook that counts, so that this module needs nothing of the
+library but naming (:mod:`metrics` re-exports it with the others)."""
 
 
 def region() -> str:
@@ -30,7 +39,7 @@ def region() -> str:
 def count_request(event_name: str, **_: Any) -> None:
     """botocore's ``before-send.<service>.<Operation>`` hook: one HTTP request to AWS (``aws_requests_total``)."""
     service, operation = event_name.split(".", 2)[1:]
-    metrics.AWS_REQUESTS.labels(service, operation).inc()
+    AWS_REQUESTS.labels(service, operation).inc()
 
 
 def session() -> aioboto3.Session:

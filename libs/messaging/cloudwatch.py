@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
+from botocore.config import Config
+
+from .aws import session
 
 log = structlog.get_logger("cloudwatch")
 
@@ -355,10 +358,6 @@ async def _sender(sink: str) -> AsyncIterator[Send]:
 
         yield write_emf
         return
-    from botocore.config import Config
-
-    from .aws import session
-
     # Few retries: a failed period is simply sent again with the next one.
     client_config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=10)
     async with session().client("cloudwatch", config=client_config) as client:

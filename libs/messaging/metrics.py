@@ -7,6 +7,7 @@ saga-level subset named in :mod:`cloudwatch`, with the service's name as dimensi
 from prometheus_client import Counter, Gauge, Histogram
 
 from . import cloudwatch
+from .aws import AWS_REQUESTS as AWS_REQUESTS  # re-exported: every metric is named here
 
 MESSAGES_HANDLED = Counter("messages_handled_total", "Messages handled", ["service", "message_type", "outcome"])
 MESSAGES_DEAD_LETTERED = Counter(
@@ -16,11 +17,6 @@ OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published", ["
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 SAGAS = Counter("sagas_total", "Saga lifecycle transitions", ["event"])
-AWS_REQUESTS = Counter(
-    "aws_requests_total",
-    "HTTP requests sent to AWS APIs, each retry included, by AWS service (sqs, sns, ...) and operation",
-    ["service", "operation"],
-)
 STEP_LATENCY = Histogram(
     "saga_step_latency_seconds",
     "Time from a step's command to its reply",
