@@ -130,7 +130,12 @@ def test_two_replicas_of_each_service_run_healthy_on_ports_of_their_own_and_orde
         what="order saga final",
     )
     assert saga["status"] == "completed", saga
-    assert httpx.get(f"{orders}/orders/{placed.json()['order_id']}").json()["status"] == "confirmed"
+    # ConfirmOrder is sent when the saga completes, so the order follows a moment later.
+    eventually(
+        lambda: httpx.get(f"{orders}/orders/{placed.json()['order_id']}").json()["status"] == "confirmed",
+        timeout=30,
+        what="order confirmed",
+    )
 
 
 @pytest.mark.parametrize("make", ["orchestrator=2"], indirect=True)
