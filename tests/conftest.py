@@ -36,10 +36,15 @@ def _port_open(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory) -> str:
-    """A PostgreSQL server URL: ``DATABASE_URL``, else the one on 127.0.0.1:5432, else embedded."""
+    """A PostgreSQL server URL: ``DATABASE_URL``, else the one on 127.0.0.1:5432, else embedded.
+
+    Under ``pytest -n`` (``make test``) the first worker takes the server on 5432 and every
+    other worker an embedded server of its own: each stack a session starts is sized for a
+    server of 100 connections shared by one session (tests/e2e/conftest.py), so two sessions
+    on one such server could run it out of connections."""
     if url := os.environ.get("DATABASE_URL"):
         return url
-    if _port_open("127.0.0.1", 5432):
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" and _port_open("127.0.0.1", 5432):
         return "postgresql://postgres@127.0.0.1:5432/postgres"
     from stack.infra import start_embedded_postgres
 

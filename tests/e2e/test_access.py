@@ -20,7 +20,8 @@ from tests.e2e.conftest import OPERATOR, PREVIOUS_OPERATOR_TOKEN
 
 pytestmark = pytest.mark.e2e
 
-ORDER, SAGA, SHIPMENT = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+# Ids of nothing, the same in every process (pytest -n collects the parameters in each worker).
+ORDER, SAGA, SHIPMENT = (uuid.uuid5(uuid.NAMESPACE_URL, f"test-access/{name}") for name in ("order", "saga", "shipment"))
 PROTECTED = [
     ("inventory_svc", "GET", "/stock/SKU-1"),
     ("inventory_svc", "PUT", "/stock/SKU-1"),

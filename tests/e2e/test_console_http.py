@@ -35,7 +35,7 @@ def csrf(client) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/console").text).group(1)
 
 
-@pytest.mark.parametrize("path", ["/console", "/console/sagas", f"/console/sagas/{uuid.uuid4()}", "/console/live"])
+@pytest.mark.parametrize("path", ["/console", "/console/sagas", f"/console/sagas/{uuid.uuid5(uuid.NAMESPACE_URL, 'test-console/unknown-saga')}", "/console/live"])
 def test_without_a_session_every_page_is_the_sign_in(anonymous, path):
     response = anonymous.get(path)
     assert response.status_code == 401
@@ -74,7 +74,7 @@ def test_bad_filters_unknown_sagas_and_queues_get_clear_refusals(signed_in):
     assert signed_in.get("/console/sagas", params={"older_than": "-5"}).status_code == 400
     bad_cursor = signed_in.get("/console/sagas", params={"cursor": "garbage"})
     assert bad_cursor.status_code == 400 and "not a page cursor" in bad_cursor.text
-    assert signed_in.get(f"/console/sagas/{uuid.uuid4()}").status_code == 404
+    assert signed_in.get(f"/console/sagas/{uuid.uuid5(uuid.NAMESPACE_URL, 'test-console/unknown-saga')}").status_code == 404
     assert signed_in.get("/console/sagas/not-a-saga").status_code == 404
     token = csrf(signed_in)
     assert signed_in.post("/console/dead-letters/no-such-dlq/redrive", data={"csrf": token}).status_code == 404
