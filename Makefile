@@ -28,8 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: venv            ## what a developer runs between changes: everything but the slowest families
-	$(PYTEST) -q -m "not slow"
+test: venv            ## what a developer runs between changes: everything but the slowest families, in JOBS=3 processes
+	$(PYTEST) -q -m "not slow" $(if $(filter-out 1,$(or $(JOBS),3)),-n $(or $(JOBS),3) --dist loadfile)
 
 test-all: venv        ## the whole suite, what CI runs: also Terraform, checkov, the browser, fuzzing, the bench smoke run
 	$(PYTEST) -q

@@ -35,7 +35,10 @@ def csrf(client) -> str:
     return re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/console").text).group(1)
 
 
-@pytest.mark.parametrize("path", ["/console", "/console/sagas", f"/console/sagas/{uuid.uuid5(uuid.NAMESPACE_URL, 'test-console/unknown-saga')}", "/console/live"])
+UNKNOWN_SAGA = uuid.uuid5(uuid.NAMESPACE_URL, "test-console/unknown-saga")  # the same in every pytest -n process
+
+
+@pytest.mark.parametrize("path", ["/console", "/console/sagas", f"/console/sagas/{UNKNOWN_SAGA}", "/console/live"])
 def test_without_a_session_every_page_is_the_sign_in(anonymous, path):
     response = anonymous.get(path)
     assert response.status_code == 401
