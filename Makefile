@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
+JOBS   ?= 3
 STACK  := $(PY) -m stack
 # Name prefix of the queues and topics (SAGA_RESOURCE_PREFIX of the services, Terraform's name_prefix).
 PREFIX ?= saga
@@ -29,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv            ## what a developer runs between changes: everything but the slowest families, in JOBS=3 processes
-	$(PYTEST) -q -m "not slow" $(if $(filter-out 1,$(or $(JOBS),3)),-n $(or $(JOBS),3) --dist loadfile)
+	$(PYTEST) -q -m "not slow" $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadfile)
 
 test-all: venv        ## the whole suite, what CI runs: also Terraform, checkov, the browser, fuzzing, the bench smoke run
 	$(PYTEST) -q

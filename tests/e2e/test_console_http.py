@@ -77,7 +77,7 @@ def test_bad_filters_unknown_sagas_and_queues_get_clear_refusals(signed_in):
     assert signed_in.get("/console/sagas", params={"older_than": "-5"}).status_code == 400
     bad_cursor = signed_in.get("/console/sagas", params={"cursor": "garbage"})
     assert bad_cursor.status_code == 400 and "not a page cursor" in bad_cursor.text
-    assert signed_in.get(f"/console/sagas/{uuid.uuid5(uuid.NAMESPACE_URL, 'test-console/unknown-saga')}").status_code == 404
+    assert signed_in.get(f"/console/sagas/{UNKNOWN_SAGA}").status_code == 404
     assert signed_in.get("/console/sagas/not-a-saga").status_code == 404
     token = csrf(signed_in)
     assert signed_in.post("/console/dead-letters/no-such-dlq/redrive", data={"csrf": token}).status_code == 404
