@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbox, metrics
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
+from .received import Outcome, Received, Skipped
 from .uow import UnitOfWork
 
 log = structlog.get_logger("bus")
@@ -20,10 +21,17 @@ Handlers = Mapping[type[Message], Handler]
 
 
 class MessageBus:
-    """Parses a message, claims it in the inbox and runs its handler, all in one transaction.
+    """Parses messages, claims them in the inbox and runs their handlers, in one transaction
+    per receive.
 
     The handler stages its state changes and replies in the unit of work; the bus commits.
     A message whose id this consumer already handled is acknowledged without effect.
+
+    :meth:`handle_batch` handles the messages one receive brought in a single transaction,
+    each inside a savepoint of its own: a message whose handler fails is rolled back alone
+    (and retried later by the consumer, alone or in another receive) while the others commit
+    together, one commit for the receive instead of one per message. If that commit fails,
+    none of them counts as handled and all are retried.
     """
 
     def __init__(
@@ -43,22 +51,64 @@ class MessageBus:
         self._registry = registry or MessageRegistry(*handlers)
 
     async def handle(self, body: str, receive_count: int = 1) -> None:
+        """Handle one message in a transaction of its own; raises what kept it from being handled."""
+        [outcome] = await self.handle_batch([Received(body, receive_count)])
+        if outcome is not None:
+            raise outcome
+
+    async def handle_batch(self, received: Sequence[Received]) -> list[Outcome]:
+        """Handle ``received`` in one transaction; one outcome per message (None: handled)."""
+        outcomes: list[Outcome] = [None] * len(received)
+        failed_groups: set[str] = set()
+        done: list[tuple[int, Envelope, dict[str, Any], str]] = []
+        async with UnitOfWork(self._sessions, self._sender) as uow:
+            for position, message in enumerate(received):
+                if message.group is not None and message.group in failed_groups:
+                    outcomes[position] = Skipped()
+                    continue
+                try:
+                    envelope, parsed = self._parse(message.body)
+                    context = _context(envelope, parsed)
+                    with structlog.contextvars.bound_contextvars(**context):
+                        async with uow.savepoint():
+                            outcome = await self._run(uow, envelope, parsed)
+                except Exception as error:  # noqa: BLE001 - undone alone; the consumer retries or dead-letters it
+                    outcomes[position] = error
+                    if message.group is not None:
+                        failed_groups.add(message.group)
+                    continue
+                done.append((position, envelope, context, outcome))
+            if done:
+                try:
+                    await uow.commit()
+                except Exception as error:  # noqa: BLE001 - nothing of this receive was handled
+                    for position, *_ in done:
+                        outcomes[position] = error
+                    return outcomes
+        for position, envelope, context, outcome in done:
+            event = "message_duplicate_ignored" if outcome == "duplicate" else "message_handled"
+            log.info(event, receive_count=received[position].receive_count, **context)
+            metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, outcome).inc()
+        return outcomes
+
+    def _parse(self, body: str) -> tuple[Envelope, Message]:
         envelope, message = self._registry.parse(body)
-        handler = self._handlers.get(type(message))
-        if handler is None:
+        if type(message) not in self._handlers:
             raise MalformedMessage(f"{self._consumer} does not handle {envelope.message_type}")
-        with structlog.contextvars.bound_contextvars(
-            saga_id=str(envelope.saga_id) if envelope.saga_id else None,
-            message_id=str(envelope.message_id),
-            message_type=envelope.message_type,
-            **{name: str(getattr(message, name)) for name in message.log_context},
-        ):
-            async with UnitOfWork(self._sessions, self._sender) as uow:
-                if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):
-                    log.info("message_duplicate_ignored", receive_count=receive_count)
-                    metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, "duplicate").inc()
-                    return
-                await handler(uow, envelope, message)
-                await uow.commit()
-            log.info("message_handled", receive_count=receive_count)
-            metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, "handled").inc()
+        return envelope, message
+
+    async def _run(self, uow: UnitOfWork, envelope: Envelope, message: Message) -> str:
+        if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):
+            return "duplicate"
+        await self._handlers[type(message)](uow, envelope, message)
+        return "handled"
+
+
+def _context(envelope: Envelope, message: Message) -> dict[str, Any]:
+    """What every log line written while handling the message carries."""
+    return {
+        "saga_id": str(envelope.saga_id) if envelope.saga_id else None,
+        "message_id": str(envelope.message_id),
+        "message_type": envelope.message_type,
+        **{name: str(getattr(message, name)) for name in message.log_context},
+    }

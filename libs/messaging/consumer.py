@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,11 +17,9 @@ from .aws import Broker
 from .crash import crash_point
 from .envelope import MalformedMessage
 from .naming import MAX_RECEIVE_COUNT
+from .received import Handle, HandleBatch, Received, Skipped, one_by_one
 
 log = structlog.get_logger("consumer")
-
-Handle = Callable[[str, int], Awaitable[None]]
-"""Called with the message body and its receive count; returns once the effect is committed."""
 
 
 def retry_delay(receive_count: int, *, base: float = 1.0, cap: float = 300.0) -> int:
@@ -51,10 +49,13 @@ class Consumer:
     queue's dead-letter queue after ``maxReceiveCount`` receives without holding up the
     messages behind it; a failing handler is retried with exponential backoff the same way.
 
-    Up to ``max_in_flight`` messages are handled at once: the loop receives the next batch
-    as soon as there is room for it rather than after the slowest handler of the last one
-    (messages of different sagas are independent; those of one saga are serialised by the
-    row locks their handlers take). Handled messages are deleted in batches of ten, after a
+    ``batch`` handles all the messages of one receive at once (a
+    :meth:`~messaging.bus.MessageBus.handle_batch`, one transaction for them all); ``handle``
+    instead takes one message at a time (:func:`~messaging.received.one_by_one`). Up to
+    ``max_in_flight`` messages are handled at once: the loop receives the next batch as soon
+    as there is room for it rather than after the slowest handler of the last one (messages
+    of different sagas are independent; those of one saga are serialised by the row locks
+    their handlers take). Handled messages are deleted in batches of ten, after a
     linger (``delete_linger``: a delete only has to beat the visibility timeout), whichever
     receive brought them. Under traffic (a receive brought two or more, but not a full
     batch) the next receive waits ``receive_linger`` so that it takes more at once.
@@ -75,8 +76,9 @@ class Consumer:
         self,
         broker: Broker,
         queue: str,
-        handle: Handle,
+        handle: Handle | None = None,
         *,
+        batch: HandleBatch | None = None,
         service: str,
         wait_time_seconds: int = 20,
         max_messages: int = 10,
@@ -88,7 +90,9 @@ class Consumer:
     ) -> None:
         self._broker = broker
         self._queue = queue
-        self._handle = handle
+        if (handle is None) == (batch is None):
+            raise TypeError("a consumer takes a handler of one message (handle) or of a receive (batch)")
+        self._handle: HandleBatch = batch if batch is not None else one_by_one(handle)  # type: ignore[arg-type]
         self._service = service
         self._wait = wait_time_seconds
         self._max = max_messages
@@ -139,8 +143,8 @@ class Consumer:
                     break
                 for message in messages:
                     self._in_flight[message["MessageId"]] = (message, time.monotonic())
-                for group in self._groups(messages):
-                    task = asyncio.create_task(self._run_group(url, group))
+                if messages:
+                    task = asyncio.create_task(self._run_batch(url, messages))
                     handlers.add(task)
                     task.add_done_callback(handlers.discard)
             if handlers:
@@ -180,8 +184,7 @@ class Consumer:
             self._in_flight[message["MessageId"]] = (message, time.monotonic())
         renewing = asyncio.create_task(self._renew_loop(lambda: url))
         try:
-            outcomes = await asyncio.gather(*(self._process_group(url, group) for group in self._groups(messages)))
-            handled = {m["MessageId"] for group in outcomes for m in group}
+            handled = {m["MessageId"] for m in await self._process_batch(url, messages)} if messages else set()
             done = [m["MessageId"] in handled for m in messages]
         finally:
             renewing.cancel()
@@ -206,59 +209,61 @@ class Consumer:
         self._last_batch = len(messages)
         return messages
 
-    def _groups(self, messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """The batch as runs handled one after the other: on a FIFO queue one run per message
-        group, in the order received; elsewhere every message on its own."""
-        if not self._fifo:
-            return [[m] for m in messages]
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for message in messages:
-            groups.setdefault(message.get("Attributes", {}).get("MessageGroupId", message["MessageId"]), []).append(message)
-        return list(groups.values())
-
-    async def _process_group(self, url: str, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Handle ``group`` in order; returns those handled. After a failure the rest go back
-        unhandled, so that none overtakes it (SQS then holds the group behind it)."""
+    async def _process_batch(self, url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hand one receive's messages to the handler at once; returns those handled. The rest
+        are made visible again: at once when malformed (so that the queue's redrive moves it
+        to the dead-letter queue after its last receive) or skipped behind a failed message of
+        its group, after a backoff when its handler failed."""
+        received = [
+            Received(
+                m["Body"],
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                (m.get("Attributes", {}).get("MessageGroupId") or m["MessageId"]) if self._fifo else None,
+            )
+            for m in messages
+        ]
+        try:
+            outcomes = await self._handle(received)
+            crash_point("consumer_before_delete")
+        except Exception as error:  # noqa: BLE001 - e.g. the database unreachable: all of them are retried
+            outcomes = [error] * len(messages)
         handled: list[dict[str, Any]] = []
-        for position, message in enumerate(group):
-            if not await self._process(url, message):
-                await asyncio.gather(*(self._release(url, later, 0) for later in group[position + 1 :]))
-                break
-            handled.append(message)
+        releases = []
+        for message, item, outcome in zip(messages, received, outcomes, strict=True):
+            if outcome is None:
+                handled.append(message)
+                continue
+            context = {
+                "queue": self._queue,
+                "sqs_message_id": message["MessageId"],
+                "receive_count": item.receive_count,
+                **_ids(message),
+            }
+            if isinstance(outcome, Skipped):
+                releases.append(self._release(url, message, 0))
+            elif isinstance(outcome, MalformedMessage):
+                log.error("message_malformed", error=str(outcome)[:500], **context)
+                if item.receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
+                    metrics.dead_lettered(self._service, self._queue)
+                releases.append(self._release(url, message, 0))
+            else:  # transient: retried later, the DLQ catches what never succeeds
+                delay = retry_delay(item.receive_count)
+                log.warning("message_handler_failed", retry_in=delay, error=_describe(outcome), **context)
+                releases.append(self._release(url, message, delay))
+        await asyncio.gather(*releases)
         return handled
 
-    async def _run_group(self, url: str, group: list[dict[str, Any]]) -> None:
+    async def _run_batch(self, url: str, messages: list[dict[str, Any]]) -> None:
         try:
-            handled = await self._process_group(url, group)
+            handled = await self._process_batch(url, messages)
             if handled:
                 self._deletable.extend(handled)
                 self._delete_due.set()
         finally:
-            for message in group:
+            for message in messages:
                 self._in_flight.pop(message["MessageId"], None)
             async with self._room:
                 self._room.notify_all()
-
-    async def _process(self, url: str, message: dict[str, Any]) -> bool:
-        """Handle one message; True when it may be deleted."""
-        attributes = message.get("Attributes", {})
-        receive_count = int(attributes.get("ApproximateReceiveCount", "1"))
-        context = {"queue": self._queue, "sqs_message_id": message["MessageId"], "receive_count": receive_count, **_ids(message)}
-        try:
-            await self._handle(message["Body"], receive_count)
-            crash_point("consumer_before_delete")
-        except MalformedMessage as error:
-            log.error("message_malformed", error=str(error)[:500], **context)
-            if receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
-                metrics.dead_lettered(self._service, self._queue)
-            await self._release(url, message, 0)
-        except Exception as error:  # noqa: BLE001 - transient: retry later, the DLQ catches what never succeeds
-            delay = retry_delay(receive_count)
-            log.warning("message_handler_failed", retry_in=delay, error=_describe(error), **context)
-            await self._release(url, message, delay)
-        else:
-            return True
-        return False
 
     async def _renew_loop(self, url: Callable[[], str]) -> None:
         """Keep the messages in flight hidden while their handlers run, renewing well before expiry."""

@@ -182,7 +182,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
         consumer = Consumer(
             rt.broker,
             queue,
-            bus.handle,
+            batch=bus.handle_batch,
             service=definition.name,
             wait_time_seconds=settings.consumer_wait_seconds,
             visibility_timeout=settings.consumer_visibility_timeout,

@@ -225,6 +225,68 @@ async def test_a_transient_handler_failure_is_retried_later_and_then_has_its_eff
     assert await receive_all(broker, queue) == []
 
 
+async def test_a_message_failing_inside_a_batch_is_retried_alone_while_the_others_commit_once(sessions, broker, queue):
+    """One receive, one transaction: each message in a savepoint of its own, so the one whose
+    handler fails is undone alone (its partial effect too) and retried later, and the others
+    are committed together, once; a malformed one beside them goes back for the DLQ."""
+    staged = await stage(sessions, queue, count=4)
+    failing = staged[1].message_id
+    await Relay(sessions, broker, service="relay").publish_pending()
+    await broker.sqs.send_message(QueueUrl=await broker.queue_url(queue), MessageBody="not json")
+    attempts: list[uuid.UUID] = []
+
+    async def effect_then_maybe_fail(uow, env, message):
+        attempts.append(env.message_id)
+        txid = (await uow.session.execute(text("SELECT txid_current()"))).scalar_one()
+        await uow.session.execute(effects.insert().values(message_id=env.message_id, note=f"tx {txid}"))
+        if env.message_id == failing and attempts.count(failing) == 1:
+            raise ConnectionError("the effect's second statement failed")
+
+    handlers = {c.ReleaseInventory: effect_then_maybe_fail}
+    handler = MessageBus(consumer="batch", sender="test", sessions=sessions, handlers=handlers)
+    consumer = Consumer(broker, queue, batch=handler.handle_batch, service="test", wait_time_seconds=1)
+    first_receive: set[uuid.UUID] = set()
+    async with asyncio.timeout(10):  # moto may hand the five out over more than one receive
+        while len(set(attempts)) < 4:
+            await consumer.poll_once()
+            first_receive = first_receive or set(attempts)
+
+    async def notes() -> dict[uuid.UUID, list[str]]:
+        async with sessions() as session:
+            rows = (await session.execute(select(effects.c.message_id, effects.c.note).where(effects.c.note.like("tx %")))).all()
+        found: dict[uuid.UUID, list[str]] = {}
+        for message_id, note in rows:
+            found.setdefault(message_id, []).append(note)
+        return {m: n for m, n in found.items() if m in {e.message_id for e in staged}}
+
+    others = [e.message_id for e in staged if e.message_id != failing]
+    after_first = await notes()
+    assert failing not in after_first, "the failed message's partial effect was rolled back"
+    assert all(len(after_first[m]) == 1 for m in others)
+    together = [m for m in others if m in first_receive]
+    assert len(together) >= 2 and len({after_first[m][0] for m in together}) == 1, "one receive, one transaction"
+
+    async with asyncio.timeout(15):  # released with a backoff of a second or two, then handled alone
+        while failing not in await notes():
+            await consumer.poll_once()
+    final = await notes()
+    assert all(len(final[m]) == 1 for m in staged_ids(staged)), "every message's effect exactly once"
+    assert final[failing][0] not in {final[m][0] for m in others}, "the retry was a transaction of its own"
+    assert attempts.count(failing) == 2 and all(attempts.count(m) == 1 for m in others)
+    async with sessions() as session:
+        claimed = (
+            await session.execute(
+                text("SELECT count(*) FROM inbox WHERE consumer = 'batch' AND message_id = ANY(:ids)"),
+                {"ids": staged_ids(staged)},
+            )
+        ).scalar_one()
+    assert claimed == 4
+
+
+def staged_ids(staged: list[Envelope]) -> list[uuid.UUID]:
+    return [e.message_id for e in staged]
+
+
 async def test_janitor_purges_only_what_no_redelivery_can_need(sessions):
     from datetime import timedelta
 
