@@ -7,6 +7,7 @@ message and to which queue."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -102,6 +103,9 @@ class Orchestrator:
 
     def __init__(self, registry: SagaRegistry) -> None:
         self.registry = registry
+        self.backlog: Callable[[str], Awaitable[int]] | None = None
+        """Messages waiting at a participant's queue (set once the broker is up): a resend due
+        to a participant whose queue is backed up is deferred (``SagaEngine.on_deadline``)."""
 
     def handlers(self) -> Handlers:
         return {
@@ -172,7 +176,9 @@ class Orchestrator:
             log.warning("deadline_check_for_unknown_saga")
             return
         at = now()
-        t = self.engine(state).on_deadline(state, at, command.checked_at - CLOCK_MARGIN)
+        engine = self.engine(state)
+        queued = await self._queued(engine.due_resends(state, at))
+        t = engine.on_deadline(state, at, command.checked_at - CLOCK_MARGIN, queued)
         if not t.changed:
             # A silence that began after the check was staged (or a deadline this replica's
             # clock has not reached yet): the next check waits until it can judge it.
@@ -181,6 +187,13 @@ class Orchestrator:
             return
         with structlog.contextvars.bound_contextvars(subject=state.subject):
             await self._commit_transition(uow, state, t, at, envelope)
+
+    async def _queued(self, participants: set[str]) -> dict[str, int]:
+        """Of ``participants``, those whose queue holds messages not yet taken, and how many."""
+        if self.backlog is None or not participants:
+            return {}
+        counts = {p: await self.backlog(p) for p in sorted(participants)}
+        return {p: n for p, n in counts.items() if n}
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
         return await self._operator_action(

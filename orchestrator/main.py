@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, Naming
 from messaging import metrics
+from messaging.backlog import QueueBacklog
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 
 from . import api, console, repository, tables
@@ -75,6 +76,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rt.stop.wait(), settings.intervention_count_interval)
 
+    async def read_backlogs(rt: Runtime) -> None:
+        orchestrator.backlog = QueueBacklog(rt.broker).waiting
+
     definition = ServiceDefinition(
         name="orchestrator",
         package=__package__,
@@ -83,6 +87,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
         handlers=orchestrator.handlers(),
         routers=(api.router, api.guarded, api.operator, console.router),
+        on_start=(read_backlogs,),
         workers=(deadlines, intervention_gauge),
     )
     app = create_app(definition, settings)

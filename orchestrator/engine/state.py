@@ -46,6 +46,9 @@ class HistoryEvent(StrEnum):
     SAGA_NEEDS_INTERVENTION = "saga_needs_intervention"
     STEP_STARTED = "step_started"
     STEP_RESENT = "step_resent"
+    STEP_RESEND_DEFERRED = "step_resend_deferred"
+    """A resend was due, but the participant's queue still held messages it had not taken:
+    the command is queued behind them, not lost, and a copy would only wait behind it."""
     STEP_SUCCEEDED = "step_succeeded"
     STEP_FAILED = "step_failed"
     STEP_TIMED_OUT = "step_timed_out"

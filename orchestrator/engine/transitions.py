@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -320,12 +321,33 @@ class SagaEngine:
             self._compensate_from(t, index - 1, now)
         return t
 
-    def on_deadline(self, state: SagaState, now: datetime, cutoff: datetime | None = None) -> Transition:
+    def due_resends(self, state: SagaState, now: datetime) -> set[str]:
+        """The participants that :meth:`on_deadline` at ``now`` would send a running step's
+        command again (the caller may look whether their queues are backed up)."""
+        plan = self.plan(state)
+        return {
+            plan[index].participant
+            for index, s in enumerate(state.steps)
+            if s.status == StepStatus.RUNNING
+            and s.deadline is not None
+            and s.deadline <= now
+            and now < self._budget_end(state, index)
+            and isinstance(plan[index].action, Invoke)
+        }
+
+    def on_deadline(
+        self, state: SagaState, now: datetime, cutoff: datetime | None = None, queued: Mapping[str, int] | None = None
+    ) -> Transition:
         """Handle every step whose deadline has passed.
 
         Sending a command again is always safe, so resends happen at ``now``. Judging silence
         is not: a step times out, and a compensation escalates, only for deadlines up to
         ``cutoff`` (default ``now``), i.e. while every reply that could answer them has been read.
+
+        ``queued`` gives, for participants whose queue holds messages not yet taken, how many:
+        a resend due to one of them is deferred to the next resend time instead (the command
+        is waiting behind the others, not lost; a copy would only double the work). The
+        budget is not: the step still times out when it is spent.
         """
         t = Transition(state.copy())
         cutoff = min(cutoff or now, now)
@@ -340,6 +362,13 @@ class SagaEngine:
             # escalates), and a compensation gives up, only once its budget lies before the
             # cutoff, i.e. while every reply that could answer it has been read.
             if running and now < self._budget_end(t.state, index):
+                waiting = (queued or {}).get(step.participant, 0)
+                if waiting:
+                    interval = self._resend_interval(step, step_state) or MAX_RESEND_INTERVAL
+                    step_state.deadline = min(self._budget_end(t.state, index), now + interval)
+                    detail = f"{waiting} messages waiting at {step.participant}"
+                    t.history.append(HistoryEntry(E.STEP_RESEND_DEFERRED, step_state.name, detail))
+                    continue
                 step_state.deadline, t.state.updated_at = None, now
                 self._send_action(t, index, now, resend=True)
                 continue
@@ -496,15 +525,20 @@ class SagaEngine:
         step_state.sends += 1
         budget_end = deadline or self._budget_end(t.state, index)
         step_state.deadline = budget_end
-        resend_after = self.definition.resend_interval(step)
-        if resend_after is not None and step_state.sends < MAX_SENDS:
-            resend_at = now + min(resend_after * 2 ** (step_state.sends - 1), MAX_RESEND_INTERVAL)
-            step_state.deadline = min(budget_end, resend_at)
+        if step_state.sends < MAX_SENDS and (interval := self._resend_interval(step, step_state)) is not None:
+            step_state.deadline = min(budget_end, now + interval)
         t.outgoing.append(Send(step.participant, step.action.build(t.state.data), step_state.name, attempt=step_state.attempts))
         if resend:
             t.history.append(HistoryEntry(E.STEP_RESENT, step_state.name, f"send {step_state.sends}, no reply yet"))
         else:
             t.history.append(HistoryEntry(E.STEP_STARTED, step_state.name))
+
+    def _resend_interval(self, step: Step, step_state: StepState) -> timedelta | None:
+        """Silence after the latest send before the next: doubling per send, at most MAX_RESEND_INTERVAL."""
+        resend_after: timedelta | None = self.definition.resend_interval(step)
+        if resend_after is None:
+            return None
+        return min(resend_after * (1 << max(step_state.sends - 1, 0)), MAX_RESEND_INTERVAL)
 
     def budget_end(self, state: SagaState, step: str) -> datetime:
         """When ``step``, running, times out (for operators and tests: the engine's own rule)."""

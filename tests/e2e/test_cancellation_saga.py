@@ -4,12 +4,14 @@ books checked and both sagas of the order visible side by side."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 import uuid
 from decimal import Decimal
 
 import pytest
 
+from contracts.topology import INVENTORY_COMMANDS
 from tests.conftest import eventually
 from tests.e2e.conftest import Shop, _stack
 
@@ -163,22 +165,29 @@ def test_concurrent_cancellations_of_one_order_start_one_saga(shop):
     cancellation_settled(shop, responses[0].json()["saga_id"])
 
 
-def test_after_the_pivot_a_silent_participant_gets_the_step_again_and_nothing_is_undone(shop):
+def test_after_the_pivot_a_participant_that_is_down_gets_no_copy_while_its_command_waits_and_one_once_it_is_lost(shop):
+    """A resend is for a command that is lost, not for one waiting its turn: while the stopped
+    participant's queue holds it, the resend is deferred (recorded); once it is gone from the
+    queue, the step is sent again, and the restarted participant finishes the saga."""
     sku = shop.new_sku(10)
     placed = confirmed_order(shop, sku)
     shop.stack.stop_service("inventory_svc")
+
+    def events(saga_id: str, event: str) -> list[dict]:
+        history = (shop.saga(saga_id) or {"history": []})["history"]
+        return [h for h in history if h["event"] == event and h["step"] == "return_reserved_stock"]
+
     try:
-        accepted = cancel(shop, placed["order_id"]).json()
-        eventually(
-            lambda: any(
-                h["event"] == "step_resent" and h["step"] == "return_reserved_stock"
-                for h in (shop.saga(accepted["saga_id"]) or {"history": []})["history"]
-            ),
-            what="release_inventory resent",
-        )
+        saga_id = cancel(shop, placed["order_id"]).json()["saga_id"]
+        eventually(lambda: events(saga_id, "step_resend_deferred"), what="the resend deferred")
+        assert "waiting at inventory-commands" in events(saga_id, "step_resend_deferred")[0]["detail"]
+        assert not events(saga_id, "step_resent")
+        lost = [json.loads(m["Body"]) for m in shop.drain(shop.stack.queue_url(INVENTORY_COMMANDS))]
+        assert [m["message_type"] for m in lost if m["saga_id"] == saga_id] == ["ReturnReservedStock"]
+        eventually(lambda: events(saga_id, "step_resent"), what="the lost command sent again")
     finally:
         shop.stack.start_service("inventory_svc")
-    saga = cancellation_settled(shop, accepted["saga_id"])
+    saga = cancellation_settled(shop, saga_id)
     assert saga["status"] == "completed"
     assert not [h for h in saga["history"] if h["event"].startswith("compensation")]
     assert shop.stock(sku) == {"sku": sku, "available": 10, "reserved": 0}

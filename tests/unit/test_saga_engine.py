@@ -340,6 +340,30 @@ def test_a_silent_step_gets_its_command_again_with_backoff_inside_its_budget():
     assert saga.step("reserve_inventory") == e.StepStatus.SUCCEEDED and saga.last_sent() is c.ProcessPayment
 
 
+def test_a_resend_to_a_participant_whose_queue_is_backed_up_is_deferred_but_the_budget_still_ends():
+    saga = Saga()
+    participant = order_saga().steps[1].participant  # reserve_inventory's queue
+    at = T0 + timedelta(seconds=3)
+    assert ENGINE.due_resends(saga.state, at) == {participant}
+    deferred = ENGINE.on_deadline(saga.state, at, queued={participant: 40})
+    assert deferred.changed and not deferred.outgoing  # no copy behind the one still waiting
+    assert [(h.event, h.step) for h in deferred.history] == [("step_resend_deferred", "reserve_inventory")]
+    assert "40 messages waiting" in (deferred.history[0].detail or "")
+    step = deferred.state.step("reserve_inventory")
+    assert step.sends == 1 and step.status == e.StepStatus.RUNNING
+    assert step.deadline == at + timedelta(seconds=3)  # looked at again after the same interval
+    # Once the queue is empty and there is still no answer, the command is sent again.
+    resent = ENGINE.on_deadline(deferred.state, step.deadline)
+    assert [type(o.message) for o in resent.outgoing] == [c.ReserveInventory]
+    # Deferred however long the queue stays backed up, the step still times out with its budget.
+    state = deferred.state
+    while state.step("reserve_inventory").status == e.StepStatus.RUNNING:
+        deadline = state.step("reserve_inventory").deadline
+        state = ENGINE.on_deadline(state, deadline, queued={participant: 40}).state
+    assert (deadline - T0).total_seconds() == 15 and state.failure_reason == "reserve_inventory timed out"
+    assert ENGINE.due_resends(state, deadline) == set()
+
+
 def test_a_step_may_use_what_the_earlier_steps_left_of_the_saga_budget():
     saga = Saga()  # 30 s budget; 5 s least time for each of the 3 steps after reserve_inventory
     while saga.step("reserve_inventory") == e.StepStatus.RUNNING:
@@ -426,6 +450,7 @@ def test_history_events_keep_the_values_stored_in_saga_history():
         "saga_needs_intervention",
         "step_started",
         "step_resent",
+        "step_resend_deferred",
         "step_succeeded",
         "step_failed",
         "step_timed_out",
