@@ -18,14 +18,27 @@ the count and the commit only, two round trips; the partial index ``orders_pendi
 the count to the pending orders. A count rather than a counter: nothing to keep in step
 with the order's status changes, and nothing to drift; it heals itself.
 
+**The bound adapts to what the system finishes now.** A fixed bound cannot know the
+machine: sized on a fast hour it lets in, on a slow one, more than can finish within the
+budget, and the saga's resends and compensations then multiply the work per order. So the
+bound is ``finishing rate x ORDER_ADMISSION_TARGET_SECONDS`` (Little's law: at that many in
+flight, an order waits about the target), at least ``ORDER_MIN_IN_FLIGHT`` (so that an idle
+system, which finishes nothing, admits a first wave and its rate can show) and at most
+``ORDER_MAX_IN_FLIGHT`` (the operator's cap). Below capacity orders finish faster than the
+target and the bound is never reached; past it, throughput stays at capacity and the
+latency of an admitted order near the target, and the rest are refused. The rate is the
+orders finished in the last ``RATE_WINDOW`` seconds of the shared orders table, sampled by
+each process at most twice a second, so the replicas' bounds agree to within the orders
+finished in half a second. ``ORDER_ADMISSION_TARGET_SECONDS=0``: the cap alone.
+
 Orders older than the start bound are left out: one whose saga never started is the
 stranded-order net's business, and must not close the door on everybody else.
 
 The fast path: each process remembers the last count it saw (its own admissions' counts,
 or a sample); while that is under ``SAMPLE_INTERVAL`` old and already at the bound, an order
 is refused without a transaction. This only ever refuses early, never admits. The rate at
-which orders finish, which ``Retry-After`` is made of, is sampled only when refusing, at
-most twice a second per process.
+which orders finish, which the bound and ``Retry-After`` are made of, is sampled at most
+twice a second per process while orders arrive (and not at all when none do).
 """
 
 from __future__ import annotations
@@ -73,6 +86,14 @@ def admits(in_flight: int, max_in_flight: int) -> bool:
     return in_flight <= max_in_flight
 
 
+def adaptive_bound(finishing_rate: float, *, target: float, least: int, most: int) -> int:
+    """Orders in flight that finish within about ``target`` seconds at ``finishing_rate`` a
+    second, between ``least`` and ``most`` (``most`` alone when ``target`` is 0)."""
+    if target <= 0:
+        return most
+    return max(min(least, most), min(most, math.ceil(finishing_rate * target)))
+
+
 @dataclass
 class Admission:
     """What one process knows of the deployment's orders in flight; no I/O."""
@@ -80,6 +101,9 @@ class Admission:
     max_in_flight: int
     horizon: float
     """Seconds: orders older than this are not counted (the stranded-order bound)."""
+    target: float = 0.0
+    """Seconds an admitted order should wait at most, at the rate orders finish (0: a fixed bound)."""
+    min_in_flight: int = 1
     in_flight: int = 0
     """The latest count this process saw, of orders admitted and not finished."""
     counted_at: float = field(default=-math.inf, repr=False)
@@ -94,7 +118,11 @@ class Admission:
     def full(self, now: float | None = None) -> bool:
         """The fast path: a count under ``SAMPLE_INTERVAL`` old says there is no room."""
         now = time.monotonic() if now is None else now
-        return now - self.counted_at < SAMPLE_INTERVAL and not admits(self.in_flight + 1, self.max_in_flight)
+        return now - self.counted_at < SAMPLE_INTERVAL and not admits(self.in_flight + 1, self.bound())
+
+    def bound(self) -> int:
+        """The deployment's bound now: adapted to the finishing rate last sampled."""
+        return adaptive_bound(self.finishing_rate, target=self.target, least=self.min_in_flight, most=self.max_in_flight)
 
     def counted(self, in_flight: int, now: float | None = None) -> None:
         """A count of the orders in flight (this one not among them if it was refused)."""
@@ -112,7 +140,7 @@ class Admission:
 
     def retry_after(self) -> int:
         """For a refused order: how long the orders above the bound take to drain."""
-        return retry_after(self.in_flight + 1 - self.max_in_flight, self.finishing_rate)
+        return retry_after(self.in_flight + 1 - self.bound(), self.finishing_rate)
 
 
 async def admit(session: AsyncSession, admission: Admission, now: datetime) -> bool:
@@ -126,7 +154,7 @@ async def admit(session: AsyncSession, admission: Admission, now: datetime) -> b
     await session.execute(_LOCK, {"key": LOCK})
     # A statement of its own, after the lock: its snapshot holds every earlier holder's order.
     in_flight = (await session.execute(_IN_FLIGHT, {"pending": domain.PENDING, "cutoff": admission.cutoff(now)})).scalar_one()
-    admitted = admits(in_flight, admission.max_in_flight)
+    admitted = admits(in_flight, admission.bound())
     admission.counted(in_flight if admitted else in_flight - 1)
     return admitted
 
@@ -134,7 +162,7 @@ async def admit(session: AsyncSession, admission: Admission, now: datetime) -> b
 async def refresh(rt: Runtime, admission: Admission) -> None:
     """Sample the orders table for the finishing rate (and the count) if the last sample is
     older than ``SAMPLE_INTERVAL``; one request samples while the others use what it finds.
-    Only refusals need it, so an admitting or idle service does no work for it."""
+    Only requests need it, so an idle service does no work for it."""
     if not admission.needs_sample():
         return
     async with admission.sampling:
@@ -155,5 +183,6 @@ async def refresh(rt: Runtime, admission: Admission) -> None:
                 ).one()
         except Exception:  # noqa: BLE001 - the database is briefly down: Retry-After is made of what is known
             log.warning("admission_sample_failed", exc_info=True)
+            admission.sampled_at = time.monotonic()  # not again at once: the bound stays what was known
             return
         admission.sampled(row.in_flight, row.finished)

@@ -163,6 +163,8 @@ async def place_order(
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
     admission: admission_control.Admission = request.app.state.admission
+    if admission.target:  # the bound follows the finishing rate: keep it sampled while orders come
+        await admission_control.refresh(rt, admission)
     if admission.full():  # a count of a moment ago already says so: no transaction, no lock
         return await _refused(rt, admission)
     accepted = OrderAccepted(order_id=uuid.uuid4(), saga_id=uuid.uuid4())

@@ -14,7 +14,12 @@ from .settings import Settings
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    admitting = admission.Admission(settings.max_in_flight, horizon=settings.saga_start_bound)
+    admitting = admission.Admission(
+        settings.max_in_flight,
+        horizon=settings.saga_start_bound,
+        target=settings.admission_target_seconds,
+        min_in_flight=settings.min_in_flight,
+    )
     definition = ServiceDefinition(
         name="order",
         package=__package__,

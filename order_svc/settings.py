@@ -15,10 +15,20 @@ class Settings(ServiceSettings):
     )
     stranded_check_interval: float = Field(15, gt=0)
     max_in_flight: int = Field(
-        100,
+        500,
         gt=0,
         description=(
-            "Orders accepted and not yet finished, by every replica together, above which POST /orders "
-            "answers 503 with Retry-After."
+            "At most this many orders accepted and not yet finished, by every replica together: above the bound "
+            "(this, or less as admission_target_seconds adapts it) POST /orders answers 503 with Retry-After."
         ),
     )
+    admission_target_seconds: float = Field(
+        5,
+        ge=0,
+        le=30,
+        description=(
+            "The bound is the orders finished per second times this (an admitted order waits about this long), "
+            "between min_in_flight and max_in_flight; 0: max_in_flight alone."
+        ),
+    )
+    min_in_flight: int = Field(20, gt=0, description="The adaptive bound never falls below this.")

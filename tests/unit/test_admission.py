@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from order_svc.admission import RATE_WINDOW, SAMPLE_INTERVAL, Admission, admits, retry_after
+from order_svc.admission import RATE_WINDOW, SAMPLE_INTERVAL, Admission, adaptive_bound, admits, retry_after
 
 
 def test_an_order_is_admitted_while_those_in_flight_with_it_are_within_the_bound():
@@ -53,3 +53,24 @@ def test_a_sample_gives_the_finishing_rate_at_most_twice_a_second():
 def test_orders_older_than_the_start_bound_are_not_counted():
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     assert Admission(max_in_flight=5, horizon=25).cutoff(now) == now - timedelta(seconds=25)
+
+
+def test_the_bound_follows_the_rate_orders_finish_times_the_target_between_the_floor_and_the_cap():
+    assert adaptive_bound(16.7, target=5, least=20, most=500) == 84  # 1,000 a minute finish: 84 may wait 5 s
+    assert adaptive_bound(3.5, target=5, least=20, most=500) == 20  # a slow hour: no lower than the floor
+    assert adaptive_bound(0.0, target=5, least=20, most=500) == 20  # idle: a first wave gets in
+    assert adaptive_bound(400.0, target=5, least=20, most=500) == 500  # never above the operator's cap
+    assert adaptive_bound(400.0, target=0, least=20, most=100) == 100  # target 0: the fixed bound
+    assert adaptive_bound(0.0, target=5, least=20, most=4) == 4  # a cap below the floor wins
+
+
+def test_on_a_slow_hour_the_adaptive_bound_refuses_what_a_fixed_one_would_let_in():
+    adaptive = Admission(max_in_flight=500, horizon=60, target=5, min_in_flight=20)
+    fixed = Admission(max_in_flight=500, horizon=60)
+    for admission in (adaptive, fixed):
+        admission.sampled(in_flight=40, finished=int(4 * RATE_WINDOW), now=0.0)  # 4 finish a second
+    assert adaptive.bound() == 20 and adaptive.full(now=0.1)
+    assert adaptive.retry_after() == 6  # 21 over the bound of 20 (this one included) at 4/s
+    assert fixed.bound() == 500 and not fixed.full(now=0.1)
+    adaptive.sampled(in_flight=40, finished=int(20 * RATE_WINDOW), now=1.0)  # a fast hour: 20 a second
+    assert adaptive.bound() == 100 and not adaptive.full(now=1.1)
