@@ -19,7 +19,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: venv test test-all unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
-        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench chaos \
+        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench bench-table chaos \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
@@ -133,10 +133,14 @@ schemas: venv         ## regenerate the JSON Schemas of every message
 clean:
 	rm -rf $(VENV) .run .tools
 
-bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
+bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 PROFILE=1 (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
 	$(PY) -m stack.bench $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) \
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
-	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) $(BENCH_ARGS)
+	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) \
+	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(BENCH_ARGS)
+
+bench-table: venv     ## make bench-table RESULTS="bench-results/*/result.json ...": the README's performance table from those runs
+	$(PY) -m stack.bench.targets $(RESULTS)
 
 chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5 REPLICAS=2: orders under faults, then every invariant checked
 	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) \

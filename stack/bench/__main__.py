@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
+from . import profile as bench_profile
 from . import report
 from .run import Config, capacity, measure, new_stack, recovery, stop_together
 from .stats import DEFAULT_MIX, P99_LIMIT, parse_mix
@@ -78,6 +79,7 @@ def main(
         0, "--recovery", help="instead: this many orders in flight, the orchestrator killed and restarted; time to all final"
     ),
     replicas: int = typer.Option(1, min=1, help="processes of every service, the orchestrator's too"),
+    profile: bool = typer.Option(False, help="sample every process with py-spy in the measured window (profile-<rate>.txt)"),
 ) -> None:
     """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
     config = Config(
@@ -93,7 +95,10 @@ def main(
         endpoint=os.environ.get("AWS_ENDPOINT_URL"),
         prefix=prefix,
         replicas=replicas,
+        profile=profile,
     )
+    if profile and not bench_profile.available():
+        sys.exit("--profile needs py-spy on PATH (pip install py-spy, a dev dependency: make venv)")
     console = Console() if Console().is_terminal else Console(width=160)
     if recover:
         execute_recovery(config, recover, out / time.strftime("%Y%m%d-%H%M%S"), console)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from . import profile  # noqa: E402
 from .run import Measurement  # noqa: E402
 from .stats import KEEP_UP, P99_LIMIT, RatePoint, by_service, knee, latency  # noqa: E402
 
@@ -77,6 +78,7 @@ def summary(m: Measurement, capacity: dict[str, float]) -> dict[str, Any]:
         "bench_queries_subtracted": m.own_queries,
         "idle": m.idle,
         "logs": m.workdir,
+        **({"profile": m.extra["profile"]} if m.extra.get("profile") else {}),
     }
 
 
@@ -117,6 +119,9 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     written[0].write_text(json.dumps(result, indent=1, default=str))
     for run in result["runs"]:
         written.append(plot_run(run, out / f"rate-{run['offered_per_minute']:g}.png"))
+        if run.get("profile"):
+            written.append(out / f"profile-{run['offered_per_minute']:g}.txt")
+            written[-1].write_text(profile.text(run["profile"]))
     if result["config"]["ramp"]:
         written.append(plot_ramp(result["runs"], result["knee_per_minute"], out / "ramp.png"))
     return written

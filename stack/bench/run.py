@@ -23,7 +23,7 @@ from ..demo import order_body
 from ..infra import free_port
 from ..runner import Stack
 from ..services import SERVICES
-from . import probes
+from . import probes, profile
 from .probes import Probe, Snapshot
 from .stats import KINDS, by_service, sequence
 
@@ -52,6 +52,8 @@ class Config:
     token: str = "bench-operator-token"
     replicas: int = 1
     """Processes of every service (the orchestrator's too); orders go to the order_svc ones in turn."""
+    profile: bool = False
+    """Sample every service process (and the emulator) with py-spy during the measured window."""
 
 
 @dataclass
@@ -189,6 +191,9 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         started, clock = time.time(), time.monotonic()
         sampler = asyncio.create_task(sample(probe, samples, stop, started))
         before = asyncio.create_task(_at(clock + config.warmup, probe.snapshot))
+        profiling = (
+            asyncio.create_task(_at(clock + config.warmup, lambda: _profile(stack, config.duration))) if config.profile else None
+        )
         placing = progress.add_task(f"{rate:g}/min: placing", total=count)
         urls = [f"{url}/orders" for url in stack.urls("order_svc")]
         tasks = []
@@ -220,6 +225,7 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
             by_saga[saga_id].status = status
             by_saga[saga_id].finished = at if status in FINAL_STATUSES else None
         idle_figures = await measure_idle(probe, config.idle) if idle and config.idle > 0 else None
+        profiles = await profiling if profiling else None
     return Measurement(
         rate=rate,
         config=config,
@@ -235,7 +241,16 @@ async def measure(stack: Stack, rate: float, config: Config, progress: Progress,
         idle=idle_figures,
         workdir=str(stack.workdir),
         processes=list(stack.processes),
+        extra={"profile": profiles} if profiles else {},
     )
+
+
+async def _profile(stack: Stack, seconds: float) -> dict[str, Any]:
+    """py-spy over every service process and the emulator for ``seconds``; the summaries."""
+    pids = {name: process.pid for name, process in stack.processes.items()}
+    if stack._emulator:
+        pids["emulator"] = stack._emulator.pid
+    return profile.summaries(await profile.record(pids, seconds, Path(stack.workdir) / "profiles"))
 
 
 async def _at(when: float, action: Callable[[], Any]) -> Any:
