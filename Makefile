@@ -19,7 +19,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: venv test test-all unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
-        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench bench-table chaos \
+        lint typecheck infra-validate infra-test infra-lint lock lock-check schemas clean bench bench-peer bench-table chaos \
         localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
@@ -138,6 +138,9 @@ bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=7
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
 	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) \
 	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(BENCH_ARGS)
+
+bench-peer: venv      ## make bench-peer DURATION=60: the same saga on DBOS Transact, beside make bench (peer.json)
+	$(PY) -m stack.bench.peer $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) $(if $(THREADS),--threads $(THREADS))
 
 bench-table: venv     ## make bench-table RESULTS="bench-results/*/result.json ...": the README's performance table from those runs
 	$(PY) -m stack.bench.targets $(RESULTS)
