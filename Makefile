@@ -63,8 +63,8 @@ demo: venv            ## start everything, place one order per outcome, print th
 e2e-localstack: venv localstack  ## the end-to-end tests on LocalStack (Terraform applies each test stack's topology)
 	AWS_ENDPOINT_URL=http://127.0.0.1:4566 $(PYTEST) -q tests/e2e
 
-up: venv              ## start everything in the background (supervisord), wait until healthy; REPLICAS=2 or REPLICAS=2,orchestrator=3
-	$(STACK) up --prefix $(PREFIX) $(if $(REPLICAS),--replicas '$(REPLICAS)')
+up: venv              ## start everything in the background (supervisord), wait until healthy; REPLICAS=2 or REPLICAS=2,orchestrator=3; TRACING=1
+	$(STACK) up --prefix $(PREFIX) $(if $(REPLICAS),--replicas '$(REPLICAS)') $(if $(filter 1 yes true,$(TRACING)),--tracing)
 
 smoke: venv           ## one order per outcome on the stack `make up` started; fails if an outcome is wrong
 	$(STACK) smoke

@@ -63,6 +63,13 @@ locals {
           Action   = ["ses:SendEmail", "ses:SendRawEmail"]
           Resource = local.sender_identity_arn
         }],
+        # The tracing sidecar runs under the task role: it sends the spans to X-Ray.
+        var.tracing ? [{
+          Sid      = "SendTraces"
+          Effect   = "Allow"
+          Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
+          Resource = "*" # X-Ray's write actions take no resource
+        }] : [],
         local.queue_kms_key == null ? [] : [{
           Sid      = "UseQueueKey"
           Effect   = "Allow"

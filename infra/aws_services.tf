@@ -135,7 +135,7 @@ resource "aws_ecs_task_definition" "service" {
     name = "tmp"
   }
 
-  container_definitions = jsonencode([{
+  container_definitions = jsonencode(concat([{
     name                   = each.key
     image                  = var.image
     command                = ["python", "-m", each.key]
@@ -155,7 +155,7 @@ resource "aws_ecs_task_definition" "service" {
         }, {
         # The connection budget's share of this task (aws_connection_budget.tf).
         for setting, size in local.database_pools[each.key] : setting => tostring(size)
-      }) : { name = name, value = value }
+      }, local.tracing_environment[each.key]) : { name = name, value = value }
     ]
     # Never plain environment: ECS reads these from Secrets Manager at start.
     secrets = concat(
@@ -182,7 +182,42 @@ resource "aws_ecs_task_definition" "service" {
         awslogs-stream-prefix = "ecs"
       }
     }
-  }])
+    dependsOn = var.tracing ? [{ containerName = "otel-collector", condition = "START" }] : []
+    }], var.tracing ? [{
+    # Receives the service's OTLP on localhost:4318 and sends it to X-Ray (the image's
+    # default ECS configuration); not essential: a collector that dies costs traces, not orders.
+    name                   = "otel-collector"
+    image                  = var.tracing_collector_image
+    command                = ["--config=/etc/ecs/ecs-default-config.yaml"]
+    essential              = false
+    readonlyRootFilesystem = true
+    memoryReservation      = 64
+    environment            = [{ name = "AWS_REGION", value = var.aws_region }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service[each.key].name
+        awslogs-region        = var.aws_region
+        awslogs-stream-prefix = "otel"
+      }
+    }
+  }] : []))
+}
+
+locals {
+  # With tracing on, every service exports its spans to the sidecar; the console links a saga
+  # to its trace in CloudWatch (X-Ray's trace id is the W3C one, written 1-<8 hex>-<24 hex>).
+  tracing_environment = {
+    for svc in keys(local.deployed_services) : svc => var.tracing ? merge({
+      OTEL_TRACES_EXPORTER        = "otlp"
+      OTEL_EXPORTER_OTLP_ENDPOINT = "http://localhost:4318"
+      OTEL_TRACES_SAMPLER         = "parentbased_traceidratio"
+      OTEL_TRACES_SAMPLER_ARG     = tostring(var.tracing_sampler_ratio)
+      OTEL_SERVICE_NAME           = var.name_prefix
+      }, svc == "orchestrator" ? {
+      ORCHESTRATOR_CONSOLE__TRACE_URL = "https://${var.aws_region}.console.aws.amazon.com/cloudwatch/home?region=${var.aws_region}#xray:traces/{xray_trace_id}"
+    } : {}) : {}
+  }
 }
 
 resource "aws_ecs_service" "service" {

@@ -206,3 +206,25 @@ variable "database_password_version" {
   type        = number
   default     = 1
 }
+
+variable "tracing" {
+  description = "OpenTelemetry traces to CloudWatch/X-Ray: an ADOT collector beside every service (OTLP on localhost:4318), the services exporting to it, and the X-Ray permissions it needs."
+  type        = bool
+  default     = false
+}
+
+variable "tracing_collector_image" {
+  description = "The AWS Distro for OpenTelemetry collector image the tracing sidecar runs."
+  type        = string
+  default     = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+}
+
+variable "tracing_sampler_ratio" {
+  description = "Share of sagas traced (OTEL_TRACES_SAMPLER=parentbased_traceidratio): every span of a saga follows its first."
+  type        = number
+  default     = 1.0
+  validation {
+    condition     = var.tracing_sampler_ratio > 0 && var.tracing_sampler_ratio <= 1
+    error_message = "tracing_sampler_ratio must be in (0, 1]."
+  }
+}

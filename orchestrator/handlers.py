@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import messages as c
 from contracts.topology import ORCHESTRATOR_REPLIES, SAGA_ESCALATIONS
-from messaging import metrics
+from messaging import metrics, tracing
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.uow import UnitOfWork
@@ -125,7 +125,7 @@ class Orchestrator:
         at = now()
         engine = self.registry[command.definition]
         t = engine.start(envelope.saga_id, command.model_dump(mode="json", exclude={"definition"}), at)
-        if not await repository.add(uow.session, t.state):
+        if not await repository.add(uow.session, t.state, tracing.carrier()):
             log.info("saga_already_started")
             return
         metrics.saga_event("started")
@@ -197,20 +197,26 @@ class Orchestrator:
 
     async def retry_compensation(self, uow: UnitOfWork, saga_id: uuid.UUID, step: str, actor: str) -> SagaState:
         return await self._operator_action(
-            uow, saga_id, lambda state, at: self.engine(state).retry_compensation(state, step, at, actor)
+            uow, saga_id, "retry_compensation", lambda state, at: self.engine(state).retry_compensation(state, step, at, actor)
         )
 
     async def resolve(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
-        return await self._operator_action(uow, saga_id, lambda state, at: self.engine(state).resolve(state, reason, at, actor))
+        return await self._operator_action(
+            uow, saga_id, "resolve", lambda state, at: self.engine(state).resolve(state, reason, at, actor)
+        )
 
-    async def _operator_action(self, uow: UnitOfWork, saga_id: uuid.UUID, transition) -> SagaState:
-        state = await repository.load(uow.session, saga_id)
-        if state is None:
-            raise LookupError(f"no saga {saga_id}")
-        at = now()
-        t = transition(state, at)
-        await self._commit_transition(uow, state, t, at, None)
-        return t.state
+    async def _operator_action(self, uow: UnitOfWork, saga_id: uuid.UUID, action: str, transition) -> SagaState:
+        """An operator's action, as a span in the saga's trace linked to the request that asked for it."""
+        saga_trace = (await repository.trace_contexts(uow.session, [saga_id])).get(saga_id) if tracing.enabled() else None
+        attributes = {"saga.id": str(saga_id), "saga.operator_action": action}
+        with tracing.within(f"operator {action}", saga_trace, attributes=attributes):
+            state = await repository.load(uow.session, saga_id)
+            if state is None:
+                raise LookupError(f"no saga {saga_id}")
+            at = now()
+            t = transition(state, at)
+            await self._commit_transition(uow, state, t, at, None)
+            return t.state
 
     async def _commit_transition(
         self, uow: UnitOfWork, before: SagaState, t: Transition, at: datetime, cause: Envelope | None
@@ -276,10 +282,13 @@ async def stage_deadline_checks(sessions: async_sessionmaker[AsyncSession], send
         at = now()
         async with UnitOfWork(sessions, sender) as uow:
             due = await repository.due_for_check(uow.session, at, CLOCK_MARGIN, CHECK_BATCH)
+            traces = await repository.trace_contexts(uow.session, due) if tracing.enabled() else {}
             for saga_id in due:
-                await uow.send(
-                    c.CheckSagaDeadlines(checked_at=at), queue(ORCHESTRATOR_REPLIES), saga_id=saga_id, correlation_id=saga_id
-                )
+                # No message caused it: the check is a span of the saga's own trace.
+                with tracing.within("deadline check", traces.get(saga_id), attributes={"saga.id": str(saga_id)}):
+                    await uow.send(
+                        c.CheckSagaDeadlines(checked_at=at), queue(ORCHESTRATOR_REPLIES), saga_id=saga_id, correlation_id=saga_id
+                    )
             await repository.check_not_before(uow.session, due, at + CHECK_AGAIN_AFTER)
             await uow.commit()
         staged += len(due)

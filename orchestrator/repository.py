@@ -66,9 +66,10 @@ async def load(session: AsyncSession, saga_id: uuid.UUID, *, lock: bool = True) 
     return _state(row) if row else None
 
 
-async def add(session: AsyncSession, state: SagaState) -> bool:
-    """Insert a new saga; False if one with that id exists already."""
-    statement = pg_insert(sagas).values(saga_id=state.saga_id, **_row(state)).on_conflict_do_nothing()
+async def add(session: AsyncSession, state: SagaState, trace: dict[str, str] | None = None) -> bool:
+    """Insert a new saga (with the trace it runs in, if any); False if one with that id exists already."""
+    values = {"saga_id": state.saga_id, **_row(state), "trace_context": trace or None}
+    statement = pg_insert(sagas).values(**values).on_conflict_do_nothing()
     return (await session.execute(statement.returning(sagas.c.saga_id))).first() is not None
 
 
@@ -104,6 +105,14 @@ async def due_for_check(session: AsyncSession, now: datetime, margin: timedelta,
         .with_for_update(skip_locked=True)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def trace_contexts(session: AsyncSession, saga_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, str]]:
+    """The trace context of each of these sagas that has one."""
+    if not saga_ids:
+        return {}
+    query = select(sagas.c.saga_id, sagas.c.trace_context).where(sagas.c.saga_id.in_(saga_ids), sagas.c.trace_context.isnot(None))
+    return {row.saga_id: row.trace_context for row in await session.execute(query)}
 
 
 async def check_not_before(session: AsyncSession, saga_ids: list[uuid.UUID], at: datetime | None) -> None:

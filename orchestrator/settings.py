@@ -96,6 +96,13 @@ class ConsoleSettings(BaseModel):
     stuck_after: float = Field(300, gt=0, description="Seconds in running or compensating before a saga counts as stuck.")
     refresh_seconds: float = Field(5, gt=0, description="How often the overview refreshes itself.")
     links: ConsoleLinks = ConsoleLinks()
+    trace_url: str = Field(
+        "",
+        description=(
+            "Where a saga's trace is seen, with {trace_id} or {xray_trace_id} in it (make up TRACING=1: the local "
+            "viewer; infra/ with tracing: CloudWatch); empty: no link."
+        ),
+    )
 
 
 class Settings(ServiceSettings):

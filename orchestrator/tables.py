@@ -27,6 +27,9 @@ sagas = Table(
     # them stages it), cleared by every transition; the check itself is judged in the saga's
     # FIFO group, behind every reply that reached the queue before it.
     Column("deadline_check_at", DateTime(timezone=True)),
+    # The saga's trace (traceparent/tracestate, when tracing): what happens to it with no
+    # causing message (a deadline, an operator's action) is a span in that trace.
+    Column("trace_context", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("sagas_due", "next_deadline", postgresql_where=text("next_deadline IS NOT NULL")),

@@ -50,6 +50,7 @@ def up(
     prefix: str = "saga",
     replicas: str = typer.Option("", help="processes per service: 2 (each), orchestrator=3,order_svc=2, or 2,orchestrator=3"),
     timeout: float = typer.Option(supervisor.UP_TIMEOUT, help="seconds every process has to answer /health"),
+    tracing: bool = typer.Option(False, help="the local trace viewer on 127.0.0.1:4318, every service exporting to it"),
 ) -> None:
     """Start PostgreSQL (embedded unless DATABASE_URL), the emulator and every service under supervisord,
     and wait until every process is healthy; exit 1 naming each one that is not, and why.
@@ -57,7 +58,7 @@ def up(
     With AWS_ENDPOINT_URL the services run on the topology Terraform made there (`make deploy-local`).
     """
     try:
-        state = supervisor.up(prefix, supervisor.parse_replicas(replicas), timeout)
+        state = supervisor.up(prefix, supervisor.parse_replicas(replicas), timeout, tracing=tracing)
     except supervisor.NotHealthy as unhealthy:
         console.print(supervisor.status(), end="", markup=False, highlight=False)
         console.print(str(unhealthy), markup=False, highlight=False, soft_wrap=True)
@@ -70,6 +71,8 @@ def up(
     )
     console.print(where())
     console.print(state["urls"])
+    if "traces" in state:
+        console.print(f"traces: {state['traces']} (each saga's page in the console links its trace)")
 
 
 @app.command()

@@ -183,9 +183,16 @@ http://:{$PROXY_PORT} {
 """
 
 
-def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: float = UP_TIMEOUT) -> dict:
+TRACES_PORT = 4318
+"""The local trace viewer's port (OTLP/HTTP's own), with ``make up TRACING=1``."""
+
+
+def up(
+    prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: float = UP_TIMEOUT, *, tracing: bool = False
+) -> dict:
     """Start everything and wait until every process answers ``/health``; raises :class:`NotHealthy`
-    naming each one that does not, with the reason from its log, after stopping it."""
+    naming each one that does not, with the reason from its log, after stopping it. With
+    ``tracing``, the local trace viewer too (stack/traces.py), every service exporting to it."""
     counts = replicas or parse_replicas(None)
     offset = port_offset()
     caddy = Path(sys.executable).parent / "caddy"
@@ -231,11 +238,24 @@ def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: fl
             "redirect_stderr=true",
             "",
         ]
+    traced: dict[str, str] = {}
+    if tracing:
+        viewer = f"http://127.0.0.1:{TRACES_PORT + offset}"
+        lines += [
+            "[program:traces]",
+            f"command={sys.executable} -m stack.traces --port {TRACES_PORT + offset} --file {run}/spans.jsonl",
+            f"directory={Path.cwd()}",
+            "priority=1",
+            f"stdout_logfile={run}/traces.log",
+            "redirect_stderr=true",
+            "",
+        ]
+        traced = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": viewer, "OTEL_BSP_SCHEDULE_DELAY": "1000"}
     # One address per service: replica 0's; the orders API's is the proxy's.
     address = {s.module: processes[PROXY if s.module == "order_svc" else s.module]["url"] for s in SERVICES}
     links = {
         f"ORCHESTRATOR_CONSOLE__LINKS__{s.database.upper()}": address[s.module] for s in SERVICES if s.module != "orchestrator"
-    }
+    } | ({"ORCHESTRATOR_CONSOLE__TRACE_URL": f"{traced['OTEL_EXPORTER_OTLP_ENDPOINT']}/trace/{{trace_id}}"} if traced else {})
     retries = [f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}"]
     # Each process's share of the server's connections (as infra/ derives them for RDS): 90 of an
     # embedded server's 100, 45 of one the user gives, with room for one more process beside them.
@@ -248,6 +268,7 @@ def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: fl
         env = (
             aws
             | pools
+            | traced
             | {
                 f"{service.env_prefix}DATABASE_URL": urls[service.database],
                 f"{service.env_prefix}PORT": str(process["port"]),
@@ -304,6 +325,7 @@ def up(prefix: str = "saga", replicas: dict[str, int] | None = None, timeout: fl
         "urls": address,  # what `make smoke` and `make demo` call
         "replicas": counts,
         "processes": processes,
+        **({"traces": traced["OTEL_EXPORTER_OTLP_ENDPOINT"]} if traced else {}),
     }
     STATE.write_text(json.dumps(state, indent=2))
     _start([name for name in processes if name != EMULATOR], processes, timeout)

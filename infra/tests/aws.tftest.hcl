@@ -268,3 +268,66 @@ run "existing_network" {
     error_message = "With vpc_id the services run in the given private subnets and no VPC is created."
   }
 }
+
+run "tracing_off_by_default_one_container_and_no_exporter" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service :
+      length(jsondecode(td.container_definitions)) == 1
+      && !anytrue([for e in jsondecode(td.container_definitions)[0].environment : startswith(e.name, "OTEL_")])
+    ])
+    error_message = "Without tracing a task runs its service alone and exports no spans."
+  }
+  assert {
+    condition = !anytrue(flatten([
+      for p in aws_iam_role_policy.task : [for s in jsondecode(p.policy).Statement : s.Sid == "SendTraces"]
+    ]))
+    error_message = "Without tracing no task role may write to X-Ray."
+  }
+}
+
+run "tracing_adds_a_collector_the_exporter_settings_and_the_xray_permissions" {
+  command = plan
+
+  variables {
+    tracing               = true
+    tracing_sampler_ratio = 0.25
+  }
+
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service :
+      [for c in jsondecode(td.container_definitions) : c.name][1] == "otel-collector"
+      && !jsondecode(td.container_definitions)[1].essential
+      && jsondecode(td.container_definitions)[0].dependsOn == [{ containerName = "otel-collector", condition = "START" }]
+    ])
+    error_message = "With tracing every task runs an ADOT collector beside its service, not essential, started first."
+  }
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service : length(setsubtract(
+        ["OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318",
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.25"],
+        [for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"]
+      )) == 0
+    ])
+    error_message = "With tracing every service exports OTLP to the sidecar, sampling whole sagas."
+  }
+  assert {
+    condition = anytrue([
+      for e in jsondecode(aws_ecs_task_definition.service["orchestrator"].container_definitions)[0].environment :
+      e.name == "ORCHESTRATOR_CONSOLE__TRACE_URL" && strcontains(e.value, "xray:traces/{xray_trace_id}")
+    ])
+    error_message = "The console links a saga to its trace in CloudWatch."
+  }
+  assert {
+    condition = alltrue([
+      for p in aws_iam_role_policy.task : contains(
+        flatten([for s in jsondecode(p.policy).Statement : s.Action if s.Sid == "SendTraces"]), "xray:PutTraceSegments"
+      )
+    ])
+    error_message = "With tracing every task role may send trace segments to X-Ray."
+  }
+}

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import inbox, metrics
+from . import inbox, metrics, tracing
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
 from .received import Outcome, Received, Skipped
 from .uow import UnitOfWork
@@ -69,7 +69,14 @@ class MessageBus:
                 try:
                     envelope, parsed = self._parse(message.body)
                     context = _context(envelope, parsed)
-                    with structlog.contextvars.bound_contextvars(**context):
+                    span = tracing.processing(
+                        message.queue or self._consumer,
+                        message.trace,
+                        message_type=envelope.message_type,
+                        message_id=str(envelope.message_id),
+                        event=parsed.kind == "event",
+                    )
+                    with span, structlog.contextvars.bound_contextvars(**context):
                         async with uow.savepoint():
                             outcome = await self._run(uow, envelope, parsed)
                 except Exception as error:  # noqa: BLE001 - undone alone; the consumer retries or dead-letters it

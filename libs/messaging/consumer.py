@@ -18,6 +18,7 @@ from .crash import crash_point
 from .envelope import MalformedMessage
 from .naming import MAX_RECEIVE_COUNT
 from .received import Handle, HandleBatch, Received, Skipped, one_by_one
+from .tracing import TRACE_ATTRIBUTES
 
 log = structlog.get_logger("consumer")
 
@@ -31,6 +32,12 @@ def _ids(message: dict[str, Any]) -> dict[str, str]:
     """Saga and message ids for the log, from the routing attributes (no body parsing)."""
     attributes = message.get("MessageAttributes", {})
     return {key: attributes[key]["StringValue"] for key in ("saga_id", "message_type") if key in attributes}
+
+
+def _trace(message: dict[str, Any]) -> dict[str, str]:
+    """The trace context among the message attributes (none when the sender was not tracing)."""
+    attributes = message.get("MessageAttributes", {})
+    return {key: attributes[key]["StringValue"] for key in TRACE_ATTRIBUTES if key in attributes}
 
 
 def _describe(error: Exception) -> str:
@@ -219,6 +226,8 @@ class Consumer:
                 m["Body"],
                 int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
                 (m.get("Attributes", {}).get("MessageGroupId") or m["MessageId"]) if self._fifo else None,
+                _trace(m),
+                self._queue,
             )
             for m in messages
         ]

@@ -14,10 +14,13 @@ from typing import Any
 
 import structlog
 
+from .tracing import add_trace_ids
+
 _SHARED: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
+    add_trace_ids,
 ]
 
 

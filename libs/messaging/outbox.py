@@ -59,12 +59,13 @@ def _discard(session: Session, previous: SessionTransaction) -> None:
         session.info.pop(_STAGED, None)
 
 
-async def add(session: AsyncSession, envelope: Envelope, destination: str) -> None:
+async def add(session: AsyncSession, envelope: Envelope, destination: str, trace: dict[str, str] | None = None) -> None:
     """Stage ``envelope`` for ``destination`` inside the session's open transaction.
 
     ``destination`` is ``queue:<logical name>`` or ``topic:<logical name>``. The row becomes
     visible to the relay only when the caller's transaction commits, together with the state
-    change that caused it; a rollback discards both.
+    change that caused it; a rollback discards both. ``trace`` (``traceparent``/``tracestate``)
+    joins the routing attributes, which the relay makes the message's attributes.
     """
     kind, _, name = destination.partition(":")
     if kind not in ("queue", "topic") or not name:
@@ -79,6 +80,6 @@ async def add(session: AsyncSession, envelope: Envelope, destination: str) -> No
             "message_type": envelope.message_type,
             "saga_id": envelope.saga_id,
             "body": envelope.model_dump_json(),
-            "attributes": json.dumps(envelope.routing_attributes()),
+            "attributes": json.dumps(envelope.routing_attributes() | (trace or {})),
         },
     )

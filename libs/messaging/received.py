@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Handle = Callable[[str, int], Awaitable[None]]
 """Called with one message body and its receive count; returns once the effect is committed."""
@@ -24,6 +24,10 @@ class Received:
     receive_count: int = 1
     group: str | None = None
     """The FIFO message group; None on a standard queue (every message independent)."""
+    trace: dict[str, str] = field(default_factory=dict)
+    """The trace context the message carries (``traceparent``/``tracestate`` attributes)."""
+    queue: str = ""
+    """The logical queue it was received from."""
 
 
 class Skipped(Exception):

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from . import metrics, outbox
+from . import metrics, outbox, tracing
 from .aws import Broker, sqs_attributes
 from .crash import crash_point
 
@@ -286,7 +286,8 @@ class Relay:
                 return [], {r.id: f"unknown destination kind {kind!r}" for r in rows}
             # The client's own retries (read timeout 30 s, 5 attempts) would hold the rows for
             # minutes; the relay's backoff retries instead, so the call gets a short budget.
-            response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
+            with tracing.publishing(destination, [r.attributes for r in rows], len(rows)):
+                response = await asyncio.wait_for(call(**kwargs), self._publish_timeout)
             if self._duplicate_delivery:  # a FIFO queue would drop a copy with the same deduplication id
                 again = dict(kwargs)
                 if fifo:

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import cloudwatch, database, http, janitor, logs, metrics, migrations
+from . import cloudwatch, database, http, janitor, logs, metrics, migrations, tracing
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -88,6 +88,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         logs.configure(definition.name, settings.log_level)
         await database.create_if_missing(settings.database_url)
         engine = database.engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        tracing.instrument_engine(engine)  # not the relay's: its passes belong to no trace
         # The relay has connections of its own: handlers that fill the main pool (each waits
         # on its saga's row lock, say) must never keep a reply from being published. As many
         # destinations publish at once as it has connections (RELAY_POOL_SIZE, four by
@@ -133,11 +134,14 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await engine.dispose()
                 await relay_engine.dispose()
+                tracing.shutdown()
 
+    tracing.configure(definition.name, settings.otel_traces_exporter)
     app = FastAPI(
         title=f"{definition.name} service", version="1", lifespan=lifespan, generate_unique_id_function=http.operation_id
     )
     http.install(app)
+    tracing.instrument_app(app)
 
     @app.get("/health", include_in_schema=False)
     async def health(rt: RuntimeDep) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +21,14 @@ class ServiceSettings(BaseSettings):
     port: int = Field(ge=1, le=65535)
     resource_prefix: str = Field("saga", validation_alias="SAGA_RESOURCE_PREFIX", pattern=r"^[a-z0-9-]{0,40}$")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    otel_traces_exporter: Literal["otlp", "console", "none"] = Field(
+        "none",
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description=(
+            "OpenTelemetry traces: otlp (to OTEL_EXPORTER_OTLP_ENDPOINT), console (stdout) or none (nothing installed, "
+            "nothing costs); the other OTEL_* variables are read by the SDK."
+        ),
+    )
     relay_poll_interval: float = Field(
         2.0,
         gt=0,

@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import outbox
+from . import outbox, tracing
 from .envelope import Envelope, MalformedMessage, Message
 from .guard import SqlStepGuard, StepGuard
 
@@ -69,7 +69,8 @@ class UnitOfWork:
             step=step,
             attempt=attempt,
         )
-        await outbox.add(self.session, envelope, to)
+        with tracing.staging(to, envelope.message_type, str(envelope.message_id)) as trace:
+            await outbox.add(self.session, envelope, to, trace)
         return envelope
 
     async def reply(self, request: Envelope, message: Message) -> Envelope:

@@ -349,7 +349,7 @@ async def _saga(
         timeline=views.timeline(history),
         diagram=views.state_diagram(definition, state, history),
         letters=letters,
-        links=_links(rt, state),
+        links=_links(rt, state, (await repository.trace_contexts(db, [state.saga_id])).get(state.saga_id)),
         retryable=[s.name for s in state.steps if s.status in (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)],
         resolvable=state.status in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING),
         notice=notice,
@@ -358,10 +358,12 @@ async def _saga(
     )
 
 
-def _links(rt, state) -> list[tuple[str, str]]:
-    """The order and each participant's record of it, on their own services' APIs."""
+def _links(rt, state, trace: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The order and each participant's record of it, on their own services' APIs; the saga's
+    trace, when it was traced and a trace viewer is configured."""
     links, order = rt.settings.console.links, state.data.get("order_id", state.subject)
     found = [
+        *([("trace", url)] if (url := views.trace_url(rt.settings.console.trace_url, trace)) else []),
         ("order", f"{links.order}/orders/{order}"),
         ("payments and refunds", f"{links.payment}/payments?{urlencode({'order_id': order})}"),
         ("shipments", f"{links.fulfillment}/shipments?{urlencode({'order_id': order})}"),

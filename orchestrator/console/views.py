@@ -265,3 +265,14 @@ def timeline(history: list) -> list[Event]:
         )
         previous = h.at
     return events
+
+
+def trace_url(template: str, trace: dict[str, str] | None) -> str | None:
+    """Where a saga's trace is seen: ``template`` with ``{trace_id}`` (32 hex digits, W3C) or
+    ``{xray_trace_id}`` (the same id as X-Ray writes it, ``1-<8 hex>-<24 hex>``) filled in
+    from the saga's ``traceparent``; None without a template or a trace."""
+    parts = (trace or {}).get("traceparent", "").split("-")
+    if not template or len(parts) != 4 or len(parts[1]) != 32:
+        return None
+    trace_id = parts[1]
+    return template.format(trace_id=trace_id, xray_trace_id=f"1-{trace_id[:8]}-{trace_id[8:]}")
