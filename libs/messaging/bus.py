@@ -60,7 +60,7 @@ class MessageBus:
         """Handle ``received`` in one transaction; one outcome per message (None: handled)."""
         outcomes: list[Outcome] = [None] * len(received)
         failed_groups: set[str] = set()
-        done: list[tuple[int, Envelope, dict[str, Any], str]] = []
+        done: list[tuple[int, Envelope, dict[str, Any], str, Any]] = []
         async with UnitOfWork(self._sessions, self._sender) as uow:
             for position, message in enumerate(received):
                 if message.group is not None and message.group in failed_groups:
@@ -74,9 +74,8 @@ class MessageBus:
                         message.trace,
                         message_type=envelope.message_type,
                         message_id=str(envelope.message_id),
-                        event=parsed.kind == "event",
                     )
-                    with span, structlog.contextvars.bound_contextvars(**context):
+                    with span as current, structlog.contextvars.bound_contextvars(**context):
                         async with uow.savepoint():
                             outcome = await self._run(uow, envelope, parsed)
                 except Exception as error:  # noqa: BLE001 - undone alone; the consumer retries or dead-letters it
@@ -84,7 +83,7 @@ class MessageBus:
                     if message.group is not None:
                         failed_groups.add(message.group)
                     continue
-                done.append((position, envelope, context, outcome))
+                done.append((position, envelope, context, outcome, current))
             if done:
                 try:
                     await uow.commit()
@@ -92,9 +91,10 @@ class MessageBus:
                     for position, *_ in done:
                         outcomes[position] = error
                     return outcomes
-        for position, envelope, context, outcome in done:
+        for position, envelope, context, outcome, span in done:
             event = "message_duplicate_ignored" if outcome == "duplicate" else "message_handled"
-            log.info(event, receive_count=received[position].receive_count, **context)
+            with tracing.resumed(span):
+                log.info(event, receive_count=received[position].receive_count, **context)
             metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, outcome).inc()
         return outcomes
 

@@ -120,7 +120,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             for hook in definition.on_start:
                 await hook(rt)
             tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in _workers(definition, rt)]
-            log.info("service_started", port=settings.port)
+            log.info("service_started", port=settings.port, traces_exporter=settings.otel_traces_exporter)
             try:
                 yield
             finally:

@@ -37,8 +37,9 @@ from opentelemetry.trace import Link, SpanKind
 
 log = structlog.get_logger("tracing")
 
-TRACE_ATTRIBUTES = ("traceparent", "tracestate")
-"""The message attributes that carry a trace context (W3C Trace Context)."""
+TRACE_ATTRIBUTES = ("traceparent", "tracestate", "tracelink")
+"""The message attributes that carry a trace context (W3C Trace Context), and ``tracelink=1``
+on a message published to a topic: its receivers link to that context rather than continue it."""
 _enabled = False
 tracer = trace.get_tracer("messaging")
 
@@ -73,8 +74,7 @@ def configure(service: str, exporter_name: str) -> bool:
     trace.set_tracer_provider(provider)
     tracer = trace.get_tracer("messaging")
     _instrument_libraries()
-    _enabled = True
-    log.info("tracing_enabled", exporter=exporter_name)
+    _enabled = True  # logged by the service once its JSON logs are set up ("service_started")
     return True
 
 
@@ -180,17 +180,16 @@ def staging(destination: str, message_type: str, message_id: str) -> Iterator[di
         "messaging.message.type": message_type,
     }
     with tracer.start_as_current_span(f"create {name}", kind=SpanKind.PRODUCER, attributes=attributes):
-        yield carrier()
+        yield carrier() | ({"tracelink": "1"} if kind == "topic" else {})
 
 
 @contextlib.contextmanager
-def processing(
-    queue: str, headers: Mapping[str, str] | None, *, message_type: str, message_id: str, event: bool
-) -> Iterator[None]:
+def processing(queue: str, headers: Mapping[str, str] | None, *, message_type: str, message_id: str) -> Iterator[Any]:
     """The ``process <queue>`` span of a received message: a child of the span that staged it,
-    or, for an event, the root of a trace of its own linked to the publisher's."""
+    or, for one published to a topic (``tracelink``), the root of a trace of its own linked to
+    the publisher's."""
     if not _enabled:
-        yield
+        yield None
         return
     found = context_of(headers)
     attributes = {
@@ -201,13 +200,18 @@ def processing(
         "messaging.message.id": message_id,
         "messaging.message.type": message_type,
     }
-    if event:
+    if (headers or {}).get("tracelink") == "1":
         parent, links = otel_context.Context(), link_to(headers)
     else:
         parent, links = (found if found is not None else otel_context.Context()), []
     name = f"process {queue}"
-    with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes):
-        yield
+    with tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER, links=links, attributes=attributes) as span:
+        yield span
+
+
+def resumed(span: Any) -> contextlib.AbstractContextManager[Any]:
+    """``span`` (ended or not) current again, for what is logged about its message afterwards."""
+    return trace.use_span(span, end_on_exit=False) if span is not None else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

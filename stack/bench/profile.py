@@ -51,6 +51,7 @@ async def record(pids: dict[str, int], seconds: float, directory: Path) -> dict[
             "--format",
             "raw",
             "--nonblocking",
+            "--full-filenames",
             "--output",
             str(paths[name]),
             stdout=asyncio.subprocess.DEVNULL,
@@ -77,9 +78,11 @@ def package(file: str) -> str:
 
 
 def summarise(collapsed: str) -> dict[str, Any]:
-    """Shares of the busy samples in which each package, and each function, is on the stack."""
+    """Shares of the busy samples: in which each package, and each function, is on the stack,
+    and which package's code was running (the frame on top)."""
     by_package: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -87,21 +90,28 @@ def summarise(collapsed: str) -> dict[str, Any]:
             continue
         samples = int(count)
         total += samples
-        packages, functions = set(), set()
+        packages, functions, last = set(), set(), ""
         for frame in stack.split(";"):
             match = _FRAME.match(frame.strip())
             if not match:
                 continue
-            pkg = package(match["file"])
+            pkg = last = package(match["file"])
             packages.add(pkg)
             functions.add(f"{pkg}: {match['function']}")
         by_package.update(dict.fromkeys(packages, samples))
         by_function.update(dict.fromkeys(functions, samples))
+        if functions:
+            leaf[last] += samples
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, count / total) for name, count in counter.most_common(TOP)] if total else []
 
-    return {"busy_samples": total, "by_package": shares(by_package), "by_function": shares(by_function)}
+    return {
+        "busy_samples": total,
+        "by_package": shares(by_package),
+        "self_by_package": shares(leaf),
+        "by_function": shares(by_function),
+    }
 
 
 def summaries(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -113,6 +123,8 @@ def text(profiles: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, summary in profiles.items():
         lines.append(f"{name}: {summary['busy_samples']} busy samples at {RATE}/s")
+        lines.append("  running its own code (the frame on top), by package:")
+        lines += [f"    {share:6.1%}  {pkg}" for pkg, share in summary.get("self_by_package", [])]
         lines.append("  on the stack, by package:")
         lines += [f"    {share:6.1%}  {pkg}" for pkg, share in summary["by_package"]]
         lines.append("  on the stack, by function:")

@@ -73,7 +73,11 @@ def settled_trace(viewer: str, trace_id: str, *, until) -> list[dict]:
         found = spans(viewer, trace_id)
         return bool(until(found))
 
-    eventually(complete, timeout=30, what=f"trace {trace_id} complete")
+    try:
+        eventually(complete, timeout=30, what=f"trace {trace_id} complete")
+    except AssertionError as missing:
+        seen = sorted({(s["service"], s["name"], s["attributes"].get("messaging.message.type")) for s in found})
+        raise AssertionError(f"{missing}; its spans: {seen}") from None
     return found
 
 
@@ -93,7 +97,9 @@ def test_an_order_is_one_trace_from_the_api_request_to_its_final_status_across_s
     order, saga = traced.settled(placed)
     assert saga["status"] == "completed"
 
-    found = settled_trace(viewer, trace_id, until=lambda s: processed(s, "SagaStatusChanged"))
+    handled = ("StartOrderSaga", "ReserveInventory", "InventoryReserved", "ProcessPayment", "PaymentProcessed")
+    handled += ("FulfillOrder", "OrderFulfilled", "SendConfirmation", "ConfirmationSent", "ConfirmOrder", "SagaStatusChanged")
+    found = settled_trace(viewer, trace_id, until=lambda s: all(processed(s, kind) for kind in handled))
     assert {s["service"] for s in found} == SERVICES
     [request] = [s for s in found if s["kind"] == "server" and s["service"] == "order" and "/orders" in s["name"]]
     assert request["parent_span_id"] == traceparent.split("-")[2]  # the caller's span is its parent
@@ -127,7 +133,8 @@ def test_a_compensated_orders_trace_holds_its_compensations(traced, viewer):
     placed = traced.place(traced.order_body(sku, payment_token="tok_chargeDeclined"), traceparent=traceparent)
     _, saga = traced.settled(placed)
     assert saga["status"] == "compensated"
-    found = settled_trace(viewer, trace_id, until=lambda s: processed(s, "InventoryReleased"))
+    compensated = ("ReleaseInventory", "InventoryReleased")
+    found = settled_trace(viewer, trace_id, until=lambda s: all(processed(s, kind) for kind in compensated))
     assert [s["service"] for s in processed(found, "ReleaseInventory")] == ["inventory"]
     assert [s["service"] for s in processed(found, "PaymentFailed")] == ["orchestrator"]
 

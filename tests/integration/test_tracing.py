@@ -15,8 +15,10 @@ from sqlalchemy import text
 
 from contracts import messages as c
 from messaging import tracing
+from messaging.aws import sqs_attributes
 from messaging.bus import MessageBus
 from messaging.consumer import Consumer
+from messaging.envelope import Envelope
 from messaging.relay import Relay
 from messaging.uow import UnitOfWork
 from tests.integration.test_messaging import receive_all, record_effect
@@ -68,18 +70,24 @@ async def test_a_handled_message_is_a_child_of_the_span_that_staged_it_across_th
     assert sent.attributes["messaging.batch.message_count"] == 1
 
 
-async def test_an_event_starts_a_trace_of_its_own_linked_to_the_one_that_published_it(sessions, broker, queue, spans):
+async def test_a_message_published_to_a_topic_starts_a_trace_of_its_own_linked_to_the_publishers(broker, queue, sessions, spans):
     with tracing.tracer.start_as_current_span("the publisher") as publisher:
-        async with UnitOfWork(sessions, "test") as uow:
-            event = await uow.send(c.CustomerPushed(order_id=uuid.uuid4(), customer_id="c-1", text="shipped"), f"queue:{queue}")
-            await uow.commit()
-    await Relay(sessions, broker, service="relay").publish_pending()
+        with tracing.staging("topic:order-events", "CustomerPushed", "m-1") as carried:
+            pass
+    assert carried["tracelink"] == "1" and carried["traceparent"]
+    # As SNS delivers it to a subscribed queue (raw delivery): the body and the attributes.
+    envelope = Envelope.wrap(c.CustomerPushed(order_id=uuid.uuid4(), customer_id="c-1", text="shipped"), sender="test")
+    await broker.sqs.send_message(
+        QueueUrl=await broker.queue_url(queue),
+        MessageBody=envelope.model_dump_json(),
+        MessageAttributes=sqs_attributes(envelope.routing_attributes() | carried),
+    )
     bus = MessageBus(consumer="events", sender="test", sessions=sessions, handlers={c.CustomerPushed: record_effect})
     await Consumer(broker, queue, batch=bus.handle_batch, service="test", wait_time_seconds=1).poll_once()
     [handled] = [s for s in spans.get_finished_spans() if s.name == f"process {queue}"]
     assert handled.parent is None and handled.context.trace_id != publisher.get_span_context().trace_id
     assert [link.context.trace_id for link in handled.links] == [publisher.get_span_context().trace_id]
-    assert handled.attributes["messaging.message.id"] == str(event.message_id)
+    assert handled.attributes["messaging.message.id"] == str(envelope.message_id)
 
 
 async def test_without_tracing_nothing_is_written_into_the_message(sessions, broker, queue):

@@ -109,3 +109,4 @@ def test_a_profile_is_summed_up_by_package_and_function_from_py_spy_collapsed_st
     assert shares["sqlalchemy"] == 0.6 and shares["aiobotocore"] == 0.3 and shares["messaging"] == 0.6
     assert shares["orchestrator"] == 0.1
     assert dict(summary["by_function"])["sqlalchemy: execute"] == 0.6
+    assert dict(summary["self_by_package"]) == {"sqlalchemy": 0.6, "aiobotocore": 0.3, "orchestrator": 0.1}
