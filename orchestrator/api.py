@@ -178,6 +178,53 @@ async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request:
         return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
 
 
+class BulkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: SagaStatus | None = Field(None, description="Only sagas in this status.")
+    definition: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,49}$")
+    failed_step: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,63}$", description="Only sagas that failed at this step.")
+    older_than_seconds: int | None = Field(None, ge=0, le=10 * 365 * 86400, description="Not changed for this long.")
+    dry_run: bool = Field(True, description="Only list what would be acted on (the default: say dry_run=false to act).")
+    limit: int = Field(operations.BULK_BOUND, ge=1, le=operations.BULK_BOUND, description="Sagas acted on at most.")
+    actor: Text = Field(min_length=1, max_length=100)
+    reason: Text = Field("", max_length=500, description="For resolve: what was done by hand, for the audit trail.")
+
+
+class BulkOutcome(BaseModel):
+    saga_id: uuid.UUID
+    status: SagaStatus
+    outcome: str
+
+
+class BulkView(BaseModel):
+    action: Literal["retry", "resolve"]
+    dry_run: bool
+    bound: int
+    sagas: list[BulkOutcome]
+
+
+@operator.post("/sagas/bulk/{action}", response_model=BulkView, responses={422: {"description": "A bad filter"}})
+async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: RuntimeDep, request: Request) -> BulkView:
+    """Retry or resolve every saga the filter matches, oldest first, at most ``limit`` per request;
+    a dry run (the default) lists them. Each saga's history records the action and the actor."""
+    if action == "resolve" and not body.dry_run and not body.reason:
+        raise HTTPException(422, "resolving needs a reason for the audit trail")
+    older = datetime.now(UTC) - timedelta(seconds=body.older_than_seconds) if body.older_than_seconds is not None else None
+    selection = operations.Selection(body.status, body.definition, body.failed_step, older)
+    outcome = await operations.bulk(
+        rt,
+        request.app.state.orchestrator,
+        action,
+        selection,
+        actor=body.actor,
+        reason=body.reason,
+        dry_run=body.dry_run,
+        limit=body.limit,
+    )
+    return BulkView(**outcome)
+
+
 @operator.get("/dead-letters", response_model=list[DeadLetterView])
 async def list_dead_letters(
     rt: RuntimeDep, request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100

@@ -141,5 +141,48 @@ def resolve(
     console.print(f"saga {saga_id}: {saga['status']}")
 
 
+@app.command()
+def bulk(
+    action: Annotated[str, typer.Argument(help="retry (every failed compensation of each saga) or resolve")],
+    status: StatusOption = None,
+    definition: DefinitionOption = None,
+    failed_step: Annotated[str | None, typer.Option(help="only sagas that failed at this step")] = None,
+    older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
+    reason: Annotated[str, typer.Option(help="for resolve: what was done by hand, for the audit trail")] = "",
+    limit: Annotated[int, typer.Option(help="sagas at most, in requests of at most 100")] = 100,
+    dry_run: Annotated[bool, typer.Option("--dry-run/--run", help="list what would be acted on (the default), or act")] = True,
+    actor: str = os.environ.get("USER", "operator"),
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Retry or resolve every saga a filter matches: a dry run lists them first (the default);
+    --run acts, a request of at most 100 at a time, showing each saga as it is done."""
+    if action not in ("retry", "resolve"):
+        console.print(f"[red]{action}[/red]: the action is retry or resolve")
+        raise typer.Exit(2)
+    body = {
+        "actor": actor,
+        "reason": reason,
+        "dry_run": dry_run,
+        **({"status": status.value} if status else {}),
+        **({"definition": definition} if definition else {}),
+        **({"failed_step": failed_step} if failed_step else {}),
+        **({"older_than_seconds": older_than} if older_than is not None else {}),
+    }
+    client, done, seen = _client(url, token), 0, set()
+    while done < limit:
+        page = _check(client.post(f"/operator/sagas/bulk/{action}", json=body | {"limit": min(100, limit - done)}))
+        fresh = [s for s in page["sagas"] if s["saga_id"] not in seen]
+        for saga in fresh:
+            seen.add(saga["saga_id"])
+            done += 1
+            console.print(f"[{done}] {saga['saga_id']}  {saga['status']}  {saga['outcome']}", soft_wrap=True)
+        # A dry run lists one page; a run stops when a request finds nothing new to act on.
+        if dry_run or not fresh or len(page["sagas"]) < page["bound"]:
+            break
+    verb = "would be acted on" if dry_run else "acted on"
+    console.print(f"{done} sagas {verb}" + (" (a dry run: --run to act)" if dry_run else ""))
+
+
 if __name__ == "__main__":
     app()

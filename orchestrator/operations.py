@@ -10,6 +10,7 @@ them into their own answers.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -19,7 +20,7 @@ from messaging.service import Runtime
 from messaging.uow import UnitOfWork
 
 from . import dead_letters, repository
-from .engine import HistoryEntry, HistoryEvent, SagaState
+from .engine import HistoryEntry, HistoryEvent, SagaState, StepStatus
 from .handlers import Orchestrator
 
 log = structlog.get_logger("operations", service="orchestrator")
@@ -55,6 +56,68 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
             return f"skipped: {error}", set()
 
     return await dead_letters.redrive_escalations(rt.broker, retry)
+
+
+BULK_BOUND = 100
+"""Sagas one bulk request acts on at most; sagactl asks again until none match."""
+RETRYABLE = (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which sagas a bulk action is for: every given field must match."""
+
+    status: str | None = None
+    definition: str | None = None
+    failed_step: str | None = None
+    older_than: datetime | None = None
+
+
+async def bulk(
+    rt: Runtime,
+    orchestrator: Orchestrator,
+    action: str,
+    selection: Selection,
+    *,
+    actor: str,
+    reason: str = "",
+    dry_run: bool = True,
+    limit: int = BULK_BOUND,
+) -> dict:
+    """``retry`` (every failed compensation or escalated step of each saga) or ``resolve``, for
+    the sagas ``selection`` matches, oldest first, at most ``limit``. A dry run only lists
+    them. Each saga is acted on in its own transaction, its history recording the action and
+    ``actor`` ("<actor> (bulk)"), so one that cannot be acted on is reported and the others go on."""
+    async with rt.sessions() as session:
+        matched = await repository.listing(
+            session,
+            status=selection.status,
+            definition=selection.definition,
+            failed_step=selection.failed_step,
+            older_than=selection.older_than,
+            limit=min(limit, BULK_BOUND),
+            oldest_first=True,
+        )
+    if action == "retry":
+        matched = [s for s in matched if any(step.status in RETRYABLE for step in s.steps)]
+    outcomes = []
+    for state in matched:
+        if dry_run:
+            outcomes.append({"saga_id": state.saga_id, "status": state.status, "outcome": "would " + action})
+            continue
+        try:
+            if action == "retry":
+                for step in [s.name for s in state.steps if s.status in RETRYABLE]:
+                    state = await retry_compensation(rt, orchestrator, state.saga_id, step, f"{actor} (bulk)")
+                outcome = "retried"
+            else:
+                state = await resolve(rt, orchestrator, state.saga_id, reason, f"{actor} (bulk)")
+                outcome = "resolved"
+        except (LookupError, ValueError) as error:
+            outcome = f"skipped: {error}"
+        log.info("bulk_action", action=action, saga_id=str(state.saga_id), outcome=outcome, actor=actor)
+        outcomes.append({"saga_id": state.saga_id, "status": state.status, "outcome": outcome})
+    return {"action": action, "dry_run": dry_run, "bound": min(limit, BULK_BOUND), "sagas": outcomes}
 
 
 async def _record_redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, messages: list[dict], actor: str) -> None:

@@ -147,8 +147,13 @@ async def listing(
     older_than: datetime | None = None,
     definition: str | None = None,
     subject: str | None = None,
+    failed_step: str | None = None,
+    oldest_first: bool = False,
 ) -> list:
-    query = select(sagas).order_by(sagas.c.created_at.desc()).limit(limit)
+    order = sagas.c.created_at.asc() if oldest_first else sagas.c.created_at.desc()
+    query = select(sagas).order_by(order).limit(limit)
+    if failed_step:
+        query = query.where(sagas.c.failed_step == failed_step)
     if status:
         query = query.where(sagas.c.status == status)
     if definition:

@@ -114,7 +114,10 @@ def judge(figures: dict[str, Any]) -> list[Verdict]:
     verdicts.append(_least(name, knee, 2000, "/min") if knee else _absent(name, "no ramp (make bench RAMP=1)"))
     stretch = _at(runs, 3000, least_duration=300)
     name = "stretch: 3,000/min for 5 min with p99 under 3 s"
-    if stretch is None:
+    best = max((r["achieved_per_minute"] for r in runs), default=0.0)
+    if stretch is None and best and best < 0.95 * 3000:  # no run finished as many, for any time
+        verdicts.append(_least(name, best, 3000, "/min"))
+    elif stretch is None:
         verdicts.append(_absent(name, "no 5-minute run at 3,000/min"))
     else:
         achieved, p99 = stretch["achieved_per_minute"], stretch["latency_seconds"]["p99"]

@@ -125,6 +125,10 @@ def test_an_order_is_one_trace_from_the_api_request_to_its_final_status_across_s
     assert final, "the saga's final status reaching order_svc is in the trace"
     # The relay's publish of a batch is no message's parent: a span of its own, linked to them.
     assert not any(s["name"].startswith("send ") for s in found)
+    # The usual instrumentation beneath the message spans: SQL statements (SQLAlchemy's).
+    by_id = {s["span_id"]: s for s in found}
+    statements = [s for s in found if "db.system" in s["attributes"] or "db.system.name" in s["attributes"]]
+    assert statements and all(s["parent_span_id"] in by_id for s in statements)
 
 
 def test_a_compensated_orders_trace_holds_its_compensations(traced, viewer):
@@ -161,6 +165,9 @@ def test_a_resend_after_silence_and_the_deadline_that_fired_it_are_in_the_sagas_
     assert checks and all(s["service"] == "orchestrator" for s in checks)
     resends = [s for s in found if s["kind"] == "producer" and s["attributes"].get("messaging.message.type") == "ProcessPayment"]
     assert len(resends) >= 2  # the first send and at least one resend, all in the saga's trace
+    # Whether the participant's queue is backed up is asked of SQS while judging the deadline:
+    # an AWS call (aiobotocore's instrumentation) inside the saga's trace.
+    assert any(s["attributes"].get("rpc.method") == "GetQueueAttributes" for s in found)
     handled_check = processed(found, "CheckSagaDeadlines")
     assert handled_check and {parent_of(found, parent_of(found, s))["name"] for s in handled_check} == {"deadline check"}
 

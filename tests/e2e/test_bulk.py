@@ -1,0 +1,83 @@
+"""Actions on many sagas at once: after an incident leaves 20 sagas needing a person, one
+``sagactl bulk retry`` lists them (dry run), then settles them all, each audited."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from contracts.topology import PAYMENT_COMMANDS
+from tests.conftest import eventually
+from tests.e2e.conftest import OPERATOR_TOKEN, Shop, _stack
+
+pytestmark = pytest.mark.e2e
+INCIDENT = 20
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, postgres_server):
+    """Sagas of 8 s whose compensations give up after one unanswered send: an incident soon
+    leaves sagas that need a person."""
+    with _stack(
+        tmp_path_factory.mktemp("bulk"),
+        postgres_server,
+        ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET="8",
+        ORCHESTRATOR_TIMEOUTS__MAX_COMPENSATION_ATTEMPTS="1",
+    ) as stack:
+        yield Shop(stack)
+
+
+def sagactl(shop: Shop, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env={"SAGA_API_URL": shop.stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_audited(shop):
+    sku = shop.new_sku(100)
+    shop.stack.stop_service("payment_svc")
+    try:
+        placed = [shop.place(shop.order_body(sku)) for _ in range(INCIDENT)]
+        # The timed-out step's compensation (RefundPayment) stays unanswered: after its one
+        # send it escalates, and the saga needs a person.
+        for order in placed:
+            eventually(
+                lambda order=order: (shop.saga(order["saga_id"]) or {}).get("status") == "needs_intervention",
+                timeout=90,
+                what=f"saga {order['saga_id']} needs a person",
+            )
+            assert shop.saga(order["saga_id"])["failed_step"] == "process_payment"
+        # The incident: payment_svc lost what it had been sent while it was down.
+        shop.drain(shop.stack.queue_url(PAYMENT_COMMANDS))
+    finally:
+        shop.stack.start_service("payment_svc")
+    ids = {order["saga_id"] for order in placed}
+    filters = ["--status", "needs_intervention", "--definition", "order", "--failed-step", "process_payment"]
+
+    listed = sagactl(shop, "bulk", "retry", *filters)
+    assert {saga_id for saga_id in ids if saga_id in listed} == ids
+    assert f"{INCIDENT} sagas would be acted on" in listed
+    assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids), "a dry run changes nothing"
+
+    ran = sagactl(shop, "bulk", "retry", *filters, "--run", "--actor", "oncall")
+    assert f"{INCIDENT} sagas acted on" in ran and ran.count("retried") == INCIDENT
+
+    def all_compensated() -> bool:
+        return all(shop.saga(saga_id)["status"] == "compensated" for saga_id in ids)
+
+    eventually(all_compensated, timeout=60, what="every saga of the incident compensated")
+    for saga_id in ids:
+        history = shop.saga(saga_id)["history"]
+        retried = [h for h in history if h["event"] == "operator_retry_compensation"]
+        assert retried and "oncall (bulk)" in retried[0]["detail"], json.dumps(history)[:500]
+    assert shop.stock(sku) == {"sku": sku, "available": 100, "reserved": 0}
+    assert sagactl(shop, "bulk", "retry", *filters).strip().endswith("0 sagas would be acted on (a dry run: --run to act)")
