@@ -17,9 +17,20 @@ T = TypeVar("T")
 USER_AWS_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
 
 TESTS = Path(__file__).parent
-SLOW = ("infra/", "browser/", "bench/", "e2e/test_fuzz.py", "integration/test_infra.py")
+SLOW = (
+    "infra/",
+    "browser/",
+    "bench/",
+    "e2e/test_fuzz.py",
+    "integration/test_infra.py",
+    "e2e/test_tracing.py",
+    "e2e/test_bulk.py",
+)
 """The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: Terraform,
-checkov and the image, the browser, the benchmark's smoke run, fuzzing, Terraform applied to moto."""
+checkov and the image, the browser, the benchmark's smoke run, fuzzing, Terraform applied to moto,
+and two scenarios on stacks of their own that wait for real time: one trace per saga across the
+six services (tests/integration/test_tracing.py covers the context through the outbox and SQS in
+``make test``) and a bulk retry of an incident's 20 sagas."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
