@@ -47,6 +47,7 @@ class HistoryView(BaseModel):
 class SagaView(BaseModel):
     saga_id: uuid.UUID
     definition: str
+    version: int = Field(description="The version of its definition the saga started on and runs on to its end.")
     subject: str
     """What the saga is about: for both order sagas, the order's id."""
     status: SagaStatus
@@ -62,6 +63,7 @@ class SagaView(BaseModel):
         return cls(
             saga_id=state.saga_id,
             definition=state.definition,
+            version=state.version,
             subject=state.subject,
             status=state.status,
             failed_step=state.failed_step,
@@ -223,6 +225,35 @@ async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: Runti
         limit=body.limit,
     )
     return BulkView(**outcome)
+
+
+class VersionView(BaseModel):
+    definition: str
+    version: int
+    running: int = Field(description="Sagas on this version not final yet: at 0 the version can be retired.")
+    registered_here: bool = Field(description="Whether this orchestrator runs it (a rolling deploy runs two releases).")
+    latest: bool = Field(description="New sagas of this definition start on it here.")
+    fingerprint: str | None = Field(description="The hash of its steps (orchestrator/versions.json), when registered here.")
+
+
+@operator.get("/definitions", response_model=list[VersionView])
+async def definition_versions(session: SessionDep, request: Request) -> list[VersionView]:
+    """Every version of every saga definition that is registered here or still has sagas
+    running, with how many: when an old version's count is 0, a release may drop it."""
+    registry = request.app.state.orchestrator.registry
+    running = {(d, v): n for d, v, n in await repository.running_by_version(session)}
+    keys = sorted(set(running) | set(registry.versions))
+    return [
+        VersionView(
+            definition=name,
+            version=version,
+            running=running.get((name, version), 0),
+            registered_here=(name, version) in registry.versions,
+            latest=name in registry.engines and registry.engines[name].definition.version == version,
+            fingerprint=engine.definition.fingerprint() if (engine := registry.versions.get((name, version))) else None,
+        )
+        for name, version in keys
+    ]
 
 
 @operator.get("/dead-letters", response_model=list[DeadLetterView])

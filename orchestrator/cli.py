@@ -78,7 +78,8 @@ def show(saga_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """One saga: its steps, and its timeline including operator actions."""
     saga = _check(_client(url, token).get(f"/operator/sagas/{saga_id}"))
     console.print(
-        f"{saga['definition']} saga {saga['saga_id']}  about {saga['subject']}  [bold]{saga['status']}[/bold]"
+        f"{saga['definition']} v{saga.get('version', 1)} saga {saga['saga_id']}  about {saga['subject']}  "
+        f"[bold]{saga['status']}[/bold]"
         + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else "")
     )
     steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")
@@ -139,6 +140,23 @@ def resolve(
     """Close a needs_intervention saga whose effects a person has put right."""
     saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/resolve", json={"reason": reason, "actor": actor}))
     console.print(f"saga {saga_id}: {saga['status']}")
+
+
+@app.command()
+def versions(url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Every saga definition version registered or still running, with its running sagas."""
+    rows = _check(_client(url, token).get("/operator/definitions"))
+    table = Table("definition", "version", "running", "registered here", "new sagas start on it", "fingerprint")
+    for row in rows:
+        table.add_row(
+            row["definition"],
+            str(row["version"]),
+            str(row["running"]),
+            "yes" if row["registered_here"] else "no",
+            "yes" if row["latest"] else "",
+            row["fingerprint"] or "",
+        )
+    console.print(table)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from contracts.topology import ORCHESTRATOR_REPLIES, SAGA_ESCALATIONS
 from messaging import metrics, tracing
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
+from messaging.received import NotMine
 from messaging.uow import UnitOfWork
 
 from . import repository
@@ -35,6 +36,7 @@ from .engine import (
     Send,
     StepStatus,
     Transition,
+    UnknownVersion,
 )
 
 log = structlog.get_logger("orchestrator")
@@ -117,7 +119,13 @@ class Orchestrator:
         }
 
     def engine(self, state: SagaState) -> SagaEngine:
-        return self.registry[state.definition]
+        """The engine of the version the saga started on; a saga of a version this release
+        does not run is left, message and all, for an orchestrator that does."""
+        try:
+            return self.registry.engine_for(state)
+        except UnknownVersion as unknown:
+            metrics.SAGA_VERSION_UNKNOWN.labels(unknown.definition, str(unknown.version)).inc()
+            raise NotMine(str(unknown)) from unknown
 
     async def start(self, uow: UnitOfWork, envelope: Envelope, command: c.StartSaga) -> None:
         if envelope.saga_id is None:
@@ -233,7 +241,7 @@ class Orchestrator:
         self, uow: UnitOfWork, t: Transition, at: datetime, cause: Envelope | None, before: SagaStatus | None
     ) -> None:
         await repository.record(uow.session, t.state.saga_id, t.history, at, cause.message_id if cause else None)
-        reports_to = self.registry[t.state.definition].definition.reports_to
+        reports_to = self.registry.engine_for(t.state).definition.reports_to
         if reports_to is not None and t.state.status != before and (before is not None or t.state.status != SagaStatus.RUNNING):
             # The initiator keeps the status of its sagas (an order lists them) from these. It
             # recorded the saga as running when it asked for it, so a start is not news.

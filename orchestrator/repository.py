@@ -33,6 +33,7 @@ def _step_from_json(raw: dict) -> StepState:
 def _row(state: SagaState) -> dict:
     return {
         "definition": state.definition,
+        "definition_version": state.version,
         "subject": state.subject,
         "status": state.status,
         "data": state.data,
@@ -49,6 +50,7 @@ def _state(row) -> SagaState:
     return SagaState(
         saga_id=row.saga_id,
         definition=row.definition,
+        version=row.definition_version,
         subject=row.subject,
         status=SagaStatus(row.status),
         data=row.data,
@@ -163,6 +165,20 @@ async def listing(
     if older_than:
         query = query.where(sagas.c.updated_at <= older_than)
     return [_state(row) for row in (await session.execute(query)).all()]
+
+
+async def running_by_version(session: AsyncSession) -> list[tuple[str, int, int]]:
+    """(definition, version, sagas not final) for every version with sagas not final: when a
+    version has none left, it can be retired."""
+    from sqlalchemy import func as sql
+
+    query = (
+        select(sagas.c.definition, sagas.c.definition_version, sql.count())
+        .where(sagas.c.status.in_(["running", "compensating"]))
+        .group_by(sagas.c.definition, sagas.c.definition_version)
+        .order_by(sagas.c.definition, sagas.c.definition_version)
+    )
+    return [(row[0], row[1], row[2]) for row in await session.execute(query)]
 
 
 async def count(session: AsyncSession, status: str) -> int:

@@ -1,6 +1,6 @@
 """The orchestrator's own database: saga instances and their history."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from messaging.tables import add_messaging_tables
@@ -13,6 +13,7 @@ sagas = Table(
     metadata,
     Column("saga_id", UUID(as_uuid=True), primary_key=True),
     Column("definition", String(50), nullable=False),
+    Column("definition_version", Integer, nullable=False, server_default="1"),
     # What the saga is about, as its definition names it (an order's id for both order sagas).
     Column("subject", String(100), nullable=False, index=True),
     Column("status", String(30), nullable=False),

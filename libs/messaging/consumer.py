@@ -17,7 +17,7 @@ from .aws import Broker
 from .crash import crash_point
 from .envelope import MalformedMessage
 from .naming import MAX_RECEIVE_COUNT
-from .received import Handle, HandleBatch, Received, Skipped, one_by_one
+from .received import Handle, HandleBatch, NotMine, Received, Skipped, one_by_one
 from .tracing import TRACE_ATTRIBUTES
 
 log = structlog.get_logger("consumer")
@@ -249,6 +249,10 @@ class Consumer:
                 **_ids(message),
             }
             if isinstance(outcome, Skipped):
+                releases.append(self._release(url, message, 0))
+            elif isinstance(outcome, NotMine):
+                log.info("message_left_for_another", reason=str(outcome)[:300], **context)
+                metrics.MESSAGES_LEFT.labels(self._service, self._queue).inc()
                 releases.append(self._release(url, message, 0))
             elif isinstance(outcome, MalformedMessage):
                 log.error("message_malformed", error=str(outcome)[:500], **context)

@@ -10,6 +10,9 @@ from . import cloudwatch
 from .aws import AWS_REQUESTS as AWS_REQUESTS  # re-exported: every metric is named here
 
 MESSAGES_HANDLED = Counter("messages_handled_total", "Messages handled", ["service", "message_type", "outcome"])
+MESSAGES_LEFT = Counter(
+    "messages_left_total", "Messages handed back for another process (one running another release)", ["service", "queue"]
+)
 MESSAGES_DEAD_LETTERED = Counter(
     "messages_dead_lettered_total", "Messages left for the dead-letter queue (malformed or unhandled)", ["service", "queue"]
 )
@@ -17,6 +20,11 @@ OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published", ["
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
 SAGAS = Counter("sagas_total", "Saga lifecycle transitions", ["event"])
+SAGA_VERSION_UNKNOWN = Counter(
+    "saga_version_unknown_total",
+    "Messages of sagas whose definition version this orchestrator does not run, left for one that does",
+    ["definition", "version"],
+)
 STEP_LATENCY = Histogram(
     "saga_step_latency_seconds",
     "Time from a step's command to its reply",

@@ -34,6 +34,13 @@ class Skipped(Exception):
     """Not handled: an earlier message of its group in the same receive failed."""
 
 
+class NotMine(Exception):
+    """A handler's answer for a message this process cannot handle but another may (one that
+    runs another release, during a rolling deploy): it is handed back at once, for whichever
+    process receives it next, and not counted as a failure. SQS still counts the receive, so
+    one that no process takes ends in the dead-letter queue after ``maxReceiveCount``."""
+
+
 Outcome = Exception | None
 HandleBatch = Callable[[Sequence[Received]], Awaitable[list[Outcome]]]
 

@@ -14,7 +14,7 @@ here imports the system's contracts.
 """
 
 from .definition import Data, Invoke, Local, Notify, SagaDefinition, Step
-from .registry import SagaRegistry
+from .registry import SagaRegistry, UnknownVersion
 from .state import (
     FINAL_STATUSES,
     HistoryEntry,
@@ -56,6 +56,7 @@ __all__ = [
     "SagaDefinition",
     "SagaEngine",
     "SagaRegistry",
+    "UnknownVersion",
     "SagaState",
     "SagaStatus",
     "Send",

@@ -5,6 +5,8 @@ from the saga's data by the definition's own functions."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -102,6 +104,10 @@ class SagaDefinition:
     """The resend interval of each step with a command that names none; None: not resent."""
     max_compensation_attempts: int = 5
     """Compensation sends (first try plus retries on timeout) before escalating."""
+    version: int = 1
+    """Which version of the definition this is. A saga records the version it started with and
+    runs on it to its end; a change to the steps is a new version, registered beside the ones
+    sagas in flight still use (docs/design.md, "Changing a saga safely")."""
     budget: timedelta | None = None
     """Time from the start within which the saga should end. A step may use what the steps
     before it left, minus the least time of each step after it; so a participant that restarts
@@ -137,3 +143,47 @@ class SagaDefinition:
 
     def resend_interval(self, step: Step) -> timedelta | None:
         return step.resend_after if step.resend_after is not None else self.resend_after
+
+    def shape(self) -> dict[str, Any]:
+        """What decides a saga's path, as data: its steps in order (name, participant, command,
+        replies, compensation, what is kept and forgotten), the pivot and what is sent at the
+        end. Timings are not in it: they may be set per deployment (``ORCHESTRATOR_TIMEOUTS``)
+        and a saga in flight takes a new one in its stride."""
+
+        def invoke(i: Invoke | Local | None) -> Any:
+            if isinstance(i, Local):
+                return {"local": True}
+            if i is None:
+                return None
+            return {
+                "command": i.command.__name__,
+                "success": i.success.__name__,
+                "failure": i.failure.__name__ if i.failure else None,
+                "keep": list(i.keep),
+            }
+
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "pivot": self.pivot,
+            "steps": [
+                {
+                    "name": s.name,
+                    "participant": s.participant,
+                    "action": invoke(s.action),
+                    "compensation": invoke(s.compensation),
+                    "forget": list(s.forget),
+                    "formerly": list(s.formerly),
+                }
+                for s in self.steps
+            ],
+            "on_completed": [n.participant for n in self.on_completed],
+            "on_compensated": [n.participant for n in self.on_compensated],
+            "forget_when_done": list(self.forget_when_done),
+        }
+
+    def fingerprint(self) -> str:
+        """A hash of :meth:`shape`: committed beside each version, so that changing the steps of
+        a version sagas may be running on is caught by a test."""
+        canonical = json.dumps(self.shape(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]

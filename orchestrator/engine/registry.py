@@ -1,25 +1,55 @@
-"""Every saga definition an orchestrator runs, by name and by the commands addressed to it."""
+"""Every saga definition an orchestrator runs, by name and version, and by the commands addressed to it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .definition import SagaDefinition
+from .state import SagaState
 from .transitions import SagaEngine
 
 
+class UnknownVersion(LookupError):
+    """A saga of a definition's version this orchestrator does not run (an older or newer
+    release runs it, during a rolling deploy): its messages are left for one that does."""
+
+    def __init__(self, definition: str, version: int, known: Iterable[int]) -> None:
+        super().__init__(f"saga definition {definition!r} version {version} is not registered here (known: {sorted(known)})")
+        self.definition, self.version = definition, version
+
+
 class SagaRegistry:
-    """The engines of the definitions; a saga row names its definition, so a reply reaches the
-    right one even when two definitions share a reply type."""
+    """The engines of the definitions, every version registered: a saga row names its definition
+    and version, so a reply reaches the engine the saga started on (even when two definitions
+    share a reply type), and a new saga starts on the latest version of its definition."""
 
     def __init__(self, *definitions: SagaDefinition) -> None:
-        self.engines = {d.name: SagaEngine(d) for d in definitions}
-        if len(self.engines) != len(definitions):
-            raise ValueError("two saga definitions share a name")
-        reports = [d.settles_unstarted for d in definitions if d.settles_unstarted is not None]
+        self.versions = {(d.name, d.version): SagaEngine(d) for d in definitions}
+        if len(self.versions) != len(definitions):
+            raise ValueError("two saga definitions share a name and version")
+        self.engines: dict[str, SagaEngine] = {}
+        """The latest version of each definition: what a new saga starts on."""
+        for (name, _version), engine in sorted(self.versions.items(), key=lambda item: item[0]):
+            self.engines[name] = engine
+        latest = list(self.engines.values())
+        reports = [e.definition.settles_unstarted for e in latest if e.definition.settles_unstarted is not None]
         if len(set(reports)) != len(reports):
             raise ValueError("two saga definitions are settled unstarted by one command")
 
     def __getitem__(self, name: str) -> SagaEngine:
+        """The latest version of definition ``name``."""
         return self.engines[name]
+
+    def engine_for(self, state: SagaState) -> SagaEngine:
+        """The engine of the version ``state`` started on; :class:`UnknownVersion` if not here."""
+        engine = self.versions.get((state.definition, state.version))
+        if engine is None:
+            known = [v for (name, v) in self.versions if name == state.definition]
+            raise UnknownVersion(state.definition, state.version, known)
+        return engine
+
+    def all_versions(self) -> list[SagaDefinition]:
+        return [e.definition for _, e in sorted(self.versions.items())]
 
     def starts(self) -> frozenset[type]:
         """The commands that start a saga."""
@@ -36,7 +66,7 @@ class SagaRegistry:
         return next(e for e in self.engines.values() if e.definition.settles_unstarted is command)
 
     def replies(self) -> frozenset[type]:
-        return frozenset().union(*(e.replies() for e in self.engines.values()))
+        return frozenset().union(*(e.replies() for e in self.versions.values()))
 
     def step_of_message_types(self) -> dict[str, str]:
-        return {k: v for e in self.engines.values() for k, v in e.step_of_message_types().items()}
+        return {k: v for e in self.versions.values() for k, v in e.step_of_message_types().items()}

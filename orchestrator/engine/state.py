@@ -118,6 +118,8 @@ class SagaState:
     updated_at: datetime
     failed_step: str | None = None
     failure_reason: str | None = None
+    version: int = 1
+    """The version of its definition the saga started on, and runs on to its end."""
 
     def step(self, name: str) -> StepState:
         return next(s for s in self.steps if s.name == name)

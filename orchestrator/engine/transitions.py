@@ -225,6 +225,7 @@ class SagaEngine:
         state = SagaState(
             saga_id=saga_id,
             definition=self.definition.name,
+            version=self.definition.version,
             subject=str(data[self.definition.subject]),
             status=SagaStatus.RUNNING,
             data=dict(data),
@@ -249,6 +250,7 @@ class SagaEngine:
         state = SagaState(
             saga_id=saga_id,
             definition=self.definition.name,
+            version=self.definition.version,
             subject=subject,
             status=SagaStatus.RUNNING,
             data={self.definition.subject: subject},
