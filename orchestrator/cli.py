@@ -143,6 +143,55 @@ def resolve(
 
 
 @app.command()
+def replay(
+    saga: Annotated[list[str] | None, typer.Option(help="a saga to replay (repeat for more)")] = None,
+    definition: DefinitionOption = None,
+    last: Annotated[int, typer.Option(help="with --definition: its latest this many sagas")] = 50,
+    definitions: Annotated[
+        str, typer.Option(help="module:attribute of the definitions to replay against (this code's by default)")
+    ] = "orchestrator.main:DEFINITIONS",
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Replay recorded sagas through this code's definitions before deploying it: prints, for
+    each saga, the first point where this code would have taken another path; exits 1 if any would."""
+    import importlib
+
+    from .engine import FINAL_STATUSES, SagaRegistry
+    from .replay import replay as walk
+
+    module, _, attribute = definitions.partition(":")
+    registry = SagaRegistry(*getattr(importlib.import_module(module), attribute))
+    client = _client(url, token)
+    ids = list(saga or [])
+    if definition:
+        listed = _check(client.get("/operator/sagas", params={"definition": definition, "limit": last}))
+        ids += [s["saga_id"] for s in listed]
+    if not ids:
+        console.print("nothing to replay: name --saga or --definition")
+        raise typer.Exit(2)
+    table = Table("saga", "definition", "status", Column("replay", overflow="fold"))
+    diverged = 0
+    for saga_id in ids:
+        recorded = _check(client.get(f"/operator/sagas/{saga_id}"))
+        version = recorded.get("version", 1)
+        engine = registry.versions.get((recorded["definition"], version))
+        if engine is None:
+            verdict = f"version {version} of {recorded['definition']} is not in this code"
+            diverged += 1
+        else:
+            history = [(h["event"], h["step"]) for h in recorded["history"]]
+            found = walk(engine.definition, history, final=recorded["status"] in FINAL_STATUSES)
+            verdict = "same path" if found is None else f"diverges at {found}"
+            diverged += found is not None
+        table.add_row(saga_id, f"{recorded['definition']} v{version}", recorded["status"], verdict)
+    console.print(table)
+    console.print(f"{len(ids)} sagas replayed, {diverged} would take another path")
+    if diverged:
+        raise typer.Exit(1)
+
+
+@app.command()
 def versions(url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Every saga definition version registered or still running, with its running sagas."""
     rows = _check(_client(url, token).get("/operator/definitions"))
