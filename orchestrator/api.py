@@ -48,6 +48,7 @@ class SagaView(BaseModel):
     saga_id: uuid.UUID
     definition: str
     version: int = Field(description="The version of its definition the saga started on and runs on to its end.")
+    paused_at: datetime | None = Field(None, description="Since when the saga is paused (held at its start, or by hand).")
     subject: str
     """What the saga is about: for both order sagas, the order's id."""
     status: SagaStatus
@@ -64,6 +65,7 @@ class SagaView(BaseModel):
             saga_id=state.saga_id,
             definition=state.definition,
             version=state.version,
+            paused_at=state.paused_at,
             subject=state.subject,
             status=state.status,
             failed_step=state.failed_step,
@@ -178,6 +180,51 @@ async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request:
     """Mark a saga compensated after its effect was put right outside the system."""
     with _refusals():
         return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
+
+
+class Pause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: Text = Field(min_length=1, max_length=100)
+    reason: Text = Field("", max_length=500)
+
+
+class DefinitionPause(BaseModel):
+    definition: str
+    paused: bool
+    resumed_sagas: int | None = Field(None, description="On resume: the sagas held meanwhile, now running.")
+
+
+DefinitionName = Annotated[str, Path(pattern=r"^[a-z][a-z_]{0,49}$")]
+
+
+@operator.post("/sagas/{saga_id}/pause", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
+async def pause_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request) -> SagaView:
+    """Pause a saga: no further command is sent and its deadlines wait until it is resumed."""
+    with _refusals():
+        return SagaView.of(await operations.pause(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
+
+
+@operator.post("/sagas/{saga_id}/resume", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
+async def resume_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request) -> SagaView:
+    """Resume a paused saga: what is due is sent, its budget extended by the time it was paused."""
+    with _refusals():
+        return SagaView.of(await operations.resume(rt, request.app.state.orchestrator, saga_id, body.actor))
+
+
+@operator.post("/definitions/{definition}/pause", response_model=DefinitionPause, responses=NOT_FOUND)
+async def pause_definition(definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request) -> DefinitionPause:
+    """Hold every new saga of a definition at its start (accepted, not refused) until resumed."""
+    with _refusals():
+        await operations.pause_definition(rt, request.app.state.orchestrator, definition, body.reason, body.actor)
+    return DefinitionPause(definition=definition, paused=True)
+
+
+@operator.post("/definitions/{definition}/resume", response_model=DefinitionPause, responses=NOT_FOUND)
+async def resume_definition(definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request) -> DefinitionPause:
+    """Start a definition's new sagas again and run those held meanwhile, oldest first."""
+    with _refusals():
+        resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, body.actor)
+    return DefinitionPause(definition=definition, paused=False, resumed_sagas=resumed)
 
 
 class BulkRequest(BaseModel):

@@ -192,6 +192,32 @@ def replay(
 
 
 @app.command()
+def pause(
+    target: Annotated[str, typer.Argument(help="a saga id, or a definition's name (order, order_cancellation)")],
+    reason: Annotated[str, typer.Option(help="why, for the audit trail")] = "",
+    actor: str = os.environ.get("USER", "operator"),
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Pause a saga (it sends nothing, its deadlines wait) or a definition (its new sagas are held at their start)."""
+    path = f"/operator/definitions/{target}/pause" if "-" not in target else f"/operator/sagas/{target}/pause"
+    console.print(_check(_client(url, token).post(path, json={"actor": actor, "reason": reason})))
+
+
+@app.command()
+def resume(
+    target: Annotated[str, typer.Argument(help="a saga id, or a definition's name")],
+    actor: str = os.environ.get("USER", "operator"),
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Resume a paused saga, or a paused definition and the sagas it held, oldest first."""
+    path = f"/operator/definitions/{target}/resume" if "-" not in target else f"/operator/sagas/{target}/resume"
+    answer = _check(_client(url, token).post(path, json={"actor": actor}))
+    console.print(answer if "definition" in answer and "saga_id" not in answer else f"saga {target}: {answer['status']}")
+
+
+@app.command()
 def versions(url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Every saga definition version registered or still running, with its running sagas."""
     rows = _check(_client(url, token).get("/operator/definitions"))

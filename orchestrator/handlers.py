@@ -133,6 +133,9 @@ class Orchestrator:
         at = now()
         engine = self.registry[command.definition]
         t = engine.start(envelope.saga_id, command.model_dump(mode="json", exclude={"definition"}), at)
+        if pause := await repository.paused_definition(uow.session, command.definition):
+            held = engine.hold(t.state, at, f"definition {command.definition} paused by {pause.actor}: {pause.reason}")
+            t = Transition(held.state, t.outgoing, t.history + held.history)
         if not await repository.add(uow.session, t.state, tracing.carrier()):
             log.info("saga_already_started")
             return
@@ -213,6 +216,14 @@ class Orchestrator:
             uow, saga_id, "resolve", lambda state, at: self.engine(state).resolve(state, reason, at, actor)
         )
 
+    async def pause(self, uow: UnitOfWork, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
+        return await self._operator_action(
+            uow, saga_id, "pause", lambda state, at: self.engine(state).pause(state, at, actor, reason)
+        )
+
+    async def resume(self, uow: UnitOfWork, saga_id: uuid.UUID, actor: str) -> SagaState:
+        return await self._operator_action(uow, saga_id, "resume", lambda state, at: self.engine(state).resume(state, at, actor))
+
     async def _operator_action(self, uow: UnitOfWork, saga_id: uuid.UUID, action: str, transition) -> SagaState:
         """An operator's action, as a span in the saga's trace linked to the request that asked for it."""
         saga_trace = (await repository.trace_contexts(uow.session, [saga_id])).get(saga_id) if tracing.enabled() else None
@@ -253,7 +264,12 @@ class Orchestrator:
                 at=t.state.updated_at,
             )
             await uow.send(change, queue(reports_to), saga_id=t.state.saga_id, correlation_id=t.state.saga_id, causation=cause)
-        for out in (staged(t.state, action) for action in t.outgoing):
+        outgoing = t.outgoing
+        if t.state.paused_at is not None:
+            # A paused saga sends no command (resuming sends what is due); what is not a
+            # command to a participant (an escalation, a notice, a settlement) still goes.
+            outgoing = [a for a in outgoing if not (isinstance(a, Send) and a.expects_reply)]
+        for out in (staged(t.state, action) for action in outgoing):
             await uow.send(
                 out.message,
                 out.destination,

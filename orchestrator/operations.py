@@ -58,6 +58,52 @@ async def redrive(rt: Runtime, orchestrator: Orchestrator, queue: str, actor: st
     return await dead_letters.redrive_escalations(rt.broker, retry)
 
 
+async def pause(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, reason: str, actor: str) -> SagaState:
+    """Pause one saga: it sends no further command and its deadlines wait (recorded in its history)."""
+    return await _act(rt, lambda uow: orchestrator.pause(uow, saga_id, reason, actor))
+
+
+async def resume(rt: Runtime, orchestrator: Orchestrator, saga_id: uuid.UUID, actor: str) -> SagaState:
+    """Resume a paused saga: what is due is sent, its budget extended by the time paused."""
+    return await _act(rt, lambda uow: orchestrator.resume(uow, saga_id, actor))
+
+
+async def pause_definition(rt: Runtime, orchestrator: Orchestrator, definition: str, reason: str, actor: str) -> bool:
+    """Hold every new saga of ``definition`` at its start from now on (not refused: started,
+    recorded, its first command not sent) until it is resumed; False if it was paused already."""
+    if definition not in orchestrator.registry.engines:
+        raise LookupError(f"no saga definition {definition!r}")
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        paused = await repository.pause_definition(uow.session, definition, datetime.now(UTC), actor, reason)
+        await uow.commit()
+    log.warning("definition_paused", definition=definition, actor=actor, reason=reason)
+    return paused
+
+
+async def resume_definition(rt: Runtime, orchestrator: Orchestrator, definition: str, actor: str) -> int:
+    """New sagas of ``definition`` start again, and those held meanwhile are resumed, oldest
+    first, each in a transaction of its own; returns how many were resumed."""
+    if definition not in orchestrator.registry.engines:
+        raise LookupError(f"no saga definition {definition!r}")
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        await repository.resume_definition(uow.session, definition)
+        await uow.commit()
+    resumed = 0
+    while True:
+        async with rt.sessions() as session:
+            held = await repository.held(session, definition, BULK_BOUND)
+        for saga_id in held:
+            try:
+                await _act(rt, lambda uow, saga_id=saga_id: orchestrator.resume(uow, saga_id, f"{actor} (definition resumed)"))
+                resumed += 1
+            except ValueError:  # resumed meanwhile by another request
+                continue
+        if len(held) < BULK_BOUND:
+            break
+    log.warning("definition_resumed", definition=definition, actor=actor, resumed=resumed)
+    return resumed
+
+
 BULK_BOUND = 100
 """Sagas one bulk request acts on at most; sagactl asks again until none match."""
 RETRYABLE = (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)

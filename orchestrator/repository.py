@@ -8,12 +8,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .engine import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
-from .tables import saga_history, sagas
+from .tables import paused_definitions, saga_history, sagas
 
 _TIMES = ("started_at", "finished_at", "deadline")
 
@@ -34,6 +34,9 @@ def _row(state: SagaState) -> dict:
     return {
         "definition": state.definition,
         "definition_version": state.version,
+        "paused_at": state.paused_at,
+        "pause_kind": state.pause_kind,
+        "paused_seconds": state.paused_seconds,
         "subject": state.subject,
         "status": state.status,
         "data": state.data,
@@ -51,6 +54,9 @@ def _state(row) -> SagaState:
         saga_id=row.saga_id,
         definition=row.definition,
         version=row.definition_version,
+        paused_at=row.paused_at,
+        pause_kind=row.pause_kind,
+        paused_seconds=row.paused_seconds,
         subject=row.subject,
         status=SagaStatus(row.status),
         data=row.data,
@@ -100,6 +106,7 @@ async def due_for_check(session: AsyncSession, now: datetime, margin: timedelta,
         select(sagas.c.saga_id)
         .where(
             sagas.c.next_deadline <= now - margin,
+            sagas.c.paused_at.is_(None),
             or_(sagas.c.deadline_check_at.is_(None), sagas.c.deadline_check_at <= now),
         )
         .order_by(sagas.c.next_deadline)
@@ -165,6 +172,39 @@ async def listing(
     if older_than:
         query = query.where(sagas.c.updated_at <= older_than)
     return [_state(row) for row in (await session.execute(query)).all()]
+
+
+async def paused_definition(session: AsyncSession, definition: str) -> Any:
+    """The pause of ``definition`` (a row with ``actor``, ``reason``, ``paused_at``), or None."""
+    query = select(paused_definitions).where(paused_definitions.c.definition == definition)
+    return (await session.execute(query)).first()
+
+
+async def pause_definition(session: AsyncSession, definition: str, at: datetime, actor: str, reason: str) -> bool:
+    """Record the pause; False if it was paused already."""
+    statement = pg_insert(paused_definitions).values(definition=definition, paused_at=at, actor=actor, reason=reason)
+    returning = statement.on_conflict_do_nothing().returning(paused_definitions.c.definition)
+    return (await session.execute(returning)).first() is not None
+
+
+async def resume_definition(session: AsyncSession, definition: str) -> bool:
+    statement = delete(paused_definitions).where(paused_definitions.c.definition == definition)
+    return (await session.execute(statement.returning(paused_definitions.c.definition))).first() is not None
+
+
+async def paused_definitions_now(session: AsyncSession) -> list[Any]:
+    return list(await session.execute(select(paused_definitions).order_by(paused_definitions.c.definition)))
+
+
+async def held(session: AsyncSession, definition: str, limit: int) -> list[uuid.UUID]:
+    """Sagas of ``definition`` held at their start by its pause, oldest first."""
+    query = (
+        select(sagas.c.saga_id)
+        .where(sagas.c.definition == definition, sagas.c.pause_kind == "definition")
+        .order_by(sagas.c.created_at)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
 
 
 async def running_by_version(session: AsyncSession) -> list[tuple[str, int, int]]:

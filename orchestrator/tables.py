@@ -1,6 +1,6 @@
 """The orchestrator's own database: saga instances and their history."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from messaging.tables import add_messaging_tables
@@ -31,6 +31,10 @@ sagas = Table(
     # The saga's trace (traceparent/tracestate, when tracing): what happens to it with no
     # causing message (a deadline, an operator's action) is a span in that trace.
     Column("trace_context", JSONB),
+    # Paused (an operator's action, or held at its start while its definition was paused).
+    Column("paused_at", DateTime(timezone=True)),
+    Column("pause_kind", String(20)),
+    Column("paused_seconds", Float, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("sagas_due", "next_deadline", postgresql_where=text("next_deadline IS NOT NULL")),
@@ -51,3 +55,14 @@ saga_history = Table(
     Column("detail", Text),
     Column("message_id", UUID(as_uuid=True)),
 )
+
+
+paused_definitions = Table(
+    "paused_definitions",
+    metadata,
+    Column("definition", String(50), primary_key=True),
+    Column("paused_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+)
+"""Definitions whose new sagas are held at their start until resumed; shared by every replica."""

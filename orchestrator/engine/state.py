@@ -66,6 +66,10 @@ class HistoryEvent(StrEnum):
     SETTLEMENT_SENT = "settlement_sent"
     SETTLEMENT_ACKNOWLEDGED = "settlement_acknowledged"
     COMPENSATION_RAN_BEFORE_SETTLEMENT = "compensation_ran_before_settlement"
+    SAGA_HELD = "saga_held"
+    """Started while its definition was paused: held at its start, its first command not sent."""
+    SAGA_PAUSED = "saga_paused"
+    SAGA_RESUMED = "saga_resumed"
     REPLY_IGNORED = "reply_ignored"
     """A reply no step expects in its status (a duplicate, a late one): nothing changed."""
 
@@ -120,6 +124,12 @@ class SagaState:
     failure_reason: str | None = None
     version: int = 1
     """The version of its definition the saga started on, and runs on to its end."""
+    paused_at: datetime | None = None
+    """Since when the saga is paused (None: it is not): it sends no command, its deadlines wait."""
+    pause_kind: str | None = None
+    """``definition`` (held at its start while its definition was paused) or ``saga`` (paused on its own)."""
+    paused_seconds: float = 0.0
+    """How long it has been paused in all: its budget is that much longer."""
 
     def step(self, name: str) -> StepState:
         return next(s for s in self.steps if s.name == name)

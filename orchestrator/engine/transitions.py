@@ -352,6 +352,8 @@ class SagaEngine:
         budget is not: the step still times out when it is spent.
         """
         t = Transition(state.copy())
+        if state.paused_at is not None:  # a paused saga's deadlines wait (resume extends its budget)
+            return t
         cutoff = min(cutoff or now, now)
         plan = self.plan(t.state)
         for index, step_state in enumerate(t.state.steps):
@@ -439,6 +441,44 @@ class SagaEngine:
         step_state.compensation_round += 1
         t.history.append(HistoryEntry(E.OPERATOR_RETRY_COMPENSATION, step_state.name, f"by {actor}"))
         self._send_compensation(t, index, now)
+        return t
+
+    def hold(self, state: SagaState, now: datetime, why: str) -> Transition:
+        """A saga just started while its definition is paused: held at its start. What its
+        start decided to send is not sent (the caller sends nothing of a paused saga's
+        commands); :meth:`resume` sends it."""
+        t = Transition(state.copy())
+        t.state.paused_at, t.state.pause_kind = now, "definition"
+        t.history.append(HistoryEntry(E.SAGA_HELD, None, why))
+        return t
+
+    def pause(self, state: SagaState, now: datetime, actor: str, reason: str) -> Transition:
+        """Operator action: the saga sends no further command and its deadlines wait until resumed."""
+        if state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+            raise ValueError(f"saga is {state.status}: there is nothing to pause")
+        if state.paused_at is not None:
+            raise ValueError("saga is paused already")
+        t = Transition(state.copy())
+        t.state.paused_at, t.state.pause_kind = now, "saga"
+        t.history.append(HistoryEntry(E.SAGA_PAUSED, None, f"by {actor}: {reason}" if reason else f"by {actor}"))
+        return t
+
+    def resume(self, state: SagaState, now: datetime, actor: str) -> Transition:
+        """Operator action (or its definition resumed): every running step gets its command and
+        every compensating step its compensation, sent again, with the time paused added to
+        the budget. Replies that arrived meanwhile were taken in; only the commands waited."""
+        if state.paused_at is None:
+            raise ValueError("saga is not paused")
+        t = Transition(state.copy())
+        paused_for = max((now - state.paused_at).total_seconds(), 0.0)
+        t.state.paused_at, t.state.pause_kind = None, None
+        t.state.paused_seconds += paused_for
+        t.history.append(HistoryEntry(E.SAGA_RESUMED, None, f"by {actor} after {paused_for:.0f}s"))
+        for index, step_state in enumerate(t.state.steps):
+            if step_state.status == StepStatus.RUNNING:
+                self._send_action(t, index, now, resend=True)
+            elif step_state.status == StepStatus.COMPENSATING:
+                self._send_compensation(t, index, now)
         return t
 
     def resolve(self, state: SagaState, reason: str, now: datetime, actor: str) -> Transition:
@@ -551,11 +591,12 @@ class SagaEngine:
         budget leaves room once every later step has its least time."""
         plan, started = self.plan(state), state.steps[index].started_at
         assert started is not None
-        own = started + self.definition.least_time(plan[index])
+        paused = timedelta(seconds=state.paused_seconds)  # time paused is no time spent
+        own = started + self.definition.least_time(plan[index]) + paused
         if self.definition.budget is None:
             return own
         later = sum((self.definition.least_time(s) for s in plan[index + 1 :] if isinstance(s.action, Invoke)), timedelta())
-        return max(own, state.created_at + self.definition.budget - later)
+        return max(own, state.created_at + self.definition.budget + paused - later)
 
     def _waited(self, state: SagaState, index: int) -> float:
         started = state.steps[index].started_at

@@ -467,6 +467,34 @@ def test_history_events_keep_the_values_stored_in_saga_history():
         "settlement_sent",
         "settlement_acknowledged",
         "compensation_ran_before_settlement",
+        "saga_held",
+        "saga_paused",
+        "saga_resumed",
         "reply_ignored",
     }
     assert all(e.HistoryEvent.reached(s) in e.HistoryEvent for s in e.FINAL_STATUSES)
+
+
+def test_a_paused_saga_judges_no_deadline_and_on_resume_sends_what_is_due_with_its_budget_extended():
+    saga = Saga()
+    paused = ENGINE.pause(saga.state, T0 + timedelta(seconds=1), "ada", "repairing inventory")
+    assert [(h.event, h.detail) for h in paused.history] == [("saga_paused", "by ada: repairing inventory")]
+    quiet = ENGINE.on_deadline(paused.state, T0 + timedelta(seconds=60))
+    assert not quiet.changed and quiet.state.step("reserve_inventory").status == e.StepStatus.RUNNING
+    with pytest.raises(ValueError, match="paused already"):
+        ENGINE.pause(paused.state, T0 + timedelta(seconds=2), "bob", "")
+    resumed = ENGINE.resume(paused.state, T0 + timedelta(seconds=61), "ada")
+    assert resumed.state.paused_at is None and resumed.state.paused_seconds == 60
+    assert [type(o.message) for o in resumed.outgoing] == [c.ReserveInventory]  # sent again at once
+    assert ENGINE.budget_end(resumed.state, "reserve_inventory") == T0 + timedelta(seconds=15 + 60)
+    with pytest.raises(ValueError, match="not paused"):
+        ENGINE.resume(resumed.state, T0 + timedelta(seconds=62), "ada")
+
+
+def test_a_saga_held_at_its_start_is_paused_until_resumed():
+    saga = Saga()
+    held = ENGINE.hold(saga.state, T0, "definition order paused by ada: repair")
+    assert held.state.paused_at == T0 and held.state.pause_kind == "definition"
+    assert [h.event for h in held.history] == ["saga_held"]
+    resumed = ENGINE.resume(held.state, T0 + timedelta(seconds=5), "ada (definition resumed)")
+    assert [type(o.message) for o in resumed.outgoing] == [c.ReserveInventory]
