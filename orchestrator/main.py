@@ -21,8 +21,8 @@ from .handlers import CLOCK_MARGIN, Orchestrator, stage_deadline_checks
 from .order_saga import order_saga
 from .settings import Settings
 
-DEFINITIONS: tuple[SagaDefinition, ...] = (order_saga(), cancellation_saga())
-"""Every saga the orchestrator runs; a new one is added here."""
+DEFINITIONS: tuple[SagaDefinition, ...] = (order_saga(), order_saga(version=2), cancellation_saga())
+"""Every saga (every version of it) this release runs; a new one is added here."""
 
 log = structlog.get_logger("orchestrator")
 
@@ -47,7 +47,8 @@ async def _until_next_deadline(rt: Runtime, shortest: float) -> float:
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*DEFINITIONS)))
+    running = [d for d in DEFINITIONS if d.version in settings.run_versions.get(d.name, [d.version])]
+    orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*running), start=settings.start_versions))
 
     async def deadlines(rt: Runtime) -> None:
         """Stage a deadline check for every saga whose deadline passed; deadlines are in the

@@ -11,9 +11,13 @@ from .engine import Data, Notify, SagaDefinition
 from .saga_steps import BUDGET, LEAST_TIME, RESEND_AFTER, by_order, invoke, local
 
 
-def order_saga() -> SagaDefinition:
+def order_saga(version: int = 1) -> SagaDefinition:
+    """Version 1: reserve, pay, ship, confirm. Version 2 screens the order for fraud before the
+    charge (payment_svc's screen_order). Both stay registered while sagas run on them."""
+    screening = (invoke(s.SCREEN_ORDER, screen_order),) if version >= 2 else ()
     return SagaDefinition(
         name="order",
+        version=version,
         subject="order_id",
         start=c.StartOrderSaga,
         settles_unstarted=c.SettleUnstartedSaga,
@@ -23,6 +27,7 @@ def order_saga() -> SagaDefinition:
                 s.CREATE_ORDER, "order_svc creates the pending order in the transaction that starts the saga", undo=cancel_order
             ),
             invoke(s.RESERVE_INVENTORY, reserve_inventory, undo=by_order(c.ReleaseInventory)),
+            *screening,
             invoke(s.PROCESS_PAYMENT, process_payment, undo=refund_payment, keep=("payment_id",), forget=("payment_token",)),
             invoke(s.FULFILL_ORDER, fulfill_order, undo=cancel_shipment, keep=("shipment_id",), forget=("shipping_address",)),
             # The last step: once it succeeds nothing can fail any more, and an email cannot be
@@ -44,6 +49,10 @@ def cancel_order(data: Data) -> c.CancelOrder:
 
 def reserve_inventory(data: Data) -> c.ReserveInventory:
     return c.ReserveInventory(order_id=data["order_id"], items=data["items"])
+
+
+def screen_order(data: Data) -> c.ScreenOrder:
+    return c.ScreenOrder(order_id=data["order_id"], total=data["total"], currency=data["currency"])
 
 
 def process_payment(data: Data) -> c.ProcessPayment:

@@ -116,6 +116,21 @@ class Settings(ServiceSettings):
         3, ge=0, description="After a start, replies already waiting in the queue are consumed before deadlines fire."
     )
     console: ConsoleSettings = ConsoleSettings()
+    start_versions: dict[str, int] = Field(
+        default_factory=lambda: {"order": 1},
+        description=(
+            "The version of each definition new sagas start on (ORCHESTRATOR_START_VERSIONS__ORDER=2); the latest "
+            "registered where none is named. The order saga starts on 1 until the fraud screen (v2's screen_order) "
+            "runs at payment_svc everywhere."
+        ),
+    )
+    run_versions: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description=(
+            "The versions of a definition this process runs (ORCHESTRATOR_RUN_VERSIONS__ORDER='[1]'); every version in "
+            "the code where none is named. A version left out is left, message by message, for a process that runs it."
+        ),
+    )
     intervention_count_interval: float = Field(
         30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge)."
     )

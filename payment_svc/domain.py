@@ -16,6 +16,13 @@ class RefundRejected(Exception):
     """The provider rejected the refund: a person has to step in."""
 
 
+class ScreeningRefused(Exception):
+    """The fraud screen refused the order: a business failure, never retried."""
+
+
+SCREENING_LIMIT = 5000
+"""The sandbox's fraud screen refuses an order of this total or more (order saga version 2)."""
+
 APPROVE, DECLINE, REFUND_FAILS = "tok_visa", "tok_chargeDeclined", "tok_refundFail"
 KNOWN_TOKENS = frozenset({APPROVE, DECLINE, REFUND_FAILS})
 
@@ -36,3 +43,8 @@ def fingerprint(token: str) -> str:
 def refund(token_fingerprint: str) -> None:
     if token_fingerprint == fingerprint(REFUND_FAILS):
         raise RefundRejected("refund rejected by the payment provider")
+
+
+def screen(total: object) -> None:
+    if float(str(total)) >= SCREENING_LIMIT:
+        raise ScreeningRefused(f"the fraud screen refuses orders of {SCREENING_LIMIT} or more")

@@ -1,4 +1,4 @@
-"""payment_svc's message handlers: the order saga's process_payment and its compensation; the
+"""payment_svc's message handlers: the order saga's screen_order (its version 2) and process_payment and its compensation; the
 cancellation saga's refund_charge; SettleStep for both."""
 
 from __future__ import annotations
@@ -19,6 +19,21 @@ from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import payments
+
+
+async def screen_order(uow: UnitOfWork, envelope: Envelope, command: c.ScreenOrder) -> None:
+    async def apply():
+        domain.screen(command.total)
+        return c.OrderScreened(order_id=command.order_id)
+
+    await participant.forward(
+        uow,
+        envelope,
+        step=steps.SCREEN_ORDER,
+        apply=apply,
+        refusals=(domain.ScreeningRefused,),
+        refuse=lambda reason: c.OrderScreeningFailed(order_id=command.order_id, reason=reason),
+    )
 
 
 async def process_payment(uow: UnitOfWork, envelope: Envelope, command: c.ProcessPayment) -> None:
@@ -109,6 +124,11 @@ async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCh
 
 HANDLERS: Handlers = participant.handlers(
     steps.owned_by(PAYMENT_COMMANDS),
-    {c.ProcessPayment: process_payment, c.RefundPayment: refund_payment, c.RefundCharge: refund_charge},
+    {
+        c.ScreenOrder: screen_order,
+        c.ProcessPayment: process_payment,
+        c.RefundPayment: refund_payment,
+        c.RefundCharge: refund_charge,
+    },
     settle_with=(c.SettleStep, c.step_settled),
 )

@@ -39,7 +39,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: {s.module: s.port for s in SERVICES})
     env: dict[str, str] = field(default_factory=dict)
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Environment for one service only, by module (e.g. its own AWS endpoint)."""
+    """Environment for one service only, by module (e.g. its own AWS endpoint), or for one
+    process only, by instance (``orchestrator#1``: a rolling deploy's new release beside the old)."""
     replicas: dict[str, int] = field(default_factory=dict)
     """Processes of each service (by module) started with the stack; 1 where not given. The
     first keeps the service's port and is named by its module; the others are named
@@ -204,6 +205,7 @@ class Stack:
             | (self.console_links() if module == "orchestrator" else {})
             | self.env
             | self.service_env.get(module, {})
+            | (self.service_env.get(instance, {}) if instance != module else {})
         )
 
     def console_links(self) -> dict[str, str]:

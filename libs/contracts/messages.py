@@ -167,6 +167,21 @@ class ReservedStockReturned(Reply):
 
 
 # --- payment_svc ---------------------------------------------------------------------
+class ScreenOrder(Command):
+    """Order saga version 2: the fraud screen before the charge (no effect to undo)."""
+
+    total: Money
+    currency: str
+
+
+class OrderScreened(Reply):
+    pass
+
+
+class OrderScreeningFailed(FailureReply):
+    pass
+
+
 class ProcessPayment(Command):
     carries_personal_data: ClassVar = True
 
@@ -439,6 +454,9 @@ REGISTRY = MessageRegistry(
     InventoryReservationFailed,
     ReleaseInventory,
     InventoryReleased,
+    ScreenOrder,
+    OrderScreened,
+    OrderScreeningFailed,
     ProcessPayment,
     PaymentProcessed,
     PaymentFailed,

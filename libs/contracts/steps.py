@@ -28,6 +28,12 @@ RESERVE_INVENTORY = StepContract(
     action=Call(c.ReserveInventory, c.InventoryReserved, c.InventoryReservationFailed),
     compensation=Call(c.ReleaseInventory, c.InventoryReleased),
 )
+SCREEN_ORDER = StepContract(
+    "screen_order",
+    q.PAYMENT_COMMANDS,
+    action=Call(c.ScreenOrder, c.OrderScreened, c.OrderScreeningFailed),
+    # Screening changes nothing: there is nothing to undo.
+)
 PROCESS_PAYMENT = StepContract(
     "process_payment",
     q.PAYMENT_COMMANDS,
@@ -85,6 +91,7 @@ SEND_CANCELLATION_NOTICE = StepContract(
 STEPS: tuple[StepContract, ...] = (
     CREATE_ORDER,
     RESERVE_INVENTORY,
+    SCREEN_ORDER,
     PROCESS_PAYMENT,
     FULFILL_ORDER,
     SEND_CONFIRMATION,

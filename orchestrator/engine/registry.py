@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .definition import SagaDefinition
 from .state import SagaState
@@ -23,14 +23,23 @@ class SagaRegistry:
     and version, so a reply reaches the engine the saga started on (even when two definitions
     share a reply type), and a new saga starts on the latest version of its definition."""
 
-    def __init__(self, *definitions: SagaDefinition) -> None:
+    def __init__(self, *definitions: SagaDefinition, start: Mapping[str, int] | None = None) -> None:
         self.versions = {(d.name, d.version): SagaEngine(d) for d in definitions}
         if len(self.versions) != len(definitions):
             raise ValueError("two saga definitions share a name and version")
         self.engines: dict[str, SagaEngine] = {}
-        """The latest version of each definition: what a new saga starts on."""
+        """The version of each definition a new saga starts on: the one ``start`` names, else the latest."""
         for (name, _version), engine in sorted(self.versions.items(), key=lambda item: item[0]):
             self.engines[name] = engine
+        for name, version in (start or {}).items():
+            if name not in self.engines:
+                continue  # a definition this process does not run at all
+            if (name, version) not in self.versions:
+                known = sorted(v for (n, v) in self.versions if n == name)
+                raise ValueError(
+                    f"new {name} sagas are to start on version {version}, which is not registered (registered: {known})"
+                )
+            self.engines[name] = self.versions[(name, version)]
         latest = list(self.engines.values())
         reports = [e.definition.settles_unstarted for e in latest if e.definition.settles_unstarted is not None]
         if len(set(reports)) != len(reports):

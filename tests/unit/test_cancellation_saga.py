@@ -110,7 +110,7 @@ def test_a_pivot_that_times_out_is_reinstated_and_the_cancellation_refused():
 def test_timeouts_are_set_by_step_name_in_either_saga():
     from orchestrator.main import DEFINITIONS
 
-    order, cancellation = StepTimeouts.model_validate({"refund_charge": "2", "fulfill_order": 3, "saga_budget": 9}).apply(
+    order, _, cancellation = StepTimeouts.model_validate({"refund_charge": "2", "fulfill_order": 3, "saga_budget": 9}).apply(
         *DEFINITIONS
     )
     assert cancellation.step("refund_charge").timeout.total_seconds() == 2
@@ -169,5 +169,5 @@ def test_a_pivot_started_before_the_rename_times_out_under_its_former_name():
 def test_a_former_step_name_still_sets_its_least_time():
     from orchestrator.main import DEFINITIONS
 
-    _, cancellation = StepTimeouts.model_validate({"refund_payment": 2}).apply(*DEFINITIONS)
+    *_, cancellation = StepTimeouts.model_validate({"refund_payment": 2}).apply(*DEFINITIONS)
     assert cancellation.step("refund_charge").timeout.total_seconds() == 2

@@ -36,9 +36,9 @@ def test_every_registered_version_has_the_steps_committed_for_it():
 def test_a_definition_changed_without_a_new_version_is_caught():
     [problem] = versions.changed((with_an_added_step(order_saga()),))
     assert "order v1's steps changed" in problem and "add the change as v2" in problem
-    # As a new version beside the old one, only the new fingerprint is missing from the record.
-    [missing] = versions.changed((order_saga(), with_an_added_step(order_saga(), version=2)))
-    assert "order v2 has no committed fingerprint" in missing
+    # As a new version beside the old ones, only the new fingerprint is missing from the record.
+    [missing] = versions.changed((order_saga(), order_saga(version=2), with_an_added_step(order_saga(), version=3)))
+    assert "order v3 has no committed fingerprint" in missing
 
 
 def test_timings_are_not_part_of_a_version():

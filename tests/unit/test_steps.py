@@ -59,7 +59,7 @@ def test_every_step_of_every_saga_is_its_contract(saga, step):
 
 
 def test_every_contract_is_a_step_of_a_saga():
-    assert sorted(s.name for s in steps.STEPS) == sorted(step.name for _, step in DEFINED)
+    assert sorted(s.name for s in steps.STEPS) == sorted({step.name for _, step in DEFINED})  # versions share steps
 
 
 @pytest.mark.parametrize("contract", steps.STEPS, ids=lambda s: s.name)
