@@ -98,11 +98,27 @@ async def list_sagas(
     older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
     definition: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,49}$")] = None,
     subject: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")] = None,
+    failed_step: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,63}$")] = None,
+    version: Annotated[int | None, Query(ge=1, le=9999)] = None,
+    customer_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> list[SagaView]:
-    """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``) or subject."""
+    """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``), subject,
+    the step they failed at, version, customer and when they started."""
     older_than = datetime.now(UTC) - timedelta(seconds=older_than_seconds) if older_than_seconds is not None else None
     sagas = await repository.listing(
-        session, status=status, limit=limit, older_than=older_than, definition=definition, subject=subject
+        session,
+        status=status,
+        limit=limit,
+        older_than=older_than,
+        definition=definition,
+        subject=subject,
+        failed_step=failed_step,
+        version=version,
+        customer_id=customer_id,
+        started_after=started_after,
+        started_before=started_before,
     )
     return [SagaView.of(s) for s in sagas]
 
@@ -157,9 +173,27 @@ async def operator_list_sagas(
     older_than_seconds: Annotated[int | None, Query(ge=0, le=10 * 365 * 86400)] = None,
     definition: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,49}$")] = None,
     subject: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")] = None,
+    failed_step: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,63}$")] = None,
+    version: Annotated[int | None, Query(ge=1, le=9999)] = None,
+    customer_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> list[SagaView]:
-    """Sagas by status, age and definition, for the operator's tools (same data as ``GET /sagas``)."""
-    return await list_sagas(session, status, limit, older_than_seconds, definition, subject)
+    """Sagas by status, age, definition, failed step, version, customer and start time, for the
+    operator's tools (same data as ``GET /sagas``)."""
+    return await list_sagas(
+        session,
+        status,
+        limit,
+        older_than_seconds,
+        definition,
+        subject,
+        failed_step,
+        version,
+        customer_id,
+        started_after,
+        started_before,
+    )
 
 
 @operator.get("/sagas/{saga_id}", response_model=SagaView, responses=NOT_FOUND)

@@ -45,16 +45,26 @@ def list_sagas(
     status: StatusOption = None,
     definition: DefinitionOption = None,
     older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
+    failed_step: Annotated[str | None, typer.Option(help="only sagas that failed at this step")] = None,
+    version: Annotated[int | None, typer.Option(help="only sagas on this version of their definition")] = None,
+    customer: Annotated[str | None, typer.Option(help="only sagas of this customer id")] = None,
+    since: Annotated[str | None, typer.Option(help="only sagas started at or after this time (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="only sagas started before this time (ISO 8601)")] = None,
     limit: int = 50,
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
-    """Sagas of every definition by status and age, newest first."""
+    """Sagas of every definition by status, age, failed step, version, customer and start time, newest first."""
     params = (
         {"limit": limit}
         | ({"status": status.value} if status else {})
         | ({"definition": definition} if definition else {})
         | ({"older_than_seconds": older_than} if older_than is not None else {})
+        | ({"failed_step": failed_step} if failed_step else {})
+        | ({"version": version} if version is not None else {})
+        | ({"customer_id": customer} if customer else {})
+        | ({"started_after": since} if since else {})
+        | ({"started_before": until} if until else {})
     )
     sagas = _check(_client(url, token).get("/operator/sagas", params=params))
     # Ids are what an operator copies: never cut short, whatever the terminal's width.
@@ -63,7 +73,7 @@ def list_sagas(
     for s in sagas:
         table.add_row(
             s["saga_id"],
-            s["definition"],
+            f"{s['definition']} v{s.get('version', 1)}",
             s["subject"],
             s["status"],
             s["failed_step"] or "-",

@@ -158,11 +158,23 @@ async def listing(
     subject: str | None = None,
     failed_step: str | None = None,
     oldest_first: bool = False,
+    version: int | None = None,
+    customer_id: str | None = None,
+    started_after: datetime | None = None,
+    started_before: datetime | None = None,
 ) -> list:
     order = sagas.c.created_at.asc() if oldest_first else sagas.c.created_at.desc()
     query = select(sagas).order_by(order).limit(limit)
     if failed_step:
         query = query.where(sagas.c.failed_step == failed_step)
+    if version is not None:
+        query = query.where(sagas.c.definition_version == version)
+    if customer_id:
+        query = query.where(sagas.c.data["customer_id"].astext == customer_id)
+    if started_after:
+        query = query.where(sagas.c.created_at >= started_after)
+    if started_before:
+        query = query.where(sagas.c.created_at < started_before)
     if status:
         query = query.where(sagas.c.status == status)
     if definition:

@@ -42,6 +42,10 @@ sagas = Table(
     # index range however many sagas exist (the console's list; EXPLAIN-checked in a test).
     Index("sagas_newest", "created_at", "saga_id"),
     Index("sagas_by_status_newest", "status", "created_at", "saga_id"),
+    # What an operator searches by besides status: the failed step, the version, the customer.
+    Index("sagas_by_failed_step_newest", "failed_step", "created_at", postgresql_where=text("failed_step IS NOT NULL")),
+    Index("sagas_by_version", "definition", "definition_version", "created_at"),
+    Index("sagas_by_customer_newest", text("(data ->> 'customer_id')"), "created_at"),
 )
 
 saga_history = Table(

@@ -69,6 +69,10 @@ class Filters:
     """Only sagas started at least this long ago."""
     newer_than: timedelta | None = None
     """Only sagas started at most this long ago."""
+    customer_id: str | None = None
+    """Only sagas whose data names this customer (the order saga's ``customer_id``)."""
+    failed_step: str | None = None
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,12 @@ def listing_query(filters: Filters, after: Cursor | None, limit: int, now: datet
         conditions.append(sagas.c.definition == filters.definition)
     if filters.order_id:
         conditions.append(sagas.c.subject == str(filters.order_id))
+    if filters.customer_id:
+        conditions.append(sagas.c.data["customer_id"].astext == filters.customer_id)
+    if filters.failed_step:
+        conditions.append(sagas.c.failed_step == filters.failed_step)
+    if filters.version is not None:
+        conditions.append(sagas.c.definition_version == filters.version)
     if filters.older_than is not None:
         conditions.append(sagas.c.created_at <= now - filters.older_than)
     if filters.newer_than is not None:

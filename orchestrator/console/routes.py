@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -221,6 +222,9 @@ async def saga_list(
     order_id: str | None = None,
     older_than: str | None = None,
     newer_than: str | None = None,
+    customer_id: str | None = None,
+    failed_step: str | None = None,
+    version: str | None = None,
     cursor: str | None = None,
 ) -> Response:
     if (session := _session(request)) is None:
@@ -231,6 +235,9 @@ async def saga_list(
         "order_id": (order_id or "").strip(),
         "older_than": older_than or "",
         "newer_than": newer_than or "",
+        "customer_id": (customer_id or "").strip(),
+        "failed_step": (failed_step or "").strip(),
+        "version": (version or "").strip(),
     }
     try:
         filters = _filters(chosen)
@@ -279,12 +286,21 @@ def _filters(chosen: dict[str, str]) -> queries.Filters:
         order_id = uuid.UUID(chosen["order_id"]) if chosen["order_id"] else None
     except ValueError as error:
         raise ValueError("an order id is a UUID") from error
+    if chosen["customer_id"] and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", chosen["customer_id"]):
+        raise ValueError("a customer id is 1 to 64 letters, digits or _.:-")
+    if chosen["failed_step"] and not re.fullmatch(r"[a-z][a-z_]{0,63}", chosen["failed_step"]):
+        raise ValueError("a step name is lower case letters and _")
+    if chosen["version"] and not (chosen["version"].isdigit() and 0 < int(chosen["version"]) < 10_000):
+        raise ValueError("a version is a whole number")
     return queries.Filters(
         chosen["status"] or None,
         chosen["definition"] or None,
         order_id,
         _minutes(chosen["older_than"], "older than"),
         _minutes(chosen["newer_than"], "newer than"),
+        chosen["customer_id"] or None,
+        chosen["failed_step"] or None,
+        int(chosen["version"]) if chosen["version"] else None,
     )
 
 

@@ -139,3 +139,37 @@ async def test_sagas_needing_a_person_and_those_stuck_past_the_threshold_are_pic
     async with db() as session:
         _, recent = await queries.needing_attention(session, NOW - timedelta(days=365), limit=20)
     assert recent == []
+
+
+@pytest.mark.parametrize(
+    "filters, index",
+    [
+        (queries.Filters(customer_id="c-rare"), "sagas_by_customer_newest"),
+        (queries.Filters(failed_step="screen_order"), "sagas_by_failed_step_newest"),
+        (queries.Filters(definition="order", version=2), "sagas_by_version"),
+    ],
+    ids=["customer", "failed-step", "version"],
+)
+async def test_search_by_what_an_operator_knows_finds_exactly_those_sagas_on_an_index(db, filters, index):
+    async with db() as session, session.begin():
+        ids = [uuid.uuid4() for _ in range(3)]
+        for n, saga_id in enumerate(ids):
+            await session.execute(
+                text(
+                    "INSERT INTO sagas (saga_id, definition, definition_version, subject, status, data, steps, failed_step, "
+                    "created_at, updated_at) VALUES (:id, 'order', 2, :subject, 'compensated', "
+                    "CAST(:data AS jsonb), '[]'::jsonb, 'screen_order', :at, :at)"
+                ),
+                {
+                    "id": saga_id,
+                    "subject": str(uuid.uuid4()),
+                    "data": json.dumps({"customer_id": "c-rare"}),
+                    "at": NOW - timedelta(seconds=n),
+                },
+            )
+        await session.execute(text("ANALYZE sagas"))
+        rows, _ = await queries.page(session, filters, None, 50, NOW)
+        assert [row.saga_id for row in rows] == ids  # newest first
+        used = {node.get("Index Name") for node in await explain(session, queries.listing_query(filters, None, 51, NOW))}
+        assert index in used
+        await session.rollback()
