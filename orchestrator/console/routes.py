@@ -327,6 +327,8 @@ _NOTICES = {
     "resolved": "Resolved by hand: the reason is in the history.",
     "retried": "Compensation sent again.",
     "redriven": "Dead-letter queue redriven.",
+    "paused": "Paused: no command is sent and its deadlines wait until it is resumed.",
+    "resumed": "Resumed: what was due is sent.",
 }
 
 
@@ -368,6 +370,7 @@ async def _saga(
         links=_links(rt, state, (await repository.trace_contexts(db, [state.saga_id])).get(state.saga_id)),
         retryable=[s.name for s in state.steps if s.status in (StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED)],
         resolvable=state.status in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING),
+        pausable=state.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED),
         notice=notice,
         error=error,
         reason=reason,
@@ -428,6 +431,42 @@ async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db
         saga_id,
         "retried",
         lambda: operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step, session.actor),
+    )
+
+
+@router.post("/sagas/{saga_id}/pause")
+async def pause(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, f"/console/sagas/{saga_id}")
+    if (form := await _form(request, session)) is None:
+        return _csrf_refused(request, session)
+    reason = form.get("reason", "").strip()[:500]
+    return await _acting(
+        request,
+        session,
+        db,
+        rt,
+        saga_id,
+        "paused",
+        lambda: operations.pause(rt, request.app.state.orchestrator, saga_id, reason, session.actor),
+        reason,
+    )
+
+
+@router.post("/sagas/{saga_id}/resume")
+async def resume(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, f"/console/sagas/{saga_id}")
+    if await _form(request, session) is None:
+        return _csrf_refused(request, session)
+    return await _acting(
+        request,
+        session,
+        db,
+        rt,
+        saga_id,
+        "resumed",
+        lambda: operations.resume(rt, request.app.state.orchestrator, saga_id, session.actor),
     )
 
 

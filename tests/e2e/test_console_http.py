@@ -137,3 +137,33 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
         lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_ignored"],
         what="the redriven reply handled",
     )
+
+
+def test_a_saga_is_paused_and_resumed_from_its_page_each_recorded_with_the_operator(signed_in, shop):
+    placed = shop.place(shop.order_body(shop.new_sku(10)))
+    shop.settled(placed)  # completed: nothing to pause
+    assert 'id="pause"' not in signed_in.get(f"/console/sagas/{placed['saga_id']}").text
+    refused = signed_in.post(f"/console/sagas/{placed['saga_id']}/pause", data={"csrf": csrf(signed_in), "reason": "x"})
+    assert refused.status_code == 409 and "nothing to pause" in refused.text
+
+    sku = shop.new_sku(10)
+    shop.stack.stop_service("inventory_svc")
+    try:
+        running = shop.place(shop.order_body(sku))
+        eventually(lambda: shop.saga(running["saga_id"]), what="the saga started")
+        page = signed_in.get(f"/console/sagas/{running['saga_id']}").text
+        assert 'id="pause"' in page
+        paused = signed_in.post(
+            f"/console/sagas/{running['saga_id']}/pause", data={"csrf": csrf(signed_in), "reason": "checking stock"}
+        )
+        assert paused.status_code == 303
+        page = signed_in.get(paused.headers["location"]).text
+        assert "Paused: no command is sent" in page and ">Resume<" in page
+        resumed = signed_in.post(f"/console/sagas/{running['saga_id']}/resume", data={"csrf": csrf(signed_in)})
+        assert resumed.status_code == 303 and "Resumed" in signed_in.get(resumed.headers["location"]).text
+    finally:
+        shop.stack.start_service("inventory_svc")
+    _, saga = shop.settled(running)
+    assert saga["status"] == "completed"
+    paused_by = [h["detail"] for h in saga["history"] if h["event"] in ("saga_paused", "saga_resumed")]
+    assert len(paused_by) == 2 and "checking stock" in paused_by[0] and all("by " in d for d in paused_by)
