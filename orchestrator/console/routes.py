@@ -470,6 +470,81 @@ async def resume(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: Runti
     )
 
 
+# --------------------------------------------------------------------------- many sagas, definitions
+@router.get("/bulk", response_class=HTMLResponse)
+async def bulk_page(request: Request, db: SessionDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, "/console/bulk")
+    return await _bulk_page(request, session, db)
+
+
+async def _bulk_page(request, session, db, status: int = 200, **context) -> Response:
+    paused = {row.definition: row for row in await repository.paused_definitions_now(db)}
+    context.setdefault(
+        "chosen", {"action": "retry", "status": "needs_intervention", "definition": "", "failed_step": "", "reason": ""}
+    )
+    return _render(
+        request,
+        session,
+        "bulk.html",
+        status,
+        definitions=_definitions(request),
+        statuses=views.SAGA_STATUSES,
+        paused=paused,
+        **({"outcome": None, "error": None} | context),
+    )
+
+
+@router.post("/bulk", response_class=HTMLResponse)
+async def bulk_action(request: Request, db: SessionDep, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, "/console/bulk")
+    if (form := await _form(request, session)) is None:
+        return _csrf_refused(request, session)
+    chosen = {key: form.get(key, "").strip() for key in ("action", "status", "definition", "failed_step", "reason", "run")}
+    action = chosen["action"]
+    problems = []
+    if action not in ("retry", "resolve"):
+        problems.append("the action is retry or resolve")
+    if chosen["status"] and chosen["status"] not in views.SAGA_STATUSES:
+        problems.append(f"unknown status {chosen['status']!r}")
+    if chosen["failed_step"] and not re.fullmatch(r"[a-z][a-z_]{0,63}", chosen["failed_step"]):
+        problems.append("a step name is lower case letters and _")
+    run = chosen["run"] == "1"
+    if action == "resolve" and run and len(chosen["reason"]) < 3:
+        problems.append("resolving needs a reason of 3 characters or more")
+    if problems:
+        return await _bulk_page(request, session, db, 422, chosen=chosen, error="; ".join(problems))
+    selection = operations.Selection(chosen["status"] or None, chosen["definition"] or None, chosen["failed_step"] or None)
+    outcome = await operations.bulk(
+        rt, request.app.state.orchestrator, action, selection, actor=session.actor, reason=chosen["reason"], dry_run=not run
+    )
+    log.info("console_bulk", action=action, dry_run=not run, sagas=len(outcome["sagas"]), actor=session.actor)
+    return await _bulk_page(request, session, db, chosen=chosen, outcome=outcome)
+
+
+@router.post("/definitions/{definition}/{verb}", response_class=HTMLResponse)
+async def definition_pause(request: Request, definition: str, verb: str, db: SessionDep, rt: RuntimeDep) -> Response:
+    if (session := _session(request)) is None:
+        return _sign_in(request, "/console/bulk")
+    if (form := await _form(request, session)) is None:
+        return _csrf_refused(request, session)
+    if verb not in ("pause", "resume"):
+        return _problem(request, session, 404, f"There is no action {verb!r}.")
+    try:
+        if verb == "pause":
+            reason = form.get("reason", "").strip()[:500]
+            await operations.pause_definition(rt, request.app.state.orchestrator, definition, reason, session.actor)
+            notice = f"New {definition} sagas are held at their start until resumed."
+        else:
+            resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, session.actor)
+            notice = f"{definition} resumed: {resumed} held saga(s) running, oldest first."
+    except LookupError:
+        return _problem(request, session, 404, f"There is no saga definition {definition!r}.")
+    log.info("console_definition", definition=definition, verb=verb, actor=session.actor)
+    return await _bulk_page(request, session, db, notice=notice)
+
+
 async def _acting(request, session, db, rt, saga_id: uuid.UUID, done: str, action, reason: str = "") -> Response:
     try:
         await action()

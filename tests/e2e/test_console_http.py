@@ -167,3 +167,27 @@ def test_a_saga_is_paused_and_resumed_from_its_page_each_recorded_with_the_opera
     assert saga["status"] == "completed"
     paused_by = [h["detail"] for h in saga["history"] if h["event"] in ("saga_paused", "saga_resumed")]
     assert len(paused_by) == 2 and "checking stock" in paused_by[0] and all("by " in d for d in paused_by)
+
+
+def test_many_sagas_page_pauses_and_resumes_a_definition_and_lists_a_bulk_action_before_it_acts(signed_in, shop):
+    page = signed_in.get("/console/bulk")
+    assert page.status_code == 200 and 'id="pause-order"' in page.text
+    held = signed_in.post("/console/definitions/order/pause", data={"csrf": csrf(signed_in), "reason": "repairing"})
+    try:
+        assert held.status_code == 200 and "held at their start" in held.text and 'id="resume-order"' in held.text
+        placed = shop.place(shop.order_body(shop.new_sku(5)))
+        eventually(
+            lambda: "saga_held" in [h["event"] for h in (shop.saga(placed["saga_id"]) or {"history": []})["history"]],
+            what="the new saga held",
+        )
+    finally:
+        resumed = signed_in.post("/console/definitions/order/resume", data={"csrf": csrf(signed_in)})
+    assert resumed.status_code == 200 and "held saga(s) running" in resumed.text
+    _, saga = shop.settled(placed)
+    assert saga["status"] == "completed"
+    listed = signed_in.post(
+        "/console/bulk", data={"csrf": csrf(signed_in), "action": "retry", "status": "needs_intervention", "run": ""}
+    )
+    assert listed.status_code == 200 and "(a dry run)" in listed.text
+    refused = signed_in.post("/console/bulk", data={"csrf": csrf(signed_in), "action": "resolve", "run": "1", "reason": ""})
+    assert refused.status_code == 422 and "needs a reason" in refused.text

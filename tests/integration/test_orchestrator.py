@@ -141,10 +141,10 @@ async def test_a_check_staged_before_the_silence_is_established_is_staged_again_
 
 async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orchestrator_db):
     sessions = orchestrator_db
-    first = Orchestrator(SagaRegistry(*DEFINITIONS))
+    first = Orchestrator(SagaRegistry(*DEFINITIONS, start={"order": 1}))  # as the default settings start them
     saga_id = await start(sessions, first)
     reply = Envelope.wrap(c.InventoryReserved(order_id=uuid.uuid4()), sender="inventory", saga_id=saga_id)
-    restarted = Orchestrator(SagaRegistry(*DEFINITIONS))  # a new process: nothing in memory
+    restarted = Orchestrator(SagaRegistry(*DEFINITIONS, start={"order": 1}))  # a new process: nothing in memory
     async with UnitOfWork(sessions, "orchestrator") as uow:
         await restarted.on_reply(uow, reply, c.InventoryReserved(order_id=uuid.uuid4()))
         await uow.commit()
