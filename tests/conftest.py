@@ -26,13 +26,18 @@ SLOW = (
     "e2e/test_tracing.py",
     "e2e/test_bulk.py",
     "e2e/test_rolling_versions.py",
+    "e2e/test_pause.py",
+    "e2e/test_replay.py",
+    "e2e/test_console_operations.py",
 )
 """The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: Terraform,
 checkov and the image, the browser, the benchmark's smoke run, fuzzing, Terraform applied to moto,
 and two scenarios on stacks of their own that wait for real time: one trace per saga across the
 six services (tests/integration/test_tracing.py covers the context through the outbox and SQS in
 ``make test``), a bulk retry of an incident's 20 sagas, and a rolling deploy of two orchestrator
-releases under load (tests/integration/test_saga_versions.py covers the versions in ``make test``)."""
+releases under load (tests/integration/test_saga_versions.py covers the versions in ``make test``),
+and the scenarios of pausing, replaying and the console's actions over time, which wait out real
+time on the shared stack (the engine's pause, resume and replay have unit tests in ``make test``)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
