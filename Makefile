@@ -137,7 +137,7 @@ bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=7
 	$(PY) -m stack.bench $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) \
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
 	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) \
-	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(BENCH_ARGS)
+	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(if $(EMULATOR),--emulator $(EMULATOR)) $(BENCH_ARGS)
 
 bench-peer: venv      ## make bench-peer DURATION=60: the same saga on DBOS Transact, beside make bench (peer.json)
 	$(PY) -m stack.bench.peer $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) $(if $(THREADS),--threads $(THREADS))

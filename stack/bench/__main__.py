@@ -17,12 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
+from .. import infra
 from . import profile as bench_profile
 from . import report
 from .run import Config, capacity, measure, new_stack, recovery, stop_together
 from .stats import DEFAULT_MIX, P99_LIMIT, parse_mix
 
 RAMP = "200,400,600,900,1200,1800,2400,3000"
+EMULATORS = {"moto": "stack.emulator", "moto-plain": "moto.server"}
+"""``--emulator``: the module the embedded emulator runs (``SAGA_EMULATOR_MODULE``)."""
 
 
 def execute(config: Config, out: Path, console: Console) -> dict[str, Any]:
@@ -80,6 +83,7 @@ def main(
     ),
     replicas: int = typer.Option(1, min=1, help="processes of every service, the orchestrator's too"),
     profile: bool = typer.Option(False, help="sample every process with py-spy in the measured window (profile-<rate>.txt)"),
+    emulator: str = typer.Option("moto", help="the embedded emulator: moto (with stack/emulator.py's patches) or moto-plain"),
 ) -> None:
     """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
     config = Config(
@@ -96,7 +100,15 @@ def main(
         prefix=prefix,
         replicas=replicas,
         profile=profile,
+        emulator=emulator,
     )
+    if emulator not in EMULATORS:
+        sys.exit(
+            f"--emulator {emulator}: one of {', '.join(EMULATORS)} (fauxqs, the faster SQS/SNS emulator on npm, "
+            "needs Node 22.5 or newer; this machine's is older)"
+        )
+    if "SAGA_EMULATOR_MODULE" not in os.environ:  # a module named outright wins
+        infra.EMULATOR_MODULE = EMULATORS[emulator]
     if profile and not bench_profile.available():
         sys.exit("--profile needs py-spy on PATH (pip install py-spy, a dev dependency: make venv)")
     console = Console() if Console().is_terminal else Console(width=160)

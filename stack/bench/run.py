@@ -54,6 +54,8 @@ class Config:
     """Processes of every service (the orchestrator's too); orders go to the order_svc ones in turn."""
     profile: bool = False
     """Sample every service process (and the emulator) with py-spy during the measured window."""
+    emulator: str = "moto"
+    """The embedded emulator measured with (``make bench EMULATOR=``)."""
 
 
 @dataclass
