@@ -18,6 +18,7 @@ USER_AWS_ENDPOINT = os.environ.get("AWS_ENDPOINT_URL")
 
 TESTS = Path(__file__).parent
 SLOW = (
+    "chaos/",
     "infra/",
     "browser/",
     "bench/",
@@ -30,7 +31,9 @@ SLOW = (
     "e2e/test_replay.py",
     "e2e/test_console_operations.py",
 )
-"""The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: Terraform,
+"""The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: the short
+chaos run (two processes of every service under faults, 60 orders, about a minute; `make chaos`
+is the long one), Terraform,
 checkov and the image, the browser, the benchmark's smoke run, fuzzing, Terraform applied to moto,
 and two scenarios on stacks of their own that wait for real time: one trace per saga across the
 six services (tests/integration/test_tracing.py covers the context through the outbox and SQS in
