@@ -201,6 +201,11 @@ def replay(
         raise typer.Exit(1)
 
 
+def _pause_path(target: str, verb: str) -> str:
+    """A saga's id has dashes, a definition's name never does."""
+    return f"/operator/sagas/{target}/{verb}" if "-" in target else f"/operator/definitions/{target}/{verb}"
+
+
 @app.command()
 def pause(
     target: Annotated[str, typer.Argument(help="a saga id, or a definition's name (order, order_cancellation)")],
@@ -210,8 +215,7 @@ def pause(
     token: Token = "",
 ) -> None:
     """Pause a saga (it sends nothing, its deadlines wait) or a definition (its new sagas are held at their start)."""
-    path = f"/operator/definitions/{target}/pause" if "-" not in target else f"/operator/sagas/{target}/pause"
-    console.print(_check(_client(url, token).post(path, json={"actor": actor, "reason": reason})))
+    console.print(_check(_client(url, token).post(_pause_path(target, "pause"), json={"actor": actor, "reason": reason})))
 
 
 @app.command()
@@ -222,8 +226,7 @@ def resume(
     token: Token = "",
 ) -> None:
     """Resume a paused saga, or a paused definition and the sagas it held, oldest first."""
-    path = f"/operator/definitions/{target}/resume" if "-" not in target else f"/operator/sagas/{target}/resume"
-    answer = _check(_client(url, token).post(path, json={"actor": actor}))
+    answer = _check(_client(url, token).post(_pause_path(target, "resume"), json={"actor": actor}))
     console.print(answer if "definition" in answer and "saga_id" not in answer else f"saga {target}: {answer['status']}")
 
 

@@ -19,6 +19,7 @@ from .engine import HistoryEvent, Local, SagaDefinition
 
 E = HistoryEvent
 OUTCOMES = {E.STEP_SUCCEEDED, E.STEP_FAILED, E.STEP_TIMED_OUT, E.STEP_ESCALATED}
+KNOWN = frozenset(str(event) for event in E)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def replay(definition: SagaDefinition, history: list[tuple[str, str | None]], *,
     path ``definition`` takes on the same outcomes; None when it takes the same one. ``final``:
     the saga has ended, so a step this code would still start is a divergence too."""
     canonical = {alias: step.name for step in definition.steps for alias in step.names}
-    events = [(E(event), name) for event, name in history if event in set(E)]
+    events = [(E(event), name) for event, name in history if event in KNOWN]
     unknown = next((name for _, name in events if name is not None and name not in canonical), None)
     if unknown is not None:
         return Divergence("a step of the saga", f"step {unknown}", "no such step")

@@ -222,10 +222,8 @@ async def held(session: AsyncSession, definition: str, limit: int) -> list[uuid.
 async def running_by_version(session: AsyncSession) -> list[tuple[str, int, int]]:
     """(definition, version, sagas not final) for every version with sagas not final: when a
     version has none left, it can be retired."""
-    from sqlalchemy import func as sql
-
     query = (
-        select(sagas.c.definition, sagas.c.definition_version, sql.count())
+        select(sagas.c.definition, sagas.c.definition_version, func.count())
         .where(sagas.c.status.in_(["running", "compensating"]))
         .group_by(sagas.c.definition, sagas.c.definition_version)
         .order_by(sagas.c.definition, sagas.c.definition_version)

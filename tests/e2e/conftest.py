@@ -5,6 +5,9 @@ stack's queues and topics)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -167,3 +170,16 @@ def order_events(stack) -> str:
 
 def bodies(messages: list[dict]) -> list[dict]:
     return [json.loads(m["Body"]) for m in messages]
+
+
+def run_sagactl(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """``sagactl`` against ``stack``'s orchestrator with the operator token, as an operator runs it."""
+    env = os.environ | {"SAGA_API_URL": stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "COLUMNS": "250"}
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def sagactl(stack: Stack, *args: str) -> str:
+    """What ``sagactl`` printed; fails the test if it did not exit 0."""
+    result = run_sagactl(stack, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from contracts.topology import PAYMENT_COMMANDS
 from tests.conftest import eventually
-from tests.e2e.conftest import OPERATOR_TOKEN, Shop, _stack
+from tests.e2e.conftest import Shop, _stack, sagactl
 
 pytestmark = pytest.mark.e2e
 INCIDENT = 20
@@ -28,18 +26,6 @@ def shop(tmp_path_factory, postgres_server):
         ORCHESTRATOR_TIMEOUTS__MAX_COMPENSATION_ATTEMPTS="1",
     ) as stack:
         yield Shop(stack)
-
-
-def sagactl(shop: Shop, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env={"SAGA_API_URL": shop.stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_audited(shop):
@@ -63,12 +49,12 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
     ids = {order["saga_id"] for order in placed}
     filters = ["--status", "needs_intervention", "--definition", "order", "--failed-step", "process_payment"]
 
-    listed = sagactl(shop, "bulk", "retry", *filters)
+    listed = sagactl(shop.stack, "bulk", "retry", *filters)
     assert {saga_id for saga_id in ids if saga_id in listed} == ids
     assert f"{INCIDENT} sagas would be acted on" in listed
     assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids), "a dry run changes nothing"
 
-    ran = sagactl(shop, "bulk", "retry", *filters, "--run", "--actor", "oncall")
+    ran = sagactl(shop.stack, "bulk", "retry", *filters, "--run", "--actor", "oncall")
     assert f"{INCIDENT} sagas acted on" in ran and ran.count("retried") == INCIDENT
 
     def all_compensated() -> bool:
@@ -80,4 +66,4 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
         retried = [h for h in history if h["event"] == "operator_retry_compensation"]
         assert retried and "oncall (bulk)" in retried[0]["detail"], json.dumps(history)[:500]
     assert shop.stock(sku) == {"sku": sku, "available": 100, "reserved": 0}
-    assert sagactl(shop, "bulk", "retry", *filters).strip().endswith("0 sagas would be acted on (a dry run: --run to act)")
+    assert sagactl(shop.stack, "bulk", "retry", *filters).strip().endswith("0 sagas would be acted on (a dry run: --run to act)")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from decimal import Decimal
 
@@ -13,20 +10,11 @@ import pytest
 from contracts import messages as c
 from messaging.envelope import Envelope
 from tests.conftest import eventually
-from tests.e2e.conftest import bodies
+from tests.e2e.conftest import bodies, sagactl
 
 pytestmark = pytest.mark.e2e
 TOKEN = "test-operator-token"
 FINAL = ("completed", "compensated", "needs_intervention")
-
-
-def sagactl(stack, *args: str) -> str:
-    env = os.environ | {"SAGA_API_URL": stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": TOKEN, "COLUMNS": "200"}
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def operator(shop, method: str, path: str, **kwargs):

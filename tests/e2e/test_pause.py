@@ -3,28 +3,14 @@ refused) and resuming runs them in order; a paused saga sends nothing until it i
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.conftest import eventually
-from tests.e2e.conftest import OPERATOR_TOKEN
+from tests.e2e.conftest import sagactl
 
 pytestmark = pytest.mark.e2e
-
-
-def sagactl(stack, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env={"SAGA_API_URL": stack.url("orchestrator"), "SAGA_OPERATOR_TOKEN": OPERATOR_TOKEN, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def events(shop, saga_id: str) -> list[str]:
