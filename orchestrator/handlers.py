@@ -7,7 +7,7 @@ message and to which queue."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import messages as c
-from contracts.topology import ORCHESTRATOR_REPLIES, SAGA_ESCALATIONS
+from contracts.topology import ORCHESTRATOR_REPLIES, PARTICIPANT_OF, SAGA_ESCALATIONS
 from messaging import metrics, tracing
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
@@ -103,8 +103,10 @@ class Orchestrator:
     """Runs every saga of a :class:`SagaRegistry`: a start command names its definition, and a
     reply goes to the saga its envelope names, then to that saga's definition."""
 
-    def __init__(self, registry: SagaRegistry) -> None:
+    def __init__(self, registry: SagaRegistry, participants: Mapping[str, str] = PARTICIPANT_OF) -> None:
         self.registry = registry
+        self.participants = participants
+        """Sender (``Envelope.sender``) -> the participant it is, by the queue saga steps name it by."""
         self.backlog: Callable[[str], Awaitable[int]] | None = None
         """Messages waiting at a participant's queue (set once the broker is up): a resend due
         to a participant whose queue is backed up is deferred (``SagaEngine.on_deadline``)."""
@@ -172,7 +174,14 @@ class Orchestrator:
             log.warning("reply_for_unknown_saga")
             return
         at = now()
-        t = self.engine(state).on_reply(state, reply, at, envelope.causation_id, envelope.attempt)
+        t = self.engine(state).on_reply(
+            state,
+            reply,
+            at,
+            causation_id=envelope.causation_id,
+            participant=self.participants.get(envelope.sender),
+            attempt=envelope.attempt,
+        )
         await self._commit_transition(uow, state, t, at, envelope)
 
     async def check_deadlines(self, uow: UnitOfWork, envelope: Envelope, command: c.CheckSagaDeadlines) -> None:
@@ -189,7 +198,8 @@ class Orchestrator:
         at = now()
         engine = self.engine(state)
         queued = await self._queued(engine.due_resends(state, at))
-        t = engine.on_deadline(state, at, command.checked_at - CLOCK_MARGIN, queued)
+        # A check proves silence only up to when it was staged, never beyond this moment.
+        t = engine.on_deadline(state, at, min(command.checked_at, at) - CLOCK_MARGIN, queued)
         if not t.changed:
             # A silence that began after the check was staged (or a deadline this replica's
             # clock has not reached yet): the next check waits until it can judge it.
@@ -245,6 +255,11 @@ class Orchestrator:
         for entry in t.history:
             if entry.event == HistoryEvent.REPLY_IGNORED:
                 log.info("reply_ignored", step=entry.step, detail=entry.detail)
+            elif entry.event == HistoryEvent.REPLY_REFUSED:
+                claimed = cause.sender if cause else None
+                causation = str(cause.causation_id) if cause and cause.causation_id else None
+                log.warning("reply_refused", step=entry.step, detail=entry.detail, claimed_sender=claimed, causation_id=causation)
+                metrics.refused("orchestrator", "reply")
         self._observe(before, t, at)
         await self._stage(uow, t, at, cause, before.status)
 

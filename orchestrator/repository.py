@@ -4,7 +4,7 @@ transition of one saga, across consumers, deadline workers and orchestrator inst
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,16 +18,29 @@ from .tables import paused_definitions, saga_history, sagas
 _TIMES = ("started_at", "finished_at", "deadline")
 
 
+_SENT = ("command_ids", "compensation_ids")
+"""Kept in ``sagas.sent``, not in ``steps``."""
+_KNOWN = frozenset(f.name for f in fields(StepState))
+
+
 def _step_to_json(step: StepState) -> dict:
     raw = asdict(step)
-    return {k: (v.isoformat() if k in _TIMES and v else v) for k, v in raw.items()}
+    return {k: (v.isoformat() if k in _TIMES and v else v) for k, v in raw.items() if k not in _SENT}
 
 
-def _step_from_json(raw: dict) -> StepState:
-    fields: dict[str, Any] = {k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items()}
-    step = StepState(**fields)
+def _step_from_json(raw: dict, sent: dict | None = None) -> StepState:
+    # Keys a later release added are left alone, so that it can run beside this one.
+    values: dict[str, Any] = {
+        k: (datetime.fromisoformat(v) if k in _TIMES and v else v) for k, v in raw.items() if k in _KNOWN and k not in _SENT
+    }
+    values |= {k: list(v) for k, v in (sent or {}).items() if k in _SENT}
+    step = StepState(**values)
     step.status = StepStatus(step.status)
     return step
+
+
+def _sent(steps: list[StepState]) -> dict:
+    return {s.name: {k: getattr(s, k) for k in _SENT} for s in steps if s.command_ids or s.compensation_ids}
 
 
 def _row(state: SagaState) -> dict:
@@ -41,6 +54,7 @@ def _row(state: SagaState) -> dict:
         "status": state.status,
         "data": state.data,
         "steps": [_step_to_json(s) for s in state.steps],
+        "sent": _sent(state.steps),
         "failed_step": state.failed_step,
         "failure_reason": state.failure_reason,
         "next_deadline": state.next_deadline,
@@ -60,7 +74,7 @@ def _state(row) -> SagaState:
         subject=row.subject,
         status=SagaStatus(row.status),
         data=row.data,
-        steps=[_step_from_json(s) for s in row.steps],
+        steps=[_step_from_json(s, (row.sent or {}).get(s["name"])) for s in row.steps],
         created_at=row.created_at,
         updated_at=row.updated_at,
         failed_step=row.failed_step,

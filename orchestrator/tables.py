@@ -19,6 +19,9 @@ sagas = Table(
     Column("status", String(30), nullable=False),
     Column("data", JSONB, nullable=False),
     Column("steps", JSONB, nullable=False),
+    # Per step, the message ids its command and its compensation were sent under: a reply is
+    # taken only if it names one of them (kept apart from ``steps``: see its migration).
+    Column("sent", JSONB),
     Column("failed_step", String(100)),
     Column("failure_reason", Text),
     # Earliest deadline of any step in flight, kept with the saga so it survives restarts.

@@ -26,6 +26,13 @@ from .engine import HistoryEntry, Outgoing, SagaDefinition, SagaEngine, SagaStat
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+class Genuine:
+    """What a genuine reply would carry (:meth:`SagaScenario.reply`'s default)."""
+
+
+GENUINE = Genuine()
+
+
 class SagaScenario:
     """A saga under test: feed it replies and time, read what it sent and where it stands."""
 
@@ -48,9 +55,27 @@ class SagaScenario:
         self.last: Transition = self._apply(self.engine.start(uuid.uuid4(), data, now))
 
     # ---- inputs
-    def reply(self, message: Message, *, after: timedelta = timedelta(milliseconds=100)) -> Self:
+    def reply(
+        self,
+        message: Message,
+        *,
+        after: timedelta = timedelta(milliseconds=100),
+        causation_id: uuid.UUID | None | Genuine = GENUINE,
+        participant: str | None | Genuine = GENUINE,
+    ) -> Self:
+        """The participant's reply to the latest command of its step; ``causation_id`` or
+        ``participant`` given to play one that answers something else, or comes from elsewhere."""
         self.now += after
-        self._apply(self.engine.on_reply(self.state, message, self.now))
+        causation, sender = self.engine.genuine_origin(self.state, type(message))
+        self._apply(
+            self.engine.on_reply(
+                self.state,
+                message,
+                self.now,
+                causation_id=causation if isinstance(causation_id, Genuine) else causation_id,
+                participant=sender if isinstance(participant, Genuine) else participant,
+            )
+        )
         return self
 
     def tick(self, seconds: float) -> Self:

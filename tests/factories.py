@@ -9,7 +9,7 @@ from typing import Any, Self
 from contracts import messages as c
 from messaging.envelope import Envelope, Message
 from orchestrator.cancellation_saga import cancellation_saga
-from orchestrator.engine import SagaDefinition, Transition
+from orchestrator.engine import SagaDefinition, SagaState, Transition
 from orchestrator.handlers import staged
 from orchestrator.order_saga import order_saga
 from orchestrator.testing import EPOCH as T0
@@ -67,6 +67,16 @@ def command(saga_id: uuid.UUID, message: Message, step: str, attempt: int = 1) -
     return Envelope.wrap(
         message, sender="orchestrator", saga_id=saga_id, reply_to="orchestrator-replies", step=step, attempt=attempt
     )
+
+
+def answer(
+    state: SagaState, message: Message, step: str, *, sender: str, compensation: bool = False, **envelope: Any
+) -> Envelope:
+    """The participant's reply to the saga's latest command (or compensation) for ``step``, as
+    it sends it: under its own name, naming that command as its causation."""
+    sent = state.step(step).compensation_ids if compensation else state.step(step).command_ids
+    wrapped = Envelope.wrap(message, sender=sender, saga_id=state.saga_id, step=step, **envelope)
+    return wrapped.model_copy(update={"causation_id": uuid.UUID(sent[-1])})
 
 
 class Saga(SagaScenario):

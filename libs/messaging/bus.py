@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from . import inbox, metrics, tracing
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
 from .received import Outcome, Received, Skipped
+from .trust import ANYONE, ForgedMessage, Trust
 from .uow import UnitOfWork
 
 log = structlog.get_logger("bus")
@@ -42,8 +43,10 @@ class MessageBus:
         sessions: async_sessionmaker[AsyncSession],
         handlers: Handlers,
         registry: MessageRegistry | None = None,
+        trust: Trust = ANYONE,
     ) -> None:
         self._consumer = consumer
+        self._trust = trust
         self._sender = sender
         self._sessions = sessions
         self._handlers = dict(handlers)
@@ -69,6 +72,12 @@ class MessageBus:
                 try:
                     envelope, parsed = self._parse(message.body)
                     context = _context(envelope, parsed)
+                    if refusal := self._refusal(message, envelope):
+                        # Taken off the queue, not released: released, it would hold its FIFO
+                        # group (and the genuine messages behind it) until it is dead-lettered.
+                        log.warning("message_refused", reason=refusal, claimed_sender=envelope.sender, **context)
+                        metrics.refused(self._sender, "sender")
+                        continue
                     span = tracing.processing(
                         message.queue or self._consumer,
                         message.trace,
@@ -97,6 +106,13 @@ class MessageBus:
                 log.info(event, receive_count=received[position].receive_count, **context)
             metrics.MESSAGES_HANDLED.labels(self._sender, envelope.message_type, outcome).inc()
         return outcomes
+
+    def _refusal(self, message: Received, envelope: Envelope) -> str | None:
+        try:
+            self._trust.check(message.queue, envelope, message.sender_id)
+        except ForgedMessage as forged:
+            return str(forged)
+        return None
 
     def _parse(self, body: str) -> tuple[Envelope, Message]:
         envelope, message = self._registry.parse(body)

@@ -34,7 +34,14 @@ NAMESPACE = "OrderSaga"
 SERVICE_DIMENSION = "Service"
 STEP_DIMENSION = "Step"
 
-COUNTS = ("SagasStarted", "SagasCompleted", "SagasCompensated", "SagasNeedingIntervention", "MessagesDeadLettered")
+COUNTS = (
+    "SagasStarted",
+    "SagasCompleted",
+    "SagasCompensated",
+    "SagasNeedingIntervention",
+    "MessagesDeadLettered",
+    "MessagesRefused",
+)
 """Counts per period (unit Count, summed)."""
 
 GAUGES = ("SagasAwaitingIntervention", "OutboxBacklog", "OutboxOldestAgeSeconds")

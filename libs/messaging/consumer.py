@@ -28,16 +28,27 @@ def retry_delay(receive_count: int, *, base: float = 1.0, cap: float = 300.0) ->
     return int(random.uniform(0, min(cap, base * 2 ** max(receive_count - 1, 0)))) + 1
 
 
+def _strings(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, str]:
+    """The message attributes named ``keys`` that are strings. Anyone who can send to the queue
+    chooses the attributes: one of another type (Binary, Number) is not ours, and is left out
+    rather than allowed to fail the receive it came in."""
+    attributes = message.get("MessageAttributes") or {}
+    found = {key: attributes[key] for key in keys if isinstance(attributes.get(key), dict)}
+    return {
+        key: a["StringValue"]
+        for key, a in found.items()
+        if str(a.get("DataType", "")).split(".")[0] == "String" and isinstance(a.get("StringValue"), str)
+    }
+
+
 def _ids(message: dict[str, Any]) -> dict[str, str]:
     """Saga and message ids for the log, from the routing attributes (no body parsing)."""
-    attributes = message.get("MessageAttributes", {})
-    return {key: attributes[key]["StringValue"] for key in ("saga_id", "message_type") if key in attributes}
+    return _strings(message, ("saga_id", "message_type"))
 
 
 def _trace(message: dict[str, Any]) -> dict[str, str]:
     """The trace context among the message attributes (none when the sender was not tracing)."""
-    attributes = message.get("MessageAttributes", {})
-    return {key: attributes[key]["StringValue"] for key in TRACE_ATTRIBUTES if key in attributes}
+    return _strings(message, TRACE_ATTRIBUTES)
 
 
 def _describe(error: Exception) -> str:
@@ -209,7 +220,7 @@ class Consumer:
             MaxNumberOfMessages=self._max,
             WaitTimeSeconds=self._wait,
             VisibilityTimeout=self._visibility,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId", "SenderId"],
             MessageAttributeNames=["All"],
         )
         messages: list[dict[str, Any]] = response.get("Messages", [])
@@ -228,6 +239,7 @@ class Consumer:
                 (m.get("Attributes", {}).get("MessageGroupId") or m["MessageId"]) if self._fifo else None,
                 _trace(m),
                 self._queue,
+                m.get("Attributes", {}).get("SenderId"),
             )
             for m in messages
         ]

@@ -16,6 +16,11 @@ MESSAGES_LEFT = Counter(
 MESSAGES_DEAD_LETTERED = Counter(
     "messages_dead_lettered_total", "Messages left for the dead-letter queue (malformed or unhandled)", ["service", "queue"]
 )
+MESSAGES_REFUSED = Counter(
+    "messages_refused_total",
+    "Messages refused for who sent them: a sender the queue does not take, or a reply that answers no command",
+    ["service", "reason"],
+)
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox rows", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["service"])
@@ -74,3 +79,10 @@ def dead_lettered(service: str, queue: str) -> None:
     """A message was received for the last time without being handled: SQS dead-letters it next."""
     MESSAGES_DEAD_LETTERED.labels(service, queue).inc()
     CLOUDWATCH.count("MessagesDeadLettered")
+
+
+def refused(service: str, reason: str) -> None:
+    """A message was refused for its sender or its causation (a forgery, a replayed or misrouted
+    reply): it changed nothing. CloudWatch alarms on any (``MessagesRefused``)."""
+    MESSAGES_REFUSED.labels(service, reason).inc()
+    CLOUDWATCH.count("MessagesRefused")

@@ -7,7 +7,8 @@ physical AWS names with a prefix (``SAGA_RESOURCE_PREFIX``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 MAX_RECEIVE_COUNT = 10
 """Receives before SQS moves a message to the queue's dead-letter queue. With the consumer's
@@ -22,6 +23,11 @@ class Queue:
     purpose: str
     dead_letter: bool = True
     visibility_timeout: int = 30
+    owner: str = ""
+    """The service that consumes the queue."""
+    senders: tuple[str, ...] = ()
+    """The only services that may send to it: its consumers refuse a message any other claims
+    to come from, and on AWS its queue policy denies every other principal ``sqs:SendMessage``."""
     fifo: bool = False
     """A FIFO queue, its messages grouped by saga: SQS hands out a group's messages in the
     order they reached the queue, and none while an earlier one of the group is in flight
@@ -46,6 +52,9 @@ class Naming:
     prefix: str = "saga"
     fifo: frozenset[str] = frozenset()
     """Logical names of the FIFO queues (a system's topology sets it; see :class:`Queue`)."""
+    senders: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Logical queue name -> the services that may send to it (:attr:`Queue.senders`); a queue
+    not named takes messages from any."""
 
     def is_fifo(self, logical: str) -> bool:
         """Whether ``logical`` names a FIFO queue or the dead-letter queue of one."""

@@ -28,6 +28,8 @@ class Received:
     """The trace context the message carries (``traceparent``/``tracestate`` attributes)."""
     queue: str = ""
     """The logical queue it was received from."""
+    sender_id: str | None = None
+    """SQS's ``SenderId`` of the message: the principal that sent it, which it cannot forge."""
 
 
 class Skipped(Exception):

@@ -27,6 +27,7 @@ from .envelope import Message
 from .naming import Naming
 from .relay import Relay
 from .settings import ServiceSettings
+from .trust import Trust
 
 log = structlog.get_logger("service")
 
@@ -66,7 +67,10 @@ class ServiceDefinition:
     expiring: Sequence[janitor.Expiry] = ()
     """Rows of the service's own tables that the janitor deletes once expired."""
     naming: Callable[[str], Naming] = Naming
-    """Physical names from the resource prefix: the system's own :class:`Naming`, which knows its FIFO queues."""
+    """Physical names from the resource prefix: the system's own :class:`Naming`, which knows its
+    FIFO queues and who may send to each."""
+    redriver: str | None = "orchestrator"
+    """The service that redrives dead-letter queues (:attr:`messaging.trust.Trust.redriver`)."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -169,8 +173,11 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
         chaos_copy_chance=settings.chaos_copy_chance,
         linger=settings.relay_linger,
     )
-    bus = MessageBus(consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers)
-    metrics.CLOUDWATCH.declare("MessagesDeadLettered")
+    trust = Trust(senders=rt.broker.naming.senders, principals=settings.sender_principals, redriver=definition.redriver)
+    bus = MessageBus(
+        consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers, trust=trust
+    )
+    metrics.CLOUDWATCH.declare("MessagesDeadLettered", "MessagesRefused")
     yield "relay", relay.run(rt.stop)
     yield (
         "janitor",

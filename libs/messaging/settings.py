@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -98,6 +99,16 @@ class ServiceSettings(BaseSettings):
         description="Chaos switch: publish every message twice, to prove the inboxes deduplicate.",
     )
 
+    sender_principals: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="SAGA_SENDER_PRINCIPALS",
+        description=(
+            "JSON object: each service's name -> the principal id SQS stamps its messages with (SenderId before ':', "
+            "its task role's unique id on ECS). Set: a received message whose SenderId is not its claimed sender's "
+            "is refused. Unset: only the claimed sender is checked (the emulators give every message one id)."
+        ),
+    )
+
     operator_token: SecretStr | None = Field(
         None,
         validation_alias="SAGA_OPERATOR_TOKEN",
@@ -117,6 +128,16 @@ class ServiceSettings(BaseSettings):
     def operator_tokens(self) -> list[str]:
         """The tokens accepted now: the current one and, during a rotation, the previous one."""
         return [t.get_secret_value() for t in (self.operator_token, self.operator_token_previous) if t is not None]
+
+    @field_validator("sender_principals")
+    @classmethod
+    def _principals(cls, value: dict[str, str]) -> dict[str, str]:
+        for service, principal in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", service):
+                raise ValueError(f"{service!r} is not a service name")
+            if not re.fullmatch(r"[A-Za-z0-9]{8,128}", principal):
+                raise ValueError(f"the principal id of {service} must be 8 to 128 letters and digits (an AROA... role id)")
+        return value
 
     @field_validator("database_url")
     @classmethod

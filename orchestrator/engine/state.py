@@ -72,6 +72,9 @@ class HistoryEvent(StrEnum):
     SAGA_RESUMED = "saga_resumed"
     REPLY_IGNORED = "reply_ignored"
     """A reply no step expects in its status (a duplicate, a late one): nothing changed."""
+    REPLY_REFUSED = "reply_refused"
+    """A reply that answers no command this saga sent, or comes from another participant than
+    the one asked: never taken, whatever it says (a forgery, or a reply of another saga)."""
 
     @classmethod
     def reached(cls, status: SagaStatus) -> HistoryEvent:
@@ -104,6 +107,12 @@ class StepState:
     by id rather than by comparing clocks."""
     compensation_command_id: str | None = None
     """Message id of the latest compensation sent, to tell its refusal from a stale one."""
+    command_ids: list[str] = field(default_factory=list)
+    """Message ids of every send of the action's current attempt (the first and each resend):
+    a reply to the action counts only if it names one of them as its causation."""
+    compensation_ids: list[str] = field(default_factory=list)
+    """Message ids of every compensation sent for the step, in any round: likewise for the
+    compensation's replies."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deadline: datetime | None = None
@@ -141,4 +150,16 @@ class SagaState:
 
     def copy(self) -> SagaState:
         """A copy a transition may change without touching this one."""
-        return replace(self, data=dict(self.data), steps=[replace(s, escalation_ids=list(s.escalation_ids)) for s in self.steps])
+        return replace(
+            self,
+            data=dict(self.data),
+            steps=[
+                replace(
+                    s,
+                    escalation_ids=list(s.escalation_ids),
+                    command_ids=list(s.command_ids),
+                    compensation_ids=list(s.compensation_ids),
+                )
+                for s in self.steps
+            ],
+        )

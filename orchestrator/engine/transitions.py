@@ -216,6 +216,18 @@ class SagaEngine:
         initiator did, whose compensations are then run (or, with none, the first)."""
         return (self._done_at_start() or self.definition.steps[:1])[-1].name
 
+    def genuine_origin(self, state: SagaState, reply: type) -> tuple[uuid.UUID | None, str | None]:
+        """The causation and participant a genuine ``reply`` to the saga's latest command for
+        its step carries (None, None when the saga sent none): for tests and tools that play a
+        participant."""
+        route = self._replies.get(reply)
+        if route is None or route[0] not in (plan := self.plan(state)):
+            return None, None
+        step = route[0]
+        step_state = state.steps[plan.index(step)]
+        sent = step_state.compensation_ids if route[1] in _COMPENSATION_REPLIES else step_state.command_ids
+        return (uuid.UUID(sent[-1]) if sent else None), step.participant
+
     def replies(self) -> frozenset[type]:
         """Every reply type this saga waits for."""
         return frozenset(self._replies)
@@ -268,10 +280,23 @@ class SagaEngine:
         return t
 
     def on_reply(
-        self, state: SagaState, reply: Message, now: datetime, causation_id: uuid.UUID | None = None, attempt: int | None = None
+        self,
+        state: SagaState,
+        reply: Message,
+        now: datetime,
+        *,
+        causation_id: uuid.UUID | None,
+        participant: str | None,
+        attempt: int | None = None,
     ) -> Transition:
-        """``causation_id`` is the id of the command the reply answers and ``attempt`` the attempt
-        it served, where known."""
+        """``causation_id`` is the id of the command the reply says it answers, ``participant``
+        the participant its sender is (None: a sender that is none of them) and ``attempt`` the
+        attempt it served, where known.
+
+        A reply is the answer to a command, or nothing: it is taken only when its causation is
+        one of the sends of the step's outstanding command (any resend of it) and it comes from
+        the step's participant. Anything else is refused and recorded, and moves nothing: a
+        forged reply, one from the wrong participant, a reply of another saga replayed."""
         t = Transition(state.copy())
         if type(reply) not in self._replies:
             t.history.append(HistoryEntry(E.REPLY_IGNORED, None, f"{type(reply).__name__} is not part of this saga"))
@@ -283,6 +308,9 @@ class SagaEngine:
             return t
         index = plan.index(answered)
         step, step_state = plan[index], t.state.steps[index]
+        if refusal := _unauthentic(step, step_state, kind, causation_id, participant):
+            t.history.append(HistoryEntry(E.REPLY_REFUSED, step_state.name, f"{type(reply).__name__} {refusal}"))
+            return t
         if kind not in ACCEPTS.get(step_state.status, frozenset()):
             t.history.append(
                 HistoryEntry(E.REPLY_IGNORED, step_state.name, f"{type(reply).__name__} while step is {step_state.status}")
@@ -429,6 +457,7 @@ class SagaEngine:
         if step_state.status == StepStatus.ESCALATED:
             t.state.status, t.state.updated_at = SagaStatus.RUNNING, now
             step_state.status, step_state.sends, step_state.started_at = StepStatus.RUNNING, 0, now
+            step_state.command_ids = []  # a new attempt: only its own sends are answered now
             t.history.append(HistoryEntry(E.OPERATOR_RETRY_STEP, step_state.name, f"by {actor}"))
             self._send_action(t, index, now, resend=True, deadline=now + self.definition.least_time(self.plan(t.state)[index]))
             return t
@@ -569,7 +598,9 @@ class SagaEngine:
         step_state.deadline = budget_end
         if step_state.sends < MAX_SENDS and (interval := self._resend_interval(step, step_state)) is not None:
             step_state.deadline = min(budget_end, now + interval)
-        t.outgoing.append(Send(step.participant, step.action.build(t.state.data), step_state.name, attempt=step_state.attempts))
+        command = Send(step.participant, step.action.build(t.state.data), step_state.name, attempt=step_state.attempts)
+        step_state.command_ids = [*step_state.command_ids, str(command.message_id)]
+        t.outgoing.append(command)
         if resend:
             t.history.append(HistoryEntry(E.STEP_RESENT, step_state.name, f"send {step_state.sends}, no reply yet"))
         else:
@@ -646,6 +677,7 @@ class SagaEngine:
             step.participant, step.compensation.build(_context(t.state)), step_state.name, max(step_state.compensation_round, 1)
         )
         step_state.compensation_command_id = str(command.message_id)
+        step_state.compensation_ids = [*step_state.compensation_ids, str(command.message_id)]
         t.outgoing.append(command)
         t.history.append(HistoryEntry(E.COMPENSATION_SENT, step_state.name, f"attempt {step_state.compensation_attempts}"))
 
@@ -686,6 +718,35 @@ class SagaEngine:
         # Back off between compensation retries: timeout, 2x, 4x ... capped at 10 minutes.
         least = self.definition.least_time(step).total_seconds()
         return min(least * 2.0 ** max(step_state.compensation_attempts - 1, 0), 600.0)
+
+
+_COMPENSATION_REPLIES = frozenset({ReplyKind.COMPENSATED, ReplyKind.COMPENSATION_REFUSED})
+
+
+def _unauthentic(
+    step: Step, step_state: StepState, kind: ReplyKind, causation_id: uuid.UUID | None, participant: str | None
+) -> str | None:
+    """Why a reply does not answer the step's command (None: it does). Its sender must be the
+    step's participant, and its causation one of the ids the step's command (or compensation)
+    was sent under: a saga id is public (POST /orders returns it), a message id never leaves
+    the orchestrator and the participant it was sent to."""
+    if participant != step.participant:
+        return f"claims to come from {participant or 'a sender that is no participant'}, not {step.participant}"
+    if kind in _COMPENSATION_REPLIES:
+        # Before compensation_ids, only the latest compensation's id was kept.
+        sent = step_state.compensation_ids or [i for i in (step_state.compensation_command_id,) if i]
+        unrecorded = False
+    else:
+        sent = step_state.command_ids
+        # Sends made by the previous release, which recorded no ids, are counted in ``sends``
+        # but not in ``command_ids``: during that one upgrade their replies are taken on the
+        # sender alone (on AWS, the sender is proven by SQS: see messaging.trust).
+        unrecorded = step_state.sends > len(sent)
+    if causation_id is not None and str(causation_id) in sent:
+        return None
+    if unrecorded:
+        return None
+    return f"answers {f'message {causation_id}' if causation_id else 'no message'}, which is no command of this step"
 
 
 def _earlier_attempt(step_state: StepState, causation_id: uuid.UUID | None, attempt: int | None) -> bool:

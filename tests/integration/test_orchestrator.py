@@ -12,6 +12,7 @@ from sqlalchemy import text
 from contracts import messages as c
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
+from orchestrator import repository
 from orchestrator.engine import SagaRegistry
 from orchestrator.handlers import CLOCK_MARGIN, Orchestrator, stage_deadline_checks
 from orchestrator.main import DEFINITIONS
@@ -92,7 +93,8 @@ async def test_a_reply_handled_before_the_check_wins_and_a_check_staged_early_ju
     # The reply reached the queue before the check, in the saga's FIFO group: handled first.
     reply = c.InventoryReserved(order_id=uuid.uuid4())
     async with UnitOfWork(sessions, "orchestrator") as uow:
-        await instance.on_reply(uow, Envelope.wrap(reply, sender="inventory", saga_id=answered), reply)
+        state = await repository.load(uow.session, answered)
+        await instance.on_reply(uow, factories.answer(state, reply, "reserve_inventory", sender="inventory"), reply)
         await uow.commit()
     for saga_id in (answered, silent):
         await handle_check(sessions, instance, checks[saga_id])
@@ -143,10 +145,11 @@ async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orche
     sessions = orchestrator_db
     first = Orchestrator(SagaRegistry(*DEFINITIONS, start={"order": 1}))  # as the default settings start them
     saga_id = await start(sessions, first)
-    reply = Envelope.wrap(c.InventoryReserved(order_id=uuid.uuid4()), sender="inventory", saga_id=saga_id)
     restarted = Orchestrator(SagaRegistry(*DEFINITIONS, start={"order": 1}))  # a new process: nothing in memory
     async with UnitOfWork(sessions, "orchestrator") as uow:
-        await restarted.on_reply(uow, reply, c.InventoryReserved(order_id=uuid.uuid4()))
+        reserved = c.InventoryReserved(order_id=uuid.uuid4())
+        state = await repository.load(uow.session, saga_id)
+        await restarted.on_reply(uow, factories.answer(state, reserved, "reserve_inventory", sender="inventory"), reserved)
         await uow.commit()
     async with sessions() as session:
         staged = (

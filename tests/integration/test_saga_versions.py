@@ -18,7 +18,7 @@ from messaging.relay import Relay
 from messaging.uow import UnitOfWork
 from orchestrator import repository
 from orchestrator.cancellation_saga import cancellation_saga
-from orchestrator.engine import SagaRegistry
+from orchestrator.engine import SagaRegistry, SagaState
 from orchestrator.handlers import Orchestrator
 from orchestrator.order_saga import order_saga
 from tests import factories
@@ -43,10 +43,9 @@ async def start(orchestrator: Orchestrator, sessions) -> uuid.UUID:
     return envelope.saga_id
 
 
-def reply(saga_id: uuid.UUID, order_id: str) -> str:
-    reserved = c.InventoryReserved(order_id=uuid.UUID(order_id))
-    envelope = Envelope.wrap(reserved, sender="inventory", saga_id=saga_id, step="reserve_inventory", attempt=1)
-    return envelope.model_dump_json()
+def reply(state: SagaState) -> str:
+    reserved = c.InventoryReserved(order_id=uuid.UUID(state.data["order_id"]))
+    return factories.answer(state, reserved, "reserve_inventory", sender="inventory", attempt=1).model_dump_json()
 
 
 async def saga(sessions, saga_id):
@@ -62,14 +61,14 @@ async def test_each_saga_runs_on_its_version_and_an_old_release_leaves_a_new_ver
 
     # The old release meets the new saga's reply: it leaves it, and changes nothing.
     new_state = await saga(sessions, after)
-    [left] = await bus(OLD, sessions).handle_batch([Received(reply(after, new_state.data["order_id"]))])
+    [left] = await bus(OLD, sessions).handle_batch([Received(reply(new_state))])
     assert isinstance(left, NotMine) and "version 2 is not registered here" in str(left)
     assert (await saga(sessions, after)).step("reserve_inventory").status == "running"
 
     # The new release handles both: each saga takes the path of the version it started on.
     for saga_id in (before, after):
         state = await saga(sessions, saga_id)
-        [outcome] = await bus(NEW, sessions).handle_batch([Received(reply(saga_id, state.data["order_id"]))])
+        [outcome] = await bus(NEW, sessions).handle_batch([Received(reply(state))])
         assert outcome is None
     async with sessions() as session:
         staged = dict(

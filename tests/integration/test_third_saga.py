@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy import text
 
 from contracts import messages as c
+from contracts.topology import PARTICIPANT_OF
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
 from orchestrator import repository
 from orchestrator.engine import SagaRegistry
 from orchestrator.handlers import CLOCK_MARGIN, Orchestrator
 from orchestrator.main import DEFINITIONS
+from tests import factories
 from tests.sagas import loyalty as ly
 
 pytestmark = pytest.mark.integration
@@ -25,11 +27,23 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def orchestrator() -> Orchestrator:
-    return Orchestrator(SagaRegistry(*DEFINITIONS, ly.loyalty_saga()))
+    # Its participants send under these names, each answering for its queue.
+    participants = {**PARTICIPANT_OF, "loyalty": ly.LOYALTY_COMMANDS, "voucher": ly.VOUCHER_COMMANDS}
+    return Orchestrator(SagaRegistry(*DEFINITIONS, ly.loyalty_saga()), participants=participants)
 
 
 async def handle(sessions, orchestrator: Orchestrator, message, saga_id: uuid.UUID, **envelope) -> None:
-    wrapped = Envelope.wrap(message, sender="test", saga_id=saga_id, **envelope)
+    wrapped = Envelope.wrap(message, sender="orchestrator", saga_id=saga_id, **envelope)
+    async with UnitOfWork(sessions, "orchestrator") as uow:
+        await orchestrator.handlers()[type(message)](uow, wrapped, message)
+        await uow.commit()
+
+
+async def answer(sessions, orchestrator: Orchestrator, message, saga_id: uuid.UUID, step: str, sender: str) -> None:
+    """A participant's reply to the saga's latest command for ``step``."""
+    async with sessions() as session:
+        state = await repository.load(session, saga_id, lock=False)
+    wrapped = factories.answer(state, message, step, sender=sender)
     async with UnitOfWork(sessions, "orchestrator") as uow:
         await orchestrator.handlers()[type(message)](uow, wrapped, message)
         await uow.commit()
@@ -48,8 +62,8 @@ async def staged(sessions, saga_id: uuid.UUID) -> list[tuple[str, str, str | Non
 async def test_it_runs_to_its_end_through_the_handlers(orchestrator_db, orchestrator):
     sessions, saga_id, order = orchestrator_db, uuid.uuid4(), uuid.uuid4()
     await handle(sessions, orchestrator, ly.StartLoyaltySaga(order_id=order, points=50), saga_id)
-    await handle(sessions, orchestrator, ly.PointsReserved(order_id=order, ledger_id="L-1"), saga_id, step="reserve_points")
-    await handle(sessions, orchestrator, ly.VoucherSent(order_id=order), saga_id, step="send_voucher")
+    await answer(sessions, orchestrator, ly.PointsReserved(order_id=order, ledger_id="L-1"), saga_id, "reserve_points", "loyalty")
+    await answer(sessions, orchestrator, ly.VoucherSent(order_id=order), saga_id, "send_voucher", "voucher")
     assert await staged(sessions, saga_id) == [
         ("ReservePoints", "queue:loyalty-commands", "reserve_points"),
         ("SendVoucher", "queue:voucher-commands", "send_voucher"),

@@ -86,6 +86,7 @@ def test_every_contract_name_is_recorded_by_the_metrics_functions_the_code_calls
         metrics.sagas_awaiting_intervention(1)
         metrics.outbox_backlog("inventory_svc", 3, 1.5)
         metrics.dead_lettered("inventory_svc", "inventory-commands")
+        metrics.refused("orchestrator", "reply")
     finally:
         metrics.CLOUDWATCH = original
     assert {d["MetricName"] for d in recorder.take().datums("x", AT)} == METRIC_NAMES

@@ -281,10 +281,10 @@ def test_the_refusal_of_an_earlier_compensation_attempt_does_not_reopen_a_retry(
     second = saga.sent[-1].message_id
     assert saga.last_sent() is c.RefundPayment and first != second
     stale = c.PaymentRefundFailed(order_id=saga.order_id, reason="late answer to attempt 1")
-    saga.last = ENGINE.on_reply(saga.state, stale, saga.now, causation_id=first)
+    saga.last = ENGINE.on_reply(saga.state, stale, saga.now, causation_id=first, participant="payment-commands")
     assert saga.step("process_payment") == e.StepStatus.COMPENSATING and not saga.last.outgoing
     current = c.PaymentRefundFailed(order_id=saga.order_id, reason="refused")
-    saga._apply(ENGINE.on_reply(saga.state, current, saga.now, causation_id=second))
+    saga._apply(ENGINE.on_reply(saga.state, current, saga.now, causation_id=second, participant="payment-commands"))
     assert saga.step("process_payment") == e.StepStatus.COMPENSATION_FAILED
 
 
@@ -321,7 +321,7 @@ def test_given_expect_reads_like_the_business_process():
 def test_engine_does_not_mutate_its_input():
     saga = Saga()
     state = saga.state
-    ENGINE.on_reply(state, c.InventoryReserved(order_id=saga.order_id), T0)
+    ENGINE.on_reply(state, c.InventoryReserved(order_id=saga.order_id), T0, **genuine(state, c.InventoryReserved))
     assert state.step("reserve_inventory").status == e.StepStatus.RUNNING
 
 
@@ -412,7 +412,7 @@ def test_a_saga_that_never_started_cancels_its_order_and_escalates():
     assert isinstance(raised.message, c.SagaStartFailed) and raised.destination == "queue:saga-escalations"
     assert (str(raised.message.order_id), raised.message.saga_id) == (order_id, saga_id)
     assert [s.status for s in t.state.steps[1:]] == [e.StepStatus.PENDING] * 4  # nothing else ever ran
-    done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0)
+    done = ENGINE.on_reply(t.state, c.OrderCancelled(order_id=order_id), T0, **genuine(t.state, c.OrderCancelled))
     assert done.state.status == e.SagaStatus.COMPENSATED
 
 
@@ -471,6 +471,7 @@ def test_history_events_keep_the_values_stored_in_saga_history():
         "saga_paused",
         "saga_resumed",
         "reply_ignored",
+        "reply_refused",
     }
     assert all(e.HistoryEvent.reached(s) in e.HistoryEvent for s in e.FINAL_STATUSES)
 
@@ -498,3 +499,9 @@ def test_a_saga_held_at_its_start_is_paused_until_resumed():
     assert [h.event for h in held.history] == ["saga_held"]
     resumed = ENGINE.resume(held.state, T0 + timedelta(seconds=5), "ada (definition resumed)")
     assert [type(o.message) for o in resumed.outgoing] == [c.ReserveInventory]
+
+
+def genuine(state: e.SagaState, reply_type: type) -> dict:
+    """What a genuine reply of ``reply_type`` to the saga's latest command carries."""
+    causation_id, participant = ENGINE.genuine_origin(state, reply_type)
+    return {"causation_id": causation_id, "participant": participant}

@@ -10,6 +10,7 @@ consistently: completed with every effect in place, or compensated with none lef
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from contracts import messages as c
 from orchestrator import engine as e
 from orchestrator.order_saga import order_saga
-from orchestrator.repository import _step_from_json, _step_to_json
+from orchestrator.repository import _sent, _step_from_json, _step_to_json
 
 ENGINE = e.SagaEngine(order_saga())
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -143,7 +144,8 @@ class SagaUnderFaults(RuleBasedStateMachine):
     @rule()
     def restart(self):
         """The orchestrator restarts: its state comes back from what the repository stores."""
-        steps = [_step_from_json(_step_to_json(s)) for s in self.state.steps]
+        sent = json.loads(json.dumps(_sent(self.state.steps)))
+        steps = [_step_from_json(json.loads(json.dumps(_step_to_json(s))), sent.get(s.name)) for s in self.state.steps]
         self.state = e.SagaState(
             self.state.saga_id,
             self.state.definition,
@@ -164,7 +166,16 @@ class SagaUnderFaults(RuleBasedStateMachine):
             if answer is not None:
                 self.in_flight.append((answer, cause))
         else:
-            self._apply(ENGINE.on_reply(self.state, reply, self.now, cause.message_id, cause.attempt))
+            self._apply(
+                ENGINE.on_reply(
+                    self.state,
+                    reply,
+                    self.now,
+                    causation_id=cause.message_id,
+                    participant=cause.participant,
+                    attempt=cause.attempt,
+                )
+            )
 
     def _apply(self, t: e.Transition) -> None:
         self.state = t.state

@@ -57,18 +57,19 @@ def test_any_sequence_keeps_the_saga_consistent(script):
         else:
             flights = in_flight(state)
             if action == "again" and replies:
-                message = replies[arg % len(replies)]
+                message, origin = replies[arg % len(replies)]
             elif flights and action in ("ok", "fail"):
                 index, status = flights[arg % len(flights)]
                 step = DEFINITION.steps[index]
                 invoke = step.action if status == e.StepStatus.RUNNING else step.compensation
                 reply_type = invoke.success if action == "ok" or invoke.failure is None else invoke.failure
                 message = reply(reply_type, order_id)
+                origin = ENGINE.genuine_origin(state, reply_type)
             else:
                 continue
-            replies.append(message)
+            replies.append((message, origin))
             now += timedelta(milliseconds=10)
-            t = ENGINE.on_reply(state, message, now)
+            t = ENGINE.on_reply(state, message, now, causation_id=origin[0], participant=origin[1])
         before, state = state, t.state
         sent += t.outgoing
         check(before, state, t)

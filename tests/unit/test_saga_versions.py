@@ -54,9 +54,12 @@ def test_new_sagas_start_on_the_latest_version_and_each_runs_on_its_own_to_the_e
     old = e.SagaEngine(v1).start(uuid.uuid4(), order_data(), T0).state
     assert old.version == 1
     engine = registry.engine_for(old)
-    after = engine.on_reply(old, c.InventoryReserved(order_id=old.data["order_id"]), T0 + timedelta(seconds=1))
+    origin = dict(zip(("causation_id", "participant"), engine.genuine_origin(old, c.InventoryReserved), strict=True))
+    after = engine.on_reply(old, c.InventoryReserved(order_id=old.data["order_id"]), T0 + timedelta(seconds=1), **origin)
     assert [type(o.message) for o in after.outgoing] == [c.ProcessPayment]  # v1 goes on as v1 did
-    v2_after = registry.engine_for(started).on_reply(started, c.InventoryReserved(order_id=started.data["order_id"]), T0)
+    v2 = registry.engine_for(started)
+    v2_origin = dict(zip(("causation_id", "participant"), v2.genuine_origin(started, c.InventoryReserved), strict=True))
+    v2_after = v2.on_reply(started, c.InventoryReserved(order_id=started.data["order_id"]), T0, **v2_origin)
     assert [type(o.message) for o in v2_after.outgoing] == [c.ReturnReservedStock]  # v2's added step
 
 

@@ -82,7 +82,9 @@ def test_it_is_registered_beside_this_systems_sagas_and_its_replies_reach_it_alo
     assert ly.StartLoyaltySaga in registry.starts() and ly.PointsReserved in registry.replies()
     assert registry.step_of_message_types()["ReleasePoints"] == "reserve_points"
     order = SagaScenario(DEFINITIONS[0], order_data())
-    ignored = registry["order"].on_reply(order.state, ly.PointsReserved(order_id=ORDER, ledger_id="L"), EPOCH)
+    ignored = registry["order"].on_reply(
+        order.state, ly.PointsReserved(order_id=ORDER, ledger_id="L"), EPOCH, causation_id=None, participant=None
+    )
     assert not ignored.changed
 
 
