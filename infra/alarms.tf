@@ -135,6 +135,30 @@ resource "aws_cloudwatch_metric_alarm" "outbox_age" {
   depends_on    = [aws_sns_topic.alerts]
 }
 
+# A message refused for who sent it: a sender its queue does not take, a SenderId that is not
+# the sender's task role, or a reply that answers no command of its saga. Nothing moved, but
+# someone in the account is sending what they should not (docs/design.md#security).
+resource "aws_cloudwatch_metric_alarm" "messages_refused" {
+  for_each = local.services
+
+  alarm_name        = "${local.physical_prefix}${each.key}-messages-refused"
+  alarm_description = "${each.key} refused a message for its sender or its causation: a forged, replayed or misrouted message. Its log line message_refused or reply_refused names the claimed sender; the saga's history shows a refused reply."
+  namespace         = local.metric_namespace
+  metric_name       = "MessagesRefused"
+  dimensions        = { Service = each.key }
+
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
+}
+
 locals {
   # messaging.cloudwatch.NAMESPACE; tests/infra checks that the names used here exist there.
   metric_namespace = "OrderSaga"

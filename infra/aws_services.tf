@@ -152,6 +152,9 @@ resource "aws_ecs_task_definition" "service" {
         SAGA_RESOURCE_PREFIX           = var.name_prefix
         AWS_REGION                     = var.aws_region
         NOTIFICATION_SENDER_EMAIL      = var.sender_email
+        # Who may have sent what this task receives: each sender's task role id, the SenderId
+        # SQS stamps on its messages (libs/messaging/trust.py, docs/design.md#security).
+        SAGA_SENDER_PRINCIPALS = local.sender_principals
         }, {
         # The connection budget's share of this task (aws_connection_budget.tf).
         for setting, size in local.database_pools[each.key] : setting => tostring(size)
@@ -205,6 +208,9 @@ resource "aws_ecs_task_definition" "service" {
 }
 
 locals {
+  # Keyed by the name each service sends under (Envelope.sender): order_svc sends as "order".
+  sender_principals = jsonencode({ for svc, role in aws_iam_role.task : trimsuffix(svc, "_svc") => role.unique_id })
+
   # With tracing on, every service exports its spans to the sidecar; the console links a saga
   # to its trace in CloudWatch (X-Ray's trace id is the W3C one, written 1-<8 hex>-<24 hex>).
   tracing_environment = {

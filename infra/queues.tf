@@ -98,9 +98,32 @@ locals {
   )
 }
 
-# A queue has one policy: it refuses requests made without TLS and, for a queue that a
-# topic fans out to, lets that topic deliver. Who may send and receive is decided by the
-# task roles (aws_iam.tf), on exact queue ARNs.
+# Who may send to each queue: the task roles of the services whose sends_to names it
+# (services.tf, checked against contracts.topology.SENDERS). Nobody sends to a dead-letter
+# queue: SQS moves messages there itself, which no queue policy governs.
+locals {
+  queue_senders = {
+    for name in keys(local.all_queues) : name => [for svc, s in local.services : local.task_role_arns[svc] if contains(s.sends_to, name)]
+  }
+  # The deny applies when every condition holds: not one of the queue's senders, and not a
+  # delivery from a topic subscribed to it (aws:SourceArn is absent from a direct call, so
+  # that call is denied). A queue without senders (a dead-letter queue) denies every send.
+  send_deny_conditions = {
+    for name in keys(local.all_queues) : name => merge(
+      { for op, arns in { ArnNotEquals = { "aws:PrincipalArn" = local.queue_senders[name] } } : op => arns if length(local.queue_senders[name]) > 0 },
+      { for op, arns in { ArnNotLike = { "aws:SourceArn" = [for t in lookup(local.subscribed_queues, name, []) : "${local.sns_arn_prefix}:${local.physical[t]}"] } } : op => arns if contains(keys(local.subscribed_queues), name) },
+      # Every IAM principal (user, role, root) has a principal ARN; a service delivering for a
+      # topic has none and is let in only by AllowSubscribedTopics. This also gives a
+      # dead-letter queue's deny, which has no other condition, one that holds.
+      { Null = { "aws:PrincipalArn" = "false" } },
+    )
+  }
+}
+
+# A queue has one policy: it refuses requests made without TLS, lets a topic that fans out
+# to it deliver, and, with the services on AWS, refuses sqs:SendMessage from every principal
+# but the senders above, whatever their own IAM policies allow (every other principal in
+# the account is treated as hostile). Receiving is decided by the task roles (aws_iam.tf).
 resource "aws_sqs_queue_policy" "queue" {
   for_each = local.all_queues
 
@@ -126,6 +149,14 @@ resource "aws_sqs_queue_policy" "queue" {
           ArnEquals = { "aws:SourceArn" = [for t in local.subscribed_queues[each.key] : "${local.sns_arn_prefix}:${local.physical[t]}"] }
         }
       }] : [],
+      [for statement in [{
+        Sid       = "DenySendersOtherThanTopology"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "sqs:SendMessage"
+        Resource  = each.value.arn
+        Condition = local.send_deny_conditions[each.key]
+      }] : statement if var.deploy_services],
     )
   })
 }

@@ -18,6 +18,9 @@ mock_provider "aws" {
   mock_data "aws_vpc" {
     defaults = { cidr_block = "10.9.0.0/16" }
   }
+  mock_resource "aws_iam_role" {
+    defaults = { unique_id = "AROAMOCKEDTASKROLE0001", arn = "arn:aws:iam::123456789012:role/mocked" }
+  }
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mocked-AbCdEf" }
   }
@@ -129,6 +132,49 @@ run "topics_admit_only_their_publishers" {
   assert {
     condition     = aws_iam_role.task["order_svc"].name == "saga-order-svc-task"
     error_message = "The topic policies name the task roles by these names."
+  }
+}
+
+run "queues_admit_only_the_topologys_senders" {
+  command = plan
+
+  assert {
+    # Every queue denies sqs:SendMessage to every IAM principal but the task roles that
+    # var.expected_access lets send there; a dead-letter queue denies every sender.
+    condition = alltrue([
+      for name, p in aws_sqs_queue_policy.queue : anytrue([
+        for s in jsondecode(p.policy).Statement :
+        s.Effect == "Deny" && s.Principal == "*" && s.Action == "sqs:SendMessage" && try(s.Condition.Null["aws:PrincipalArn"], "") == "false" &&
+        toset(try(s.Condition.ArnNotEquals["aws:PrincipalArn"], [])) == toset([
+          for svc, a in var.expected_access : "arn:aws:iam::123456789012:role/saga-${replace(svc, "_", "-")}-task"
+          if contains(a.send, trimprefix(s.Resource, "arn:aws:sqs:us-east-1:123456789012:saga-"))
+        ])
+      ])
+    ])
+    error_message = "A queue's policy lets a principal send that the topology does not name (or refuses one it does)."
+  }
+  assert {
+    condition = alltrue([
+      for name, p in aws_sqs_queue_policy.queue : anytrue([
+        for s in jsondecode(p.policy).Statement : s.Sid == "DenySendersOtherThanTopology" && try(length(s.Condition.ArnNotEquals), 0) == 0
+      ]) if endswith(name, "-dlq")
+    ])
+    error_message = "Nobody may send to a dead-letter queue."
+  }
+  assert {
+    condition = toset([
+      for s in jsondecode(aws_sqs_queue_policy.queue["payment-commands"].policy).Statement : try(s.Condition.ArnNotEquals["aws:PrincipalArn"], []) if s.Sid == "DenySendersOtherThanTopology"
+    ][0]) == toset(["arn:aws:iam::123456789012:role/saga-orchestrator-task"])
+    error_message = "Only the orchestrator may send to payment-commands (a refund is a command)."
+  }
+  assert {
+    # The receivers check SQS's SenderId against each sender's task role.
+    condition = alltrue([
+      for svc, td in aws_ecs_task_definition.service : toset(keys(jsondecode(one([
+        for e in jsondecode(td.container_definitions)[0].environment : e.value if e.name == "SAGA_SENDER_PRINCIPALS"
+      ])))) == toset(["order", "orchestrator", "inventory", "payment", "fulfillment", "notification"])
+    ])
+    error_message = "Every task must know each sender's principal (SAGA_SENDER_PRINCIPALS)."
   }
 }
 

@@ -16,6 +16,9 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
+  mock_resource "aws_iam_role" {
+    defaults = { unique_id = "AROAMOCKEDTASKROLE0001", arn = "arn:aws:iam::123456789012:role/mocked" }
+  }
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mocked-AbCdEf" }
   }

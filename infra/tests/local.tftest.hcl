@@ -110,7 +110,8 @@ run "every_alarm_notifies_the_alerts_topic" {
   assert {
     condition = alltrue([
       for a in concat(values(aws_cloudwatch_metric_alarm.dead_letters), values(aws_cloudwatch_metric_alarm.backlog),
-      values(aws_cloudwatch_metric_alarm.outbox_age), [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention]) :
+        values(aws_cloudwatch_metric_alarm.outbox_age), values(aws_cloudwatch_metric_alarm.messages_refused),
+      [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention]) :
       a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:saga-alerts", "arn:aws:sns:us-east-1:123456789012:on-call"])
       && a.ok_actions == a.alarm_actions && a.treat_missing_data == "notBreaching"
     ])
@@ -143,6 +144,11 @@ run "saga_alarms" {
   assert {
     condition     = alltrue([for a in aws_cloudwatch_metric_alarm.outbox_age : a.metric_name == "OutboxOldestAgeSeconds" && a.threshold == 60 && a.namespace == "OrderSaga"])
     error_message = "Outbox alarms fire when the oldest unpublished row is older than 60 s."
+  }
+  assert {
+    condition = toset([for a in aws_cloudwatch_metric_alarm.messages_refused : a.dimensions.Service if a.metric_name == "MessagesRefused" && a.threshold == 0 && a.statistic == "Sum"]) == toset(
+    ["order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"])
+    error_message = "Every service alarms on any message it refused (MessagesRefused > 0)."
   }
 }
 

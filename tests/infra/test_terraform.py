@@ -99,6 +99,17 @@ def test_services_table_matches_the_code(evaluate) -> None:
         assert set(service["publishes"]) <= {t.name for t in topology.TOPICS}, name
 
 
+def test_queue_senders_in_terraform_are_the_topologys(evaluate) -> None:
+    """The queue policies let send exactly the services whose ``sends_to`` names a queue, and the
+    receivers refuse every sender but ``topology.SENDERS``': the two lists must be one list (the
+    orchestrator also sends to every queue that has a dead-letter queue, to redrive it)."""
+    services = evaluate("local.services")
+    for queue in topology.QUEUES:
+        terraform = {name.removesuffix("_svc") for name, s in services.items() if queue.name in s["sends_to"]}
+        redriver = {topology.ORCHESTRATOR} if queue.dead_letter else set()
+        assert terraform == set(topology.SENDERS[queue.name]) | redriver, queue.name
+
+
 def test_pool_sizes_reach_the_settings_that_read_them(terraform: Terraform) -> None:
     """The task definitions' pool sizes (the connection budget) are named as ServiceSettings
     reads them and within its bounds: it ignores unknown names, so a misnamed one would

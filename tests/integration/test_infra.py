@@ -147,4 +147,5 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     assert {a["MetricName"] for a in alarms if a["Namespace"] == cloudwatch.NAMESPACE} == {
         "SagasAwaitingIntervention",
         "OutboxOldestAgeSeconds",
+        "MessagesRefused",
     }
