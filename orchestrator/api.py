@@ -12,7 +12,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from messaging.http import Responses, operator_router
+from messaging.http import Instant, Responses, operator_router
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
 
@@ -101,8 +101,8 @@ async def list_sagas(
     failed_step: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,63}$")] = None,
     version: Annotated[int | None, Query(ge=1, le=9999)] = None,
     customer_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
-    started_after: datetime | None = None,
-    started_before: datetime | None = None,
+    started_after: Instant | None = None,
+    started_before: Instant | None = None,
 ) -> list[SagaView]:
     """Sagas newest first, by status, age, definition (``order``, ``order_cancellation``), subject,
     the step they failed at, version, customer and when they started."""
@@ -176,8 +176,8 @@ async def operator_list_sagas(
     failed_step: Annotated[str | None, Query(pattern=r"^[a-z][a-z_]{0,63}$")] = None,
     version: Annotated[int | None, Query(ge=1, le=9999)] = None,
     customer_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
-    started_after: datetime | None = None,
-    started_before: datetime | None = None,
+    started_after: Instant | None = None,
+    started_before: Instant | None = None,
 ) -> list[SagaView]:
     """Sagas by status, age, definition, failed step, version, customer and start time, for the
     operator's tools (same data as ``GET /sagas``)."""
@@ -194,6 +194,67 @@ async def operator_list_sagas(
         started_after,
         started_before,
     )
+
+
+class BulkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: SagaStatus | None = Field(None, description="Only sagas in this status.")
+    definition: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,49}$")
+    failed_step: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,63}$", description="Only sagas that failed at this step.")
+    older_than_seconds: int | None = Field(None, ge=0, le=10 * 365 * 86400, description="Not changed for this long.")
+    saga_ids: list[uuid.UUID] | None = Field(
+        None, min_length=1, max_length=operations.BULK_BOUND, description="Only these sagas (the ids a dry run returned)."
+    )
+    dry_run: bool = Field(True, description="Only list what would be acted on (the default: say dry_run=false to act).")
+    limit: int = Field(operations.BULK_BOUND, ge=1, le=operations.BULK_BOUND, description="Sagas acted on at most.")
+    actor: Text = Field(min_length=1, max_length=100)
+    reason: Text = Field("", max_length=500, description="For resolve: what was done by hand, for the audit trail.")
+
+
+class BulkOutcome(BaseModel):
+    saga_id: uuid.UUID
+    status: SagaStatus
+    outcome: str
+
+
+class BulkView(BaseModel):
+    action: Literal["retry", "resolve"]
+    dry_run: bool
+    bound: int
+    sagas: list[BulkOutcome]
+
+
+# Declared before /sagas/{saga_id}/...: a path matches the first route that fits it, and
+# /sagas/bulk/resolve fits /sagas/{saga_id}/resolve (tests/unit/test_routes.py checks every service).
+@operator.post(
+    "/sagas/bulk/{action}",
+    response_model=BulkView,
+    responses={422: {"description": "A bad filter, or a live action without one (nor saga ids)"}},
+)
+async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: RuntimeDep, request: Request) -> BulkView:
+    """Retry or resolve every saga the filter matches, oldest first, at most ``limit`` per request;
+    a dry run (the default) lists them. Each saga's history records the action and the actor.
+    A live action needs a filter or the saga ids its dry run returned: an empty one answers 422."""
+    if action == "resolve" and not body.dry_run and not body.reason:
+        raise HTTPException(422, "resolving needs a reason for the audit trail")
+    older = datetime.now(UTC) - timedelta(seconds=body.older_than_seconds) if body.older_than_seconds is not None else None
+    ids = tuple(body.saga_ids) if body.saga_ids is not None else None
+    selection = operations.Selection(body.status, body.definition, body.failed_step, older, ids)
+    try:
+        outcome = await operations.bulk(
+            rt,
+            request.app.state.orchestrator,
+            action,
+            selection,
+            actor=body.actor,
+            reason=body.reason,
+            dry_run=body.dry_run,
+            limit=body.limit,
+        )
+    except operations.EmptySelection as error:
+        raise HTTPException(422, str(error)) from error
+    return BulkView(**outcome)
 
 
 @operator.get("/sagas/{saga_id}", response_model=SagaView, responses=NOT_FOUND)
@@ -259,53 +320,6 @@ async def resume_definition(definition: DefinitionName, body: Pause, rt: Runtime
     with _refusals():
         resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, body.actor)
     return DefinitionPause(definition=definition, paused=False, resumed_sagas=resumed)
-
-
-class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: SagaStatus | None = Field(None, description="Only sagas in this status.")
-    definition: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,49}$")
-    failed_step: str | None = Field(None, pattern=r"^[a-z][a-z_]{0,63}$", description="Only sagas that failed at this step.")
-    older_than_seconds: int | None = Field(None, ge=0, le=10 * 365 * 86400, description="Not changed for this long.")
-    dry_run: bool = Field(True, description="Only list what would be acted on (the default: say dry_run=false to act).")
-    limit: int = Field(operations.BULK_BOUND, ge=1, le=operations.BULK_BOUND, description="Sagas acted on at most.")
-    actor: Text = Field(min_length=1, max_length=100)
-    reason: Text = Field("", max_length=500, description="For resolve: what was done by hand, for the audit trail.")
-
-
-class BulkOutcome(BaseModel):
-    saga_id: uuid.UUID
-    status: SagaStatus
-    outcome: str
-
-
-class BulkView(BaseModel):
-    action: Literal["retry", "resolve"]
-    dry_run: bool
-    bound: int
-    sagas: list[BulkOutcome]
-
-
-@operator.post("/sagas/bulk/{action}", response_model=BulkView, responses={422: {"description": "A bad filter"}})
-async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: RuntimeDep, request: Request) -> BulkView:
-    """Retry or resolve every saga the filter matches, oldest first, at most ``limit`` per request;
-    a dry run (the default) lists them. Each saga's history records the action and the actor."""
-    if action == "resolve" and not body.dry_run and not body.reason:
-        raise HTTPException(422, "resolving needs a reason for the audit trail")
-    older = datetime.now(UTC) - timedelta(seconds=body.older_than_seconds) if body.older_than_seconds is not None else None
-    selection = operations.Selection(body.status, body.definition, body.failed_step, older)
-    outcome = await operations.bulk(
-        rt,
-        request.app.state.orchestrator,
-        action,
-        selection,
-        actor=body.actor,
-        reason=body.reason,
-        dry_run=body.dry_run,
-        limit=body.limit,
-    )
-    return BulkView(**outcome)
 
 
 class VersionView(BaseModel):

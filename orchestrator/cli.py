@@ -254,6 +254,9 @@ def bulk(
     definition: DefinitionOption = None,
     failed_step: Annotated[str | None, typer.Option(help="only sagas that failed at this step")] = None,
     older_than: Annotated[int | None, typer.Option(help="only sagas unchanged for this many seconds")] = None,
+    saga_id: Annotated[
+        list[str] | None, typer.Option("--saga-id", help="only this saga (repeat it: the ids a dry run listed)")
+    ] = None,
     reason: Annotated[str, typer.Option(help="for resolve: what was done by hand, for the audit trail")] = "",
     limit: Annotated[int, typer.Option(help="sagas at most, in requests of at most 100")] = 100,
     dry_run: Annotated[bool, typer.Option("--dry-run/--run", help="list what would be acted on (the default), or act")] = True,
@@ -274,6 +277,7 @@ def bulk(
         **({"definition": definition} if definition else {}),
         **({"failed_step": failed_step} if failed_step else {}),
         **({"older_than_seconds": older_than} if older_than is not None else {}),
+        **({"saga_ids": saga_id} if saga_id else {}),
     }
     client, done, seen = _client(url, token), 0, set()
     while done < limit:

@@ -117,6 +117,16 @@ class Selection:
     definition: str | None = None
     failed_step: str | None = None
     older_than: datetime | None = None
+    saga_ids: tuple[uuid.UUID, ...] | None = None
+    """Only these sagas (the ids a dry run returned)."""
+
+    def empty(self) -> bool:
+        """Whether it selects every saga there is."""
+        return not (self.status or self.definition or self.failed_step or self.older_than or self.saga_ids)
+
+
+class EmptySelection(ValueError):
+    """A live bulk action with no filter: it would act on every saga there is."""
 
 
 async def bulk(
@@ -133,7 +143,10 @@ async def bulk(
     """``retry`` (every failed compensation or escalated step of each saga) or ``resolve``, for
     the sagas ``selection`` matches, oldest first, at most ``limit``. A dry run only lists
     them. Each saga is acted on in its own transaction, its history recording the action and
-    ``actor`` ("<actor> (bulk)"), so one that cannot be acted on is reported and the others go on."""
+    ``actor`` ("<actor> (bulk)"), so one that cannot be acted on is reported and the others go on.
+    A live action needs a filter, or the ids its dry run returned (:class:`EmptySelection`)."""
+    if not dry_run and selection.empty():
+        raise EmptySelection("a bulk action needs a filter (status, definition, failed step, age) or saga ids")
     async with rt.sessions() as session:
         matched = await repository.listing(
             session,
@@ -141,6 +154,7 @@ async def bulk(
             definition=selection.definition,
             failed_step=selection.failed_step,
             older_than=selection.older_than,
+            saga_ids=selection.saga_ids,
             limit=min(limit, BULK_BOUND),
             oldest_first=True,
         )

@@ -4,6 +4,7 @@ transition of one saga, across consumers, deadline workers and orchestrator inst
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,6 +177,7 @@ async def listing(
     customer_id: str | None = None,
     started_after: datetime | None = None,
     started_before: datetime | None = None,
+    saga_ids: Iterable[uuid.UUID] | None = None,
 ) -> list:
     order = sagas.c.created_at.asc() if oldest_first else sagas.c.created_at.desc()
     query = select(sagas).order_by(order).limit(limit)
@@ -197,6 +199,8 @@ async def listing(
         query = query.where(sagas.c.subject == subject)
     if older_than:
         query = query.where(sagas.c.updated_at <= older_than)
+    if saga_ids is not None:
+        query = query.where(sagas.c.saga_id.in_(list(saga_ids)))
     return [_state(row) for row in (await session.execute(query)).all()]
 
 

@@ -110,6 +110,8 @@ class Settings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", env_nested_delimiter="__", extra="ignore")
     port: int = Field(8001, ge=1, le=65535)
+    # A bulk action names up to its dry run's ids; the console's forms are small.
+    max_body_bytes: int = Field(1024 * 1024, gt=0, le=16 * 1024 * 1024)
     timeouts: StepTimeouts = StepTimeouts()
     deadline_poll_interval: float = Field(0.5, gt=0)
     deadline_startup_grace: float = Field(

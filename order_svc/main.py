@@ -33,7 +33,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
     app = create_app(definition, settings)
     app.state.admission = admitting
-    app.add_middleware(api.BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

@@ -9,7 +9,6 @@ from messaging.settings import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORDER_", extra="ignore")
     port: int = Field(8000, ge=1, le=65535)
-    max_body_bytes: int = Field(64 * 1024, gt=0)
     saga_start_bound: float = Field(
         60, gt=0, description="Seconds after which an order still pending is checked for a saga that never started."
     )

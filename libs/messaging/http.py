@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import http
 import secrets
+import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import sqlalchemy.exc
 import structlog
@@ -26,7 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger("http")
@@ -99,8 +101,36 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # client may simply come back, as after admission control's 503.
         log.warning("request_refused_database_unavailable", method=request.method, path=request.url.path)
         return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
-    log.error("request_failed", method=request.method, path=request.url.path, error_type=type(error).__name__)
+    log.error(
+        "request_failed",
+        method=request.method,
+        route=_route(request),
+        error_type=type(error).__name__,
+        stack=stack_of(error),
+    )
     return problem(500, "internal error; the request may be retried")
+
+
+def _route(request: Request) -> str:
+    """The route's template (``/orders/{order_id}``), not the path, which may name a person's data."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "(no route)"
+
+
+def stack_of(error: BaseException) -> list[str]:
+    """Where ``error`` was raised, as ``file:line in function`` frames, innermost last, with
+    each chained cause's type: enough to find the bug, and no message, argument or local
+    (which could hold a request's personal data or a secret)."""
+    frames: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames[:0] = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(current.__traceback__)] + [
+            f"raised {type(current).__module__}.{type(current).__qualname__}"
+        ]
+        current = current.__cause__ or current.__context__
+    return frames
 
 
 def _database_unavailable(error: Exception) -> bool:
@@ -113,6 +143,21 @@ def _database_unavailable(error: Exception) -> bool:
             marker in str(error.orig) for marker in ("too many clients", "not yet accepting connections", "starting up")
         )
     return False
+
+
+# --------------------------------------------------------------------------- instants
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC (a value without an offset is taken as UTC). Raises ValueError for an
+    instant that exists only in its own offset (``0001-01-01T00:00:00+01:00`` is in year 0 in
+    UTC), which Python, the driver and PostgreSQL cannot carry."""
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError("the instant is out of range (years 1 to 9999 in UTC)") from error
+
+
+Instant = Annotated[datetime, AfterValidator(utc)]
+"""A datetime parameter: any ISO 8601 instant in range, as UTC; out of range is a 422."""
 
 
 # --------------------------------------------------------------------------- operator token
@@ -165,6 +210,55 @@ def operator_router(**kwargs: Any) -> APIRouter:
         responses={401: {"description": "No valid operator bearer token"}},
         **kwargs,
     )
+
+
+# --------------------------------------------------------------------------- request bodies
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413 before any of it is parsed,
+    whether the client declared its length or streams it in chunks. Every service has one
+    (``<SVC>_MAX_BODY_BYTES``): a request body is read into memory whole."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and not length.isdigit():
+            await problem(400, "invalid Content-Length")(scope, receive, send)
+            return
+        if length is not None and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:  # buffer at most limit + 1 bytes, then replay them to the application
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message)
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        await self.app(scope, _replay(chunks, receive), send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        await problem(413, f"request body over {self.limit} bytes")(scope, receive, send)
+
+
+def _replay(messages: list[dict[str, Any]], then: Any = None) -> Any:
+    pending = list(messages)
+
+    async def receive() -> Any:
+        if pending:
+            return pending.pop(0)
+        return await then() if then else {"type": "http.disconnect"}
+
+    return receive
 
 
 # --------------------------------------------------------------------------- the application

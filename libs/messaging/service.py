@@ -145,6 +145,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         title=f"{definition.name} service", version="1", lifespan=lifespan, generate_unique_id_function=http.operation_id
     )
     http.install(app)
+    app.add_middleware(http.BodyLimit, limit=settings.max_body_bytes)
     tracing.instrument_app(app)
 
     @app.get("/health", include_in_schema=False)

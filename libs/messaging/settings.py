@@ -20,6 +20,9 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...)")
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
+    max_body_bytes: int = Field(
+        64 * 1024, gt=0, le=16 * 1024 * 1024, description="Request bodies over this many bytes are refused with 413, unread."
+    )
     resource_prefix: str = Field("saga", validation_alias="SAGA_RESOURCE_PREFIX", pattern=r"^[a-z0-9-]{0,40}$")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     otel_traces_exporter: Literal["otlp", "console", "none"] = Field(

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging.http import utc
+
 from ..engine import SagaStatus
 from ..tables import sagas
 
@@ -90,7 +92,7 @@ class Cursor:
         """Raises ValueError for anything this did not encode."""
         try:
             created_at, saga_id = base64.urlsafe_b64decode(text.encode()).decode().split("|")
-            return cls(datetime.fromisoformat(created_at), uuid.UUID(saga_id))
+            return cls(utc(datetime.fromisoformat(created_at)), uuid.UUID(saga_id))
         except (ValueError, UnicodeError) as error:
             raise ValueError("not a page cursor") from error
 

@@ -516,9 +516,12 @@ async def bulk_action(request: Request, db: SessionDep, rt: RuntimeDep) -> Respo
     if problems:
         return await _bulk_page(request, session, db, 422, chosen=chosen, error="; ".join(problems))
     selection = operations.Selection(chosen["status"] or None, chosen["definition"] or None, chosen["failed_step"] or None)
-    outcome = await operations.bulk(
-        rt, request.app.state.orchestrator, action, selection, actor=session.actor, reason=chosen["reason"], dry_run=not run
-    )
+    try:
+        outcome = await operations.bulk(
+            rt, request.app.state.orchestrator, action, selection, actor=session.actor, reason=chosen["reason"], dry_run=not run
+        )
+    except operations.EmptySelection as error:
+        return await _bulk_page(request, session, db, 422, chosen=chosen, error=str(error))
     log.info("console_bulk", action=action, dry_run=not run, sagas=len(outcome["sagas"]), actor=session.actor)
     return await _bulk_page(request, session, db, chosen=chosen, outcome=outcome)
 

@@ -232,6 +232,7 @@ KINDS = {
     E.STEP_COMPENSATED: "undo",
     E.SAGA_COMPENSATED: "undo",
     E.REPLY_IGNORED: "ignored",
+    E.REPLY_REFUSED: "bad",  # a forged, replayed or misrouted reply: someone sent what they should not
 }
 BEGINS = {E.STEP_STARTED: "forward", E.COMPENSATION_SENT: "undo"}
 ENDS = {

@@ -127,6 +127,9 @@ def test_a_lone_surrogate_is_refused_wherever_it_is(shop):
         ("order_svc", "/orders?customer_id=%00"),
         ("order_svc", "/orders?customer_id=c-1&limit=99999999999999999999"),
         ("orchestrator", "/sagas?older_than_seconds=99999999999999999999"),
+        # Instants that exist only in their own offset: year 0, or 10000, in UTC.
+        ("orchestrator", "/sagas?started_after=0001-01-01T00:00:00%2B01:00"),
+        ("orchestrator", "/operator/sagas?started_before=9999-12-31T23:59:59-01:00"),
         ("payment_svc", "/payments?order_id=%00"),
         ("orchestrator", "/operator/sagas/00000000-0000-0000-0000-000000000000/steps/%00/retry-compensation"),
     ],
@@ -139,6 +142,33 @@ def test_bad_path_and_query_parameters_are_422_not_500(shop, module, path):
     problem = response.json()
     assert problem["status"] == 422 and isinstance(problem["detail"], str)
     assert all(set(error) == {"loc", "msg", "type"} for error in problem["errors"])
+
+
+@pytest.mark.parametrize(
+    "module, method, path, limit",
+    [
+        ("order_svc", "POST", "/orders", 64 * 1024),
+        ("inventory_svc", "PUT", "/stock/SKU-1", 64 * 1024),
+        ("payment_svc", "GET", f"/payments?order_id={ORDER}", 64 * 1024),
+        ("fulfillment_svc", "POST", f"/shipments/{SHIPMENT}/dispatch", 64 * 1024),
+        ("notification_svc", "GET", f"/notifications?order_id={ORDER}", 64 * 1024),
+        ("orchestrator", "POST", "/operator/sagas/bulk/retry", 1024 * 1024),
+    ],
+)
+def test_every_service_refuses_a_body_over_its_limit_unread(shop, module, method, path, limit):
+    """Each service's body limit (<SVC>_MAX_BODY_BYTES), declared or streamed: a 413 before the
+    route or its token check reads anything."""
+    body = json.dumps({"padding": "x" * limit}).encode()
+    declared = _send(shop, module, method, path, headers=OPERATOR | {"Content-Type": "application/json"}, content=body)
+    assert declared.status_code == 413, declared.text
+    assert declared.headers["content-type"] == "application/problem+json"
+
+    def chunks():
+        for start in range(0, len(body), 16384):
+            yield body[start : start + 16384]
+
+    streamed = _send(shop, module, method, path, headers=OPERATOR | {"Content-Type": "application/json"}, content=chunks())
+    assert streamed.status_code == 413, streamed.text
 
 
 def test_unknown_path_is_a_problem_too(shop):

@@ -9,7 +9,7 @@ import pytest
 
 from contracts.topology import PAYMENT_COMMANDS
 from tests.conftest import eventually
-from tests.e2e.conftest import Shop, _stack, sagactl
+from tests.e2e.conftest import Shop, _stack, run_sagactl, sagactl
 
 pytestmark = pytest.mark.e2e
 INCIDENT = 20
@@ -32,7 +32,9 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
     sku = shop.new_sku(100)
     shop.stack.stop_service("payment_svc")
     try:
-        placed = [shop.place(shop.order_body(sku)) for _ in range(INCIDENT)]
+        # Five of them (their own SKU) will be put right by hand, the rest retried.
+        hand_sku = shop.new_sku(100)
+        placed = [shop.place(shop.order_body(hand_sku if i < 5 else sku)) for i in range(INCIDENT)]
         # The timed-out step's compensation (RefundPayment) stays unanswered: after its one
         # send it escalates, and the saga needs a person.
         for order in placed:
@@ -54,14 +56,36 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
     assert f"{INCIDENT} sagas would be acted on" in listed
     assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids), "a dry run changes nothing"
 
+    # A live action without a filter would act on every saga there is: refused, nothing done.
+    unfiltered = run_sagactl(shop.stack, "bulk", "resolve", "--run", "--reason", "everything", "--actor", "oncall")
+    assert unfiltered.returncode != 0 and "422" in unfiltered.stdout and "needs a filter" in unfiltered.stdout
+    assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids)
+
+    # Five were put right by hand: resolved by the ids the dry run listed (the documented
+    # POST /operator/sagas/bulk/resolve), the rest retried by the filter.
+    by_hand = [order["saga_id"] for order in placed[:5]]
+    resolved = sagactl(
+        shop.stack,
+        "bulk",
+        "resolve",
+        *[arg for i in by_hand for arg in ("--saga-id", i)],
+        "--run",
+        "--reason",
+        "refunded by hand",
+        "--actor",
+        "oncall",
+    )
+    assert "5 sagas acted on" in resolved and resolved.count("resolved") == 5
+    assert all(shop.saga(saga_id)["status"] == "compensated" for saga_id in by_hand)
+
     ran = sagactl(shop.stack, "bulk", "retry", *filters, "--run", "--actor", "oncall")
-    assert f"{INCIDENT} sagas acted on" in ran and ran.count("retried") == INCIDENT
+    assert f"{INCIDENT - 5} sagas acted on" in ran and ran.count("retried") == INCIDENT - 5
 
     def all_compensated() -> bool:
         return all(shop.saga(saga_id)["status"] == "compensated" for saga_id in ids)
 
     eventually(all_compensated, timeout=60, what="every saga of the incident compensated")
-    for saga_id in ids:
+    for saga_id in ids - set(by_hand):
         history = shop.saga(saga_id)["history"]
         retried = [h for h in history if h["event"] == "operator_retry_compensation"]
         assert retried and "oncall (bulk)" in retried[0]["detail"], json.dumps(history)[:500]

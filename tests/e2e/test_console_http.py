@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 
@@ -77,6 +78,9 @@ def test_bad_filters_unknown_sagas_and_queues_get_clear_refusals(signed_in):
     assert signed_in.get("/console/sagas", params={"older_than": "-5"}).status_code == 400
     bad_cursor = signed_in.get("/console/sagas", params={"cursor": "garbage"})
     assert bad_cursor.status_code == 400 and "not a page cursor" in bad_cursor.text
+    # A cursor whose instant exists only in its own offset (year 0 in UTC) is refused, not a 500.
+    year_zero = base64.urlsafe_b64encode(f"0001-01-01T00:00:00+01:00|{UNKNOWN_SAGA}".encode()).decode()
+    assert signed_in.get("/console/sagas", params={"cursor": year_zero}).status_code == 400
     assert signed_in.get(f"/console/sagas/{UNKNOWN_SAGA}").status_code == 404
     assert signed_in.get("/console/sagas/not-a-saga").status_code == 404
     token = csrf(signed_in)
@@ -132,8 +136,9 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
     assert redriven["detail"] == (
         "by ada (console): InventoryReserved from orchestrator-replies-dlq back to orchestrator-replies"
     )
-    # Handled this time: a reply for a step long done, ignored and said so.
+    # Handled this time: a reply that answers none of the saga's commands (it has no causation
+    # id), refused and said so.
     eventually(
-        lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_ignored"],
+        lambda: [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "reply_refused"],
         what="the redriven reply handled",
     )
