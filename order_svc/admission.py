@@ -31,6 +31,12 @@ orders finished in the last ``RATE_WINDOW`` seconds of the shared orders table, 
 each process at most twice a second, so the replicas' bounds agree to within the orders
 finished in half a second. ``ORDER_ADMISSION_TARGET_SECONDS=0``: the cap alone.
 
+**No one customer can take the whole bound.** Under the same lock the transaction also counts
+the pending orders of the order's customer, and refuses (429, with ``Retry-After``) one that
+would put that customer above ``ORDER_MAX_IN_FLIGHT_PER_CUSTOMER``: a client at its cap is
+refused while every other customer's order is still admitted. The customer is the one the
+order names, or, with a token issuer configured, the token's subject.
+
 Orders older than the start bound are left out: one whose saga never started is the
 stranded-order net's business, and must not close the door on everybody else.
 
@@ -44,6 +50,7 @@ twice a second per process while orders arrive (and not at all when none do).
 from __future__ import annotations
 
 import asyncio
+import enum
 import math
 import time
 from dataclasses import dataclass, field
@@ -68,6 +75,9 @@ LOCK = 0x0AD3_1551  # advisory lock key in order_svc's database: one admission a
 _LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # created_at is written by this service's clock, so the cutoff is computed by it too.
 _IN_FLIGHT = text("SELECT count(*) FROM orders WHERE status = :pending AND created_at > :cutoff")
+_CUSTOMER_IN_FLIGHT = text(
+    "SELECT count(*) FROM orders WHERE status = :pending AND customer_id = :customer AND created_at > :cutoff"
+)
 _SAMPLE = text(
     "SELECT count(*) FILTER (WHERE status = :pending) AS in_flight, "
     "count(*) FILTER (WHERE status <> :pending AND updated_at > :window) AS finished "
@@ -100,6 +110,8 @@ class Admission:
 
     max_in_flight: int
     horizon: float
+    per_customer: int = 1_000_000
+    """Orders in flight one customer may have at most."""
     """Seconds: orders older than this are not counted (the stranded-order bound)."""
     target: float = 0.0
     """Seconds an admitted order should wait at most, at the rate orders finish (0: a fixed bound)."""
@@ -143,20 +155,38 @@ class Admission:
         return retry_after(self.in_flight + 1 - self.bound(), self.finishing_rate)
 
 
-async def admit(session: AsyncSession, admission: Admission, now: datetime) -> bool:
-    """In the transaction that has just inserted a pending order created at ``now``, as its last
-    statements before the commit: whether the deployment's orders in flight, this one
-    included, are within the bound. False means the caller must roll back.
+class Verdict(enum.Enum):
+    ADMITTED = "admitted"
+    FULL = "full"
+    """The deployment's bound is reached: 503."""
+    CUSTOMER_FULL = "customer_full"
+    """This customer's cap is reached: 429."""
+
+
+async def admit(session: AsyncSession, admission: Admission, now: datetime, customer: str) -> Verdict:
+    """In the transaction that has just inserted a pending order of ``customer`` created at
+    ``now``, as its last statements before the commit: whether the deployment's orders in
+    flight, and the customer's, this one included, are within their bounds. Anything but
+    ADMITTED means the caller must roll back.
 
     The advisory lock is released by the caller's commit or rollback; taken after the
     order's own inserts, it is never held while waiting for a row lock (a concurrent
     request with the same Idempotency-Key), so it cannot be part of a deadlock."""
     await session.execute(_LOCK, {"key": LOCK})
     # A statement of its own, after the lock: its snapshot holds every earlier holder's order.
-    in_flight = (await session.execute(_IN_FLIGHT, {"pending": domain.PENDING, "cutoff": admission.cutoff(now)})).scalar_one()
-    admitted = admits(in_flight, admission.bound())
-    admission.counted(in_flight if admitted else in_flight - 1)
-    return admitted
+    cutoff = admission.cutoff(now)
+    in_flight = (await session.execute(_IN_FLIGHT, {"pending": domain.PENDING, "cutoff": cutoff})).scalar_one()
+    if not admits(in_flight, admission.bound()):
+        admission.counted(in_flight - 1)
+        return Verdict.FULL
+    admission.counted(in_flight)
+    theirs = (
+        await session.execute(_CUSTOMER_IN_FLIGHT, {"pending": domain.PENDING, "customer": customer, "cutoff": cutoff})
+    ).scalar_one()
+    if not admits(theirs, admission.per_customer):
+        admission.counted(in_flight - 1)
+        return Verdict.CUSTOMER_FULL
+    return Verdict.ADMITTED
 
 
 async def refresh(rt: Runtime, admission: Admission) -> None:

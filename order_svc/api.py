@@ -30,6 +30,9 @@ from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
 ORDERS_REFUSED = Counter("orders_refused_total", "Orders refused with 503 because too many were in flight")
+ORDERS_REFUSED_CUSTOMER = Counter(
+    "orders_refused_per_customer_total", "Orders refused with 429 because their customer had as many in flight as one may"
+)
 guarded = operator_router(tags=["orders"])
 
 CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", "NOK", "DKK", "PLN", "CZK"})
@@ -141,8 +144,12 @@ IdempotencyKey = Annotated[
 PLACE_ORDER_RESPONSES: Responses = {
     202: {"headers": {"Location": {"description": "The order's URL", "schema": {"type": "string"}}}},
     400: {"description": "Invalid Content-Length"},
-    413: {"description": "Body over the size limit (64 KiB)"},
+    413: {"description": "Body over the size limit (ORDER_MAX_BODY_BYTES, 64 KiB)"},
     422: {"description": "Invalid order, or an Idempotency-Key already used with another body"},
+    429: {
+        "description": "The customer has ORDER_MAX_IN_FLIGHT_PER_CUSTOMER orders in flight already; nothing was written",
+        "headers": {"Retry-After": {"description": "Seconds to wait before placing it again", "schema": {"type": "integer"}}},
+    },
     503: {
         "description": "Too many orders in flight to finish this one within the saga's budget; nothing was written",
         "headers": {"Retry-After": {"description": "Seconds to wait before placing it again", "schema": {"type": "integer"}}},
@@ -158,7 +165,8 @@ async def place_order(
 
     When more orders are in flight than can finish within the saga's budget, the answer is
     503 with ``Retry-After`` and nothing is written (see ``ORDER_MAX_IN_FLIGHT``, one bound
-    for every replica together, and ``admission``)."""
+    for every replica together, and ``admission``). A customer with
+    ``ORDER_MAX_IN_FLIGHT_PER_CUSTOMER`` orders in flight gets 429 the same way."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
@@ -220,11 +228,19 @@ async def place_order(
             if claimed.first() is None:
                 await uow.session.rollback()
                 return await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)
-        # Last, so that the deployment-wide admission lock is held for the count and the commit only.
-        admitted = await admission_control.admit(uow.session, admission, now)
-        if admitted:
+        # Last, so that the deployment-wide admission lock is held for the counts and the commit only.
+        verdict = await admission_control.admit(uow.session, admission, now, body.customer_id)
+        if verdict is admission_control.Verdict.ADMITTED:
             await uow.commit()
-    if not admitted:  # rolled back on leaving the unit of work: nothing was written
+    # Refused: rolled back on leaving the unit of work, nothing was written.
+    if verdict is admission_control.Verdict.CUSTOMER_FULL:
+        ORDERS_REFUSED_CUSTOMER.inc()
+        return problem(
+            429,
+            f"this customer has {admission.per_customer} orders in flight, the most one customer may: place it again later",
+            headers={"Retry-After": str(admission_control.MAX_RETRY_AFTER // 6)},
+        )
+    if verdict is admission_control.Verdict.FULL:
         return await _refused(rt, admission)
     response.headers["Location"] = _location(accepted.order_id)
     return accepted

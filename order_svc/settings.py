@@ -31,3 +31,11 @@ class Settings(ServiceSettings):
         ),
     )
     min_in_flight: int = Field(20, gt=0, description="The adaptive bound never falls below this.")
+    max_in_flight_per_customer: int = Field(
+        20,
+        gt=0,
+        description=(
+            "At most this many orders of one customer accepted and not yet finished: above it POST /orders answers 429 "
+            "with Retry-After, so that no one client can take the whole admission bound."
+        ),
+    )

@@ -32,6 +32,8 @@ orders = Table(
 # Admission control counts the pending orders of the last start bound under a lock every
 # order waits for (see ``admission``): this keeps that count to the few in flight.
 Index("orders_pending", orders.c.created_at, postgresql_where=orders.c.status == "pending")
+# ... and those of the order's customer, for the per-customer cap.
+Index("orders_pending_by_customer", orders.c.customer_id, orders.c.created_at, postgresql_where=orders.c.status == "pending")
 
 # Keys are scoped to the customer and expire after 24 hours (the janitor deletes them).
 idempotency_keys = Table(

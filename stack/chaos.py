@@ -613,7 +613,8 @@ class Chaos:
         from contracts import messages as c
         from messaging.envelope import Envelope
 
-        envelope = Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="chaos", saga_id=uuid.uuid4())
+        # As the orchestrator: order-commands takes no other sender.
+        envelope = Envelope.wrap(c.ConfirmOrder(order_id=uuid.uuid4()), sender="orchestrator", saga_id=uuid.uuid4())
         connection = await asyncpg.connect(asyncpg_dsn(self.stack._urls[self._database_key(module)]))
         try:
             async with connection.transaction():

@@ -85,7 +85,9 @@ def test_a_refused_refund_delivered_twice_is_escalated_as_one_case(doubled):
 
 
 def send(stack: Stack, queue: str, message, saga_id: uuid.UUID, reply_to: str) -> Envelope:
-    envelope = Envelope.wrap(message, sender="test", saga_id=saga_id, reply_to=reply_to)
+    # As the orchestrator, the one sender a command queue takes (moto stamps every request with
+    # one SenderId, so only the claimed sender is checked here).
+    envelope = Envelope.wrap(message, sender="orchestrator", saga_id=saga_id, reply_to=reply_to)
     stack.send(queue, envelope.model_dump_json(), group=str(saga_id))
     return envelope
 

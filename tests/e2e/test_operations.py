@@ -163,7 +163,7 @@ def test_a_dead_lettered_command_is_redriven_and_processed(stack, shop):
     replies_url = sqs.create_queue(QueueName=f"{stack.prefix}-{replies}")["QueueUrl"]
     envelope = Envelope.wrap(
         c.ReserveInventory(order_id=uuid.uuid4(), items=[{"sku": sku, "quantity": 1, "unit_price": "1.00"}]),
-        sender="test",
+        sender="orchestrator",  # the one sender inventory-commands takes
         saga_id=uuid.uuid4(),
         reply_to=replies,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import uuid
 
@@ -103,11 +104,7 @@ def test_orders_past_the_in_flight_bound_are_refused_up_front_and_nothing_is_wri
     rather than accepted and cancelled later; once it drains, orders are accepted again."""
     sku = shop.new_sku(100)
     customer = f"c-{uuid.uuid4().hex[:12]}"
-    stack.stop_service("orchestrator")  # nothing finishes meanwhile: every accepted order stays in flight
-    stack.service_env["order_svc"] = {"ORDER_MAX_IN_FLIGHT": "4"}
-    stack.stop_service("order_svc")
-    stack.start_service("order_svc")
-    try:
+    with _nothing_finishing(stack, ORDER_MAX_IN_FLIGHT="4"):
         responses = [
             shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, 1, customer_id=customer)) for _ in range(8)
         ]
@@ -121,11 +118,46 @@ def test_orders_past_the_in_flight_bound_are_refused_up_front_and_nothing_is_wri
         # The refused orders were never written: the customer has exactly the accepted ones.
         listed = shop.operator.get(shop.url("order_svc", "/orders"), params={"customer_id": customer}).json()
         assert sorted(o["order_id"] for o in listed) == sorted(a["order_id"] for a in accepted)
+    for placed in accepted:
+        assert shop.settled(placed, timeout=60)[1]["status"] == "completed"
+    shop.place(shop.order_body(sku, 1, customer_id=customer))  # the backlog drained: accepted again
+
+
+def test_one_customer_at_its_cap_is_refused_while_another_is_still_accepted(stack, shop):
+    sku = shop.new_sku(100)
+    greedy, other = (f"c-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    with _nothing_finishing(stack, ORDER_MAX_IN_FLIGHT_PER_CUSTOMER="3"):
+        responses = [
+            shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, 1, customer_id=greedy)) for _ in range(5)
+        ]
+        assert [r.status_code for r in responses] == [202, 202, 202, 429, 429]
+        for response in responses[3:]:
+            assert response.headers["content-type"] == "application/problem+json"
+            assert 1 <= int(response.headers["Retry-After"]) <= 30
+            assert "orders in flight" in response.json()["detail"]
+        # Another customer is not held back by the first one's orders.
+        theirs = shop.http.post(shop.url("order_svc", "/orders"), json=shop.order_body(sku, 1, customer_id=other))
+        assert theirs.status_code == 202, theirs.text
+        # The refused orders were never written.
+        listed = shop.operator.get(shop.url("order_svc", "/orders"), params={"customer_id": greedy}).json()
+        assert sorted(o["order_id"] for o in listed) == sorted(r.json()["order_id"] for r in responses[:3])
+    for placed in [r.json() for r in responses[:3]] + [theirs.json()]:
+        assert shop.settled(placed, timeout=60)[1]["status"] == "completed"
+    shop.place(shop.order_body(sku, 1, customer_id=greedy))  # its orders finished: accepted again
+
+
+@contextlib.contextmanager
+def _nothing_finishing(stack, **order_svc_env: str):
+    """order_svc restarted with ``order_svc_env``, the orchestrator stopped so that every
+    accepted order stays in flight; both as before afterwards."""
+    stack.stop_service("orchestrator")
+    stack.service_env["order_svc"] = order_svc_env
+    stack.stop_service("order_svc")
+    stack.start_service("order_svc")
+    try:
+        yield
     finally:
         stack.service_env.pop("order_svc")
         stack.stop_service("order_svc")
         stack.start_service("order_svc")
         stack.start_service("orchestrator")
-    for placed in accepted:
-        assert shop.settled(placed, timeout=60)[1]["status"] == "completed"
-    shop.place(shop.order_body(sku, 1, customer_id=customer))  # the backlog drained: accepted again
