@@ -168,6 +168,33 @@ async def test_malformed_messages_reach_the_dead_letter_queue_without_blocking_t
     assert sorted(m["Body"] for m in dead) == sorted(poison)
 
 
+async def test_attributes_of_any_type_do_not_stall_a_batch(sessions, broker, queue):
+    """Anyone who can send to the queue chooses the attributes: a Binary or Number attribute
+    under a name the consumer reads (the saga id, the trace context) once failed the whole
+    receive it came in, every message of the batch with it, again on every redelivery."""
+    url = await broker.queue_url(queue)
+    odd = Envelope.wrap(command(), sender="t", saga_id=uuid.uuid4())
+    await broker.sqs.send_message(
+        QueueUrl=url,
+        MessageBody=odd.model_dump_json(),
+        MessageAttributes={
+            "saga_id": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+            "message_type": {"DataType": "Number", "StringValue": "7"},
+            "traceparent": {"DataType": "Binary", "BinaryValue": b"\xff"},
+        },
+    )
+    [good] = await stage(sessions, queue)
+    await Relay(sessions, broker, service="relay").publish_pending()
+
+    consumer = Consumer(broker, queue, bus(sessions).handle, service="test", wait_time_seconds=1)
+    for _ in range(4):
+        await consumer.poll_once()
+    # Both handled once: the odd attributes are not ours, so they were left out, not fatal.
+    assert await effect_count(sessions, good.message_id) == 1
+    assert await effect_count(sessions, odd.message_id) == 1
+    assert await receive_all(broker, f"{queue}-dlq", wait=0) == []
+
+
 async def test_relay_wakes_on_a_commit_that_staged_rows_instead_of_waiting_for_its_poll(sessions, broker, queue):
     relay = Relay(sessions, broker, service="woken", poll_interval=60)
     stop = asyncio.Event()
