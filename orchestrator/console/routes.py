@@ -147,10 +147,21 @@ async def sign_in(request: Request) -> Response:
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure_cookie(request.url.scheme, request.url.hostname),
     )
     log.info("console_signed_in", actor=name or "console")
     return _secure(response)
+
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def secure_cookie(scheme: str, host: str | None) -> bool:
+    """The session cookie is ``Secure`` everywhere but on this machine: behind a load balancer
+    that ends TLS the request reaches the console as plain http, and the browser must still
+    never send the cookie over anything but https. Only a console opened on a loopback address
+    (``make up``), which browsers treat as secure anyway, is served without it."""
+    return scheme == "https" or (host or "").lower() not in LOOPBACK
 
 
 @router.post("/sign-out")

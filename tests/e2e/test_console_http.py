@@ -55,6 +55,13 @@ def test_signing_in_needs_the_operator_token_and_sets_a_strict_http_only_cookie(
     assert accepted.status_code == 303 and accepted.headers["location"] == "/console"  # never sent elsewhere
     cookie = accepted.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+    assert "secure" not in cookie  # on a loopback address only
+    # Reached by any other name (a load balancer ending TLS forwards plain http), it is Secure.
+    with httpx.Client(base_url=str(anonymous.base_url), timeout=30) as elsewhere:
+        behind = elsewhere.post(
+            "/console/sign-in", data={"token": TOKEN, "name": "ada"}, headers={"Host": "console.shop.example"}
+        )
+    assert behind.status_code == 303 and "; secure" in behind.headers["set-cookie"].lower()
     page = anonymous.get("/console")
     assert page.status_code == 200 and "ada (console)" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
