@@ -311,7 +311,8 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_services" {
 
 resource "aws_lb" "public" {
   #checkov:skip=CKV_AWS_91:Access logs need an S3 bucket with its own policy and retention; the order service logs every request.
-  #checkov:skip=CKV2_AWS_28:A WAF is priced per rule and request; attach one to this load balancer where the API faces abuse.
+  #checkov:skip=CKV2_AWS_28:The WAF (aws_wafv2_web_acl.public) is attached by default; waf_enabled = false removes it.
+  #checkov:skip=CKV2_AWS_76:The managed Log4j rule set guards Java applications; the order API is Python.
   #checkov:skip=CKV_AWS_150:Deletion protection is the variable alb_deletion_protection (off so that the stack can be destroyed in one step).
   count = var.deploy_services ? 1 : 0
 
@@ -325,6 +326,7 @@ resource "aws_lb" "public" {
 }
 
 resource "aws_lb_target_group" "order" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; the tasks listen on plain HTTP in the private subnets, reachable from its security group alone.
   count = var.deploy_services ? 1 : 0
 
   name                 = "${local.physical_prefix}order-api"
@@ -353,10 +355,95 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   certificate_arn   = var.certificate_arn
 
+  # Only the public order API (the rules below) reaches order_svc; everything else it serves
+  # (/metrics, /docs, the operator listing GET /orders?customer_id=) stays inside the VPC.
   default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json" # the problem document; ALB offers no application/problem+json
+      message_body = jsonencode({ type = "about:blank", title = "Not Found", status = 404, detail = "no such resource" })
+      status_code  = "404"
+    }
+  }
+}
+
+locals {
+  # The public paths, by method: place an order, cancel one, read one. Anything else gets the
+  # listener's 404, whatever order_svc would have answered.
+  public_routes = {
+    place_or_cancel = { priority = 10, methods = ["POST"], paths = ["/orders", "/orders/*/cancel"] }
+    read            = { priority = 20, methods = ["GET", "HEAD"], paths = ["/orders/*"] }
+  }
+}
+
+resource "aws_lb_listener_rule" "public" {
+  for_each = var.deploy_services ? local.public_routes : {}
+
+  listener_arn = aws_lb_listener.https[0].arn
+  priority     = each.value.priority
+
+  action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.order[0].arn
   }
+  condition {
+    http_request_method {
+      values = each.value.methods
+    }
+  }
+  condition {
+    path_pattern {
+      values = each.value.paths
+    }
+  }
+}
+
+# A rate-based rule per client address in front of the order API, on unless waf_enabled is
+# false: one address above waf_requests_per_5_minutes is blocked until it slows down.
+resource "aws_wafv2_web_acl" "public" {
+  #checkov:skip=CKV2_AWS_31:WAF logging needs a log group or bucket named aws-waf-logs-*, with its own retention; the sampled requests and metrics are kept.
+  #checkov:skip=CKV_AWS_192:The managed Log4j rule set guards Java applications; the order API is Python.
+  count = var.deploy_services && var.waf_enabled ? 1 : 0
+
+  name        = "${local.physical_prefix}order-api"
+  description = "Rate limit per client address on the public order API"
+  scope       = "REGIONAL"
+
+  default_action {
+    allow {}
+  }
+
+  rule {
+    name     = "rate-per-address"
+    priority = 1
+    action {
+      block {}
+    }
+    statement {
+      rate_based_statement {
+        limit              = var.waf_requests_per_5_minutes
+        aggregate_key_type = "IP"
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${local.physical_prefix}order-api-rate"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  visibility_config {
+    cloudwatch_metrics_enabled = true
+    metric_name                = "${local.physical_prefix}order-api"
+    sampled_requests_enabled   = true
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "public" {
+  count = var.deploy_services && var.waf_enabled ? 1 : 0
+
+  resource_arn = aws_lb.public[0].arn
+  web_acl_arn  = aws_wafv2_web_acl.public[0].arn
 }
 
 resource "aws_lb_listener" "http_redirect" {

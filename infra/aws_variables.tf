@@ -130,6 +130,22 @@ variable "logs_kms_key_arn" {
   default     = ""
 }
 
+variable "waf_enabled" {
+  description = "A WAF with a rate-based rule per client address in front of the order API."
+  type        = bool
+  default     = true
+}
+
+variable "waf_requests_per_5_minutes" {
+  description = "Requests one client address may make in five minutes before the WAF blocks it."
+  type        = number
+  default     = 1000
+  validation {
+    condition     = var.waf_requests_per_5_minutes >= 10 && var.waf_requests_per_5_minutes <= 2000000000
+    error_message = "waf_requests_per_5_minutes must be between 10 and 2,000,000,000 (AWS's bounds)."
+  }
+}
+
 variable "alb_deletion_protection" {
   description = "Protect the load balancer from deletion."
   type        = bool

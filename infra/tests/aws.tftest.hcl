@@ -178,6 +178,49 @@ run "queues_admit_only_the_topologys_senders" {
   }
 }
 
+run "the_load_balancer_routes_only_the_public_paths_behind_a_waf" {
+  command = plan
+
+  assert {
+    condition     = aws_lb_listener.https[0].default_action[0].type == "fixed-response" && aws_lb_listener.https[0].default_action[0].fixed_response[0].status_code == "404"
+    error_message = "A path the rules do not name must get the load balancer's 404, never order_svc."
+  }
+  assert {
+    condition = toset(flatten([
+      for r in aws_lb_listener_rule.public : [
+        for m in one([for c in r.condition : c.http_request_method[0].values if length(c.http_request_method) > 0]) : [
+          for p in one([for c in r.condition : c.path_pattern[0].values if length(c.path_pattern) > 0]) : "${m} ${p}"
+        ]
+      ]
+    ])) == toset(["POST /orders", "POST /orders/*/cancel", "GET /orders/*", "HEAD /orders/*"])
+    error_message = "The load balancer must forward exactly placing, cancelling and reading an order (not GET /orders, /metrics or /docs)."
+  }
+  assert {
+    condition     = alltrue([for r in aws_lb_listener_rule.public : r.action[0].type == "forward"])
+    error_message = "The public rules forward to order_svc."
+  }
+  assert {
+    condition = length(aws_wafv2_web_acl.public) == 1 && length(aws_wafv2_web_acl_association.public) == 1 && anytrue([
+      for rule in aws_wafv2_web_acl.public[0].rule :
+      length(rule.statement[0].rate_based_statement) == 1 && rule.statement[0].rate_based_statement[0].aggregate_key_type == "IP" && length(rule.action[0].block) == 1
+    ])
+    error_message = "By default a WAF with a rate-based rule per address blocks on the public load balancer."
+  }
+}
+
+run "the_waf_can_be_switched_off" {
+  command = plan
+
+  variables {
+    waf_enabled = false
+  }
+
+  assert {
+    condition     = length(aws_wafv2_web_acl.public) == 0 && length(aws_wafv2_web_acl_association.public) == 0
+    error_message = "waf_enabled = false must remove the WAF."
+  }
+}
+
 run "secrets_come_from_secrets_manager" {
   command = plan
 
