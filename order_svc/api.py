@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -26,6 +26,7 @@ from messaging.uow import UnitOfWork
 
 from . import admission as admission_control
 from . import domain
+from .customers import Caller, caller
 from .tables import idempotency_keys, order_sagas, orders
 
 router = APIRouter(tags=["orders"])
@@ -141,10 +142,14 @@ IdempotencyKey = Annotated[
         description="Repeats of a request with the same key (per customer, for 24 hours) return the first response.",
     ),
 ]
+CallerDep = Annotated[Caller, Depends(caller)]
+"""The customer a verified token names, when an identity provider is configured (order_svc.customers)."""
+
 PLACE_ORDER_RESPONSES: Responses = {
     202: {"headers": {"Location": {"description": "The order's URL", "schema": {"type": "string"}}}},
     400: {"description": "Invalid Content-Length"},
     413: {"description": "Body over the size limit (ORDER_MAX_BODY_BYTES, 64 KiB)"},
+    401: {"description": "With an identity provider configured: no valid customer token"},
     422: {"description": "Invalid order, or an Idempotency-Key already used with another body"},
     429: {
         "description": "The customer has ORDER_MAX_IN_FLIGHT_PER_CUSTOMER orders in flight already; nothing was written",
@@ -159,7 +164,12 @@ PLACE_ORDER_RESPONSES: Responses = {
 
 @router.post("/orders", status_code=202, response_model=OrderAccepted, responses=PLACE_ORDER_RESPONSES)
 async def place_order(
-    body: PlaceOrder, rt: RuntimeDep, request: Request, response: Response, idempotency_key: IdempotencyKey = None
+    body: PlaceOrder,
+    rt: RuntimeDep,
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    idempotency_key: IdempotencyKey = None,
 ):
     """Place an order; its saga runs after the response. Follow ``Location`` for its status.
 
@@ -167,6 +177,8 @@ async def place_order(
     503 with ``Retry-After`` and nothing is written (see ``ORDER_MAX_IN_FLIGHT``, one bound
     for every replica together, and ``admission``). A customer with
     ``ORDER_MAX_IN_FLIGHT_PER_CUSTOMER`` orders in flight gets 429 the same way."""
+    if who.customer_id is not None:  # a verified token says who the customer is, not the body
+        body = body.model_copy(update={"customer_id": who.customer_id})
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if idempotency_key and (earlier := await _earlier_response(rt, body.customer_id, idempotency_key, request_hash)):
         return earlier
@@ -291,18 +303,23 @@ async def _add_saga(uow: UnitOfWork, order_id: uuid.UUID, saga_id: uuid.UUID, de
     status_code=202,
     response_model=CancellationAccepted,
     responses={
+        401: {"description": "With an identity provider configured: no valid customer token"},
+        403: {"description": "With an identity provider configured: the order is another customer's"},
         404: {"description": "no such order"},
         409: {"description": "the order is pending, or was cancelled when it was placed"},
     },
 )
-async def cancel(order_id: uuid.UUID, rt: RuntimeDep) -> CancellationAccepted:
+async def cancel(order_id: uuid.UUID, rt: RuntimeDep, who: CallerDep) -> CancellationAccepted:
     """The customer cancels a confirmed order: starts an ``order_cancellation`` saga, or returns
-    the one already started (running or finished) for this order."""
+    the one already started (running or finished) for this order. With an identity provider
+    configured, only the order's own customer may (403 for anyone else)."""
     async with UnitOfWork(rt.sessions, rt.name) as uow:
         # The lock serialises concurrent requests for one order: the second finds the first's saga.
         order = (await uow.session.execute(select(orders).where(orders.c.order_id == order_id).with_for_update())).first()
         if order is None:
             raise HTTPException(404, f"no order {order_id}")
+        if who.customer_id is not None and who.customer_id != order.customer_id:
+            raise HTTPException(403, "only the customer who placed the order may cancel it")
         existing = (
             await uow.session.execute(
                 select(order_sagas).where(order_sagas.c.order_id == order_id, order_sagas.c.definition == CANCELLATION_SAGA)

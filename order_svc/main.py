@@ -8,7 +8,7 @@ from contracts.topology import ORDER_COMMANDS, Naming
 from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 
-from . import admission, api, handlers, stranded, tables
+from . import admission, api, customers, handlers, stranded, tables
 from .settings import Settings
 
 
@@ -34,6 +34,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
     app = create_app(definition, settings)
     app.state.admission = admitting
+    app.state.customer_tokens = (
+        customers.CustomerTokens(settings.jwt_issuer, settings.jwt_audience, settings.jwt_jwks_url)
+        if settings.jwt_issuer
+        else None
+    )
     return app
 
 

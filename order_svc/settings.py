@@ -1,6 +1,8 @@
 """order_svc settings (env prefix ``ORDER_``)."""
 
-from pydantic import Field
+import urllib.parse
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from messaging.settings import ServiceSettings
@@ -31,6 +33,22 @@ class Settings(ServiceSettings):
         ),
     )
     min_in_flight: int = Field(20, gt=0, description="The adaptive bound never falls below this.")
+    jwt_issuer: str = Field("", max_length=512, description="The customers' identity provider (its iss); empty: none.")
+    jwt_audience: str = Field("", max_length=512, description="The aud its tokens for this API carry.")
+    jwt_jwks_url: str = Field("", max_length=2048, description="Where its public keys are (https; http only on loopback).")
+
+    @model_validator(mode="after")
+    def _one_identity_provider(self) -> "Settings":
+        given = [bool(self.jwt_issuer), bool(self.jwt_audience), bool(self.jwt_jwks_url)]
+        if any(given) and not all(given):
+            raise ValueError("ORDER_JWT_ISSUER, ORDER_JWT_AUDIENCE and ORDER_JWT_JWKS_URL are set together or not at all")
+        if self.jwt_jwks_url:
+            url = urllib.parse.urlsplit(self.jwt_jwks_url)
+            loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+            if url.scheme != "https" and not (url.scheme == "http" and loopback):
+                raise ValueError("ORDER_JWT_JWKS_URL must be https (http only on a loopback address)")
+        return self
+
     max_in_flight_per_customer: int = Field(
         20,
         gt=0,
