@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +132,20 @@ class Stack:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+    @contextlib.contextmanager
+    def restarted_with(self, instance: str, **env: str) -> Iterator[None]:
+        """``instance`` restarted with ``env`` on top of its environment, and restarted as it
+        was afterwards."""
+        self.service_env[instance] = env
+        self.stop_service(instance)
+        self.start_service(instance)
+        try:
+            yield
+        finally:
+            self.service_env.pop(instance)
+            self.stop_service(instance)
+            self.start_service(instance)
 
     def wait_healthy(self, instance: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -13,8 +13,9 @@ write any name there. Two checks stand between that and a handler:
   ``SenderId`` is not its claimed sender's is refused. The emulators stamp one id on every
   message, so locally only the claimed sender is checked.
 
-A refused message is malformed (:class:`ForgedMessage`): it never reaches a handler, and the
-consumer lets it go to the queue's dead-letter queue. On AWS the queue policies
+A refused message (:class:`ForgedMessage`) never reaches a handler: the bus logs it, counts it
+and deletes it, claiming no inbox row, so it neither holds its FIFO group nor waits in a
+dead-letter queue from which a redrive would deliver it again. On AWS the queue policies
 (``infra/queues.tf``) already deny every other principal; these checks hold when a policy is
 loosened by mistake, and against a service whose own role is compromised but that claims to be
 another.

@@ -61,15 +61,8 @@ def provider():
 @pytest.fixture(scope="module")
 def with_provider(stack, provider):
     _, jwks_url = provider
-    stack.service_env["order_svc"] = {"ORDER_JWT_ISSUER": ISSUER, "ORDER_JWT_AUDIENCE": AUDIENCE, "ORDER_JWT_JWKS_URL": jwks_url}
-    stack.stop_service("order_svc")
-    stack.start_service("order_svc")
-    try:
+    with stack.restarted_with("order_svc", ORDER_JWT_ISSUER=ISSUER, ORDER_JWT_AUDIENCE=AUDIENCE, ORDER_JWT_JWKS_URL=jwks_url):
         yield
-    finally:
-        stack.service_env.pop("order_svc")
-        stack.stop_service("order_svc")
-        stack.start_service("order_svc")
 
 
 def _place(shop, body: dict, token: str | None):

@@ -151,13 +151,8 @@ def _nothing_finishing(stack, **order_svc_env: str):
     """order_svc restarted with ``order_svc_env``, the orchestrator stopped so that every
     accepted order stays in flight; both as before afterwards."""
     stack.stop_service("orchestrator")
-    stack.service_env["order_svc"] = order_svc_env
-    stack.stop_service("order_svc")
-    stack.start_service("order_svc")
     try:
-        yield
+        with stack.restarted_with("order_svc", **order_svc_env):
+            yield
     finally:
-        stack.service_env.pop("order_svc")
-        stack.stop_service("order_svc")
-        stack.start_service("order_svc")
         stack.start_service("orchestrator")
