@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import messages as c
-from contracts.topology import ORCHESTRATOR_REPLIES, PARTICIPANT_OF, SAGA_ESCALATIONS
+from contracts.topology import ORCHESTRATOR, ORCHESTRATOR_REPLIES, PARTICIPANT_OF, SAGA_ESCALATIONS
 from messaging import metrics, tracing
 from messaging.bus import Handlers
 from messaging.envelope import Envelope, MalformedMessage, Message
@@ -259,7 +259,7 @@ class Orchestrator:
                 claimed = cause.sender if cause else None
                 causation = str(cause.causation_id) if cause and cause.causation_id else None
                 log.warning("reply_refused", step=entry.step, detail=entry.detail, claimed_sender=claimed, causation_id=causation)
-                metrics.refused("orchestrator", "reply")
+                metrics.refused(ORCHESTRATOR, "reply")
         self._observe(before, t, at)
         await self._stage(uow, t, at, cause, before.status)
 
