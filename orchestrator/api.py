@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from messaging.http import Instant, Responses, operator_router
+from messaging.http import CallerDep, Instant, Responses, operator_router
+from messaging.identity import NAME, Role
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
 
-from . import dead_letters, operations, repository
+from . import dead_letters, operations, operators, repository
 from .engine import SagaState, SagaStatus, StepStatus
 
 router = APIRouter(tags=["sagas"])
@@ -133,12 +134,12 @@ CONFLICT: Responses = {409: {"description": "The saga is not in a state that all
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Text = Field(min_length=3, max_length=500)
-    actor: Text = Field("operator", min_length=1, max_length=100)
+    actor: Text | None = Field(None, max_length=100, description="Ignored: the actor is the caller's identity.", deprecated=True)
 
 
 class Retry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    actor: Text = Field("operator", min_length=1, max_length=100)
+    actor: Text | None = Field(None, max_length=100, description="Ignored: the actor is the caller's identity.", deprecated=True)
 
 
 class DeadLetterView(BaseModel):
@@ -208,7 +209,7 @@ class BulkRequest(BaseModel):
     )
     dry_run: bool = Field(True, description="Only list what would be acted on (the default: say dry_run=false to act).")
     limit: int = Field(operations.BULK_BOUND, ge=1, le=operations.BULK_BOUND, description="Sagas acted on at most.")
-    actor: Text = Field(min_length=1, max_length=100)
+    actor: Text | None = Field(None, max_length=100, description="Ignored: the actor is the caller's identity.", deprecated=True)
     reason: Text = Field("", max_length=500, description="For resolve: what was done by hand, for the audit trail.")
 
 
@@ -232,7 +233,9 @@ class BulkView(BaseModel):
     response_model=BulkView,
     responses={422: {"description": "A bad filter, or a live action without one (nor saga ids)"}},
 )
-async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: RuntimeDep, request: Request) -> BulkView:
+async def bulk(
+    action: Literal["retry", "resolve"], body: BulkRequest, rt: RuntimeDep, request: Request, caller: CallerDep
+) -> BulkView:
     """Retry or resolve every saga the filter matches, oldest first, at most ``limit`` per request;
     a dry run (the default) lists them. Each saga's history records the action and the actor.
     A live action needs a filter or the saga ids its dry run returned: an empty one answers 422."""
@@ -247,7 +250,7 @@ async def bulk(action: Literal["retry", "resolve"], body: BulkRequest, rt: Runti
             request.app.state.orchestrator,
             action,
             selection,
-            actor=body.actor,
+            actor=caller.name,
             reason=body.reason,
             dry_run=body.dry_run,
             limit=body.limit,
@@ -264,22 +267,24 @@ async def operator_get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView
 
 
 @operator.post("/sagas/{saga_id}/steps/{step}/retry-compensation", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
-async def retry_compensation(saga_id: uuid.UUID, step: StepName, body: Retry, rt: RuntimeDep, request: Request) -> SagaView:
+async def retry_compensation(
+    saga_id: uuid.UUID, step: StepName, body: Retry, rt: RuntimeDep, request: Request, caller: CallerDep
+) -> SagaView:
     """Send a failed compensation again, once its cause has been fixed."""
     with _refusals():
-        return SagaView.of(await operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step, body.actor))
+        return SagaView.of(await operations.retry_compensation(rt, request.app.state.orchestrator, saga_id, step, caller.name))
 
 
 @operator.post("/sagas/{saga_id}/resolve", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
-async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request) -> SagaView:
+async def resolve(saga_id: uuid.UUID, body: Resolution, rt: RuntimeDep, request: Request, caller: CallerDep) -> SagaView:
     """Mark a saga compensated after its effect was put right outside the system."""
     with _refusals():
-        return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
+        return SagaView.of(await operations.resolve(rt, request.app.state.orchestrator, saga_id, body.reason, caller.name))
 
 
 class Pause(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    actor: Text = Field(min_length=1, max_length=100)
+    actor: Text | None = Field(None, max_length=100, description="Ignored: the actor is the caller's identity.", deprecated=True)
     reason: Text = Field("", max_length=500)
 
 
@@ -293,32 +298,36 @@ DefinitionName = Annotated[str, Path(pattern=r"^[a-z][a-z_]{0,49}$")]
 
 
 @operator.post("/sagas/{saga_id}/pause", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
-async def pause_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request) -> SagaView:
+async def pause_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request, caller: CallerDep) -> SagaView:
     """Pause a saga: no further command is sent and its deadlines wait until it is resumed."""
     with _refusals():
-        return SagaView.of(await operations.pause(rt, request.app.state.orchestrator, saga_id, body.reason, body.actor))
+        return SagaView.of(await operations.pause(rt, request.app.state.orchestrator, saga_id, body.reason, caller.name))
 
 
 @operator.post("/sagas/{saga_id}/resume", response_model=SagaView, responses=NOT_FOUND | CONFLICT)
-async def resume_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request) -> SagaView:
+async def resume_saga(saga_id: uuid.UUID, body: Pause, rt: RuntimeDep, request: Request, caller: CallerDep) -> SagaView:
     """Resume a paused saga: what is due is sent, its budget extended by the time it was paused."""
     with _refusals():
-        return SagaView.of(await operations.resume(rt, request.app.state.orchestrator, saga_id, body.actor))
+        return SagaView.of(await operations.resume(rt, request.app.state.orchestrator, saga_id, caller.name))
 
 
 @operator.post("/definitions/{definition}/pause", response_model=DefinitionPause, responses=NOT_FOUND)
-async def pause_definition(definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request) -> DefinitionPause:
+async def pause_definition(
+    definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request, caller: CallerDep
+) -> DefinitionPause:
     """Hold every new saga of a definition at its start (accepted, not refused) until resumed."""
     with _refusals():
-        await operations.pause_definition(rt, request.app.state.orchestrator, definition, body.reason, body.actor)
+        await operations.pause_definition(rt, request.app.state.orchestrator, definition, body.reason, caller.name)
     return DefinitionPause(definition=definition, paused=True)
 
 
 @operator.post("/definitions/{definition}/resume", response_model=DefinitionPause, responses=NOT_FOUND)
-async def resume_definition(definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request) -> DefinitionPause:
+async def resume_definition(
+    definition: DefinitionName, body: Pause, rt: RuntimeDep, request: Request, caller: CallerDep
+) -> DefinitionPause:
     """Start a definition's new sagas again and run those held meanwhile, oldest first."""
     with _refusals():
-        resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, body.actor)
+        resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, caller.name)
     return DefinitionPause(definition=definition, paused=False, resumed_sagas=resumed)
 
 
@@ -361,10 +370,10 @@ async def list_dead_letters(
 
 
 @operator.post("/dead-letters/{queue}/redrive", response_model=RedriveView, responses={404: {"description": "No such queue"}})
-async def redrive(queue: QueueName, rt: RuntimeDep, request: Request) -> RedriveView:
+async def redrive(queue: QueueName, rt: RuntimeDep, request: Request, caller: CallerDep) -> RedriveView:
     """Move a ``-dlq`` queue's messages back to their queue, or retry every escalated compensation."""
     try:
-        return RedriveView(**await operations.redrive(rt, request.app.state.orchestrator, queue, "redrive"))
+        return RedriveView(**await operations.redrive(rt, request.app.state.orchestrator, queue, caller.name))
     except ValueError as error:
         raise HTTPException(404, str(error)) from error
 
@@ -378,3 +387,91 @@ def _refusals():
         raise HTTPException(404, str(error)) from error
     except ValueError as error:
         raise HTTPException(409, str(error)) from error
+
+
+# --------------------------------------------------------------------------- operators
+admin = operator_router(prefix="/operator", tags=["operators"], required=Role.ADMIN)
+OperatorName = Annotated[str, Path(pattern=rf"^{NAME}$")]
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: Role
+
+
+@operator.get("/whoami", response_model=WhoAmI)
+async def whoami(caller: CallerDep) -> WhoAmI:
+    """Whose the bearer token is: every service asks this of the orchestrator (SAGA_IDENTITY_URL)."""
+    return WhoAmI(name=caller.name, role=caller.role)
+
+
+class NewOperator(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=rf"^{NAME}$", description="Lower case: letters, digits and ._- (2 to 63).")
+    role: Role
+    expires_in_days: int | None = Field(None, ge=1, le=3660, description="The token stops working after this; never when null.")
+
+
+class IssuedView(BaseModel):
+    name: str
+    role: Role
+    token: str = Field(description="The personal token, shown this once: only its hash is kept.")
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class OperatorView(BaseModel):
+    name: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace_seconds: int = Field(0, ge=0, le=7 * 86400, description="How long the old token keeps working.")
+
+
+@admin.post("/operators", status_code=201, response_model=IssuedView, responses={409: {"description": "The name has a token"}})
+async def add_operator(body: NewOperator, session: SessionDep, caller: CallerDep) -> IssuedView:
+    """Issue a personal token to a new operator (admin only)."""
+    expires = datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    try:
+        issued = await operators.issue(session, body.name, body.role, caller.name, expires_at=expires)
+    except ValueError as error:
+        raise HTTPException(409, str(error)) from error
+    await session.commit()
+    log.warning("operator_issued", name=body.name, role=body.role.value, by=caller.name)
+    return IssuedView(**vars(issued))
+
+
+@admin.get("/operators", response_model=list[OperatorView])
+async def list_operators(session: SessionDep) -> list[OperatorView]:
+    """Every operator with a valid token (two rows for one whose token is being rotated)."""
+    return [OperatorView(**row) for row in await operators.listing(session)]
+
+
+@admin.post("/operators/{name}/rotate", response_model=IssuedView, responses={404: {"description": "No such operator"}})
+async def rotate_operator(name: OperatorName, body: Rotation, session: SessionDep, caller: CallerDep) -> IssuedView:
+    """A new token for the operator, same role; the old one works ``grace_seconds`` longer. No redeploy."""
+    try:
+        issued = await operators.rotate(session, name, caller.name, timedelta(seconds=body.grace_seconds))
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from error
+    await session.commit()
+    log.warning("operator_rotated", name=name, by=caller.name, grace_seconds=body.grace_seconds)
+    return IssuedView(**vars(issued))
+
+
+@admin.delete("/operators/{name}", status_code=204, responses={404: {"description": "No such operator"}})
+async def revoke_operator(name: OperatorName, session: SessionDep, caller: CallerDep) -> Response:
+    """Revoke every token of the operator and end their console sessions, at once here (other
+    services stop accepting it within SAGA_IDENTITY_CACHE_SECONDS)."""
+    try:
+        await operators.revoke(session, name, caller.name)
+    except LookupError as error:
+        raise HTTPException(404, str(error)) from error
+    await session.commit()
+    log.warning("operator_revoked", name=name, by=caller.name)
+    return Response(status_code=204)

@@ -1,12 +1,12 @@
 """``sagactl``: the operator's command line, a client of the saga API.
 
-Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``,
-the operator token every service reads, which the operator endpoints need.
+Configuration: ``SAGA_API_URL`` (default http://127.0.0.1:8001) and ``SAGA_OPERATOR_TOKEN``:
+your personal operator token (``sagactl operators add`` issues one), or the bootstrap token.
+Whatever you do is recorded under the token's name, never a name you type.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import httpx
@@ -20,7 +20,7 @@ app = typer.Typer(help="Inspect and repair sagas.", no_args_is_help=True)
 console = Console()
 
 Url = Annotated[str, typer.Option(envvar="SAGA_API_URL", help="Saga API base URL")]
-Token = Annotated[str, typer.Option(envvar="SAGA_OPERATOR_TOKEN", help="Operator bearer token")]
+Token = Annotated[str, typer.Option(envvar="SAGA_OPERATOR_TOKEN", help="Your operator token")]
 DEFAULT_URL = "http://127.0.0.1:8001"
 
 
@@ -131,11 +131,9 @@ def redrive(
 
 
 @app.command()
-def retry(
-    saga_id: str, step: str, actor: str = os.environ.get("USER", "operator"), url: Url = DEFAULT_URL, token: Token = ""
-) -> None:
+def retry(saga_id: str, step: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Send a failed compensation again (after fixing its cause)."""
-    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/steps/{step}/retry-compensation", json={"actor": actor}))
+    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/steps/{step}/retry-compensation", json={}))
     console.print(f"saga {saga_id}: {saga['status']}")
 
 
@@ -143,12 +141,11 @@ def retry(
 def resolve(
     saga_id: str,
     reason: Annotated[str, typer.Option(help="what was done by hand, for the audit trail")],
-    actor: str = os.environ.get("USER", "operator"),
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
     """Close a needs_intervention saga whose effects a person has put right."""
-    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/resolve", json={"reason": reason, "actor": actor}))
+    saga = _check(_client(url, token).post(f"/operator/sagas/{saga_id}/resolve", json={"reason": reason}))
     console.print(f"saga {saga_id}: {saga['status']}")
 
 
@@ -210,23 +207,21 @@ def _pause_path(target: str, verb: str) -> str:
 def pause(
     target: Annotated[str, typer.Argument(help="a saga id, or a definition's name (order, order_cancellation)")],
     reason: Annotated[str, typer.Option(help="why, for the audit trail")] = "",
-    actor: str = os.environ.get("USER", "operator"),
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
     """Pause a saga (it sends nothing, its deadlines wait) or a definition (its new sagas are held at their start)."""
-    console.print(_check(_client(url, token).post(_pause_path(target, "pause"), json={"actor": actor, "reason": reason})))
+    console.print(_check(_client(url, token).post(_pause_path(target, "pause"), json={"reason": reason})))
 
 
 @app.command()
 def resume(
     target: Annotated[str, typer.Argument(help="a saga id, or a definition's name")],
-    actor: str = os.environ.get("USER", "operator"),
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
     """Resume a paused saga, or a paused definition and the sagas it held, oldest first."""
-    answer = _check(_client(url, token).post(_pause_path(target, "resume"), json={"actor": actor}))
+    answer = _check(_client(url, token).post(_pause_path(target, "resume"), json={}))
     console.print(answer if "definition" in answer and "saga_id" not in answer else f"saga {target}: {answer['status']}")
 
 
@@ -260,7 +255,6 @@ def bulk(
     reason: Annotated[str, typer.Option(help="for resolve: what was done by hand, for the audit trail")] = "",
     limit: Annotated[int, typer.Option(help="sagas at most, in requests of at most 100")] = 100,
     dry_run: Annotated[bool, typer.Option("--dry-run/--run", help="list what would be acted on (the default), or act")] = True,
-    actor: str = os.environ.get("USER", "operator"),
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
@@ -270,7 +264,6 @@ def bulk(
         console.print(f"[red]{action}[/red]: the action is retry or resolve")
         raise typer.Exit(2)
     body = {
-        "actor": actor,
         "reason": reason,
         "dry_run": dry_run,
         **({"status": status.value} if status else {}),
@@ -292,6 +285,91 @@ def bulk(
             break
     verb = "would be acted on" if dry_run else "acted on"
     console.print(f"{done} sagas {verb}" + (" (a dry run: --run to act)" if dry_run else ""))
+
+
+# --------------------------------------------------------------------------- who may do what
+operators_app = typer.Typer(help="Operators' personal tokens (admin only): add, list, rotate, revoke.", no_args_is_help=True)
+app.add_typer(operators_app, name="operators")
+RoleOption = Annotated[str, typer.Option(help="viewer (reads), operator (also acts) or admin (also manages operators)")]
+
+
+def _issued(issued: dict) -> None:
+    expiry = f", until {issued['expires_at']}" if issued.get("expires_at") else ""
+    console.print(f"{issued['name']} ({issued['role']}{expiry}): the token below is shown this once", soft_wrap=True)
+    print(issued["token"])  # plain stdout, alone on its line: `sagactl operators add ada | tail -1`
+
+
+@operators_app.command("add")
+def operators_add(
+    name: str,
+    role: RoleOption = "operator",
+    expires_in_days: Annotated[int | None, typer.Option(help="the token stops working after this many days")] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Issue a personal token to a new operator; only its hash is kept."""
+    body = {"name": name, "role": role} | ({"expires_in_days": expires_in_days} if expires_in_days else {})
+    _issued(_check(_client(url, token).post("/operator/operators", json=body)))
+
+
+@operators_app.command("list")
+def operators_list(url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Every operator with a valid token."""
+    table = Table("name", "role", "issued", "by", "expires")
+    for row in _check(_client(url, token).get("/operator/operators")):
+        table.add_row(row["name"], row["role"], row["created_at"], row["created_by"], row["expires_at"] or "-")
+    console.print(table)
+
+
+@operators_app.command("rotate")
+def operators_rotate(
+    name: str,
+    grace: Annotated[int, typer.Option(help="seconds the old token keeps working")] = 0,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """A new token for an operator (the same role), without a redeploy; the old one ends after --grace."""
+    _issued(_check(_client(url, token).post(f"/operator/operators/{name}/rotate", json={"grace_seconds": grace})))
+
+
+@operators_app.command("revoke")
+def operators_revoke(name: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Revoke every token of an operator and end their console sessions."""
+    response = _client(url, token).delete(f"/operator/operators/{name}")
+    if response.status_code != 204:
+        _check(response)
+    console.print(f"{name}: revoked")
+
+
+@app.command()
+def whoami(url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """The name and role your token stands for."""
+    me = _check(_client(url, token).get("/operator/whoami"))
+    console.print(f"{me['name']} ({me['role']})")
+
+
+@app.command()
+def audit(
+    actor: Annotated[str | None, typer.Option(help="only this operator ('anonymous': no valid token)")] = None,
+    action: Annotated[str | None, typer.Option(help="only this action, e.g. resolve or console.sign_in")] = None,
+    outcome: Annotated[str | None, typer.Option(help="ok, refused, denied or failed")] = None,
+    since: Annotated[str | None, typer.Option(help="only entries at or after this time (ISO 8601)")] = None,
+    limit: int = 100,
+    url: Annotated[
+        str, typer.Option(envvar="SAGA_API_URL", help="the service whose log to read (any service's URL)")
+    ] = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """A service's audit log, newest first: who did what, to what, with what outcome, from where."""
+    params = {"limit": limit} | {
+        k: v for k, v in (("actor", actor), ("action", action), ("outcome", outcome), ("since", since)) if v
+    }
+    table = Table("at", "actor", "role", "action", Column("target", overflow="fold"), "outcome", "source")
+    for e in _check(_client(url, token).get("/operator/audit", params=params)):
+        table.add_row(
+            e["at"], e["actor"], e["role"] or "", e["action"], e["target"], f"{e['outcome']} {e['status']}", e["source"] or ""
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
 
 from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, Naming
-from messaging import metrics
+from messaging import janitor, metrics
 from messaging.backlog import QueueBacklog
+from messaging.identity import Bootstrap
 from messaging.service import Runtime, ServiceDefinition, create_app, serve
 
-from . import api, console, repository, tables
+from . import api, console, operators, repository, tables
 from .cancellation_saga import cancellation_saga
 from .engine import SagaDefinition, SagaRegistry
 from .handlers import CLOCK_MARGIN, Orchestrator, stage_deadline_checks
@@ -87,9 +88,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         naming=Naming,
         queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
         handlers=orchestrator.handlers(),
-        routers=(api.router, api.guarded, api.operator, console.router),
+        routers=(api.router, api.guarded, api.operator, api.admin, console.router),
         on_start=(read_backlogs,),
         workers=(deadlines, intervention_gauge),
+        directory=lambda rt: operators.OperatorTable(rt.sessions, Bootstrap(settings.operator_tokens())),
+        expiring=(janitor.Expiry(tables.console_sessions, "expires_at", timedelta(days=1)),),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator

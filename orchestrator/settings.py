@@ -95,6 +95,9 @@ class ConsoleSettings(BaseModel):
 
     stuck_after: float = Field(300, gt=0, description="Seconds in running or compensating before a saga counts as stuck.")
     refresh_seconds: float = Field(5, gt=0, description="How often the overview refreshes itself.")
+    session_seconds: float = Field(
+        8 * 3600, gt=0, le=7 * 86400, description="How long a console sign-in lasts at most (sign-out ends it sooner)."
+    )
     links: ConsoleLinks = ConsoleLinks()
     trace_url: str = Field(
         "",

@@ -73,3 +73,41 @@ paused_definitions = Table(
     Column("reason", Text, nullable=False, server_default=""),
 )
 """Definitions whose new sagas are held at their start until resumed; shared by every replica."""
+
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(20), nullable=False),
+    # SHA-256 of the personal token, which is never stored (messaging.identity).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(100), nullable=False),
+    # Set when rotated (the old token works until then) or issued for a limited time.
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(100)),
+    Index("operators_by_name", "name"),
+)
+"""Operators' personal tokens: a name and a role each; several rows of one name while a token is rotated."""
+
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    # SHA-256 of the random session id the cookie carries: a copy of this table signs no one in.
+    Column("id_hash", String(64), primary_key=True),
+    Column("operator", String(64), nullable=False),
+    Column("role", String(20), nullable=False),
+    # The token signed in with (its hash): revoking or rotating it past its grace ends the session.
+    Column("token_hash", String(64), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("source", String(100)),
+    Index("console_sessions_expiry", "expires_at"),
+)
+"""The console's sign-ins, server-side: each ends at its expiry or at sign-out, whichever is first."""

@@ -219,6 +219,7 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
             | (self.console_links() if module == "orchestrator" else {})
+            | ({} if module == "orchestrator" else {"SAGA_IDENTITY_URL": self.url("orchestrator")})
             | self.env
             | self.service_env.get(module, {})
             | (self.service_env.get(instance, {}) if instance != module else {})

@@ -256,6 +256,8 @@ def up(
     links = {
         f"ORCHESTRATOR_CONSOLE__LINKS__{s.database.upper()}": address[s.module] for s in SERVICES if s.module != "orchestrator"
     } | ({"ORCHESTRATOR_CONSOLE__TRACE_URL": f"{traced['OTEL_EXPORTER_OTLP_ENDPOINT']}/trace/{{trace_id}}"} if traced else {})
+    # Every other service asks the orchestrator whose an operator's personal token is.
+    identity = {"SAGA_IDENTITY_URL": address["orchestrator"]}
     retries = [f"startsecs={STARTSECS}", f"startretries={STARTRETRIES}"]
     # Each process's share of the server's connections (as infra/ derives them for RDS): 90 of an
     # embedded server's 100, 45 of one the user gives, with room for one more process beside them.
@@ -285,7 +287,7 @@ def up(
             "stopsignal=TERM",
             f"stdout_logfile={run}/{name}.log",
             "redirect_stderr=true",
-            f"environment={_environment(env | (links if service.module == 'orchestrator' else {}))}",
+            f"environment={_environment(env | (links if service.module == 'orchestrator' else identity))}",
             "",
         ]
     upstreams = " ".join(f"127.0.0.1:{p['port']}" for p in processes.values() if p["service"] == "order_svc")

@@ -3,10 +3,10 @@
 * Every error is a problem document (RFC 9457, ``application/problem+json``): ``type``,
   ``title``, ``status``, a human-readable ``detail``, and for 422 an ``errors`` member
   listing each field error as ``{loc, msg, type}``.
-* Operator endpoints sit behind one bearer token (``SAGA_OPERATOR_TOKEN``, plus
-  ``SAGA_OPERATOR_TOKEN_PREVIOUS`` while a rotation is under way). The token is checked
-  before anything else about the request, so a caller without it learns nothing about
-  what it sent.
+* Operator endpoints need an operator's bearer token (:mod:`messaging.identity`) and a role
+  that allows the method; both are checked before anything else about the request, so a
+  caller without them learns nothing about what it sent. Writes and refusals are audited
+  (:mod:`messaging.audit`).
 * The OpenAPI document says all of this: error responses, security, tags and stable
   ``operationId`` s (the route function's name).
 """
@@ -17,12 +17,13 @@ import http
 import secrets
 import traceback
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import sqlalchemy.exc
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -30,6 +31,10 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import audit as audit_log
+from .audit import AuditLog
+from .identity import Authenticator, Identity, Role
 
 log = structlog.get_logger("http")
 
@@ -160,17 +165,24 @@ Instant = Annotated[datetime, AfterValidator(utc)]
 """A datetime parameter: any ISO 8601 instant in range, as UTC; out of range is a 422."""
 
 
-# --------------------------------------------------------------------------- operator token
+# --------------------------------------------------------------------------- operators
+def bearer(authorization: str | None) -> str | None:
+    """The token of ``Bearer <token>``; None for anything else, however malformed."""
+    if not authorization or len(authorization) > MAX_AUTHORIZATION:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credentials or " " in credentials:
+        return None
+    # Header values reach us decoded as Latin-1; a token is visible ASCII.
+    if not all("!" <= ch <= "~" for ch in credentials):
+        return None
+    return credentials
+
+
 def authorized(authorization: str | None, tokens: list[str]) -> bool:
     """True only for ``Bearer <one of tokens>``; anything else, however malformed, is False."""
-    if not authorization or not tokens or len(authorization) > MAX_AUTHORIZATION:
-        return False
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
-        return False
-    # Header values reach us decoded as Latin-1, so this encoding cannot fail; comparing
-    # bytes also avoids compare_digest's refusal of non-ASCII str.
-    return token_matches(credentials.encode("latin-1"), tokens)
+    token = bearer(authorization)
+    return token is not None and bool(tokens) and token_matches(token.encode("latin-1"), tokens)
 
 
 def token_matches(given: bytes, tokens: list[str]) -> bool:
@@ -182,32 +194,90 @@ def token_matches(given: bytes, tokens: list[str]) -> bool:
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="operator",
-    description="The operator token (SAGA_OPERATOR_TOKEN), as `Authorization: Bearer <token>`.",
+    description="An operator's personal token (sagactl operators add) or the bootstrap token (SAGA_OPERATOR_TOKEN), "
+    "as `Authorization: Bearer <token>`.",
 )
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class Guard:
+    """What an operator route asks: who the caller is, and where to record what they did."""
+
+    authenticator: Authenticator
+    audit: AuditLog | None
+
+
+async def identify(request: Request) -> Identity | None:
+    guard: Guard | None = getattr(request.app.state, "guard", None)
+    token = bearer(request.headers.get("authorization"))
+    if guard is None or token is None:
+        return None
+    return await guard.authenticator.identify(token)
+
+
+async def audit(request: Request, item: audit_log.Entry) -> None:
+    guard: Guard | None = getattr(request.app.state, "guard", None)
+    if guard is not None and guard.audit is not None:
+        await guard.audit.record(item)
 
 
 class OperatorRoute(APIRoute):
-    """A route that answers 401 to a request without the operator token before it reads
-    the body or validates any parameter."""
+    """A route for operators. Before it reads the body or validates any parameter, it
+    answers 401 to a caller without a valid token and 403 to one whose role is too small
+    (a viewer may only read; ``required`` raises the bar, to admin for managing operators).
+    Every write, and every refusal, goes to the audit log with its outcome."""
+
+    required: Role | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        action = self.name
 
         async def guarded(request: Request) -> Response:
-            settings = request.app.state.runtime.settings
-            if not authorized(request.headers.get("authorization"), settings.operator_tokens()):
+            identity = await identify(request)
+            if identity is None:
+                await audit(request, audit_log.entry(request, None, action, 401))
                 return problem(401, "operator bearer token required", headers={"WWW-Authenticate": 'Bearer realm="operator"'})
-            return await handler(request)
+            needed = self.required or (Role.VIEWER if request.method in SAFE_METHODS else Role.OPERATOR)
+            if not identity.may(needed):
+                await audit(request, audit_log.entry(request, identity, action, 403, needed=needed.value))
+                return problem(403, f"{identity.name} is a {identity.role.value}; this needs the {needed.value} role")
+            request.state.identity = identity
+            if request.method in SAFE_METHODS:
+                return await handler(request)
+            try:
+                response = await handler(request)
+            except Exception:
+                await audit(request, audit_log.entry(request, identity, action, 500))
+                raise
+            await audit(request, audit_log.entry(request, identity, action, response.status_code))
+            return response
 
         return guarded
 
 
-def operator_router(**kwargs: Any) -> APIRouter:
-    """An ``APIRouter`` whose every route needs the operator token."""
+def caller(request: Request) -> Identity:
+    """The identity an operator route was called by (OperatorRoute put it there)."""
+    return cast(Identity, request.state.identity)
+
+
+CallerDep = Annotated[Identity, Depends(caller)]
+"""The operator calling: the actor of whatever the route does."""
+
+
+def operator_router(*, required: Role | None = None, **kwargs: Any) -> APIRouter:
+    """An ``APIRouter`` whose every route needs an operator's token (and ``required``'s role
+    for every method, when given)."""
+    route_class = type(f"{(required or 'Operator').title()}Route", (OperatorRoute,), {"required": required})
     return APIRouter(
-        route_class=OperatorRoute,
+        route_class=route_class,
         dependencies=[Security(_bearer)],
-        responses={401: {"description": "No valid operator bearer token"}},
+        responses={
+            401: {"description": "No valid operator bearer token"},
+            403: {"description": "The operator's role does not allow this"},
+        },
         **kwargs,
     )
 

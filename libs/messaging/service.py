@@ -10,16 +10,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Annotated, Any, cast
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, cast
 
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import cloudwatch, database, http, janitor, logs, metrics, migrations, tracing
+from . import cloudwatch, database, http, identity, janitor, logs, metrics, migrations, tables, tracing
+from .audit import AuditLog
 from .aws import Broker, open_broker
 from .bus import Handlers, MessageBus
 from .consumer import Consumer
@@ -71,6 +73,9 @@ class ServiceDefinition:
     FIFO queues and who may send to each."""
     redriver: str | None = "orchestrator"
     """The service that redrives dead-letter queues (:attr:`messaging.trust.Trust.redriver`)."""
+    directory: Callable[[Runtime], identity.Directory] | None = None
+    """Where operators' personal tokens are looked up: the orchestrator's own table there;
+    elsewhere the orchestrator, asked at ``SAGA_IDENTITY_URL`` (none when unset)."""
 
 
 def runtime(request: Request) -> Runtime:
@@ -84,6 +89,41 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 SessionDep = Annotated[AsyncSession, Depends(session)]
+
+
+# --------------------------------------------------------------------------- the audit log
+class AuditView(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="The operator's name; 'anonymous' when no valid token was given.")
+    role: str | None
+    action: str = Field(description="The route (its operationId) or console action.")
+    target: str = Field(description="The path acted on.")
+    outcome: Literal["ok", "refused", "denied", "failed"]
+    status: int
+    source: str | None = Field(description="The address the request came from (the load balancer's, on AWS).")
+    detail: dict[str, Any]
+
+
+audit_routes = http.operator_router(prefix="/operator", tags=["audit"])
+
+
+@audit_routes.get("/audit", response_model=list[AuditView])
+async def read_audit(
+    request: Request,
+    db: SessionDep,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_.]{0,99}$")] = None,
+    outcome: Literal["ok", "refused", "denied", "failed"] | None = None,
+    since: http.Instant | None = None,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AuditView]:
+    """This service's audit log, newest first: every operator write and every refused request."""
+    guard: http.Guard = request.app.state.guard
+    assert guard.audit is not None
+    rows = await guard.audit.read(db, actor=actor, action=action, outcome=outcome, since=since, before_id=before_id, limit=limit)
+    return [AuditView(**row) for row in rows]
 
 
 def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
@@ -121,6 +161,11 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 relay_sessions=async_sessionmaker(relay_engine, expire_on_commit=False),
             )
             app.state.runtime = rt
+            directory = _directory(definition, rt)
+            app.state.guard = http.Guard(
+                identity.Authenticator(identity.Bootstrap(settings.operator_tokens()), directory),
+                AuditLog(rt.sessions, tables.metadata.tables["audit_log"], definition.name),
+            )
             for hook in definition.on_start:
                 await hook(rt)
             tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in _workers(definition, rt)]
@@ -136,6 +181,8 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if isinstance(directory, identity.Remote):
+                    await directory.close()
                 await engine.dispose()
                 await relay_engine.dispose()
                 tracing.shutdown()
@@ -158,7 +205,16 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
 
     for router in definition.routers:
         app.include_router(router)
+    app.include_router(audit_routes)
     return app
+
+
+def _directory(definition: ServiceDefinition, rt: Runtime) -> identity.Directory:
+    if definition.directory is not None:
+        return definition.directory(rt)
+    if rt.settings.identity_url:
+        return identity.Remote(rt.settings.identity_url, rt.settings.identity_cache_seconds)
+    return identity.Nobody()
 
 
 def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, Coroutine[Any, Any, None]]]:

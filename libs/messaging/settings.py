@@ -115,12 +115,33 @@ class ServiceSettings(BaseSettings):
     operator_token: SecretStr | None = Field(
         None,
         validation_alias="SAGA_OPERATOR_TOKEN",
-        description="Bearer token for the operator endpoints of every service; unset refuses everyone.",
+        description=(
+            "The bootstrap token: the admin named 'bootstrap' on every service's operator endpoints, for issuing "
+            "operators' personal tokens (sagactl operators add) and for break-glass. Unset: personal tokens only."
+        ),
     )
     operator_token_previous: SecretStr | None = Field(
         None,
         validation_alias="SAGA_OPERATOR_TOKEN_PREVIOUS",
-        description="Also accepted while set, so that a token can be rotated without downtime.",
+        description="Also accepted while set, so that the bootstrap token can be rotated without downtime.",
+    )
+    identity_url: str | None = Field(
+        None,
+        validation_alias="SAGA_IDENTITY_URL",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "The orchestrator's base URL, where this service asks whose a personal operator token is "
+            "(GET /operator/whoami). Unset: only the bootstrap token is accepted here."
+        ),
+    )
+    identity_cache_seconds: float = Field(
+        15,
+        ge=0,
+        le=300,
+        validation_alias="SAGA_IDENTITY_CACHE_SECONDS",
+        description=(
+            "How long an answer of the orchestrator's about a token is kept: a revoked token works here that long at most."
+        ),
     )
 
     @field_validator("operator_token", "operator_token_previous", mode="before")

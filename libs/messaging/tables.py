@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 
 def add_messaging_tables(metadata: MetaData) -> None:
-    """Declare ``outbox``, ``inbox`` and ``saga_step_guard`` in a service's metadata."""
+    """Declare ``outbox``, ``inbox``, ``saga_step_guard`` and ``audit_log`` in a service's metadata."""
     Table(
         "outbox",
         metadata,
@@ -59,6 +59,21 @@ def add_messaging_tables(metadata: MetaData) -> None:
         Column("result", JSONB),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("saga_id", "step"),
+    )
+    Table(
+        "audit_log",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("actor", String(100), nullable=False),
+        Column("role", String(20)),
+        Column("action", String(100), nullable=False),
+        Column("target", String(300), nullable=False),
+        Column("outcome", String(20), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("source", String(100)),
+        Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Index("audit_log_by_actor", "actor", "id"),
     )
 
 

@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -21,11 +16,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from messaging.http import token_matches
+from messaging import audit, http
 from messaging.service import RuntimeDep, SessionDep
 
 from .. import dead_letters, operations, repository
 from ..engine import SagaStatus, StepStatus
+from ..operators import OperatorTable, Session, close_session, find_session, open_session
 from . import queries, views
 
 # The service is named here: request handlers do not inherit the lifespan's log context.
@@ -66,59 +62,44 @@ HEADERS = {
 
 
 # --------------------------------------------------------------------------- sign-in
-def _token_ok(settings, presented: str | None) -> bool:
-    """Whether ``presented`` is an operator token accepted now (the current one or, during a
-    rotation, the previous one), compared in constant time; no token configured lets nobody in."""
-    if not presented:
-        return False
-    return token_matches(presented.encode(), settings.operator_tokens())
+def _guard(request: Request) -> http.Guard:
+    return request.app.state.guard
 
 
-@dataclass(frozen=True)
-class Session:
-    """A signed-in operator: the token they gave, the name they typed, and a random nonce
-    that their forms' CSRF token is derived from."""
-
-    token: str
-    name: str
-    nonce: str
-
-    @property
-    def actor(self) -> str:
-        """What the saga's history records for this person's actions."""
-        return f"{self.name} (console)" if self.name else "console"
-
-    @property
-    def csrf(self) -> str:
-        # Bound to the session and keyed by the token: a page on another origin can neither
-        # read it nor compute it, and a new token voids every form issued before.
-        return hmac.new(self.token.encode(), f"csrf:{self.nonce}".encode(), hashlib.sha256).hexdigest()
-
-    def cookie(self) -> str:
-        raw = json.dumps({"t": self.token, "n": self.name, "c": self.nonce})
-        return base64.urlsafe_b64encode(raw.encode()).decode()
-
-    @classmethod
-    def of_cookie(cls, value: str) -> Session | None:
-        try:
-            raw = json.loads(base64.urlsafe_b64decode(value.encode()))
-            return cls(str(raw["t"]), str(raw["n"])[:60], str(raw["c"]))
-        except (ValueError, KeyError, TypeError):
-            return None
+def _directory(request: Request) -> OperatorTable:
+    return _guard(request).authenticator.directory  # type: ignore[return-value]  # the orchestrator's own table
 
 
-def _session(request: Request) -> Session | None:
-    value = request.cookies.get(COOKIE)
-    session = Session.of_cookie(value) if value else None
-    if session is None or not _token_ok(request.app.state.runtime.settings, session.token):
+async def _session(request: Request) -> Session | None:
+    """The operator signed in on this browser: the cookie names a session that is neither
+    expired nor signed out of, opened with a token that is still valid."""
+    secret = request.cookies.get(COOKIE)
+    if not secret:
         return None
-    return session
+    async with request.app.state.runtime.sessions() as db:
+        return await find_session(db, _directory(request), secret)
+
+
+async def _audit(request: Request, session: Session | None, action: str, status: int, **detail) -> None:
+    await http.audit(request, audit.entry(request, session.identity if session else None, f"console.{action}", status, **detail))
 
 
 async def _form(request: Request, session: Session) -> dict[str, str] | None:
     """The posted form, or None when its CSRF token is not this session's."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     return form if secrets.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()) else None
+
+
+async def _may_act(request: Request, session: Session, action: str) -> tuple[dict[str, str] | None, Response | None]:
+    """The form of an action, or the answer that refuses it: 403 for a form of another session
+    and for a viewer (who is shown no buttons, but may still post). Refusals are audited."""
+    if (form := await _form(request, session)) is None:
+        await _audit(request, session, action, 403, reason="csrf")
+        return None, _csrf_refused(request, session)
+    if not session.may_act:
+        await _audit(request, session, action, 403, needed="operator")
+        return None, _problem(request, session, 403, f"{session.name} is a viewer: viewers see, operators act.")
+    return form, None
 
 
 def _safe_next(target: str | None) -> str:
@@ -136,20 +117,33 @@ async def sign_in_page(request: Request, next: str | None = None) -> Response:
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    token, name = form.get("token", ""), " ".join(form.get("name", "").split())[:60]
-    if not _token_ok(request.app.state.runtime.settings, token):
+    token = form.get("token", "")
+    identity = await _guard(request).authenticator.identify(token) if 16 <= len(token) <= 512 else None
+    if identity is None:
         log.info("console_sign_in_refused")
-        return _sign_in(request, form.get("next"), error="That is not the operator token.")
+        await _audit(request, None, "sign_in", 401)
+        return _sign_in(request, form.get("next"), error="That is not a valid operator token.")
+    rt = request.app.state.runtime
+    async with rt.sessions.begin() as db:
+        session = await open_session(
+            db,
+            identity,
+            token,
+            timedelta(seconds=rt.settings.console.session_seconds),
+            request.client.host if request.client else None,
+        )
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     response.set_cookie(
         COOKIE,
-        Session(token, name, secrets.token_urlsafe(16)).cookie(),
+        session.secret,
+        max_age=int(rt.settings.console.session_seconds),
         path="/console",
         httponly=True,
         samesite="strict",
         secure=secure_cookie(request.url.scheme, request.url.hostname),
     )
-    log.info("console_signed_in", actor=name or "console")
+    log.info("console_signed_in", actor=identity.name, role=identity.role.value)
+    await _audit(request, session, "sign_in", 303)
     return _secure(response)
 
 
@@ -166,19 +160,21 @@ def secure_cookie(scheme: str, host: str | None) -> bool:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    session = _session(request)
-    if session is not None and await _form(request, session) is None:
-        return _problem(request, session, 403, "This form is not from this console session.")
+    session = await _session(request)
+    if session is not None:
+        if await _form(request, session) is None:
+            return _problem(request, session, 403, "This form is not from this console session.")
+        async with request.app.state.runtime.sessions.begin() as db:
+            await close_session(db, session.secret)
+        await _audit(request, session, "sign_out", 303)
     response = RedirectResponse("/console", status_code=303)
     response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
     return _secure(response)
 
 
 def _sign_in(request: Request, next: str | None, error: str | None = None) -> Response:
-    configured = bool(request.app.state.runtime.settings.operator_token)
-    return _render(
-        request, None, "sign_in.html", 401, next=_safe_next(next or request.url.path), error=error, configured=configured
-    )
+    hours = request.app.state.runtime.settings.console.session_seconds / 3600
+    return _render(request, None, "sign_in.html", 401, next=_safe_next(next or request.url.path), error=error, hours=f"{hours:g}")
 
 
 # --------------------------------------------------------------------------- pages
@@ -186,7 +182,7 @@ def _sign_in(request: Request, next: str | None, error: str | None = None) -> Re
 async def overview(
     request: Request, db: SessionDep, rt: RuntimeDep, done: str | None = None, queue: str = "", moved: str = ""
 ) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, "/console")
     notice = f"Redrove {queue}: {moved or 'a move task for all'} message(s)." if done == "redriven" else None
     return _render(request, session, "overview.html", notice=notice, **await _live(request, db, rt))
@@ -195,7 +191,7 @@ async def overview(
 @router.get("/live", response_class=HTMLResponse)
 async def overview_live(request: Request, db: SessionDep, rt: RuntimeDep) -> Response:
     """The overview's live part alone, which the page fetches again every few seconds."""
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _secure(HTMLResponse("", status_code=401))
     return _render(request, session, "_live.html", **await _live(request, db, rt))
 
@@ -238,7 +234,7 @@ async def saga_list(
     version: str | None = None,
     cursor: str | None = None,
 ) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
     chosen = {
         "status": status or "",
@@ -329,7 +325,7 @@ def _minutes(text: str, what: str) -> timedelta | None:
 
 @router.get("/sagas/{saga_id}", response_class=HTMLResponse)
 async def saga_page(request: Request, saga_id: str, db: SessionDep, rt: RuntimeDep, done: str | None = None) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, str(request.url.path))
     return await _saga(request, session, db, rt, saga_id, notice=_NOTICES.get(done or ""))
 
@@ -407,10 +403,11 @@ def _links(rt, state, trace: dict[str, str] | None = None) -> list[tuple[str, st
 # --------------------------------------------------------------------------- actions
 @router.post("/sagas/{saga_id}/resolve")
 async def resolve(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, f"/console/sagas/{saga_id}")
-    if (form := await _form(request, session)) is None:
-        return _csrf_refused(request, session)
+    form, refused = await _may_act(request, session, "resolve")
+    if refused or form is None:
+        return refused or _csrf_refused(request, session)
     reason = form.get("reason", "").strip()
     if not 3 <= len(reason) <= 500:
         return await _saga(
@@ -430,10 +427,11 @@ async def resolve(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: Runt
 
 @router.post("/sagas/{saga_id}/steps/{step}/retry-compensation")
 async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, f"/console/sagas/{saga_id}")
-    if await _form(request, session) is None:
-        return _csrf_refused(request, session)
+    _, refused = await _may_act(request, session, "retry_compensation")
+    if refused:
+        return refused
     return await _acting(
         request,
         session,
@@ -447,10 +445,11 @@ async def retry_compensation(request: Request, saga_id: uuid.UUID, step: str, db
 
 @router.post("/sagas/{saga_id}/pause")
 async def pause(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, f"/console/sagas/{saga_id}")
-    if (form := await _form(request, session)) is None:
-        return _csrf_refused(request, session)
+    form, refused = await _may_act(request, session, "pause")
+    if refused or form is None:
+        return refused or _csrf_refused(request, session)
     reason = form.get("reason", "").strip()[:500]
     return await _acting(
         request,
@@ -466,10 +465,11 @@ async def pause(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: Runtim
 
 @router.post("/sagas/{saga_id}/resume")
 async def resume(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, f"/console/sagas/{saga_id}")
-    if await _form(request, session) is None:
-        return _csrf_refused(request, session)
+    _, refused = await _may_act(request, session, "resume")
+    if refused:
+        return refused
     return await _acting(
         request,
         session,
@@ -484,8 +484,10 @@ async def resume(request: Request, saga_id: uuid.UUID, db: SessionDep, rt: Runti
 # --------------------------------------------------------------------------- many sagas, definitions
 @router.get("/bulk", response_class=HTMLResponse)
 async def bulk_page(request: Request, db: SessionDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, "/console/bulk")
+    if not session.may_act:
+        return _problem(request, session, 403, f"{session.name} is a viewer: viewers see, operators act.")
     return await _bulk_page(request, session, db)
 
 
@@ -508,10 +510,11 @@ async def _bulk_page(request, session, db, status: int = 200, **context) -> Resp
 
 @router.post("/bulk", response_class=HTMLResponse)
 async def bulk_action(request: Request, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, "/console/bulk")
-    if (form := await _form(request, session)) is None:
-        return _csrf_refused(request, session)
+    form, refused = await _may_act(request, session, "bulk")
+    if refused or form is None:
+        return refused or _csrf_refused(request, session)
     chosen = {key: form.get(key, "").strip() for key in ("action", "status", "definition", "failed_step", "reason", "run")}
     action = chosen["action"]
     problems = []
@@ -532,17 +535,22 @@ async def bulk_action(request: Request, db: SessionDep, rt: RuntimeDep) -> Respo
             rt, request.app.state.orchestrator, action, selection, actor=session.actor, reason=chosen["reason"], dry_run=not run
         )
     except operations.EmptySelection as error:
+        if run:
+            await _audit(request, session, f"bulk_{action}", 422)
         return await _bulk_page(request, session, db, 422, chosen=chosen, error=str(error))
+    if run:
+        await _audit(request, session, f"bulk_{action}", 200, sagas=[str(s["saga_id"]) for s in outcome["sagas"]][:100])
     log.info("console_bulk", action=action, dry_run=not run, sagas=len(outcome["sagas"]), actor=session.actor)
     return await _bulk_page(request, session, db, chosen=chosen, outcome=outcome)
 
 
 @router.post("/definitions/{definition}/{verb}", response_class=HTMLResponse)
 async def definition_pause(request: Request, definition: str, verb: str, db: SessionDep, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, "/console/bulk")
-    if (form := await _form(request, session)) is None:
-        return _csrf_refused(request, session)
+    form, refused = await _may_act(request, session, f"definition_{verb}"[:40])
+    if refused or form is None:
+        return refused or _csrf_refused(request, session)
     if verb not in ("pause", "resume"):
         return _problem(request, session, 404, f"There is no action {verb!r}.")
     try:
@@ -554,7 +562,9 @@ async def definition_pause(request: Request, definition: str, verb: str, db: Ses
             resumed = await operations.resume_definition(rt, request.app.state.orchestrator, definition, session.actor)
             notice = f"{definition} resumed: {resumed} held saga(s) running, oldest first."
     except LookupError:
+        await _audit(request, session, f"definition_{verb}", 404)
         return _problem(request, session, 404, f"There is no saga definition {definition!r}.")
+    await _audit(request, session, f"definition_{verb}", 200)
     log.info("console_definition", definition=definition, verb=verb, actor=session.actor)
     return await _bulk_page(request, session, db, notice=notice)
 
@@ -563,23 +573,29 @@ async def _acting(request, session, db, rt, saga_id: uuid.UUID, done: str, actio
     try:
         await action()
     except LookupError:
+        await _audit(request, session, done, 404)
         return _problem(request, session, 404, f"There is no saga {saga_id}.")
     except ValueError as error:
+        await _audit(request, session, done, 409)
         return await _saga(request, session, db, rt, str(saga_id), 409, error=str(error), reason=reason)
+    await _audit(request, session, done, 303)
     log.info("console_action", action=done, saga_id=str(saga_id), actor=session.actor)
     return _secure(RedirectResponse(f"/console/sagas/{saga_id}?done={done}", status_code=303))
 
 
 @router.post("/dead-letters/{queue}/redrive")
 async def redrive(request: Request, queue: str, rt: RuntimeDep) -> Response:
-    if (session := _session(request)) is None:
+    if (session := await _session(request)) is None:
         return _sign_in(request, "/console")
-    if (form := await _form(request, session)) is None:
-        return _csrf_refused(request, session)
+    form, refused = await _may_act(request, session, "redrive")
+    if refused or form is None:
+        return refused or _csrf_refused(request, session)
     try:
         outcome = await operations.redrive(rt, request.app.state.orchestrator, queue, session.actor)
     except ValueError as error:
+        await _audit(request, session, "redrive", 404)
         return _problem(request, session, 404, str(error))
+    await _audit(request, session, "redrive", 303, moved=outcome.get("moved"))
     log.info("console_action", action="redrive", queue=queue, actor=session.actor, moved=outcome.get("moved"))
     back = _safe_next(form.get("back"))
     moved = outcome.get("moved")
@@ -600,6 +616,28 @@ def _csrf_refused(request: Request, session: Session) -> Response:
         403,
         "This form did not come from this console session, so nothing was done. Reload the page and try again.",
     )
+
+
+# --------------------------------------------------------------------------- audit
+AUDIT_PAGE = 100
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(
+    request: Request, db: SessionDep, actor: str | None = None, outcome: str | None = None, before: str | None = None
+) -> Response:
+    if (session := await _session(request)) is None:
+        return _sign_in(request, "/console/audit")
+    chosen = {"actor": (actor or "").strip()[:100], "outcome": outcome if outcome in audit.OUTCOMES else ""}
+    before_id = int(before) if before and before.isdigit() and len(before) < 19 else None
+    guard = _guard(request)
+    assert guard.audit is not None
+    entries = await guard.audit.read(
+        db, actor=chosen["actor"] or None, outcome=chosen["outcome"] or None, before_id=before_id, limit=AUDIT_PAGE
+    )
+    query = {k: v for k, v in chosen.items() if v}
+    older_url = f"/console/audit?{urlencode(query | {'before': entries[-1]['id']})}" if len(entries) == AUDIT_PAGE else None
+    return _render(request, session, "audit.html", entries=entries, chosen=chosen, outcomes=audit.OUTCOMES, older_url=older_url)
 
 
 # --------------------------------------------------------------------------- rendering

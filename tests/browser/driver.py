@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import httpx
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
@@ -89,11 +90,26 @@ def console_stack(workdir: Path, database_url: str | None, endpoint: str | None,
     )
 
 
-def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: str = TOKEN) -> None:
-    """Sign in on the console's page and wait for the answer: signed in, or refused."""
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def personal_token(stack: Stack, name: str, role: str = "operator") -> str:
+    """``name``'s personal token on ``stack``, issued once by the bootstrap admin."""
+    key = (stack.url("orchestrator"), name)
+    if key not in _TOKENS:
+        issued = httpx.post(
+            f"{key[0]}/operator/operators", json={"name": name, "role": role}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert issued.status_code == 201, issued.text
+        _TOKENS[key] = issued.json()["token"]
+    return _TOKENS[key]
+
+
+def sign_in(chrome: webdriver.Chrome, stack: Stack, name: str = "ada", token: str | None = None) -> None:
+    """Sign in on the console's page as ``name`` (with their personal token) or with ``token``,
+    and wait for the answer: signed in, or refused."""
     chrome.get(stack.url("orchestrator") + "/console")
-    chrome.find_element(By.ID, "token").send_keys(token)
-    chrome.find_element(By.ID, "name").send_keys(name)
+    chrome.find_element(By.ID, "token").send_keys(token or personal_token(stack, name))
     chrome.find_element(By.ID, "sign-in").click()
     wait(chrome, lambda c: c.find_elements(By.CSS_SELECTOR, ".who, .signin .error"))
 
