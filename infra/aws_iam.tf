@@ -70,6 +70,13 @@ locals {
           Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"]
           Resource = "*" # X-Ray's write actions take no resource
         }] : [],
+        # Its own login on its own database, and no other (aws_database.tf, aws_bootstrap.tf).
+        !var.deploy_services ? [] : [{
+          Sid      = "ConnectAsOwnLogin"
+          Effect   = "Allow"
+          Action   = "rds-db:connect"
+          Resource = "arn:${local.partition}:rds-db:${var.aws_region}:${local.account_id}:dbuser:${aws_db_instance.main[local.instance_of[svc]].resource_id}/${svc}"
+        }],
         local.queue_kms_key == null ? [] : [{
           Sid      = "UseQueueKey"
           Effect   = "Allow"
@@ -103,7 +110,7 @@ locals {
             Sid      = "ReadOwnSecrets"
             Effect   = "Allow"
             Action   = "secretsmanager:GetSecretValue"
-            Resource = [local.secret_arns.database_url[svc], local.secret_arns.operator_token]
+            Resource = [local.secret_arns.operator_token]
           },
           {
             Sid      = "WriteOwnLogs"

@@ -155,15 +155,22 @@ resource "aws_ecs_task_definition" "service" {
         # Who may have sent what this task receives: each sender's task role id, the SenderId
         # SQS stamps on its messages (libs/messaging/trust.py, docs/design.md#security).
         SAGA_SENDER_PRINCIPALS = local.sender_principals
+        # Its own login, signed in with an IAM token, over TLS that verifies the server.
+        "${each.value.env_prefix}DATABASE_URL" = local.database_urls[each.key]
+        DATABASE_IAM_AUTH                      = "true"
+        PGSSLROOTCERT                          = local.rds_ca_bundle
+        }, each.key == "orchestrator" ? {} : {
+        # Whose an operator's personal token is: the orchestrator says (messaging/identity.py).
+        SAGA_IDENTITY_URL = "http://orchestrator.${local.discovery_namespace}:${local.container_port}"
         }, {
         # The connection budget's share of this task (aws_connection_budget.tf).
         for setting, size in local.database_pools[each.key] : setting => tostring(size)
       }, local.tracing_environment[each.key]) : { name = name, value = value }
     ]
     # Never plain environment: ECS reads these from Secrets Manager at start.
+    # No database password exists: only the bootstrap token is a secret.
     secrets = concat(
       [
-        { name = "${each.value.env_prefix}DATABASE_URL", valueFrom = aws_secretsmanager_secret.database_url[each.key].arn },
         { name = "SAGA_OPERATOR_TOKEN", valueFrom = aws_secretsmanager_secret.operator_token[0].arn },
       ],
       each.key == "orchestrator" ? [{ name = "ORCHESTRATOR_OPERATOR_TOKEN", valueFrom = aws_secretsmanager_secret.operator_token[0].arn }] : [],
@@ -271,8 +278,6 @@ resource "aws_ecs_service" "service" {
 
   depends_on = [
     aws_lb_listener.https,
-    aws_secretsmanager_secret_version.database_url,
-    aws_secretsmanager_secret_version.operator_token,
     aws_iam_role_policy.execution,
   ]
 }

@@ -217,12 +217,6 @@ variable "database_deletion_protection" {
   default     = true
 }
 
-variable "database_password_version" {
-  description = "Increase to generate a new database password and write it to the instance and the services' secrets (then force a new deployment)."
-  type        = number
-  default     = 1
-}
-
 variable "tracing" {
   description = "OpenTelemetry traces to CloudWatch/X-Ray: an ADOT collector beside every service (OTLP on localhost:4318), the services exporting to it, and the X-Ray permissions it needs."
   type        = bool

@@ -24,6 +24,7 @@ import boto3
 from sqlalchemy.engine import make_url
 
 from contracts.topology import MAX_RECEIVE_COUNT, QUEUES, TOPICS, Naming
+from messaging import bootstrap
 from messaging.aws import region
 from messaging.database import asyncpg_dsn
 
@@ -112,38 +113,28 @@ def stop_embedded_postgres(server: Any, *, mode: str = "fast") -> None:
 
 
 def database_urls(server_url: str, prefix: str, names: list[str]) -> dict[str, str]:
-    """One database per service on the server, created if missing; returns their URLs."""
+    """One database per service on the server, each owned by a login of its own that can open
+    no other (messaging.bootstrap, as the deploy-time task does on RDS); returns each service's
+    URL, which names its own login, never the server's master."""
     url = make_url(server_url)
-    databases = {name: f"{prefix}_{name}".replace("-", "_") for name in names}
-
-    async def create() -> None:
-        connection = await asyncpg.connect(asyncpg_dsn(url.set(database="postgres")))
-        try:
-            for database in databases.values():
-                if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
-                    await connection.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
+    logins = _logins(prefix, names)
+    passwords = {role: bootstrap.derived_password(url.password, role) for role in logins}
+    asyncio.run(bootstrap.provision(asyncpg_dsn(url), logins, passwords=passwords, iam=False))
     return {
-        name: url.set(drivername="postgresql+asyncpg", database=db).render_as_string(hide_password=False)
-        for name, db in databases.items()
+        name: url.set(drivername="postgresql+asyncpg", username=role, password=passwords[role], database=role).render_as_string(
+            hide_password=False
+        )
+        for name, role in zip(names, logins, strict=True)
     }
 
 
+def _logins(prefix: str, names: list[str]) -> dict[str, str]:
+    """Each service's login and database, both named ``<prefix>_<name>``."""
+    return {f"{prefix}_{name}".replace("-", "_"): f"{prefix}_{name}".replace("-", "_") for name in names}
+
+
 def drop_databases(server_url: str, prefix: str, names: list[str]) -> None:
-    url = make_url(server_url)
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(asyncpg_dsn(url.set(database="postgres")))
-        try:
-            for name in names:
-                await connection.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
+    asyncio.run(bootstrap.drop(asyncpg_dsn(make_url(server_url)), _logins(prefix, names)))
 
 
 class TopologyMissing(RuntimeError):

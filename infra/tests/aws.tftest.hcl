@@ -24,6 +24,14 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mocked-AbCdEf" }
   }
+  mock_resource "aws_db_instance" {
+    defaults = {
+      resource_id        = "db-MOCKEDRESOURCEID0001"
+      address            = "db.mocked.us-east-1.rds.amazonaws.com"
+      port               = 5432
+      master_user_secret = [{ secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mocked-AbCdEf", kms_key_id = "", secret_status = "active" }]
+    }
+  }
 }
 
 variables {
@@ -97,6 +105,7 @@ run "task_roles_reach_only_what_each_service_needs" {
             [for q in concat(var.expected_access[svc].receive, var.expected_access[svc].send) : "arn:aws:sqs:us-east-1:123456789012:saga-${q}"],
             [for t in var.expected_access[svc].publish : "arn:aws:sns:us-east-1:123456789012:saga-${t}"],
             svc == "notification_svc" ? ["arn:aws:ses:us-east-1:123456789012:identity/orders@shop.example"] : [],
+            ["arn:aws:rds-db:us-east-1:123456789012:dbuser:db-MOCKEDRESOURCEID0001/${svc}"], # its own login
           ), r) || (r == "*" && s.Action == "cloudwatch:PutMetricData" && try(s.Condition.StringEquals["cloudwatch:namespace"], "") == "OrderSaga")
         ]
       ]
@@ -221,36 +230,74 @@ run "the_waf_can_be_switched_off" {
   }
 }
 
-run "secrets_come_from_secrets_manager" {
+run "no_task_of_a_service_gets_the_master_secret_and_no_secret_is_in_the_plan" {
   command = plan
 
   assert {
     condition = alltrue([
       for svc, td in aws_ecs_task_definition.service : toset([for s in jsondecode(td.container_definitions)[0].secrets : s.name]) == toset(concat(
-        ["${upper(trimsuffix(trimsuffix(svc, "_svc"), "_"))}_DATABASE_URL", "SAGA_OPERATOR_TOKEN"],
-        svc == "orchestrator" ? ["ORCHESTRATOR_OPERATOR_TOKEN"] : [],
+        ["SAGA_OPERATOR_TOKEN"], svc == "orchestrator" ? ["ORCHESTRATOR_OPERATOR_TOKEN"] : [],
       ))
     ])
-    error_message = "Each service gets its database URL and the operator token as ECS secrets."
+    error_message = "A service's only secret is the bootstrap operator token: it has no database password."
   }
   assert {
     condition = alltrue(flatten([
       for td in aws_ecs_task_definition.service : [
-        for e in jsondecode(td.container_definitions)[0].environment : !strcontains(e.name, "DATABASE_URL") && !strcontains(e.name, "TOKEN")
+        for s in jsondecode(td.container_definitions)[0].secrets : !contains([for i in aws_db_instance.main : i.master_user_secret[0].secret_arn], s.valueFrom)
       ]
     ]))
-    error_message = "No database URL or token may be plain environment."
+    error_message = "No task definition of a service may receive the master secret."
   }
   assert {
     condition = alltrue([
       for svc, p in aws_iam_role_policy.execution : [
         for s in jsondecode(p.policy).Statement : s.Resource if s.Action == "secretsmanager:GetSecretValue"
-        ] == [[
-          "arn:aws:secretsmanager:us-east-1:123456789012:secret:saga-order-saga/${svc}/database-url-??????",
-          "arn:aws:secretsmanager:us-east-1:123456789012:secret:saga-order-saga/operator-token-??????",
-      ]]
+      ] == [["arn:aws:secretsmanager:us-east-1:123456789012:secret:saga-order-saga/operator-token-??????"]]
     ])
-    error_message = "A service's execution role may read its own database URL and the operator token, nothing else."
+    error_message = "A service's execution role may read the operator token, nothing else."
+  }
+  assert {
+    condition = alltrue(flatten([
+      for svc, td in aws_ecs_task_definition.service : [
+        for e in jsondecode(td.container_definitions)[0].environment :
+        !strcontains(e.name, "TOKEN") && !strcontains(e.name, "PASSWORD") && (
+          !endswith(e.name, "DATABASE_URL") || can(regex("^postgresql://${svc}@[^:/]+:5432/${svc}\\?ssl=verify-full$", e.value))
+        )
+      ]
+    ]))
+    error_message = "A service's database URL names its own login and database, holds no password, and verifies the server (verify-full); no token is plain environment."
+  }
+  assert {
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service : contains([for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"], "DATABASE_IAM_AUTH=true")
+      && contains([for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}"], "PGSSLROOTCERT=/etc/ssl/certs/rds-global-bundle.pem")
+    ])
+    error_message = "Every service signs in with IAM and verifies the RDS certificate against the bundle in the image."
+  }
+  assert {
+    condition = alltrue([
+      for svc, p in aws_iam_role_policy.task : [
+        for s in jsondecode(p.policy).Statement : s.Resource if s.Action == "rds-db:connect"
+      ] == ["arn:aws:rds-db:us-east-1:123456789012:dbuser:db-MOCKEDRESOURCEID0001/${svc}"]
+    ])
+    error_message = "A service's task role may connect as its own login only."
+  }
+  assert {
+    condition = alltrue([
+      for i in aws_db_instance.main : i.manage_master_user_password == true && i.iam_database_authentication_enabled == true && i.password == null && i.password_wo == null
+    ])
+    error_message = "RDS keeps the master password itself (manage_master_user_password): neither plan nor state holds it."
+  }
+  assert {
+    condition = alltrue([
+      for key, td in aws_ecs_task_definition.bootstrap : [for s in jsondecode(td.container_definitions)[0].secrets : s.valueFrom] == [aws_db_instance.main[key].master_user_secret[0].secret_arn]
+    ])
+    error_message = "The bootstrap task alone reads the master secret."
+  }
+  assert {
+    condition     = alltrue([for p in aws_db_parameter_group.postgres[0].parameter : p.value == "1" if p.name == "rds.force_ssl"])
+    error_message = "RDS refuses connections without TLS."
   }
 }
 

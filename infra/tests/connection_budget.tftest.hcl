@@ -22,6 +22,14 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mocked-AbCdEf" }
   }
+  mock_resource "aws_db_instance" {
+    defaults = {
+      resource_id        = "db-MOCKEDRESOURCEID0001"
+      address            = "db.mocked.us-east-1.rds.amazonaws.com"
+      port               = 5432
+      master_user_secret = [{ secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mocked-AbCdEf", kms_key_id = "", secret_status = "active" }]
+    }
+  }
 }
 
 variables {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -27,7 +28,25 @@ PING_AFTER_IDLE = 5.0
 """Seconds a pooled connection may rest before it is checked with a ping on its way out."""
 
 
-def engine(database_url: str, *, pool_size: int, max_overflow: int = 10) -> AsyncEngine:
+def signed_in_with_iam(created: AsyncEngine) -> AsyncEngine:
+    """Every new connection of ``created`` authenticates with a fresh RDS IAM token instead of a
+    password (``DATABASE_IAM_AUTH``): signed locally with the task role's credentials, valid 15
+    minutes, needed only to open a connection. No database password exists anywhere."""
+    import botocore.session
+
+    url = created.url
+    client = botocore.session.get_session().create_client("rds", region_name=os.environ.get("AWS_REGION"))
+
+    @event.listens_for(created.sync_engine, "do_connect")
+    def token(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["password"] = client.generate_db_auth_token(
+            DBHostname=url.host, Port=url.port or 5432, DBUsername=url.username, Region=client.meta.region_name
+        )
+
+    return created
+
+
+def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False) -> AsyncEngine:
     """A service's engine: a pool that pings only the connections that have been resting.
 
     SQLAlchemy's ``pool_pre_ping`` checks every checkout; on asyncpg that is BEGIN, an empty
@@ -43,6 +62,8 @@ def engine(database_url: str, *, pool_size: int, max_overflow: int = 10) -> Asyn
     created = create_async_engine(
         database_url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True, hide_parameters=True
     )
+    if iam:
+        signed_in_with_iam(created)
     dialect = created.dialect
 
     @event.listens_for(created.sync_engine.pool, "checkin")
@@ -71,7 +92,7 @@ def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None)
 
 
-async def create_if_missing(database_url: str) -> bool:
+async def create_if_missing(database_url: str, *, iam: bool = False) -> bool:
     """Create the database ``database_url`` names, with the same credentials, if the server
     does not have it (a fresh RDS instance holding one database per service). True if created.
 
@@ -81,6 +102,8 @@ async def create_if_missing(database_url: str) -> bool:
     """
     url = make_url(database_url)
     probe = create_async_engine(url, poolclass=NullPool)
+    if iam:
+        signed_in_with_iam(probe)
     try:
         async with probe.connect():
             return False
@@ -91,6 +114,8 @@ async def create_if_missing(database_url: str) -> bool:
         await probe.dispose()
     # CREATE DATABASE cannot run inside a transaction block, hence AUTOCOMMIT.
     admin = create_async_engine(url.set(database=MAINTENANCE_DATABASE), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    if iam:
+        signed_in_with_iam(admin)
     if url.database is None:
         raise ValueError("the database URL names no database")
     name = admin.dialect.identifier_preparer.quote(url.database)

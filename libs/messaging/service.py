@@ -130,8 +130,11 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.configure(definition.name, settings.log_level)
-        await database.create_if_missing(settings.database_url)
-        engine = database.engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        iam = settings.database_iam_auth
+        await database.create_if_missing(settings.database_url, iam=iam)
+        engine = database.engine(
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow, iam=iam
+        )
         tracing.instrument_engine(engine)  # not the relay's: its passes belong to no trace
         # The relay has connections of its own: handlers that fill the main pool (each waits
         # on its saga's row lock, say) must never keep a reply from being published. As many
@@ -141,7 +144,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         # one pooled and three overflow for the seven destinations drained at once, the
         # orchestrator opened 290 connections in 20 s at 600 orders a minute (each a
         # PostgreSQL backend started, its types introspected, its statements prepared).
-        relay_engine = database.engine(settings.database_url, pool_size=settings.relay_pool_size, max_overflow=0)
+        relay_engine = database.engine(settings.database_url, pool_size=settings.relay_pool_size, max_overflow=0, iam=iam)
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (

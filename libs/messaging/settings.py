@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +20,11 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(description="SQLAlchemy URL of this service's own database (postgresql+asyncpg://...)")
+    database_iam_auth: bool = Field(
+        False,
+        validation_alias="DATABASE_IAM_AUTH",
+        description="Sign in to RDS with an IAM token of the task role instead of a password (infra/ sets it).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     max_body_bytes: int = Field(
@@ -170,6 +177,12 @@ class ServiceSettings(BaseSettings):
             value = "postgresql+asyncpg://" + value.split("://", 1)[1]
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a PostgreSQL URL")
+        query = dict(parse_qsl(urlsplit(value).query))
+        if query.get("ssl") in ("verify-ca", "verify-full"):
+            # asyncpg verifies against PGSSLROOTCERT; without it every connection would fail later.
+            bundle = os.environ.get("PGSSLROOTCERT")
+            if not bundle or not os.path.isfile(bundle):
+                raise ValueError(f"ssl={query['ssl']} needs PGSSLROOTCERT naming the CA bundle file (it is {bundle!r})")
         return value
 
 

@@ -140,7 +140,9 @@ async def test_a_database_made_before_migrations_is_adopted_not_recreated(fresh)
     engine = create_async_engine(fresh)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+            # What create_all built then: every table but those added since (audit_log).
+            before = [t for t in metadata.sorted_tables if t.name != "audit_log"]
+            await connection.run_sync(lambda sync: metadata.create_all(sync, tables=before))
             await connection.exec_driver_sql("INSERT INTO stock (sku, available) VALUES ('SKU-KEPT', 3)")
         async with engine.begin() as connection:
             await connection.run_sync(migrations.upgrade, "inventory_svc")
