@@ -57,7 +57,7 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
     assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids), "a dry run changes nothing"
 
     # A live action without a filter would act on every saga there is: refused, nothing done.
-    unfiltered = run_sagactl(shop.stack, "bulk", "resolve", "--run", "--reason", "everything", "--actor", "oncall")
+    unfiltered = run_sagactl(shop.stack, "bulk", "resolve", "--run", "--reason", "everything")
     assert unfiltered.returncode != 0 and "422" in unfiltered.stdout and "needs a filter" in unfiltered.stdout
     assert all(shop.saga(saga_id)["status"] == "needs_intervention" for saga_id in ids)
 
@@ -72,13 +72,11 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
         "--run",
         "--reason",
         "refunded by hand",
-        "--actor",
-        "oncall",
     )
     assert "5 sagas acted on" in resolved and resolved.count("resolved") == 5
     assert all(shop.saga(saga_id)["status"] == "compensated" for saga_id in by_hand)
 
-    ran = sagactl(shop.stack, "bulk", "retry", *filters, "--run", "--actor", "oncall")
+    ran = sagactl(shop.stack, "bulk", "retry", *filters, "--run")
     assert f"{INCIDENT - 5} sagas acted on" in ran and ran.count("retried") == INCIDENT - 5
 
     def all_compensated() -> bool:
@@ -88,6 +86,6 @@ def test_a_bulk_retry_lists_the_sagas_of_an_incident_then_settles_them_all_each_
     for saga_id in ids - set(by_hand):
         history = shop.saga(saga_id)["history"]
         retried = [h for h in history if h["event"] == "operator_retry_compensation"]
-        assert retried and "oncall (bulk)" in retried[0]["detail"], json.dumps(history)[:500]
+        assert retried and "bootstrap (bulk)" in retried[0]["detail"], json.dumps(history)[:500]
     assert shop.stock(sku) == {"sku": sku, "available": 100, "reserved": 0}
     assert sagactl(shop.stack, "bulk", "retry", *filters).strip().endswith("0 sagas would be acted on (a dry run: --run to act)")

@@ -63,7 +63,7 @@ def test_signing_in_needs_the_operator_token_and_sets_a_strict_http_only_cookie(
         )
     assert behind.status_code == 303 and "; secure" in behind.headers["set-cookie"].lower()
     page = anonymous.get("/console")
-    assert page.status_code == 200 and "ada (console)" in page.text
+    assert page.status_code == 200 and "bootstrap" in page.text and "admin" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
 
 
@@ -140,9 +140,7 @@ def test_a_redriven_dead_letter_is_shown_with_its_saga_and_the_redrive_lands_in_
     history = shop.saga(placed["saga_id"])["history"]
     [redriven] = [h for h in history if h["event"] == "operator_redrive"]
     assert redriven["step"] == "reserve_inventory"
-    assert redriven["detail"] == (
-        "by ada (console): InventoryReserved from orchestrator-replies-dlq back to orchestrator-replies"
-    )
+    assert redriven["detail"] == ("by bootstrap: InventoryReserved from orchestrator-replies-dlq back to orchestrator-replies")
     # Handled this time: a reply that answers none of the saga's commands (it has no causation
     # id), refused and said so.
     eventually(

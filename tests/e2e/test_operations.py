@@ -145,12 +145,12 @@ def test_refund_that_never_succeeds_is_resolved_by_hand_with_an_audit_trail(stac
     retries = [h for h in shop.saga(placed["saga_id"])["history"] if h["event"] == "operator_retry_compensation"]
     assert len(retries) == 2
 
-    out = sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ada")
+    out = sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer")
     assert "compensated" in out
     saga = shop.saga(placed["saga_id"])
     assert saga["status"] == "compensated"
     resolved = [h for h in saga["history"] if h["event"] == "operator_resolved"]
-    assert resolved and "by ada: refunded by bank transfer" in resolved[0]["detail"]
+    assert resolved and "by bootstrap: refunded by bank transfer" in resolved[0]["detail"]
     assert escalations_for(shop, placed["saga_id"]) == []
     shown = sagactl(stack, "show", placed["saga_id"])
     assert "operator_resolved" in shown and "compensation_failed" in shown

@@ -104,7 +104,7 @@ def test_a_step_resolved_by_hand_is_settled_at_its_participant(stack, shop):
             timeout=30,
             what="waiting on the refund",
         )
-        sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer", "--actor", "ops")
+        sagactl(stack, "resolve", placed["saga_id"], "--reason", "refunded by bank transfer")
     finally:
         stack.start_service("payment_svc")
     events = eventually(
@@ -154,7 +154,7 @@ def test_resolving_a_saga_whose_order_cancellation_is_still_queued_settles_creat
                 timeout=40,
                 what="CancelOrder queued for the stopped order_svc",
             )
-            sagactl(stack, "resolve", placed["saga_id"], "--reason", "cancelled by phone", "--actor", "ops")
+            sagactl(stack, "resolve", placed["saga_id"], "--reason", "cancelled by phone")
         finally:
             stack.start_service("order_svc")
     finally:
