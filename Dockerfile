@@ -11,6 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# The RDS certificate authorities: the services verify the database's certificate and host
+# name (ssl=verify-full, PGSSLROOTCERT; infra/aws_database.tf).
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
+
 COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 

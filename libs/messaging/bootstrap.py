@@ -24,6 +24,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import Mapping
 
@@ -158,6 +159,22 @@ def main() -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
     passwords = None if iam else {role: derived_password(password, role) for role in logins}
     asyncio.run(provision(dsn, logins, passwords=passwords, iam=iam, master_password=password))
+    if secret := os.environ.get("BOOTSTRAP_OPERATOR_TOKEN_SECRET"):
+        bootstrap_token(secret)
+
+
+def bootstrap_token(secret_id: str) -> bool:
+    """Draw the bootstrap operator token into its secret if it has none yet (never replaced:
+    rotate it by hand, docs/runbook.md). True if written. Terraform creates the secret empty,
+    so the token is in no plan and no state."""
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    if client.describe_secret(SecretId=secret_id).get("VersionIdsToStages"):
+        return False
+    client.put_secret_value(SecretId=secret_id, SecretString=secrets.token_urlsafe(36))
+    log.info("bootstrap_token_written")
+    return True
 
 
 if __name__ == "__main__":

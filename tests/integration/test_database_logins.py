@@ -84,3 +84,18 @@ def test_a_database_the_master_built_is_handed_to_the_service_s_login(postgres_s
 def test_bootstrap_refuses_a_name_that_is_not_an_identifier():
     with pytest.raises(ValueError, match="not a role or database name"):
         asyncio.run(bootstrap.provision("postgresql://127.0.0.1/x", {'x"; DROP ROLE postgres; --': "x"}, passwords={}, iam=False))
+
+
+def test_the_bootstrap_token_is_drawn_once_into_its_empty_secret(emulator):
+    """Terraform creates the secret empty (no token in any plan or state); the bootstrap task
+    fills it once and never replaces it."""
+    secrets = infra.client("secretsmanager", emulator)
+    arn = secrets.create_secret(Name=f"test-bootstrap-token-{uuid.uuid4().hex[:8]}")["ARN"]
+    try:
+        assert bootstrap.bootstrap_token(arn) is True
+        token = secrets.get_secret_value(SecretId=arn)["SecretString"]
+        assert len(token) >= 40
+        assert bootstrap.bootstrap_token(arn) is False
+        assert secrets.get_secret_value(SecretId=arn)["SecretString"] == token
+    finally:
+        secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
