@@ -39,7 +39,7 @@ def signed_in_with_iam(created: AsyncEngine) -> AsyncEngine:
 
     @event.listens_for(created.sync_engine, "do_connect")
     def token(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams["password"] = client.generate_db_auth_token(
+        cparams["password"] = client.generate_db_auth_token(  # type: ignore[attr-defined]  # botocore adds it to the rds client at run time
             DBHostname=url.host, Port=url.port or 5432, DBUsername=url.username, Region=client.meta.region_name
         )
 

@@ -87,11 +87,11 @@ async def test_the_lifespan_opens_its_pools_with_the_settings(env, monkeypatch):
     env.setenv("RELAY_POOL_SIZE", "1")
     built: list[dict[str, int]] = []
 
-    def engine(database_url: str, *, pool_size: int, max_overflow: int = 10) -> _Engine:
+    def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False) -> _Engine:
         built.append({"pool_size": pool_size, "max_overflow": max_overflow})
         return _Engine()
 
-    async def create_if_missing(database_url: str) -> bool:
+    async def create_if_missing(database_url: str, *, iam: bool = False) -> bool:
         return False
 
     monkeypatch.setattr(service.database, "engine", engine)
