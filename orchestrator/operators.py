@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from messaging.identity import Bootstrap, Identity, Role, new_token, token_hash
+from messaging.identity import BOOTSTRAP, Bootstrap, Identity, Role, new_token, token_hash
 
 from .tables import console_sessions, operators
 
@@ -37,7 +37,7 @@ class OperatorTable:
     async def by_hash(self, hashed: str) -> Identity | None:
         """Whose the token of this hash is, if it is valid now (the bootstrap token's too)."""
         if hashed in self.bootstrap.hashes():
-            return Identity("bootstrap", Role.ADMIN)
+            return Identity(BOOTSTRAP, Role.ADMIN)
         async with self.sessions() as db:
             row = (
                 await db.execute(

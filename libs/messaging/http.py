@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import http
-import secrets
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import audit as audit_log
 from .audit import AuditLog
-from .identity import Authenticator, Identity, Role
+from .identity import Authenticator, Identity, Role, token_matches
 
 log = structlog.get_logger("http")
 
@@ -183,12 +182,6 @@ def authorized(authorization: str | None, tokens: list[str]) -> bool:
     """True only for ``Bearer <one of tokens>``; anything else, however malformed, is False."""
     token = bearer(authorization)
     return token is not None and bool(tokens) and token_matches(token.encode("latin-1"), tokens)
-
-
-def token_matches(given: bytes, tokens: list[str]) -> bool:
-    """Whether ``given`` is one of ``tokens``, every one compared in constant time."""
-    matches = [secrets.compare_digest(given, token.encode()) for token in tokens]
-    return any(matches)
 
 
 _bearer = HTTPBearer(

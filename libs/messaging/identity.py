@@ -87,19 +87,23 @@ class Directory(Protocol):
     async def identify(self, token: str) -> Identity | None: ...
 
 
+def token_matches(given: bytes, tokens: list[str]) -> bool:
+    """Whether ``given`` is one of ``tokens``, every one compared in constant time."""
+    matches = [secrets.compare_digest(given, token.encode()) for token in tokens]
+    return any(matches)
+
+
 class Bootstrap:
-    """The bootstrap token(s), compared in constant time, each against every one configured."""
+    """The bootstrap token(s): the admin named ``bootstrap``."""
 
     def __init__(self, tokens: list[str]) -> None:
-        self.tokens = [t.encode() for t in tokens]
+        self.tokens = tokens
 
     def identify(self, token: str) -> Identity | None:
-        given = token.encode("latin-1", "replace")
-        matches = [secrets.compare_digest(given, t) for t in self.tokens]
-        return Identity(BOOTSTRAP, Role.ADMIN) if any(matches) else None
+        return Identity(BOOTSTRAP, Role.ADMIN) if token_matches(token.encode("latin-1", "replace"), self.tokens) else None
 
     def hashes(self) -> set[str]:
-        return {hashlib.sha256(t).hexdigest() for t in self.tokens}
+        return {token_hash(t) for t in self.tokens}
 
 
 class Nobody:
