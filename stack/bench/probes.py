@@ -184,13 +184,15 @@ CAPACITY_WORKERS = 4
 
 async def postgres_commits_per_second(stack: Stack, seconds: float) -> float:
     """Single-row committed inserts per second into a scratch database, from ``CAPACITY_WORKERS`` connections."""
-    any_url = next(iter(stack._urls.values()))
+    # The server's own login, not a service's: a service's login may create no database.
+    assert stack.database_url is not None, "the stack has started, so it has a server"
+    server = stack.database_url
     scratch = f"{stack.prefix}_bench_scratch".replace("-", "_")
-    admin = await asyncpg.connect(dsn(any_url, "postgres"))
+    admin = await asyncpg.connect(dsn(server, "postgres"))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{scratch}"')
         await admin.execute(f'CREATE DATABASE "{scratch}"')
-        connections = [await asyncpg.connect(dsn(any_url, scratch)) for _ in range(CAPACITY_WORKERS)]
+        connections = [await asyncpg.connect(dsn(server, scratch)) for _ in range(CAPACITY_WORKERS)]
         await connections[0].execute("CREATE TABLE rows (id bigserial PRIMARY KEY, body text NOT NULL)")
         until = time.monotonic() + seconds
 
