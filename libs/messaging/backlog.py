@@ -18,28 +18,39 @@ class QueueBacklog:
 
     It tells a sender whether a message it sent a while ago and got no answer to is probably
     still waiting its turn (the queue is backed up) rather than lost. It is a hint, never a
-    verdict: a queue that cannot be read counts as empty, which means "do as if silent"."""
+    verdict: a queue that cannot be read counts as empty, which means "do as if silent".
 
-    def __init__(self, broker: Broker, ttl: float = 1.0) -> None:
+    Asking never waits for AWS: the one who asks is a handler inside a database transaction,
+    and a call to SQS (which botocore retries, for minutes when SQS is slow) would hold its
+    pooled connection all that time. So ``waiting`` answers at once with what is known, and a
+    count older than ``ttl`` is read again in the background for the next one who asks. A count
+    older than ``stale_after``, or none yet, is unknown, i.e. 0."""
+
+    def __init__(self, broker: Broker, ttl: float = 1.0, stale_after: float = 30.0) -> None:
         self._broker = broker
         self._ttl = ttl
+        self._stale_after = stale_after
         self._seen: dict[str, tuple[float, int]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
 
     async def waiting(self, queue: str) -> int:
-        """Messages waiting in the logical ``queue`` (0 when unknown)."""
-        async with self._locks.setdefault(queue, asyncio.Lock()):
-            seen = self._seen.get(queue)
-            if seen is not None and time.monotonic() - seen[0] < self._ttl:
-                return seen[1]
-            try:
-                url = await self._broker.queue_url(queue)
-                response = await self._broker.sqs.get_queue_attributes(
-                    QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-                )
-                count = int(response["Attributes"]["ApproximateNumberOfMessages"])
-            except Exception:  # noqa: BLE001 - unknown counts as empty: the sender acts as before
-                log.warning("queue_backlog_unreadable", queue=queue, exc_info=True)
-                count = 0
-            self._seen[queue] = (time.monotonic(), count)
-            return count
+        """Messages waiting in the logical ``queue`` as last read (0 when unknown); never blocks."""
+        seen = self._seen.get(queue)
+        age = time.monotonic() - seen[0] if seen is not None else None
+        if (age is None or age >= self._ttl) and queue not in self._reading:
+            self._reading[queue] = asyncio.create_task(self._read(queue))
+        if seen is None or age is None or age >= self._stale_after:
+            return 0
+        return seen[1]
+
+    async def _read(self, queue: str) -> None:
+        try:
+            url = await self._broker.queue_url(queue)
+            response = await self._broker.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            count = int(response["Attributes"]["ApproximateNumberOfMessages"])
+        except Exception:  # noqa: BLE001 - unknown counts as empty: the sender acts as before
+            log.warning("queue_backlog_unreadable", queue=queue, exc_info=True)
+            count = 0
+        finally:
+            self._reading.pop(queue, None)
+        self._seen[queue] = (time.monotonic(), count)

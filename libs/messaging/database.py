@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,6 +24,32 @@ UNIQUE_VIOLATION = "23505"
 """What the loser of two concurrent CREATE DATABASE gets (on pg_database's name index),
 rather than duplicate_database, which only a CREATE after the other committed gets."""
 
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every wait on the database has an end; seconds (see ``ServiceSettings``' ``DB_*`` settings)."""
+
+    statement: float = 30
+    lock: float = 5
+    idle_in_transaction: float = 60
+    command: float = 60
+    keepalive: int = 30
+    pool: float = 10
+
+    def server_settings(self) -> dict[str, str]:
+        """The session settings each connection opens with (PostgreSQL takes milliseconds)."""
+        return {
+            "statement_timeout": str(int(self.statement * 1000)),
+            "lock_timeout": str(int(self.lock * 1000)),
+            "idle_in_transaction_session_timeout": str(int(self.idle_in_transaction * 1000)),
+            "tcp_keepalives_idle": str(self.keepalive),
+            "tcp_keepalives_interval": "10",
+            "tcp_keepalives_count": "3",
+        }
+
+
+UNLIMITED = ("statement_timeout", "lock_timeout")
+"""Lifted for migrations, which may wait for another replica's migration lock and build indexes."""
 
 PING_AFTER_IDLE = 5.0
 """Seconds a pooled connection may rest before it is checked with a ping on its way out."""
@@ -46,7 +73,9 @@ def signed_in_with_iam(created: AsyncEngine) -> AsyncEngine:
     return created
 
 
-def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False) -> AsyncEngine:
+def engine(
+    database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False, timeouts: Timeouts | None = None
+) -> AsyncEngine:
     """A service's engine: a pool that pings only the connections that have been resting.
 
     SQLAlchemy's ``pool_pre_ping`` checks every checkout; on asyncpg that is BEGIN, an empty
@@ -57,10 +86,18 @@ def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bo
     drops the whole pool, and the message is received again (an HTTP request gets 503).
     The pool is last in, first out, so under light load a few connections stay warm and
     the rest rest. ``hide_parameters``: a failing statement's error (which is logged) must
-    not carry the values bound into it, such as an email address.
+    not carry the values bound into it, such as an email address. ``timeouts`` bound every
+    wait: statements, locks, idle transactions, the driver, the pool and dead TCP peers.
     """
+    timeouts = timeouts or Timeouts()
     created = create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True, hide_parameters=True
+        database_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_use_lifo=True,
+        hide_parameters=True,
+        pool_timeout=timeouts.pool,
+        connect_args={"server_settings": timeouts.server_settings(), "command_timeout": timeouts.command},
     )
     if iam:
         signed_in_with_iam(created)

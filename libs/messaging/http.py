@@ -104,7 +104,7 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # Nothing was written (the transaction never began or never committed): the
         # client may simply come back, as after admission control's 503.
         log.warning("request_refused_database_unavailable", method=request.method, path=request.url.path)
-        return problem(503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"})
+        return problem(503, "the database is unavailable or busy; retry shortly", headers={"Retry-After": "1"})
     log.error(
         "request_failed",
         method=request.method,
@@ -137,12 +137,20 @@ def stack_of(error: BaseException) -> list[str]:
     return frames
 
 
+GAVE_UP_WAITING = ("55P03", "57014")
+"""lock_not_available (DB_LOCK_TIMEOUT) and query_canceled (DB_STATEMENT_TIMEOUT): the
+transaction was rolled back, nothing was written, and the client may come back."""
+
+
 def _database_unavailable(error: Exception) -> bool:
     """A connection that could not be had, or was lost: the server is down, restarting, or
-    out of connections ("too many clients")."""
-    if isinstance(error, (sqlalchemy.exc.TimeoutError, OSError, ConnectionError)):
+    out of connections ("too many clients"); or a wait that hit its timeout (a lock held by a
+    stuck transaction, a statement past its time, a server that stopped answering)."""
+    if isinstance(error, (sqlalchemy.exc.TimeoutError, OSError, ConnectionError, TimeoutError)):
         return True
     if isinstance(error, sqlalchemy.exc.DBAPIError):
+        if getattr(error.orig, "sqlstate", None) in GAVE_UP_WAITING or isinstance(error.orig.__cause__, TimeoutError):
+            return True
         return bool(error.connection_invalidated) or any(
             marker in str(error.orig) for marker in ("too many clients", "not yet accepting connections", "starting up")
         )
@@ -334,6 +342,10 @@ def install(app: FastAPI) -> None:
     """Problem responses for every error, and an OpenAPI document that says so."""
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # The database's errors are answered where the route raised them (Starlette's exception
+    # middleware), not by the catch-all, which re-raises into the server after answering.
+    for database_error in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(database_error, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
 
     def openapi() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import cloudwatch, database, http, identity, janitor, logs, metrics, migrations, tables, tracing
@@ -132,8 +132,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         logs.configure(definition.name, settings.log_level)
         iam = settings.database_iam_auth
         await database.create_if_missing(settings.database_url, iam=iam)
+        timeouts = settings.database_timeouts()
         engine = database.engine(
-            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow, iam=iam
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            iam=iam,
+            timeouts=timeouts,
         )
         tracing.instrument_engine(engine)  # not the relay's: its passes belong to no trace
         # The relay has connections of its own: handlers that fill the main pool (each waits
@@ -144,8 +149,12 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         # one pooled and three overflow for the seven destinations drained at once, the
         # orchestrator opened 290 connections in 20 s at 600 orders a minute (each a
         # PostgreSQL backend started, its types introspected, its statements prepared).
-        relay_engine = database.engine(settings.database_url, pool_size=settings.relay_pool_size, max_overflow=0, iam=iam)
+        relay_engine = database.engine(
+            settings.database_url, pool_size=settings.relay_pool_size, max_overflow=0, iam=iam, timeouts=timeouts
+        )
         async with engine.begin() as connection:
+            for name in database.UNLIMITED:  # SET LOCAL: this transaction only
+                await connection.execute(text(f"SET LOCAL {name} = 0"))
             await connection.run_sync(migrations.upgrade, definition.package)
         async with (
             open_broker(definition.naming(settings.resource_prefix)) as broker,

@@ -7,9 +7,10 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import database
 from .cloudwatch import Sink
 
 
@@ -83,6 +84,62 @@ class ServiceSettings(BaseSettings):
         description="Connections of the relay's own pool (no overflow): destinations published to at once.",
     )
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
+    # Every wait on the database has an end (see docs/design.md, "Timeouts").
+    db_statement_timeout: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        validation_alias="DB_STATEMENT_TIMEOUT",
+        description="Seconds a statement may run before PostgreSQL cancels it (statement_timeout; migrations are exempt).",
+    )
+    db_lock_timeout: float = Field(
+        5,
+        gt=0,
+        le=600,
+        validation_alias="DB_LOCK_TIMEOUT",
+        description=(
+            "Seconds a statement may wait for a lock (lock_timeout): a stuck holder costs a request a 503 "
+            "and a message a retry, not the pool."
+        ),
+    )
+    db_idle_in_transaction_timeout: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        validation_alias="DB_IDLE_IN_TRANSACTION_TIMEOUT",
+        description=(
+            "Seconds a session may sit idle inside a transaction before PostgreSQL ends it and its locks "
+            "(idle_in_transaction_session_timeout): a frozen process's claims are freed."
+        ),
+    )
+    db_command_timeout: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        validation_alias="DB_COMMAND_TIMEOUT",
+        description=(
+            "Seconds the driver waits for any answer of the server (asyncpg's command_timeout): an unreachable "
+            "server fails the statement instead of hanging it. Longer than DB_STATEMENT_TIMEOUT, so that the "
+            "server's own cancellation comes first."
+        ),
+    )
+    db_keepalive_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        validation_alias="DB_KEEPALIVE_SECONDS",
+        description=(
+            "Idle seconds before the server probes a client's TCP connection (tcp_keepalives_idle; then every "
+            "10 s, 3 times): the sessions, and locks, of a partitioned or dead client end within about a minute."
+        ),
+    )
+    db_pool_timeout: float = Field(
+        10,
+        gt=0,
+        le=300,
+        validation_alias="DB_POOL_TIMEOUT",
+        description="Seconds a request or handler waits for a pooled connection before it gets a 503 or a retry.",
+    )
     metrics_sink: Sink = Field(
         "auto",
         validation_alias="METRICS_SINK",
@@ -155,6 +212,30 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _token(cls, value: Any) -> Any:
         return operator_token(value)
+
+    def database_timeouts(self) -> "database.Timeouts":
+        return database.Timeouts(
+            statement=self.db_statement_timeout,
+            lock=self.db_lock_timeout,
+            idle_in_transaction=self.db_idle_in_transaction_timeout,
+            command=self.db_command_timeout,
+            keepalive=self.db_keepalive_seconds,
+            pool=self.db_pool_timeout,
+        )
+
+    @model_validator(mode="after")
+    def _timeouts_nest(self) -> "ServiceSettings":
+        if self.db_command_timeout <= self.db_statement_timeout:
+            raise ValueError(
+                f"DB_COMMAND_TIMEOUT ({self.db_command_timeout:g} s) must be longer than DB_STATEMENT_TIMEOUT "
+                f"({self.db_statement_timeout:g} s): the server cancels a slow statement, the driver only gives up on a lost one"
+            )
+        if self.db_lock_timeout > self.db_statement_timeout:
+            raise ValueError(
+                f"DB_LOCK_TIMEOUT ({self.db_lock_timeout:g} s) must not be longer than DB_STATEMENT_TIMEOUT "
+                f"({self.db_statement_timeout:g} s), which would end the wait first"
+            )
+        return self
 
     def operator_tokens(self) -> list[str]:
         """The tokens accepted now: the current one and, during a rotation, the previous one."""

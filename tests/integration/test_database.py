@@ -100,3 +100,28 @@ async def test_only_a_connection_that_rested_is_pinged_and_a_dead_one_is_replace
         assert len(pings) == 1
     finally:
         await engine.dispose()
+
+
+async def test_every_connection_opens_with_the_waits_bounded(database_url):
+    timeouts = database.Timeouts(statement=12, lock=3, idle_in_transaction=45, command=20, keepalive=25)
+    engine = database.engine(database_url, pool_size=1, max_overflow=0, timeouts=timeouts)
+    try:
+        async with engine.connect() as connection:
+            shown = {
+                name: (await connection.execute(text(f"SHOW {name}"))).scalar_one()
+                for name in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "tcp_keepalives_idle")
+            }
+    finally:
+        await engine.dispose()
+    # A statement past its time is cancelled by the server, not left to hang.
+    quick = database.engine(database_url, pool_size=1, max_overflow=0, timeouts=database.Timeouts(statement=0.2, lock=0.1))
+    try:
+        async with quick.connect() as connection:
+            with pytest.raises(Exception, match="statement timeout"):
+                await connection.execute(text("SELECT pg_sleep(3)"))
+    finally:
+        await quick.dispose()
+    assert shown["statement_timeout"] == "12s"
+    assert shown["lock_timeout"] == "3s"
+    assert shown["idle_in_transaction_session_timeout"] == "45s"
+    assert shown["tcp_keepalives_idle"] in ("25", "25s", "0")  # 0 on a Unix-socket connection, which has no TCP

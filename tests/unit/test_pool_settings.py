@@ -85,10 +85,11 @@ async def test_the_lifespan_opens_its_pools_with_the_settings(env, monkeypatch):
     env.setenv("DB_POOL_SIZE", "3")
     env.setenv("DB_MAX_OVERFLOW", "2")
     env.setenv("RELAY_POOL_SIZE", "1")
-    built: list[dict[str, int]] = []
+    env.setenv("DB_LOCK_TIMEOUT", "2")
+    built: list[dict[str, Any]] = []
 
-    def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False) -> _Engine:
-        built.append({"pool_size": pool_size, "max_overflow": max_overflow})
+    def engine(database_url: str, *, pool_size: int, max_overflow: int = 10, iam: bool = False, timeouts: Any = None) -> _Engine:
+        built.append({"pool_size": pool_size, "max_overflow": max_overflow, "lock_timeout": timeouts.lock})
         return _Engine()
 
     async def create_if_missing(database_url: str, *, iam: bool = False) -> bool:
@@ -101,4 +102,17 @@ async def test_the_lifespan_opens_its_pools_with_the_settings(env, monkeypatch):
     with pytest.raises(_Stop):
         async with app.router.lifespan_context(app):
             pass
-    assert built == [{"pool_size": 3, "max_overflow": 2}, {"pool_size": 1, "max_overflow": 0}]
+    assert built == [
+        {"pool_size": 3, "max_overflow": 2, "lock_timeout": 2},
+        {"pool_size": 1, "max_overflow": 0, "lock_timeout": 2},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "names"),
+    [("DB_COMMAND_TIMEOUT", "10", "DB_COMMAND_TIMEOUT"), ("DB_LOCK_TIMEOUT", "40", "DB_LOCK_TIMEOUT")],
+)
+def test_timeouts_that_do_not_nest_stop_the_process_and_say_which(env, setting, value, names):
+    env.setenv(setting, value)
+    with pytest.raises(ValueError, match=names):
+        PaymentSettings()
