@@ -213,7 +213,7 @@ class ServiceSettings(BaseSettings):
     def _token(cls, value: Any) -> Any:
         return operator_token(value)
 
-    def database_timeouts(self) -> "database.Timeouts":
+    def database_timeouts(self) -> database.Timeouts:
         return database.Timeouts(
             statement=self.db_statement_timeout,
             lock=self.db_lock_timeout,
@@ -224,7 +224,7 @@ class ServiceSettings(BaseSettings):
         )
 
     @model_validator(mode="after")
-    def _timeouts_nest(self) -> "ServiceSettings":
+    def _timeouts_nest(self) -> ServiceSettings:
         if self.db_command_timeout <= self.db_statement_timeout:
             raise ValueError(
                 f"DB_COMMAND_TIMEOUT ({self.db_command_timeout:g} s) must be longer than DB_STATEMENT_TIMEOUT "
