@@ -18,18 +18,27 @@ the count and the commit only, two round trips; the partial index ``orders_pendi
 the count to the pending orders. A count rather than a counter: nothing to keep in step
 with the order's status changes, and nothing to drift; it heals itself.
 
-**The bound adapts to what the system finishes now.** A fixed bound cannot know the
+**The bound adapts to what the system has shown it can carry.** A fixed bound cannot know the
 machine: sized on a fast hour it lets in, on a slow one, more than can finish within the
 budget, and the saga's resends and compensations then multiply the work per order. So the
-bound is ``finishing rate x ORDER_ADMISSION_TARGET_SECONDS`` (Little's law: at that many in
-flight, an order waits about the target), at least ``ORDER_MIN_IN_FLIGHT`` (so that an idle
-system, which finishes nothing, admits a first wave and its rate can show) and at most
+bound is ``capacity x ORDER_ADMISSION_TARGET_SECONDS`` (Little's law: at that many in
+flight, an order waits about the target), at least ``ORDER_MIN_IN_FLIGHT`` and at most
 ``ORDER_MAX_IN_FLIGHT`` (the operator's cap). Below capacity orders finish faster than the
 target and the bound is never reached; past it, throughput stays at capacity and the
-latency of an admitted order near the target, and the rest are refused. The rate is the
-orders finished in the last ``RATE_WINDOW`` seconds of the shared orders table, sampled by
-each process at most twice a second, so the replicas' bounds agree to within the orders
-finished in half a second. ``ORDER_ADMISSION_TARGET_SECONDS=0``: the cap alone.
+latency of an admitted order near the target, and the rest are refused.
+
+The capacity is the better of two rates. One is what finishes now: the orders finished in
+the last ``RATE_WINDOW`` seconds of the shared orders table, sampled by each process at most
+twice a second, so the replicas' bounds agree to within the orders finished in half a second.
+The other is the best such rate the deployment has shown in the last
+``ORDER_CAPACITY_MEMORY_SECONDS``, kept in one row of ``admission_capacity`` that every
+replica reads with its sample and raises when it sees better. A finishing rate alone is
+only what was offered: an idle system finishes nothing, and a bound made of it refused a
+shop's first rush after a quiet hour although the system carried it in a second. The
+remembered best is what the system has proved under load, so it is not refused again.
+``ORDER_MIN_IN_FLIGHT`` is what a deployment that has shown nothing yet admits at once (100:
+at this machine's measured capacity, 17 orders a second, the last of them waits about 6 s,
+well within the saga's 30 s budget). ``ORDER_ADMISSION_TARGET_SECONDS=0``: the cap alone.
 
 **No one customer can take the whole bound.** Under the same lock the transaction also counts
 the pending orders of the order's customer, and refuses (429, with ``Retry-After``) one that
@@ -80,8 +89,16 @@ _CUSTOMER_IN_FLIGHT = text(
 )
 _SAMPLE = text(
     "SELECT count(*) FILTER (WHERE status = :pending) AS in_flight, "
-    "count(*) FILTER (WHERE status <> :pending AND updated_at > :window) AS finished "
+    "count(*) FILTER (WHERE status <> :pending AND updated_at > :window) AS finished, "
+    "(SELECT orders_per_second FROM admission_capacity WHERE id = 1 AND seen_at > :remembered) AS best "
     "FROM orders WHERE created_at > :cutoff"
+)
+# Raised only: a better rate, or any rate once the one kept is older than the memory.
+_REMEMBER = text(
+    "INSERT INTO admission_capacity (id, orders_per_second, seen_at) VALUES (1, :rate, :now) "
+    "ON CONFLICT (id) DO UPDATE SET orders_per_second = excluded.orders_per_second, seen_at = excluded.seen_at "
+    "WHERE admission_capacity.orders_per_second <= excluded.orders_per_second "
+    "OR admission_capacity.seen_at <= :remembered"
 )
 
 
@@ -116,11 +133,15 @@ class Admission:
     target: float = 0.0
     """Seconds an admitted order should wait at most, at the rate orders finish (0: a fixed bound)."""
     min_in_flight: int = 1
+    memory: float = 86_400.0
+    """Seconds the best finishing rate seen is remembered."""
     in_flight: int = 0
     """The latest count this process saw, of orders admitted and not finished."""
     counted_at: float = field(default=-math.inf, repr=False)
     finishing_rate: float = 0.0
     """Orders finished per second over the last ``RATE_WINDOW`` seconds."""
+    best_rate: float = 0.0
+    """The best finishing rate the deployment showed within ``memory`` (as last read or seen)."""
     sampled_at: float = field(default=-math.inf, repr=False)
     sampling: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -132,27 +153,35 @@ class Admission:
         now = time.monotonic() if now is None else now
         return now - self.counted_at < SAMPLE_INTERVAL and not admits(self.in_flight + 1, self.bound())
 
+    def capacity(self) -> float:
+        """Orders a second the deployment can finish, as far as it has shown."""
+        return max(self.finishing_rate, self.best_rate)
+
     def bound(self) -> int:
-        """The deployment's bound now: adapted to the finishing rate last sampled."""
-        return adaptive_bound(self.finishing_rate, target=self.target, least=self.min_in_flight, most=self.max_in_flight)
+        """The deployment's bound now: adapted to the capacity last sampled."""
+        return adaptive_bound(self.capacity(), target=self.target, least=self.min_in_flight, most=self.max_in_flight)
 
     def counted(self, in_flight: int, now: float | None = None) -> None:
         """A count of the orders in flight (this one not among them if it was refused)."""
         self.in_flight = in_flight
         self.counted_at = time.monotonic() if now is None else now
 
-    def sampled(self, in_flight: int, finished: int, now: float | None = None) -> None:
+    def sampled(self, in_flight: int, finished: int, best: float | None = None, now: float | None = None) -> bool:
+        """Record a sample; True when its rate is better than the best remembered (to be kept)."""
         now = time.monotonic() if now is None else now
         self.counted(in_flight, now)
         self.finishing_rate = finished / RATE_WINDOW
         self.sampled_at = now
+        better = self.finishing_rate > (best or 0.0)
+        self.best_rate = max(best or 0.0, self.finishing_rate)
+        return better
 
     def needs_sample(self, now: float | None = None) -> bool:
         return (time.monotonic() if now is None else now) - self.sampled_at >= SAMPLE_INTERVAL
 
     def retry_after(self) -> int:
         """For a refused order: how long the orders above the bound take to drain."""
-        return retry_after(self.in_flight + 1 - self.bound(), self.finishing_rate)
+        return retry_after(self.in_flight + 1 - self.bound(), self.capacity())
 
 
 class Verdict(enum.Enum):
@@ -199,6 +228,7 @@ async def refresh(rt: Runtime, admission: Admission) -> None:
         if not admission.needs_sample():
             return
         now = datetime.now(UTC)
+        remembered = now - timedelta(seconds=admission.memory)
         try:
             async with rt.sessions() as session:
                 row = (
@@ -208,11 +238,15 @@ async def refresh(rt: Runtime, admission: Admission) -> None:
                             "pending": domain.PENDING,
                             "window": now - timedelta(seconds=RATE_WINDOW),
                             "cutoff": admission.cutoff(now),
+                            "remembered": remembered,
                         },
                     )
                 ).one()
+                better = admission.sampled(row.in_flight, row.finished, row.best)
+                if better and admission.memory > 0:
+                    await session.execute(_REMEMBER, {"rate": admission.finishing_rate, "now": now, "remembered": remembered})
+                    await session.commit()
         except Exception:  # noqa: BLE001 - the database is briefly down: Retry-After is made of what is known
             log.warning("admission_sample_failed", exc_info=True)
             admission.sampled_at = time.monotonic()  # not again at once: the bound stays what was known
             return
-        admission.sampled(row.in_flight, row.finished)

@@ -264,7 +264,7 @@ async def _refused(rt, admission: admission_control.Admission) -> JSONResponse:
     ORDERS_REFUSED.inc()
     return problem(
         503,
-        f"{in_flight} orders in flight, at most {admission.max_in_flight}: place it again later",
+        f"{in_flight} orders in flight, the most that can finish in time now is {admission.bound()}: place it again later",
         headers={"Retry-After": str(admission.retry_after())},
     )
 

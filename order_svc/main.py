@@ -19,6 +19,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         horizon=settings.saga_start_bound,
         target=settings.admission_target_seconds,
         min_in_flight=settings.min_in_flight,
+        memory=settings.capacity_memory_seconds,
         per_customer=settings.max_in_flight_per_customer,
     )
     definition = ServiceDefinition(

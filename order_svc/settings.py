@@ -32,7 +32,18 @@ class Settings(ServiceSettings):
             "between min_in_flight and max_in_flight; 0: max_in_flight alone."
         ),
     )
-    min_in_flight: int = Field(20, gt=0, description="The adaptive bound never falls below this.")
+    min_in_flight: int = Field(
+        100,
+        gt=0,
+        description=(
+            "The adaptive bound never falls below this: what a deployment that has shown no capacity yet admits at once."
+        ),
+    )
+    capacity_memory_seconds: float = Field(
+        86_400,
+        ge=0,
+        description="How long the best finishing rate the deployment has shown keeps the bound up (0: not remembered).",
+    )
     jwt_issuer: str = Field("", max_length=512, description="The customers' identity provider (its iss); empty: none.")
     jwt_audience: str = Field("", max_length=512, description="The aud its tokens for this API carry.")
     jwt_jwks_url: str = Field("", max_length=2048, description="Where its public keys are (https; http only on loopback).")

@@ -1,6 +1,19 @@
 """order_svc's own database."""
 
-from sqlalchemy import Column, DateTime, Index, MetaData, Numeric, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from messaging.tables import add_messaging_tables
@@ -34,6 +47,18 @@ orders = Table(
 Index("orders_pending", orders.c.created_at, postgresql_where=orders.c.status == "pending")
 # ... and those of the order's customer, for the per-customer cap.
 Index("orders_pending_by_customer", orders.c.customer_id, orders.c.created_at, postgresql_where=orders.c.status == "pending")
+
+# The best rate at which the deployment's orders finished, as one row every replica reads
+# and raises: admission's bound starts from what the system has shown it can carry, not
+# from what it finished in a quiet moment (see ``admission``).
+admission_capacity = Table(
+    "admission_capacity",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("orders_per_second", Float, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id = 1", name="admission_capacity_one_row"),
+)
 
 # Keys are scoped to the customer and expire after 24 hours (the janitor deletes them).
 idempotency_keys = Table(

@@ -74,3 +74,16 @@ def test_on_a_slow_hour_the_adaptive_bound_refuses_what_a_fixed_one_would_let_in
     assert fixed.bound() == 500 and not fixed.full(now=0.1)
     adaptive.sampled(in_flight=40, finished=int(20 * RATE_WINDOW), now=1.0)  # a fast hour: 20 a second
     assert adaptive.bound() == 100 and not adaptive.full(now=1.1)
+
+
+def test_after_a_quiet_hour_the_bound_is_what_the_system_carried_not_what_it_finished_lately():
+    admission = Admission(max_in_flight=500, horizon=60, target=5, min_in_flight=20)
+    # Under load the deployment finished 30 a second: better than anything remembered, to be kept.
+    assert admission.sampled(in_flight=100, finished=int(30 * RATE_WINDOW), best=None, now=0.0)
+    assert admission.bound() == 150
+    # An hour later nothing finishes; the remembered best (read with the sample) keeps the door open.
+    assert not admission.sampled(in_flight=0, finished=0, best=30.0, now=3600.0)
+    assert admission.capacity() == 30.0 and admission.bound() == 150
+    # Once the memory is gone (nothing read), the floor is what is left.
+    admission.sampled(in_flight=0, finished=0, best=None, now=90_000.0)
+    assert admission.bound() == 20
