@@ -30,6 +30,12 @@ locals {
             Resource = [for q in s.sends_to : local.queue_arn[q]]
           },
           {
+            Sid      = "DeadLetterOwnFailures"
+            Effect   = "Allow"
+            Action   = ["sqs:SendMessage", "sqs:GetQueueUrl"]
+            Resource = [for q in s.consumes : local.queue_arn["${q}-dlq"] if contains(keys(local.redriven_queues), q)]
+          },
+          {
             Sid       = "PutOwnMetrics"
             Effect    = "Allow"
             Action    = "cloudwatch:PutMetricData"

@@ -99,11 +99,16 @@ locals {
 }
 
 # Who may send to each queue: the task roles of the services whose sends_to names it
-# (services.tf, checked against contracts.topology.SENDERS). Nobody sends to a dead-letter
-# queue: SQS moves messages there itself, which no queue policy governs.
+# (services.tf, checked against contracts.topology.SENDERS). A dead-letter queue takes sends
+# from its queue's consumer alone: a message whose handler failed CONSUMER_DEAD_LETTER_AFTER
+# times is moved there by the consumer, with its reason (SQS's own redrive, which no queue
+# policy governs, remains the net).
 locals {
   queue_senders = {
-    for name in keys(local.all_queues) : name => [for svc, s in local.services : local.task_role_arns[svc] if contains(s.sends_to, name)]
+    for name in keys(local.all_queues) : name => [
+      for svc, s in local.services : local.task_role_arns[svc]
+      if contains(s.sends_to, name) || contains([for q in s.consumes : "${q}-dlq"], name)
+    ]
   }
   # The deny applies when every condition holds: not one of the queue's senders, and not a
   # delivery from a topic subscribed to it (aws:SourceArn is absent from a direct call, so

@@ -41,11 +41,12 @@ variables {
   certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 
   # What each service may reach, stated independently of infra/services.tf: a role that
-  # can receive from, send to or publish to anything else fails the run below.
+  # can receive from, send to or publish to anything else fails the run below. Each consumer
+  # may send to its own queues' dead-letter queues (a message whose handler keeps failing).
   expected_access = {
     order_svc = {
       receive = ["order-commands"]
-      send    = ["orchestrator-commands", "orchestrator-replies.fifo"]
+      send    = ["orchestrator-commands", "orchestrator-replies.fifo", "order-commands-dlq"]
       publish = ["order-events"]
     }
     orchestrator = {
@@ -53,13 +54,14 @@ variables {
         "order-commands-dlq", "inventory-commands-dlq", "payment-commands-dlq", "fulfillment-commands-dlq",
       "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo"]
       send = ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands",
-      "notification-commands", "orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations"]
+        "notification-commands", "orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations",
+      "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo"]
       publish = []
     }
-    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
-    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
-    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies.fifo"], publish = [] }
-    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies.fifo"], publish = ["customer-push"] }
+    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies.fifo", "inventory-commands-dlq"], publish = [] }
+    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies.fifo", "payment-commands-dlq"], publish = [] }
+    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies.fifo", "fulfillment-commands-dlq"], publish = [] }
+    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies.fifo", "notification-commands-dlq"], publish = ["customer-push"] }
   }
 }
 
@@ -165,10 +167,13 @@ run "queues_admit_only_the_topologys_senders" {
   assert {
     condition = alltrue([
       for name, p in aws_sqs_queue_policy.queue : anytrue([
-        for s in jsondecode(p.policy).Statement : s.Sid == "DenySendersOtherThanTopology" && try(length(s.Condition.ArnNotEquals), 0) == 0
+        for s in jsondecode(p.policy).Statement : s.Sid == "DenySendersOtherThanTopology" && toset(try(s.Condition.ArnNotEquals["aws:PrincipalArn"], [])) == toset([
+          for svc, a in var.expected_access : "arn:aws:iam::123456789012:role/saga-${replace(svc, "_", "-")}-task"
+          if contains(a.receive, replace(replace(name, "-dlq", ""), ".fifo", "")) || contains(a.receive, "${replace(name, "-dlq", "")}.fifo")
+        ])
       ]) if endswith(name, "-dlq")
     ])
-    error_message = "Nobody may send to a dead-letter queue."
+    error_message = "A dead-letter queue takes sends from its queue's consumer alone."
   }
   assert {
     condition = toset([

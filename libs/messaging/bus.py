@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import inbox, metrics, tracing
+from .crash import fault_point
 from .envelope import Envelope, MalformedMessage, Message, MessageRegistry
 from .received import Outcome, Received, Skipped
 from .trust import ANYONE, ForgedMessage, Trust
@@ -123,6 +124,7 @@ class MessageBus:
     async def _run(self, uow: UnitOfWork, envelope: Envelope, message: Message) -> str:
         if not await inbox.claim(uow.session, self._consumer, envelope.message_id, envelope.message_type):
             return "duplicate"
+        fault_point(envelope.message_type, str(envelope.message_id))
         await self._handlers[type(message)](uow, envelope, message)
         return "handled"
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import random
+import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
-from . import metrics
+from . import database, metrics
 from .aws import Broker
 from .crash import crash_point
 from .envelope import MalformedMessage
@@ -51,6 +56,21 @@ def _trace(message: dict[str, Any]) -> dict[str, str]:
     return _strings(message, TRACE_ATTRIBUTES)
 
 
+NOT_MINE_DELAY = 2
+"""Seconds a message another release must handle waits before it is handed out again: time for
+a process of that release to take it, rather than this one bouncing it at once, receive after
+receive, towards the dead-letter queue."""
+DEAD_LETTER_ATTRIBUTE = "dead_letter"
+"""The message attribute, a JSON object, that says why a consumer dead-lettered a message."""
+REMEMBERED_FAILURES = 10_000
+"""Failing messages whose failures one consumer counts at once (the oldest are forgotten)."""
+
+
+def replica() -> str:
+    """This process, as a dead letter's reason names it: host (an ECS task's) and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _describe(error: Exception) -> str:
     """An error for the log without the values it was raised on (they may be personal data)."""
     if isinstance(error, ValidationError):
@@ -84,6 +104,14 @@ class Consumer:
     earlier one is in flight, so a group's messages are handled strictly in order, by whichever
     instance receives them, each only after every earlier one was handled or dead-lettered.
 
+    A message whose own handler failed ``dead_letter_after`` times (a malformed one at once) is
+    sent to the queue's dead-letter queue by the consumer, with why in its ``dead_letter``
+    attribute (error type and message, receive count, failures, replica, time), and deleted:
+    on a FIFO queue the messages behind it in its group go on at once, handled, instead of
+    being received with it until SQS's ``maxReceiveCount`` dead-letters them all untried.
+    SQS's own redrive remains the net for what the consumer cannot count (a process that
+    dies on the message).
+
     While handlers run, their messages' visibility is extended, so a long handler never
     lets its message reappear. When ``stop`` is set the consumer receives no more, lets the
     handlers in flight finish, and makes what it received but did not handle visible again
@@ -105,6 +133,7 @@ class Consumer:
         delete_linger: float = 0.5,
         receive_linger: float = 0.05,
         fifo: bool = False,
+        dead_letter_after: int | None = None,
     ) -> None:
         self._broker = broker
         self._queue = queue
@@ -124,6 +153,14 @@ class Consumer:
         self._last_batch = 0
         """How many the last receive brought: two or more (but not a full batch) means traffic."""
         self._fifo = fifo
+        self._dead_letter_after = dead_letter_after
+        """After this many failures of its own handler (None: never), a message is moved to the
+        dead-letter queue by the consumer, with its reason, and its FIFO group goes on."""
+        self._failures: OrderedDict[str, int] = OrderedDict()
+        """SQS message id -> how many times its own handler failed here. SQS's receive count
+        is no measure of that: on a FIFO queue the followers of a failing message are received
+        (and handed back unhandled) as often as it is."""
+        self._replica = replica()
         self._in_flight: dict[str, tuple[dict[str, Any], float]] = {}
         """Messages whose handlers run: the message and when it was received (monotonic)."""
         self._room = asyncio.Condition()
@@ -252,6 +289,7 @@ class Consumer:
         releases = []
         for message, item, outcome in zip(messages, received, outcomes, strict=True):
             if outcome is None:
+                self._failures.pop(message["MessageId"], None)
                 handled.append(message)
                 continue
             context = {
@@ -260,23 +298,86 @@ class Consumer:
                 "receive_count": item.receive_count,
                 **_ids(message),
             }
-            if isinstance(outcome, Skipped):
+            if isinstance(outcome, Skipped):  # untried: not a failure of its own
                 releases.append(self._release(url, message, 0))
             elif isinstance(outcome, NotMine):
-                log.info("message_left_for_another", reason=str(outcome)[:300], **context)
+                log.info("message_left_for_another", reason=str(outcome)[:300], retry_in=NOT_MINE_DELAY, **context)
                 metrics.MESSAGES_LEFT.labels(self._service, self._queue).inc()
-                releases.append(self._release(url, message, 0))
-            elif isinstance(outcome, MalformedMessage):
-                log.error("message_malformed", error=str(outcome)[:500], **context)
-                if item.receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
-                    metrics.dead_lettered(self._service, self._queue)
-                releases.append(self._release(url, message, 0))
-            else:  # transient: retried later, the DLQ catches what never succeeds
+                releases.append(self._release(url, message, NOT_MINE_DELAY))
+            elif database.unavailable(outcome):  # the database's state, not this message's fault: not counted
                 delay = retry_delay(item.receive_count)
                 log.warning("message_handler_failed", retry_in=delay, error=_describe(outcome), **context)
                 releases.append(self._release(url, message, delay))
+            else:
+                failures = self._failed(message["MessageId"], malformed=isinstance(outcome, MalformedMessage))
+                if isinstance(outcome, MalformedMessage):
+                    log.error("message_malformed", error=str(outcome)[:500], failures=failures, **context)
+                else:
+                    log.warning("message_handler_failed", error=_describe(outcome), failures=failures, **context)
+                if self._dead_letter_after is not None and failures >= self._dead_letter_after:
+                    releases.append(self._dead_letter(url, message, item, outcome, failures, context))
+                elif isinstance(outcome, MalformedMessage):
+                    if item.receive_count >= MAX_RECEIVE_COUNT:  # this was its last receive: SQS moves it next
+                        metrics.dead_lettered(self._service, self._queue)
+                    releases.append(self._release(url, message, 0))
+                else:  # transient: retried later, the DLQ catches what never succeeds
+                    releases.append(self._release(url, message, retry_delay(failures)))
         await asyncio.gather(*releases)
         return handled
+
+    def _failed(self, message_id: str, *, malformed: bool) -> int:
+        """Count a failure of ``message_id``'s own handler; a malformed message counts as all of
+        them at once (it will never parse). Returns its failures so far."""
+        failures = (self._dead_letter_after or 1) if malformed else self._failures.pop(message_id, 0) + 1
+        self._failures[message_id] = failures
+        while len(self._failures) > REMEMBERED_FAILURES:
+            self._failures.popitem(last=False)
+        return failures
+
+    async def _dead_letter(
+        self,
+        url: str,
+        message: dict[str, Any],
+        item: Received,
+        error: Exception,
+        failures: int,
+        context: dict[str, Any],
+    ) -> None:
+        """Move ``message`` to the queue's dead-letter queue with why, then delete it here. If the
+        move fails it is released with a backoff as any failure is, and tried again later."""
+        reason = {
+            "error_type": type(error).__name__,
+            "error": _describe(error),
+            "receive_count": item.receive_count,
+            "failures": failures,
+            "replica": self._replica,
+            "queue": self._queue,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        attributes = {
+            key: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+            for key, value in (message.get("MessageAttributes") or {}).items()
+            if key != DEAD_LETTER_ATTRIBUTE
+        }
+        attributes = dict(list(attributes.items())[:9])  # SQS takes ten attributes; the reason is one
+        attributes[DEAD_LETTER_ATTRIBUTE] = {"DataType": "String", "StringValue": json.dumps(reason)}
+        ordering: dict[str, str] = {}
+        if self._fifo:
+            group = message.get("Attributes", {}).get("MessageGroupId") or message["MessageId"]
+            ordering = {"MessageGroupId": group, "MessageDeduplicationId": message["MessageId"]}
+        try:
+            dlq = await self._broker.queue_url(f"{self._queue}-dlq")
+            await self._broker.sqs.send_message(
+                QueueUrl=dlq, MessageBody=message["Body"], MessageAttributes=attributes, **ordering
+            )
+            await self._delete(url, [message])
+        except Exception:  # noqa: BLE001 - not moved: retried like any failure, SQS's redrive is the net
+            log.warning("dead_letter_failed", exc_info=True, **context)
+            await self._release(url, message, retry_delay(failures))
+            return
+        self._failures.pop(message["MessageId"], None)
+        log.error("message_dead_lettered", failures=failures, error_type=reason["error_type"], **context)
+        metrics.dead_lettered(self._service, self._queue)
 
     async def _run_batch(self, url: str, messages: list[dict[str, Any]]) -> None:
         try:

@@ -36,3 +36,23 @@ def crash_point(name: str) -> None:
     chance = _CHANCES.get(name)
     if chance and _RANDOM.random() < chance:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+FAULTY = os.environ.get("SAGA_FAULT_FIRST_OF", "")
+"""Chaos switch: the message type whose first message this process handles fails its handler
+every time it is received here, as a bug in one message would (``InjectedFault``)."""
+_faulty: set[str] = set()
+
+
+class InjectedFault(RuntimeError):
+    """A handler's failure that ``SAGA_FAULT_FIRST_OF`` asked for."""
+
+
+def fault_point(message_type: str, message_id: str) -> None:
+    """Fail here for the first message of the ``SAGA_FAULT_FIRST_OF`` type, and for it alone."""
+    if not FAULTY or message_type != FAULTY:
+        return
+    if not _faulty:
+        _faulty.add(message_id)
+    if message_id in _faulty:
+        raise InjectedFault(f"injected: {message_type} {message_id} fails here (SAGA_FAULT_FIRST_OF)")

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.exc
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -118,6 +119,28 @@ def engine(
             raise DisconnectionError(str(error)) from error
 
     return created
+
+
+GAVE_UP_WAITING = ("55P03", "57014")
+"""lock_not_available (DB_LOCK_TIMEOUT) and query_canceled (DB_STATEMENT_TIMEOUT): the
+transaction was rolled back, nothing was written, and the work may simply be tried again."""
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is the database's state rather than the work's fault: a connection
+    that could not be had, or was lost (the server down, restarting, out of connections), or a
+    wait that hit its timeout (a lock held by a stuck transaction, a statement past its time, a
+    server that stopped answering). A request gets a 503; a message is retried, and such
+    failures do not count towards dead-lettering it."""
+    if isinstance(error, (sqlalchemy.exc.TimeoutError, OSError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(error, DBAPIError):
+        if _sqlstate(error) in GAVE_UP_WAITING or isinstance(getattr(error.orig, "__cause__", None), TimeoutError):
+            return True
+        return bool(error.connection_invalidated) or any(
+            marker in str(error.orig) for marker in ("too many clients", "not yet accepting connections", "starting up")
+        )
+    return False
 
 
 def asyncpg_dsn(database_url: str | URL) -> str:

@@ -32,6 +32,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import audit as audit_log
+from . import database
 from .audit import AuditLog
 from .identity import Authenticator, Identity, Role, token_matches
 
@@ -100,7 +101,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    if _database_unavailable(error):
+    if database.unavailable(error):
         # Nothing was written (the transaction never began or never committed): the
         # client may simply come back, as after admission control's 503.
         log.warning("request_refused_database_unavailable", method=request.method, path=request.url.path)
@@ -135,26 +136,6 @@ def stack_of(error: BaseException) -> list[str]:
         ]
         current = current.__cause__ or current.__context__
     return frames
-
-
-GAVE_UP_WAITING = ("55P03", "57014")
-"""lock_not_available (DB_LOCK_TIMEOUT) and query_canceled (DB_STATEMENT_TIMEOUT): the
-transaction was rolled back, nothing was written, and the client may come back."""
-
-
-def _database_unavailable(error: Exception) -> bool:
-    """A connection that could not be had, or was lost: the server is down, restarting, or
-    out of connections ("too many clients"); or a wait that hit its timeout (a lock held by a
-    stuck transaction, a statement past its time, a server that stopped answering)."""
-    if isinstance(error, (sqlalchemy.exc.TimeoutError, OSError, ConnectionError, TimeoutError)):
-        return True
-    if isinstance(error, sqlalchemy.exc.DBAPIError):
-        if getattr(error.orig, "sqlstate", None) in GAVE_UP_WAITING or isinstance(error.orig.__cause__, TimeoutError):
-            return True
-        return bool(error.connection_invalidated) or any(
-            marker in str(error.orig) for marker in ("too many clients", "not yet accepting connections", "starting up")
-        )
-    return False
 
 
 # --------------------------------------------------------------------------- instants

@@ -242,7 +242,12 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
         chaos_copy_chance=settings.chaos_copy_chance,
         linger=settings.relay_linger,
     )
-    trust = Trust(senders=rt.broker.naming.senders, principals=settings.sender_principals, redriver=definition.redriver)
+    trust = Trust(
+        senders=rt.broker.naming.senders,
+        principals=settings.sender_principals,
+        redriver=definition.redriver,
+        own=definition.name,
+    )
     bus = MessageBus(
         consumer=definition.name, sender=definition.name, sessions=rt.sessions, handlers=definition.handlers, trust=trust
     )
@@ -270,6 +275,7 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
             receive_linger=settings.consumer_receive_linger,
             delete_linger=settings.consumer_delete_linger,
             fifo=rt.broker.naming.is_fifo(queue),
+            dead_letter_after=settings.consumer_dead_letter_after,
         )
         rt.consumers[queue] = consumer
         yield f"consumer:{queue}", consumer.run(rt.stop)

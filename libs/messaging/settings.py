@@ -51,6 +51,16 @@ class ServiceSettings(BaseSettings):
     consumer_visibility_timeout: int = Field(10, ge=1, le=43200, validation_alias="CONSUMER_VISIBILITY_TIMEOUT")
     consumer_max_in_flight: int = Field(20, ge=10, le=1000, validation_alias="CONSUMER_MAX_IN_FLIGHT")
     consumer_receive_linger: float = Field(0.05, ge=0, le=1, validation_alias="CONSUMER_RECEIVE_LINGER")
+    consumer_dead_letter_after: int = Field(
+        5,
+        ge=1,
+        le=50,
+        validation_alias="CONSUMER_DEAD_LETTER_AFTER",
+        description=(
+            "Failures of a message's own handler (the database being down does not count) after which the consumer "
+            "moves it to the dead-letter queue with its reason and lets its FIFO group go on."
+        ),
+    )
     consumer_delete_linger: float = Field(0.5, ge=0, le=5, validation_alias="CONSUMER_DELETE_LINGER")
     relay_linger: float = Field(0.05, ge=0, le=1, validation_alias="RELAY_LINGER")
     shutdown_grace_seconds: float = Field(

@@ -44,6 +44,9 @@ class Trust:
     redriver: str | None = None
     """The service that redrives dead-letter queues: a message it sent back keeps its original
     sender, so its principal may carry any sender's message."""
+    own: str | None = None
+    """The service that consumes: a message its consumer moved to a dead-letter queue itself
+    carries its own principal, and may come back to it by a redrive."""
 
     def check(self, queue: str, envelope: Envelope, sender_id: str | None) -> None:
         """Raise :class:`ForgedMessage` unless ``envelope`` may come to ``queue`` as it says."""
@@ -53,7 +56,7 @@ class Trust:
         if not self.principals:
             return
         principal = (sender_id or "").split(":", 1)[0]
-        expected = {self.principals.get(envelope.sender), self.principals.get(self.redriver or "")} - {None}
+        expected = {self.principals.get(name or "") for name in (envelope.sender, self.redriver, self.own)} - {None}
         if principal not in expected:
             said = principal or "unknown"
             raise ForgedMessage(f"{envelope.message_type} claims to come from {envelope.sender!r}, but SQS says {said!r}")

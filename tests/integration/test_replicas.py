@@ -171,3 +171,65 @@ async def test_rows_a_dead_replica_committed_are_published_by_a_siblings_full_pa
         await connection.close()
         stop.set()
         await asyncio.wait_for(running, 10)
+
+
+class FailingHead:
+    """handle_batch's handlers for a saga's group where one reply (the head) always fails."""
+
+    def __init__(self, sessions, bad: uuid.UUID) -> None:
+        self.sessions = sessions
+        self.bad = bad
+        self.events: list[str] = []
+
+    async def reply(self, uow, envelope, message) -> None:
+        if message.order_id == self.bad:
+            self.events.append("head failed")
+            raise ValueError("a bug in this message's handler")
+        self.events.append("reply")
+
+    async def check(self, uow, envelope, message) -> None:
+        self.events.append("check")
+
+    def consumer(self, broker, queue: str, name: str, dead_letter_after: int | None) -> Consumer:
+        handlers = {c.ReleaseInventory: self.reply, c.CheckSagaDeadlines: self.check}
+        bus = MessageBus(consumer=f"head-{uuid.uuid4().hex[:6]}", sender=name, sessions=self.sessions, handlers=handlers)
+        return Consumer(
+            broker,
+            queue,
+            batch=bus.handle_batch,  # the production path
+            service=name,
+            wait_time_seconds=1,
+            visibility_timeout=4,
+            fifo=True,
+            dead_letter_after=dead_letter_after,
+        )
+
+
+async def test_a_failing_head_is_dead_lettered_with_its_reason_and_its_group_goes_on_in_order(sessions, fifo):
+    broker, queue = fifo
+    saga_id, bad = uuid.uuid4(), uuid.uuid4()
+    # One receive brings the whole group: the head, then a check and a reply behind it.
+    for message in (
+        c.ReleaseInventory(order_id=bad),
+        c.CheckSagaDeadlines(checked_at=datetime.now(UTC)),
+        c.ReleaseInventory(order_id=uuid.uuid4()),
+    ):
+        async with UnitOfWork(sessions, "test") as uow:
+            await uow.send(message, f"queue:{queue}", saga_id=saga_id)
+            await uow.commit()
+    await Relay(sessions, broker, service="relay").publish_pending()
+    handlers = FailingHead(sessions, bad)
+    await run_until([handlers.consumer(broker, queue, "a", dead_letter_after=2)], lambda: "reply" in handlers.events)
+    # Twice the head failed and its followers waited, untried; then it left and they went on, in order.
+    assert handlers.events == ["head failed", "head failed", "check", "reply"]
+    dlq = await broker.queue_url(f"{queue}-dlq")
+    dead = await broker.sqs.receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+    )
+    assert len(dead.get("Messages", [])) == 1, "the head alone: its followers were handled, not dead-lettered"
+    [message] = dead["Messages"]
+    assert json.loads(message["Body"])["message_type"] == "ReleaseInventory"
+    reason = json.loads(message["MessageAttributes"]["dead_letter"]["StringValue"])
+    assert reason["error_type"] == "ValueError" and "a bug in this message" in reason["error"]
+    assert reason["failures"] == 2 and reason["receive_count"] >= 2 and reason["queue"] == queue and reason["replica"]
+    assert message["MessageAttributes"]["saga_id"]["StringValue"] == str(saga_id)  # its routing attributes kept

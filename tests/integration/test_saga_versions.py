@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from contracts import messages as c
 from messaging.bus import MessageBus
-from messaging.consumer import Consumer
+from messaging.consumer import NOT_MINE_DELAY, Consumer
 from messaging.envelope import Envelope
 from messaging.received import NotMine, Received
 from messaging.relay import Relay
@@ -85,7 +85,7 @@ async def test_each_saga_runs_on_its_version_and_an_old_release_leaves_a_new_ver
     assert staged == {before: "ProcessPayment", after: "ReturnReservedStock"}
 
 
-async def test_a_message_left_for_another_release_is_handed_back_at_once_not_as_a_failure(sessions, broker, queue):
+async def test_a_message_left_for_another_release_is_handed_back_after_a_pause_not_as_a_failure(sessions, broker, queue):
     async with UnitOfWork(sessions, "test") as uow:
         sent = await uow.send(c.ReleaseInventory(order_id=uuid.uuid4()), f"queue:{queue}", saga_id=uuid.uuid4())
         await uow.commit()
@@ -97,12 +97,18 @@ async def test_a_message_left_for_another_release_is_handed_back_at_once_not_as_
         raise NotMine("saga definition 'order' version 2 is not registered here")
 
     old = MessageBus(consumer="old", sender="test", sessions=sessions, handlers={c.ReleaseInventory: old_release})
-    consumer = Consumer(broker, queue, batch=old.handle_batch, service="test", wait_time_seconds=1)
+    # Even a consumer that dead-letters after one failure does not count this one.
+    consumer = Consumer(broker, queue, batch=old.handle_batch, service="test", wait_time_seconds=1, dead_letter_after=1)
     await consumer.poll_once()
     assert seen == [sent.message_id]
-    # Visible again at once (a failure would wait out a backoff of a second or more).
+    url = await broker.queue_url(queue)
+    # Not at once: a process of the other release gets a moment to take it instead of this one
+    # bouncing it back, receive after receive, towards the dead-letter queue.
+    assert not (await broker.sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)).get("Messages")
     response = await broker.sqs.receive_message(
-        QueueUrl=await broker.queue_url(queue), WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"]
+        QueueUrl=url, WaitTimeSeconds=NOT_MINE_DELAY + 2, MessageSystemAttributeNames=["ApproximateReceiveCount"]
     )
     [again] = response["Messages"]
     assert Envelope.model_validate_json(again["Body"]).message_id == sent.message_id
+    dlq = await broker.queue_url(f"{queue}-dlq")
+    assert not (await broker.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)).get("Messages")

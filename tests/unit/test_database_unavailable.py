@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
-from messaging.http import _database_unavailable
+from messaging.database import unavailable as _database_unavailable
 
 
 class Orig(Exception):
