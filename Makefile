@@ -141,11 +141,11 @@ schemas: venv         ## regenerate the JSON Schemas of every message
 clean:
 	rm -rf $(VENV) .run .tools
 
-bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 PROFILE=1 (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
+bench: venv           ## make bench RATE=300 DURATION=60 WARMUP=10 MIX=success=70,... REPLICAS=2 PROFILE=1 POOLS=deployed (RAMP=1: the knee; RECOVERY=500: kill the orchestrator)
 	$(PY) -m stack.bench $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) \
 	  $(if $(MIX),--mix $(MIX)) $(if $(filter 1 yes true,$(RAMP)),--ramp) $(if $(RATES),--rates $(RATES)) $(if $(BENCH_PREFIX),--prefix $(BENCH_PREFIX)) \
 	  $(if $(IDLE),--idle $(IDLE)) $(if $(RECOVERY),--recovery $(RECOVERY)) $(if $(REPLICAS),--replicas $(REPLICAS)) \
-	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(if $(EMULATOR),--emulator $(EMULATOR)) $(BENCH_ARGS)
+	  $(if $(filter 1 yes true,$(PROFILE)),--profile) $(if $(EMULATOR),--emulator $(EMULATOR)) $(if $(POOLS),--pools $(POOLS)) $(BENCH_ARGS)
 
 bench-peer: venv      ## make bench-peer DURATION=60: the same saga on DBOS Transact, beside make bench (peer.json)
 	$(PY) -m stack.bench.peer $(if $(DURATION),--duration $(DURATION)) $(if $(WARMUP),--warmup $(WARMUP)) $(if $(THREADS),--threads $(THREADS))
@@ -153,6 +153,6 @@ bench-peer: venv      ## make bench-peer DURATION=60: the same saga on DBOS Tran
 bench-table: venv     ## make bench-table RESULTS="bench-results/*/result.json ...": the README's performance table from those runs
 	$(PY) -m stack.bench.targets $(RESULTS)
 
-chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5 REPLICAS=2: orders under faults, then every invariant checked
+chaos: venv           ## make chaos SEED=7 ORDERS=300 RATE=5 REPLICAS=2 POOLS=deployed: orders under faults, then every invariant checked
 	$(PY) -m stack.chaos $(if $(SEED),--seed $(SEED)) --orders $(or $(ORDERS),300) --rate $(or $(RATE),5) \
-	  $(if $(REPLICAS),--replicas $(REPLICAS)) $(CHAOS_ARGS)
+	  $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(POOLS),--pools $(POOLS)) $(CHAOS_ARGS)

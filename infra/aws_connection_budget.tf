@@ -74,6 +74,17 @@ locals {
     for svc, p in local.database_pools : svc => p.DB_POOL_SIZE + p.DB_MAX_OVERFLOW + p.RELAY_POOL_SIZE
   }
 
+  # The least a task works with: three connections for its handlers, HTTP requests and
+  # workers (an orchestrator runs two consumers, the deadline worker, the gauges, the API and
+  # the janitor on them), one for its relay. Below it waits queue behind one connection and
+  # become pool timeouts, retries and blocked FIFO groups; the plan refuses it.
+  minimum_main_pool  = 3
+  minimum_relay_pool = 1
+  below_minimum_pool = sort([
+    for svc, p in local.database_pools : svc
+    if p.DB_POOL_SIZE + p.DB_MAX_OVERFLOW < local.minimum_main_pool || p.RELAY_POOL_SIZE < local.minimum_relay_pool
+  ])
+
   # The most connections each instance can be asked for, reserve included.
   database_peak_connections = {
     for instance, svcs in local.database_instances : instance => local.database_reserved_connections + sum([

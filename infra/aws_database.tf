@@ -124,6 +124,10 @@ resource "aws_db_instance" "main" {
 
   lifecycle {
     precondition {
+      condition     = length([for svc in local.below_minimum_pool : svc if local.instance_of[svc] == each.key]) == 0
+      error_message = "Connection budget too small on ${each.key}: the tasks of ${join(", ", [for svc in local.below_minimum_pool : svc if local.instance_of[svc] == each.key])} would get fewer than ${local.minimum_main_pool} main connections (DB_POOL_SIZE + DB_MAX_OVERFLOW) and ${local.minimum_relay_pool} for the relay. Pick a larger database_instance_class (db.t4g.small or larger for the default max_tasks), lower max_tasks in service_settings, or set database_instance_per_service."
+    }
+    precondition {
       condition     = local.database_peak_connections[each.key] <= local.database_connection_limit
       error_message = "Connection budget exceeded on ${each.key}: its services' tasks (max_tasks, doubled during a rolling deploy) could open ${local.database_peak_connections[each.key] - local.database_reserved_connections} connections; with the ${local.database_reserved_connections} reserved that is ${local.database_peak_connections[each.key]}, and ${var.database_instance_class} allows ${local.database_connection_limit}. Lower max_tasks or the pool sizes in service_settings, pick a larger database_instance_class, or set database_instance_per_service."
     }

@@ -161,9 +161,9 @@ variable "database_instance_per_service" {
 }
 
 variable "database_instance_class" {
-  description = "RDS instance class: one of the classes the connection budget knows (aws_connection_budget.tf), whose memory sets max_connections."
+  description = "RDS instance class: one of the classes the connection budget knows (aws_connection_budget.tf), whose memory sets max_connections. The default is the smallest whose budget gives every task of the default deployment a working pool (infra/README.md, Connection budget)."
   type        = string
-  default     = "db.t4g.micro"
+  default     = "db.t4g.medium"
 
   validation {
     condition     = contains(keys(local.database_class_memory_gib), var.database_instance_class)

@@ -52,7 +52,7 @@ from orchestrator.engine import HistoryEvent
 
 from . import infra
 from .faults import BLACK_HOLE, PASS, SLOW, FaultyEndpoint
-from .runner import Stack, module_of
+from .runner import DEPLOYED_POOLS, Stack, module_of, pools_named
 from .services import SERVICES
 
 FINAL = ("completed", "compensated", "needs_intervention")
@@ -282,6 +282,7 @@ class Chaos:
                 "SAGA_CRASH_POINTS": crash_points,
                 "ORDER_SAGA_START_BOUND": "60",
                 "ORCHESTRATOR_TIMEOUTS__SAGA_BUDGET": f"{SAGA_BUDGET:g}",
+                **pools_named(self.args.pools),
                 **dict(e.split("=", 1) for e in self.args.env),
             },
             service_env={"notification_svc": {"AWS_ENDPOINT_URL_SNS": self.sns.url}},
@@ -1169,6 +1170,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for every service (to switch a protection off)")
+    parser.add_argument(
+        "--pools",
+        default=None,
+        choices=sorted(DEPLOYED_POOLS),
+        help="the pool sizes a deployment gets (deployed: the default plan's; minimum: the least a plan accepts)",
+    )
     args = parser.parse_args(argv)
     if args.replicas < 1:
         parser.error("--replicas: at least 1")

@@ -252,6 +252,26 @@ def module_of(instance: str) -> str:
     return instance.partition("#")[0]
 
 
+DEPLOYED_POOLS: dict[str, dict[str, str]] = {
+    # What infra/'s connection budget gives every task of the default deployment (db.t4g.medium),
+    # and the least a plan accepts (db.t4g.small); infra/tests/connection_budget.tftest.hcl
+    # asserts the same numbers of the plan.
+    "deployed": {"DB_POOL_SIZE": "7", "DB_MAX_OVERFLOW": "0", "RELAY_POOL_SIZE": "2"},
+    "minimum": {"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "0", "RELAY_POOL_SIZE": "1"},
+}
+"""``POOLS=deployed`` / ``POOLS=minimum`` of ``make chaos`` and ``make bench``: a local run with
+the pools a deployment gets instead of a local run's full ones."""
+
+
+def pools_named(name: str | None) -> dict[str, str]:
+    """The pool settings ``name`` stands for (none: a local run's own); a clear error otherwise."""
+    if not name:
+        return {}
+    if name not in DEPLOYED_POOLS:
+        raise SystemExit(f"POOLS={name}: one of {', '.join(DEPLOYED_POOLS)} (or unset, for a local run's pools)")
+    return DEPLOYED_POOLS[name]
+
+
 def pool_sizes(connections: int, processes: int) -> dict[str, str]:
     """Each of ``processes``' share of ``connections``: a quarter (1 to 4) for the relay's pool,
     the rest for the main pool, half kept and half overflow (the services' settings)."""

@@ -60,35 +60,41 @@ variables {
   expected_reserve = 8
 }
 
-run "t4g_micro_holds_every_task_at_its_peak" {
+run "the_default_plan_gives_every_task_at_least_the_minimum_pool" {
   command = plan
 
-  variables {
-    database_instance_class = "db.t4g.micro"
-  }
-
   assert {
-    condition = anytrue([
-      for p in aws_db_parameter_group.postgres[0].parameter : p.name == "max_connections" && p.value == tostring(var.expected_max_connections[var.database_instance_class])
+    condition     = var.database_instance_class == "db.t4g.medium"
+    error_message = "The default class is db.t4g.medium."
+  }
+  assert {
+    # (450 - 8) / 48 = 9 a task: relay 2, 7 kept.
+    condition = alltrue([
+      for td in aws_ecs_task_definition.service : alltrue([
+        for e in jsondecode(td.container_definitions)[0].environment :
+        (e.name == "RELAY_POOL_SIZE" ? tonumber(e.value) >= 1 : true) && (e.name == "DB_POOL_SIZE" ? tonumber(e.value) >= 3 : true)
+      ])
     ])
-    error_message = "The parameter group sets max_connections to the formula's figure of the class."
+    error_message = "The default deployment gives every task at least 3 main connections and 1 for its relay."
   }
   assert {
     condition = alltrue([
-      for td in aws_ecs_task_definition.service : toset([
-        for e in jsondecode(td.container_definitions)[0].environment : e.name if contains(["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"], e.name)
-      ]) == toset(["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"])
+      for td in aws_ecs_task_definition.service : [
+        for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}" if contains(["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"], e.name)
+      ] == ["DB_MAX_OVERFLOW=0", "DB_POOL_SIZE=7", "RELAY_POOL_SIZE=2"]
     ])
-    error_message = "Every task gets its three pool sizes."
+    error_message = "On the default db.t4g.medium every task gets DB_POOL_SIZE=7, DB_MAX_OVERFLOW=0, RELAY_POOL_SIZE=2."
   }
-  assert {
-    condition = var.expected_reserve + var.expected_peak_tasks / length(aws_ecs_task_definition.service) * sum([
-      for td in aws_ecs_task_definition.service : sum([
-        for e in jsondecode(td.container_definitions)[0].environment : tonumber(e.value) if contains(["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"], e.name)
-      ])
-    ]) <= var.expected_max_connections[var.database_instance_class]
-    error_message = "The tasks' pools, at every task's peak, exceed the class's connection limit."
+}
+
+run "t4g_micro_is_refused_for_the_default_deployment" {
+  command = plan
+
+  variables {
+    database_instance_class = "db.t4g.micro" # (112 - 8) / 48 = 2 a task: one main connection, one relay
   }
+
+  expect_failures = [aws_db_instance.main]
 }
 
 run "t4g_small_holds_every_task_at_its_peak" {
@@ -449,27 +455,38 @@ run "the_pools_are_derived_from_the_share_of_each_task" {
   }
 }
 
-run "the_smallest_class_leaves_a_connection_to_each_pool" {
+run "the_smallest_class_that_gives_the_minimum_pool" {
   command = plan
 
   variables {
-    database_instance_class = "db.t4g.micro" # (112 - 8) / 48 = 2 a task
+    database_instance_class = "db.t4g.small" # (225 - 8) / 48 = 4 a task
   }
 
   assert {
     condition = alltrue([
       for td in aws_ecs_task_definition.service : [
         for e in jsondecode(td.container_definitions)[0].environment : "${e.name}=${e.value}" if contains(["DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RELAY_POOL_SIZE"], e.name)
-      ] == ["DB_MAX_OVERFLOW=0", "DB_POOL_SIZE=1", "RELAY_POOL_SIZE=1"]
+      ] == ["DB_MAX_OVERFLOW=0", "DB_POOL_SIZE=3", "RELAY_POOL_SIZE=1"]
     ])
-    error_message = "On db.t4g.micro every task gets one connection for its main pool and one for its relay."
+    error_message = "On db.t4g.small every task gets the minimum: three main connections and one for its relay."
   }
+}
+
+run "pools_set_below_the_minimum_by_hand_are_refused" {
+  command = plan
+
+  variables {
+    service_settings = { orchestrator = { db_pool_size = 1, db_max_overflow = 1 } }
+  }
+
+  expect_failures = [aws_db_instance.main]
 }
 
 run "an_instance_per_service_shares_it_among_that_service_alone" {
   command = plan
 
   variables {
+    database_instance_class       = "db.t4g.micro"
     database_instance_per_service = true
     database_deletion_protection  = false
     service_settings              = { orchestrator = { max_tasks = 6 } }
@@ -492,6 +509,7 @@ run "more_tasks_than_the_database_can_connect_are_refused" {
   command = plan
 
   variables {
+    database_instance_class = "db.t4g.micro"
     # 6 x 8 x 2 = 96 tasks of at least 2 connections each: 192 + 8 > 112.
     service_settings = {
       for svc in ["order_svc", "orchestrator", "inventory_svc", "payment_svc", "fulfillment_svc", "notification_svc"] : svc => { max_tasks = 8 }
@@ -528,6 +546,7 @@ run "an_instance_per_service_is_checked_on_its_own" {
   command = plan
 
   variables {
+    database_instance_class       = "db.t4g.micro"
     database_instance_per_service = true
     database_deletion_protection  = false
     # 120 tasks of at least 2 connections on payment_svc's own db.t4g.micro

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import make_url
 
 from .. import infra
+from ..runner import pools_named
 from . import profile as bench_profile
 from . import report
 from .run import Config, capacity, measure, new_stack, recovery, stop_together
@@ -84,6 +85,7 @@ def main(
     replicas: int = typer.Option(1, min=1, help="processes of every service, the orchestrator's too"),
     profile: bool = typer.Option(False, help="sample every process with py-spy in the measured window (profile-<rate>.txt)"),
     emulator: str = typer.Option("moto", help="the embedded emulator: moto (with stack/emulator.py's patches) or moto-plain"),
+    pools: str = typer.Option("", help="deployed or minimum: the pool sizes a deployment gets (empty: full pools)"),
 ) -> None:
     """Whole-saga throughput, latency and cost at a fixed rate, or along a ramp of rates."""
     config = Config(
@@ -101,7 +103,9 @@ def main(
         replicas=replicas,
         profile=profile,
         emulator=emulator,
+        pools=pools or None,
     )
+    pools_named(config.pools)  # an unknown name stops here, saying which there are
     if emulator not in EMULATORS:
         sys.exit(
             f"--emulator {emulator}: one of {', '.join(EMULATORS)} (fauxqs, the faster SQS/SNS emulator on npm, "

@@ -22,7 +22,7 @@ from orchestrator.engine import FINAL_STATUSES
 from .. import infra, supervisor
 from ..demo import order_body
 from ..infra import free_port
-from ..runner import Stack
+from ..runner import Stack, pools_named
 from ..services import SERVICES
 from . import probes, profile
 from .probes import Probe, Snapshot
@@ -52,6 +52,8 @@ class Config:
     """Name prefix on a given endpoint, whose topology Terraform made (``make deploy-local PREFIX=bench``)."""
     token: str = "bench-operator-token"
     replicas: int = 1
+    pools: str | None = None
+    """The pool sizes a deployment gets (``runner.DEPLOYED_POOLS``); None: full pools."""
     """Processes of every service (the orchestrator's too); orders go to the order_svc ones in turn."""
     profile: bool = False
     """Sample every service process (and the emulator) with py-spy during the measured window."""
@@ -150,7 +152,7 @@ def new_stack(config: Config) -> BenchStack:
         endpoint=config.endpoint,
         ports={s.module: free_port() for s in SERVICES},
         replicas={s.module: config.replicas for s in SERVICES},
-        env={"SAGA_OPERATOR_TOKEN": config.token},
+        env={"SAGA_OPERATOR_TOKEN": config.token, **pools_named(config.pools)},
         **options,
     )
 

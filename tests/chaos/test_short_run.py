@@ -1,5 +1,6 @@
 """A short chaos run in the normal suite: the books hold under faults, with two processes of
-every service (the orchestrator's too), as production runs them.
+every service (the orchestrator's too), as production runs them, and with the pools that
+infra/'s connection budget gives a task (``--pools minimum``: 3 main connections, 1 relay).
 
 It asserts only the invariants that do not depend on timing (stock, money, one effect per
 message, shipments, emails, every outbox row published, escalations). How long the system
@@ -37,6 +38,8 @@ def test_a_short_chaos_run_keeps_the_books(tmp_path):
         "kill,postgres,gap",
         "--replicas",
         "2",
+        "--pools",  # the pools a task of the smallest deployment a plan accepts gets, not a local run's
+        "minimum",
         "--settle",
         "240",
         "--workdir",
