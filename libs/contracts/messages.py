@@ -95,6 +95,7 @@ class StartOrderSaga(StartSaga):
 class StartOrderCancellation(StartSaga):
     """Sent by order_svc when the customer cancels a confirmed order."""
 
+    carries_personal_data: ClassVar = True
     definition: Literal["order_cancellation"] = "order_cancellation"
     customer_id: str
     customer_email: str | None
@@ -320,6 +321,7 @@ class CancellationNoticeFailed(FailureReply):
 class SendCancellationRefusal(Command):
     """Tell the customer the order could not be cancelled. No reply: it ends the saga."""
 
+    carries_personal_data: ClassVar = True
     customer_id: str
     customer_email: str | None
     reason: Reason

@@ -91,3 +91,18 @@ def test_every_example_in_the_message_docs_parses_against_the_code():
         envelope, message = c.REGISTRY.parse(json.dumps(example))
         documented.add(envelope.message_type)
     assert documented == {t.message_type() for t in c.REGISTRY}, "every message type has a valid example"
+
+
+PERSONAL_FIELDS = ("email", "address", "payment_token", "phone", "name")
+
+
+def test_every_message_with_a_field_of_personal_data_is_marked_so():
+    """A message carrying an email, an address or a card token is marked, so that every store
+    (the outbox, the inbox, a dead-letter queue's copy) keeps it no longer than its use."""
+    unmarked = sorted(
+        cls.message_type()
+        for cls in c.REGISTRY
+        if not cls.carries_personal_data
+        and any(marker in field for field in cls.model_fields for marker in PERSONAL_FIELDS if field != "definition")
+    )
+    assert unmarked == []
