@@ -11,3 +11,6 @@ class Settings(ServiceSettings):
     port: int = Field(8005, ge=1, le=65535)
     sender_email: str = "orders@shop.example"
     email_poll_interval: float = Field(0.2, gt=0)
+    retention_days: float = Field(
+        30, gt=0, description="Days a notification sent (or given up on) is kept, its subject and body included."
+    )

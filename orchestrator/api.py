@@ -82,11 +82,21 @@ class SagaView(BaseModel):
     "/sagas/{saga_id}",
     response_model=SagaView,
     response_model_exclude_none=False,
-    responses={404: {"description": "No such saga"}},
+    responses={
+        404: {"description": "No such saga"},
+        410: {"description": "The saga finished and was purged after its retention"},
+    },
 )
 async def get_saga(saga_id: uuid.UUID, session: SessionDep) -> SagaView:
     state = await repository.load(session, saga_id, lock=False)
     if state is None:
+        if (gone := await repository.purged(session, saga_id)) is not None:
+            where = f"archived at {gone['archive']}" if gone["archive"] else "not archived"
+            raise HTTPException(
+                410,
+                f"saga {saga_id} ({gone['definition']}) was {gone['status']} on {gone['finished_at'].isoformat()} and "
+                f"purged on {gone['purged_at'].isoformat()} after its retention; {where}",
+            )
         raise HTTPException(404, f"no saga {saga_id}")
     return SagaView.of(state, await repository.history(session, saga_id))
 

@@ -92,7 +92,11 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         on_start=(read_backlogs,),
         workers=(deadlines, intervention_gauge),
         directory=lambda rt: operators.OperatorTable(rt.sessions, Bootstrap(settings.operator_tokens())),
-        expiring=(janitor.Expiry(tables.console_sessions, "expires_at", timedelta(days=1)),),
+        expiring=(
+            janitor.Expiry(tables.console_sessions, "expires_at", timedelta(days=1)),
+            janitor.Batched("sagas", repository.PURGE_FINISHED, timedelta(days=settings.saga_retention_days)),
+            janitor.Expiry(tables.purged_sagas, "purged_at", timedelta(days=365)),
+        ),
     )
     app = create_app(definition, settings)
     app.state.orchestrator = orchestrator

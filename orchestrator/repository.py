@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .engine import HistoryEntry, SagaState, SagaStatus, StepState, StepStatus
-from .tables import paused_definitions, saga_history, sagas
+from .tables import paused_definitions, purged_sagas, saga_history, sagas
 
 _TIMES = ("started_at", "finished_at", "deadline")
 
@@ -252,3 +252,30 @@ async def running_by_version(session: AsyncSession) -> list[tuple[str, int, int]
 async def count(session: AsyncSession, status: str) -> int:
     """How many sagas are in ``status`` now (an index scan on ``sagas.status``)."""
     return (await session.execute(select(func.count()).select_from(sagas).where(sagas.c.status == status))).scalar_one()
+
+
+PURGE_FINISHED = """
+WITH doomed AS (
+    SELECT saga_id, definition, status, updated_at FROM sagas
+    WHERE status IN ('completed', 'compensated')
+      AND created_at < now() - CAST(:keep AS interval) AND updated_at < now() - CAST(:keep AS interval)
+    ORDER BY created_at LIMIT :batch FOR UPDATE SKIP LOCKED
+), history AS (
+    DELETE FROM saga_history WHERE saga_id IN (SELECT saga_id FROM doomed)
+), tombstones AS (
+    INSERT INTO purged_sagas (saga_id, definition, status, finished_at)
+    SELECT saga_id, definition, status, updated_at FROM doomed ON CONFLICT (saga_id) DO NOTHING
+)
+DELETE FROM sagas WHERE saga_id IN (SELECT saga_id FROM doomed)
+"""
+"""The janitor's purge of finished sagas past their retention: their history, then the saga,
+leaving a tombstone, in one statement of at most ``:batch`` sagas (the oldest first, on the
+status-and-creation index; a saga is created before it finishes). A saga a handler holds is
+skipped, not waited for. Only completed and compensated sagas are final: any other status
+waits for its saga to end or for a person."""
+
+
+async def purged(session: AsyncSession, saga_id: uuid.UUID) -> dict[str, Any] | None:
+    """The tombstone of a saga purged after its retention, if it was."""
+    row = (await session.execute(select(purged_sagas).where(purged_sagas.c.saga_id == saga_id))).first()
+    return dict(row._mapping) if row is not None else None

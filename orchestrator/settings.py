@@ -136,6 +136,14 @@ class Settings(ServiceSettings):
             "the code where none is named. A version left out is left, message by message, for a process that runs it."
         ),
     )
+    saga_retention_days: float = Field(
+        90,
+        gt=0,
+        description=(
+            "Days a finished saga (completed or compensated) is kept, with its history, after it finished; then the "
+            "janitor deletes both and GET /sagas/{id} answers 410. Sagas in any other status are kept."
+        ),
+    )
     intervention_count_interval: float = Field(
         30, gt=0, description="Seconds between two counts of the sagas in needs_intervention (a CloudWatch gauge)."
     )

@@ -51,6 +51,20 @@ sagas = Table(
     Index("sagas_by_customer_newest", text("(data ->> 'customer_id')"), "created_at"),
 )
 
+# What is left of a finished saga after ORCHESTRATOR_SAGA_RETENTION_DAYS: enough for
+# GET /sagas/{id} to answer 410 (gone, and when) instead of 404 (never was). Kept a year.
+purged_sagas = Table(
+    "purged_sagas",
+    metadata,
+    Column("saga_id", UUID(as_uuid=True), primary_key=True),
+    Column("definition", String(50), nullable=False),
+    Column("status", String(30), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("purged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("archive", Text),
+    Index("purged_sagas_purged_at", "purged_at"),
+)
+
 saga_history = Table(
     "saga_history",
     metadata,

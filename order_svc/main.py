@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from contracts.topology import ORDER_COMMANDS, Naming
@@ -9,6 +11,7 @@ from messaging import janitor
 from messaging.service import ServiceDefinition, create_app, serve
 
 from . import admission, api, customers, handlers, stranded, tables
+from .erasure import FORGET_PERSONAL_DATA
 from .settings import Settings
 
 
@@ -31,7 +34,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         handlers=handlers.HANDLERS,
         routers=(api.router, api.guarded),
         workers=(stranded.worker(settings.saga_start_bound, settings.stranded_check_interval),),
-        expiring=(janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),),
+        expiring=(
+            janitor.Expiry(tables.idempotency_keys, "created_at", api.IDEMPOTENCY_TTL),
+            janitor.Batched("orders_personal_data", FORGET_PERSONAL_DATA, timedelta(days=settings.personal_data_days)),
+        ),
     )
     app = create_app(definition, settings)
     app.state.admission = admitting

@@ -39,6 +39,14 @@ class Settings(ServiceSettings):
             "The adaptive bound never falls below this: what a deployment that has shown no capacity yet admits at once."
         ),
     )
+    personal_data_days: float = Field(
+        30,
+        gt=0,
+        description=(
+            "Days an order's email and shipping address are kept once the order is final (confirmed or cancelled; "
+            "returns and disputes need them a while); then they are erased and the order keeps its ids and amounts."
+        ),
+    )
     capacity_memory_seconds: float = Field(
         86_400,
         ge=0,

@@ -47,6 +47,12 @@ orders = Table(
 Index("orders_pending", orders.c.created_at, postgresql_where=orders.c.status == "pending")
 # ... and those of the order's customer, for the per-customer cap.
 Index("orders_pending_by_customer", orders.c.customer_id, orders.c.created_at, postgresql_where=orders.c.status == "pending")
+# The orders whose email or address the janitor has yet to erase (see ``erasure``).
+Index(
+    "orders_with_personal_data",
+    orders.c.updated_at,
+    postgresql_where=(orders.c.customer_email.isnot(None)) | (orders.c.shipping_address.isnot(None)),
+)
 
 # The best rate at which the deployment's orders finished, as one row every replica reads
 # and raises: admission's bound starts from what the system has shown it can carry, not

@@ -66,7 +66,7 @@ class ServiceDefinition:
     """Run once after the tables exist (seeding, checks)."""
     workers: Sequence[Worker] = ()
     """Extra background loops besides the relay and the consumer; they run until ``runtime.stop``."""
-    expiring: Sequence[janitor.Expiry] = ()
+    expiring: Sequence[janitor.Purge] = ()
     """Rows of the service's own tables that the janitor deletes once expired."""
     naming: Callable[[str], Naming] = Naming
     """Physical names from the resource prefix: the system's own :class:`Naming`, which knows its
@@ -260,7 +260,9 @@ def _workers(definition: ServiceDefinition, rt: Runtime) -> Iterator[tuple[str, 
             rt.stop,
             service=definition.name,
             outbox_retention=timedelta(days=settings.outbox_retention_days),
+            guard_retention=timedelta(days=settings.guard_retention_days),
             expiring=definition.expiring,
+            interval=settings.janitor_interval,
         ),
     )
     for queue in definition.queues:

@@ -94,6 +94,21 @@ class ServiceSettings(BaseSettings):
         description="Connections of the relay's own pool (no overflow): destinations published to at once.",
     )
     outbox_retention_days: float = Field(7, gt=0, validation_alias="OUTBOX_RETENTION_DAYS")
+    janitor_interval: float = Field(
+        3600,
+        gt=0,
+        validation_alias="JANITOR_INTERVAL_SECONDS",
+        description="Seconds between the janitor's passes (purges and erasures past their retention), the first at start.",
+    )
+    guard_retention_days: float = Field(
+        90,
+        ge=15,
+        validation_alias="SAGA_GUARD_RETENTION_DAYS",
+        description=(
+            "Days the step guard keeps a saga step's record after its last change (at least 15, as the inbox): "
+            "a command for the step older than this (an operator's retry of a saga that old) is not recognised."
+        ),
+    )
     # Every wait on the database has an end (see docs/design.md, "Timeouts").
     db_statement_timeout: float = Field(
         30,
