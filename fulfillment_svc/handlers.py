@@ -11,13 +11,16 @@ from sqlalchemy import select, update
 from contracts import messages as c
 from contracts import steps
 from contracts.topology import FULFILLMENT_COMMANDS
-from messaging import participant
+from messaging import erasure, participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
 
 from . import domain
 from .tables import shipments
+
+PERSONAL_DATA: tuple[erasure.PersonalData, ...] = ()
+"""A shipment keeps its country and items; the address was forgotten when the parcel was booked."""
 
 
 def handlers(delivery_days: int) -> Handlers:
@@ -114,6 +117,8 @@ def handlers(delivery_days: int) -> Handlers:
             c.ReinstateShipment: reinstate_shipment,
         },
         settle_with=(c.SettleStep, c.step_settled),
+        erase_with=(c.EraseCustomerData, c.customer_data_erased),
+        personal_data=PERSONAL_DATA,
     )
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from contracts import messages as c
 from contracts import steps
 from contracts.topology import INVENTORY_COMMANDS
-from messaging import participant
+from messaging import erasure, participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
@@ -89,6 +89,10 @@ async def return_reserved_stock(uow: UnitOfWork, envelope: Envelope, command: c.
     )
 
 
+PERSONAL_DATA: tuple[erasure.PersonalData, ...] = ()
+"""Stock and reservations name no person."""
+
+
 HANDLERS: Handlers = participant.handlers(
     steps.owned_by(INVENTORY_COMMANDS),
     {
@@ -97,4 +101,6 @@ HANDLERS: Handlers = participant.handlers(
         c.ReturnReservedStock: return_reserved_stock,
     },
     settle_with=(c.SettleStep, c.step_settled),
+    erase_with=(c.EraseCustomerData, c.customer_data_erased),
+    personal_data=PERSONAL_DATA,
 )

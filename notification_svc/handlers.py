@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from contracts import messages as c
 from contracts import steps
 from contracts.topology import CUSTOMER_PUSH, NOTIFICATION_COMMANDS
-from messaging import participant
+from messaging import erasure, participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
@@ -120,6 +120,10 @@ async def send_cancellation_refusal(uow: UnitOfWork, envelope: Envelope, command
     await _notify(uow, envelope, command.order_id, command.customer_id, email, (subject, body), subject)
 
 
+PERSONAL_DATA = (erasure.PersonalData(notifications, ("recipient", "subject", "body"), by="order_id"),)
+"""A notification's address (already erased once the email is handed over), subject and body."""
+
+
 HANDLERS: Handlers = participant.handlers(
     steps.owned_by(NOTIFICATION_COMMANDS),
     {
@@ -129,4 +133,6 @@ HANDLERS: Handlers = participant.handlers(
         c.SendCancellationRefusal: send_cancellation_refusal,
     },
     settle_with=(c.SettleStep, c.step_settled),
+    erase_with=(c.EraseCustomerData, c.customer_data_erased),
+    personal_data=PERSONAL_DATA,
 )

@@ -12,12 +12,14 @@ import structlog
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.messages import CUSTOMER_ID
 from messaging.http import CallerDep, Instant, Responses, operator_router
 from messaging.identity import NAME, Role
 from messaging.service import RuntimeDep, SessionDep
 from messaging.text import Text
+from messaging.uow import UnitOfWork
 
-from . import dead_letters, operations, operators, repository
+from . import dead_letters, erasure, operations, operators, repository
 from .engine import SagaState, SagaStatus, StepStatus
 
 router = APIRouter(tags=["sagas"])
@@ -397,6 +399,59 @@ def _refusals():
         raise HTTPException(404, str(error)) from error
     except ValueError as error:
         raise HTTPException(409, str(error)) from error
+
+
+# --------------------------------------------------------------------------- erasure
+CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID)]
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: CustomerId
+    reason: Text = Field(min_length=3, max_length=500, description="Why: the data subject's request, its reference")
+
+
+class ErasureView(BaseModel):
+    erasure_id: uuid.UUID
+    customer_id: str
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    orders: int = Field(description="The customer's orders the sagas named, whose records the participants erase")
+    answers: dict[str, int] = Field(description="Each service that has erased, and how many of its records")
+    waiting_for: list[str]
+    status: Literal["in_progress", "completed"]
+    completed_at: datetime | None
+
+
+@operator.post("/erasures", response_model=ErasureView, status_code=201)
+async def request_erasure(body: ErasureRequest, rt: RuntimeDep, caller: CallerDep, response: Response) -> ErasureView:
+    """Erase a customer's personal data everywhere (email, address, notification texts, card
+    fingerprints), keeping the books: the orchestrator erases its own at once and asks every
+    participant by message; follow ``Location`` until ``status`` is ``completed``."""
+    async with UnitOfWork(rt.sessions, rt.name) as uow:
+        view = await erasure.request(uow, body.customer_id, body.reason, caller.name)
+        await uow.commit()
+    response.headers["Location"] = f"/operator/erasures/{view['erasure_id']}"
+    return ErasureView(**view)
+
+
+@operator.get("/erasures/{erasure_id}", response_model=ErasureView, responses={404: {"description": "No such erasure"}})
+async def get_erasure(erasure_id: uuid.UUID, session: SessionDep) -> ErasureView:
+    view = await erasure.view(session, erasure_id)
+    if view is None:
+        raise HTTPException(404, f"no erasure {erasure_id}")
+    return ErasureView(**view)
+
+
+@operator.get("/erasures", response_model=list[ErasureView])
+async def list_erasures(
+    session: SessionDep,
+    customer_id: Annotated[str | None, Query(pattern=CUSTOMER_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ErasureView]:
+    """The erasures asked for, newest first (of one customer if named)."""
+    return [ErasureView(**view) for view in await erasure.listing(session, customer_id, limit)]
 
 
 # --------------------------------------------------------------------------- operators

@@ -372,5 +372,29 @@ def audit(
     console.print(table)
 
 
+@app.command()
+def erase(
+    customer: Annotated[str, typer.Option(help="the customer whose personal data is erased everywhere")],
+    reason: Annotated[str, typer.Option(help="why: the data subject's request and its reference")],
+    wait: Annotated[float, typer.Option(help="seconds to wait until every service has erased (0: do not wait)")] = 30,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Erase a customer's personal data in every service (the books stay), and say when done."""
+    import time
+
+    client = _client(url, token)
+    erasure = _check(client.post("/operator/erasures", json={"customer_id": customer, "reason": reason}))
+    deadline = time.monotonic() + wait
+    while erasure["status"] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        erasure = _check(client.get(f"/operator/erasures/{erasure['erasure_id']}"))
+    answers = ", ".join(f"{service} {count}" for service, count in sorted(erasure["answers"].items()))
+    console.print(f"erasure {erasure['erasure_id']}: {erasure['status']}; records erased: {answers}")
+    if erasure["status"] != "completed":
+        console.print(f"still waiting for: {', '.join(erasure['waiting_for'])}")
+        raise typer.Exit(2)
+
+
 if __name__ == "__main__":
     app()

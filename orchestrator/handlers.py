@@ -22,7 +22,7 @@ from messaging.envelope import Envelope, MalformedMessage, Message
 from messaging.received import NotMine
 from messaging.uow import UnitOfWork
 
-from . import repository
+from . import erasure, repository
 from .engine import (
     FINAL_STATUSES,
     Escalate,
@@ -117,6 +117,7 @@ class Orchestrator:
             **{report: self.settle_unstarted for report in self.registry.unstarted_reports()},
             c.StepSettled: self.on_settled,
             c.CheckSagaDeadlines: self.check_deadlines,
+            c.CustomerDataErased: erasure.answered,
             **{reply: self.on_reply for reply in self.registry.replies()},
         }
 

@@ -65,6 +65,21 @@ purged_sagas = Table(
     Index("purged_sagas_purged_at", "purged_at"),
 )
 
+# A customer's personal data erased on request: who asked, why, and each service's answer
+# (rows erased), complete once every participant answered (see ``erasure``).
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("erasure_id", UUID(as_uuid=True), primary_key=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("reason", Text, nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("answers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("completed_at", DateTime(timezone=True)),
+)
+
 saga_history = Table(
     "saga_history",
     metadata,

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import messages as c
+from contracts.messages import CUSTOMER_ID
 from contracts.topology import ORCHESTRATOR_COMMANDS
 from messaging.http import Responses, operator_router, problem
 from messaging.service import RuntimeDep, SessionDep
@@ -40,7 +41,6 @@ CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "CAD", "AUD", "SEK", 
 MAX_ITEMS = 50
 MAX_TOTAL = Decimal("9999999999.99")  # what the orders table and the Money type hold
 IDEMPOTENCY_TTL = timedelta(hours=24)
-CUSTOMER_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 def _email(value: str) -> str:

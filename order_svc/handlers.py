@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from contracts import messages as c
 from contracts import steps
 from contracts.topology import ORDER_COMMANDS, ORDER_EVENTS
-from messaging import participant
+from messaging import erasure, participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
@@ -101,6 +101,10 @@ async def saga_status_changed(uow: UnitOfWork, envelope: Envelope, event: c.Saga
     )
 
 
+PERSONAL_DATA = (erasure.PersonalData(orders, ("customer_email", "shipping_address"), by="customer_id"),)
+"""The order is the system of record of whom to tell and where to ship."""
+
+
 HANDLERS: Handlers = participant.handlers(
     steps.owned_by(ORDER_COMMANDS),
     {
@@ -110,4 +114,6 @@ HANDLERS: Handlers = participant.handlers(
         c.SagaStatusChanged: saga_status_changed,
     },
     settle_with=(c.SettleStep, c.step_settled),
+    erase_with=(c.EraseCustomerData, c.customer_data_erased),
+    personal_data=PERSONAL_DATA,
 )

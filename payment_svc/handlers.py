@@ -12,7 +12,7 @@ from sqlalchemy import select
 from contracts import messages as c
 from contracts import steps
 from contracts.topology import PAYMENT_COMMANDS
-from messaging import participant
+from messaging import erasure, participant
 from messaging.bus import Handlers
 from messaging.envelope import Envelope
 from messaging.uow import UnitOfWork
@@ -122,6 +122,10 @@ async def refund_charge(uow: UnitOfWork, envelope: Envelope, command: c.RefundCh
     )
 
 
+PERSONAL_DATA = (erasure.PersonalData(payments, ("token_fingerprint",), by="order_id"),)
+"""The card token's fingerprint tells one card from another: a charge keeps its amount, not that."""
+
+
 HANDLERS: Handlers = participant.handlers(
     steps.owned_by(PAYMENT_COMMANDS),
     {
@@ -131,4 +135,6 @@ HANDLERS: Handlers = participant.handlers(
         c.RefundCharge: refund_charge,
     },
     settle_with=(c.SettleStep, c.step_settled),
+    erase_with=(c.EraseCustomerData, c.customer_data_erased),
+    personal_data=PERSONAL_DATA,
 )

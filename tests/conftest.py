@@ -31,6 +31,7 @@ SLOW = (
     "e2e/test_replay.py",
     "e2e/test_console_operations.py",
     "e2e/test_admission_burst.py",
+    "e2e/test_retention.py",
 )
 """The slowest families, run by ``make test-all`` (and CI) but not by ``make test``: the short
 chaos run (two processes of every service under faults, 60 orders, about a minute; `make chaos`

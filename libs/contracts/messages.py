@@ -25,6 +25,8 @@ Money = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=14)]
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{0,63}$"
 Sku = Annotated[str, Field(pattern=SKU_PATTERN)]
 Reason = Annotated[str, Field(max_length=500)]
+CUSTOMER_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+"""A customer's id as the orders API takes it (the token's subject, or the body's)."""
 
 
 class Command(Message):
@@ -395,6 +397,32 @@ class CheckSagaDeadlines(Message):
     margin for the clocks of other replicas, are judged."""
 
 
+class EraseCustomerData(Message):
+    """Sent by the orchestrator to every participant when an operator asks that a customer's
+    personal data be erased: each removes what it keeps of that customer (by ``customer_id``,
+    or in the records of ``order_ids``) and keeps the books (ids, amounts)."""
+
+    kind: ClassVar = "command"
+    log_context: ClassVar = ("erasure_id",)
+    erasure_id: uuid.UUID
+    customer_id: str = Field(pattern=CUSTOMER_ID)
+    order_ids: list[uuid.UUID] = Field(max_length=10_000)
+
+
+class CustomerDataErased(Message):
+    """A participant's answer to EraseCustomerData: how many of its records it erased (the
+    envelope's sender says which participant, as for every reply)."""
+
+    kind: ClassVar = "reply"
+    log_context: ClassVar = ("erasure_id",)
+    erasure_id: uuid.UUID
+    erased: int = Field(ge=0)
+
+
+def customer_data_erased(request: EraseCustomerData, erased: int) -> CustomerDataErased:
+    return CustomerDataErased(erasure_id=request.erasure_id, erased=erased)
+
+
 # Upcasters from the previous schema version (envelope.register_upcaster) go here, next to the
 # classes whose shape they change. None while SCHEMA_VERSION is 1.
 
@@ -486,6 +514,8 @@ REGISTRY = MessageRegistry(
     SagaStartFailed,
     SettlementConflict,
     CheckSagaDeadlines,
+    EraseCustomerData,
+    CustomerDataErased,
 )
 
 PERSONAL_MESSAGE_TYPES = frozenset(t.message_type() for t in REGISTRY if t.carries_personal_data)

@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from . import erasure
 from .bus import Handler, Handlers
 from .envelope import Envelope, MalformedMessage, Message
 from .guard import APPLIED, COMPENSATED, REFUSED, SETTLED
@@ -172,16 +173,21 @@ def handlers(
     handle: Mapping[type[Message], Handler],
     *,
     settle_with: tuple[type[Message], Callable[[Any, bool], Message]],
+    erase_with: tuple[type[Message], Callable[[Any, int], Message]],
+    personal_data: Sequence[erasure.PersonalData] = (),
 ) -> Handlers:
     """A participant's handlers: ``handle`` for each command of the ``steps`` it owns (and any
-    other message it receives), and the settlement command ``settle_with[0]`` answered by
-    ``settle_with[1]`` for every one of those steps. A step command without a handler is an
-    error here, at import, rather than a dead letter later."""
+    other message it receives), the settlement command ``settle_with[0]`` answered by
+    ``settle_with[1]`` for every one of those steps, and the erasure request ``erase_with[0]``,
+    which erases the ``personal_data`` the participant keeps of a customer (every participant
+    answers it, keeping something or not) and is answered by ``erase_with[1]``. A step command
+    without a handler is an error here, at import, rather than a dead letter later."""
     missing = [f"{command.__name__} ({step.name})" for step in steps for command in step.commands if command not in handle]
     if missing:
         raise ValueError(f"no handler for {', '.join(missing)}")
     command, settled = settle_with
-    return {**handle, command: settle(steps, settled)}
+    request, erased = erase_with
+    return {**handle, command: settle(steps, settled), request: erasure.handler(personal_data, erased)}
 
 
 def _reason(error: Exception) -> str:
