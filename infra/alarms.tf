@@ -112,6 +112,29 @@ resource "aws_cloudwatch_metric_alarm" "sagas_awaiting_intervention" {
   depends_on    = [aws_sns_topic.alerts]
 }
 
+# Sagas started on a version no orchestrator runs any more (a release removed it too soon,
+# or a rollback went too far): their replies and deadlines wait for a replica that runs it.
+# Every replica reports how many such sagas it sees; one that runs the version reports 0, so
+# the minimum across replicas is above 0 only when none does.
+resource "aws_cloudwatch_metric_alarm" "sagas_of_versions_not_run" {
+  alarm_name        = "${local.physical_prefix}sagas-of-versions-not-run"
+  alarm_description = "Unfinished sagas started on a saga version no orchestrator runs: deploy a release that runs it (ORCHESTRATOR_RUN_VERSIONS) or resolve them. See the runbook."
+  namespace         = local.metric_namespace
+  metric_name       = "SagasOfVersionsNotRun"
+  dimensions        = { Service = "orchestrator" }
+
+  statistic           = "Minimum"
+  period              = 300
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+  depends_on    = [aws_sns_topic.alerts]
+}
+
 # A relay that stopped publishing (broker unreachable, relay stuck) leaves rows in its
 # service's outbox: the saga waits although every transaction committed.
 resource "aws_cloudwatch_metric_alarm" "outbox_age" {

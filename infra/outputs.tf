@@ -24,6 +24,7 @@ output "alarm_names" {
     [for a in aws_cloudwatch_metric_alarm.dead_letters : a.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.backlog : a.alarm_name],
     [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention.alarm_name],
+    [aws_cloudwatch_metric_alarm.sagas_of_versions_not_run.alarm_name],
     [for a in aws_cloudwatch_metric_alarm.outbox_age : a.alarm_name],
   )
 }

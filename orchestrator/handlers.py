@@ -7,7 +7,7 @@ message and to which queue."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -309,19 +309,22 @@ class Orchestrator:
                 metrics.step_finished(new.name, new.status, (at - new.started_at).total_seconds())
 
 
-async def stage_deadline_checks(sessions: async_sessionmaker[AsyncSession], sender: str) -> int:
+async def stage_deadline_checks(
+    sessions: async_sessionmaker[AsyncSession], sender: str, runs: Iterable[tuple[str, int]] | None = None
+) -> int:
     """One pass of the deadline worker: a :class:`~contracts.messages.CheckSagaDeadlines` for
     every saga whose deadline passed, into the saga's group of ``orchestrator-replies``,
     through the outbox. Returns how many were staged.
 
     The worker judges nothing itself: what it saw or did not see of the replies (another
     replica may hold one, be retrying it, or have died with it) decides no outcome. SKIP
-    LOCKED lets several orchestrators stage side by side, each saga's check once."""
+    LOCKED lets several orchestrators stage side by side, each saga's check once. ``runs``:
+    the (definition, version)s this replica runs; sagas of others are left to a replica that does."""
     staged = 0
     while True:
         at = now()
         async with UnitOfWork(sessions, sender) as uow:
-            due = await repository.due_for_check(uow.session, at, CLOCK_MARGIN, CHECK_BATCH)
+            due = await repository.due_for_check(uow.session, at, CLOCK_MARGIN, CHECK_BATCH, runs)
             traces = await repository.trace_contexts(uow.session, due) if tracing.enabled() else {}
             for saga_id in due:
                 # No message caused it: the check is a span of the saga's own trace.

@@ -34,11 +34,11 @@ least a few seconds ahead, so looking this often fires each on time; an idle orc
 does not query twice a second for nothing."""
 
 
-async def _until_next_deadline(rt: Runtime, shortest: float) -> float:
+async def _until_next_deadline(rt: Runtime, shortest: float, runs: list[tuple[str, int]]) -> float:
     """How long the deadline worker may sleep: until the next check is due, within bounds."""
     try:
         async with rt.sessions() as session:
-            upcoming = await repository.next_check(session, CLOCK_MARGIN)
+            upcoming = await repository.next_check(session, CLOCK_MARGIN, runs)
     except Exception:  # noqa: BLE001 - the database is briefly down: look again soon
         return shortest
     if upcoming is None:
@@ -50,6 +50,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     running = [d for d in DEFINITIONS if d.version in settings.run_versions.get(d.name, [d.version])]
     orchestrator = Orchestrator(SagaRegistry(*settings.timeouts.apply(*running), start=settings.start_versions))
+    runs = [(d.name, d.version) for d in running]
+    """The (definition, version)s this replica runs: it stages deadline checks for their sagas only."""
 
     async def deadlines(rt: Runtime) -> None:
         """Stage a deadline check for every saga whose deadline passed; deadlines are in the
@@ -59,12 +61,12 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         """
         while not rt.stop.is_set():
             try:
-                staged = await stage_deadline_checks(rt.sessions, rt.name)
+                staged = await stage_deadline_checks(rt.sessions, rt.name, runs)
             except Exception:  # the database is briefly down: try again on the next tick
                 log.exception("deadline_pass_failed")
                 staged = 0
             if not staged:
-                await asyncio.sleep(await _until_next_deadline(rt, settings.deadline_poll_interval))
+                await asyncio.sleep(await _until_next_deadline(rt, settings.deadline_poll_interval, runs))
 
     async def intervention_gauge(rt: Runtime) -> None:
         """Sample how many sagas wait for a person: the gauge the CloudWatch alarm watches."""
@@ -73,6 +75,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             try:
                 async with rt.sessions() as session:
                     metrics.sagas_awaiting_intervention(await repository.count(session, "needs_intervention"))
+                    metrics.sagas_of_versions_not_run(await repository.count_not_run(session, runs))
             except Exception:  # the database is briefly down: the next sample will tell
                 log.warning("intervention_count_failed", exc_info=True)
             with contextlib.suppress(TimeoutError):

@@ -9,7 +9,7 @@ from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,19 +114,23 @@ async def record(
         )
 
 
-async def due_for_check(session: AsyncSession, now: datetime, margin: timedelta, limit: int) -> list[uuid.UUID]:
+async def due_for_check(
+    session: AsyncSession, now: datetime, margin: timedelta, limit: int, runs: Iterable[tuple[str, int]] | None = None
+) -> list[uuid.UUID]:
     """Lock sagas whose next deadline passed at least ``margin`` ago and for which no check
-    is pending (earliest first); a saga another worker holds is skipped."""
+    is pending (earliest first); a saga another worker holds is skipped. With ``runs``, only
+    sagas of those (definition, version)s: a check for a saga of a version this replica does
+    not run is left to a replica that does (and, while none does, waits for one rather than
+    bouncing between replicas into the dead-letter queue)."""
+    conditions = [
+        sagas.c.next_deadline <= now - margin,
+        sagas.c.paused_at.is_(None),
+        or_(sagas.c.deadline_check_at.is_(None), sagas.c.deadline_check_at <= now),
+    ]
+    if runs is not None:
+        conditions.append(tuple_(sagas.c.definition, sagas.c.definition_version).in_(list(runs)))
     query = (
-        select(sagas.c.saga_id)
-        .where(
-            sagas.c.next_deadline <= now - margin,
-            sagas.c.paused_at.is_(None),
-            or_(sagas.c.deadline_check_at.is_(None), sagas.c.deadline_check_at <= now),
-        )
-        .order_by(sagas.c.next_deadline)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        select(sagas.c.saga_id).where(*conditions).order_by(sagas.c.next_deadline).limit(limit).with_for_update(skip_locked=True)
     )
     return list((await session.execute(query)).scalars())
 
@@ -145,10 +149,14 @@ async def check_not_before(session: AsyncSession, saga_ids: list[uuid.UUID], at:
         await session.execute(update(sagas).where(sagas.c.saga_id.in_(saga_ids)).values(deadline_check_at=at))
 
 
-async def next_check(session: AsyncSession, margin: timedelta) -> datetime | None:
-    """When the earliest check of any saga may be staged (passed or not), None when no saga has a deadline."""
+async def next_check(session: AsyncSession, margin: timedelta, runs: Iterable[tuple[str, int]] | None = None) -> datetime | None:
+    """When the earliest check of any saga (of ``runs``) may be staged (passed or not), None
+    when no such saga has a deadline."""
     due = func.greatest(sagas.c.next_deadline + margin, func.coalesce(sagas.c.deadline_check_at, sagas.c.next_deadline))
-    return (await session.execute(select(func.min(due)).where(sagas.c.next_deadline.is_not(None)))).scalar_one()
+    conditions = [sagas.c.next_deadline.is_not(None)]
+    if runs is not None:
+        conditions.append(tuple_(sagas.c.definition, sagas.c.definition_version).in_(list(runs)))
+    return (await session.execute(select(func.min(due)).where(*conditions))).scalar_one()
 
 
 async def existing(session: AsyncSession, saga_ids: set[uuid.UUID]) -> set[uuid.UUID]:
@@ -279,3 +287,12 @@ async def purged(session: AsyncSession, saga_id: uuid.UUID) -> dict[str, Any] | 
     """The tombstone of a saga purged after its retention, if it was."""
     row = (await session.execute(select(purged_sagas).where(purged_sagas.c.saga_id == saga_id))).first()
     return dict(row._mapping) if row is not None else None
+
+
+async def count_not_run(session: AsyncSession, runs: Iterable[tuple[str, int]]) -> int:
+    """Sagas not finished whose (definition, version) is not among ``runs``."""
+    query = select(func.count()).where(
+        sagas.c.status.notin_(("completed", "compensated")),
+        tuple_(sagas.c.definition, sagas.c.definition_version).notin_(list(runs)),
+    )
+    return int((await session.execute(query)).scalar_one())

@@ -111,7 +111,7 @@ run "every_alarm_notifies_the_alerts_topic" {
     condition = alltrue([
       for a in concat(values(aws_cloudwatch_metric_alarm.dead_letters), values(aws_cloudwatch_metric_alarm.backlog),
         values(aws_cloudwatch_metric_alarm.outbox_age), values(aws_cloudwatch_metric_alarm.messages_refused),
-      [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention]) :
+      [aws_cloudwatch_metric_alarm.sagas_awaiting_intervention, aws_cloudwatch_metric_alarm.sagas_of_versions_not_run]) :
       a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:saga-alerts", "arn:aws:sns:us-east-1:123456789012:on-call"])
       && a.ok_actions == a.alarm_actions && a.treat_missing_data == "notBreaching"
     ])
@@ -135,6 +135,14 @@ run "saga_alarms" {
       && aws_cloudwatch_metric_alarm.sagas_awaiting_intervention.comparison_operator == "GreaterThanThreshold"
     )
     error_message = "Alarm when any saga awaits intervention (SagasAwaitingIntervention > 0, Service=orchestrator)."
+  }
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.sagas_of_versions_not_run.metric_name == "SagasOfVersionsNotRun"
+      && aws_cloudwatch_metric_alarm.sagas_of_versions_not_run.statistic == "Minimum"
+      && aws_cloudwatch_metric_alarm.sagas_of_versions_not_run.threshold == 0
+    )
+    error_message = "Alarm when no orchestrator runs the version of some unfinished saga (the minimum over replicas of SagasOfVersionsNotRun > 0)."
   }
   assert {
     condition = toset([for a in aws_cloudwatch_metric_alarm.outbox_age : a.dimensions.Service]) == toset(

@@ -44,7 +44,7 @@ COUNTS = (
 )
 """Counts per period (unit Count, summed)."""
 
-GAUGES = ("SagasAwaitingIntervention", "OutboxBacklog", "OutboxOldestAgeSeconds")
+GAUGES = ("SagasAwaitingIntervention", "SagasOfVersionsNotRun", "OutboxBacklog", "OutboxOldestAgeSeconds")
 """Sampled values (the alarms use their maximum)."""
 
 STEP_LATENCY = "StepLatency"
@@ -55,6 +55,7 @@ METRIC_NAMES: frozenset[str] = frozenset((*COUNTS, *GAUGES, STEP_LATENCY))
 UNITS = {
     **dict.fromkeys(COUNTS, "Count"),
     "SagasAwaitingIntervention": "Count",
+    "SagasOfVersionsNotRun": "Count",
     "OutboxBacklog": "Count",
     "OutboxOldestAgeSeconds": "Seconds",
     STEP_LATENCY: "Milliseconds",

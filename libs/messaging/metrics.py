@@ -67,6 +67,13 @@ def sagas_awaiting_intervention(count: int) -> None:
     CLOUDWATCH.gauge("SagasAwaitingIntervention", count)
 
 
+def sagas_of_versions_not_run(count: int) -> None:
+    """How many unfinished sagas started on a version this process does not run (sampled):
+    a replica that runs them reports 0, so the alarm's minimum across replicas is above 0 only
+    when no replica runs them, and their deadlines then wait for one."""
+    CLOUDWATCH.gauge("SagasOfVersionsNotRun", count)
+
+
 def outbox_backlog(service: str, count: int, oldest_age_seconds: float) -> None:
     """Unpublished outbox rows and the age of the oldest, as the relay last counted them."""
     OUTBOX_BACKLOG.labels(service).set(count)

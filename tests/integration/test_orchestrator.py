@@ -159,3 +159,22 @@ async def test_a_saga_survives_the_process_its_state_lives_in_the_database(orche
         )
     # No SagaStatusChanged: order_svc recorded the saga as running when it asked for it.
     assert staged == ["ReserveInventory", "ProcessPayment"]
+
+
+async def test_a_replica_stages_checks_only_for_the_versions_it_runs_and_counts_the_others(orchestrator_db):
+    sessions = orchestrator_db
+    definitions = StepTimeouts(reserve_inventory=0.05, saga_budget=0.05).apply(*DEFINITIONS)
+    v1 = Orchestrator(SagaRegistry(*[d for d in definitions if (d.name, d.version) != ("order", 2)], start={"order": 1}))
+    v2 = Orchestrator(SagaRegistry(*definitions, start={"order": 2}))
+    old, new = await start(sessions, v1), await start(sessions, v2)
+    await asyncio.sleep(0.1 + CLOCK_MARGIN.total_seconds())
+    runs_v1 = [("order", 1), ("order_cancellation", 1)]
+    # A replica of the older release stages nothing for the v2 saga: it would only bounce it.
+    await stage_deadline_checks(sessions, "orchestrator", runs_v1)
+    assert {saga for saga, _ in await staged_checks(sessions, [old, new])} == {old}
+    async with sessions() as session:
+        assert await repository.count_not_run(session, runs_v1) >= 1  # the v2 saga: the alarm's gauge
+        assert await repository.count_not_run(session, [*runs_v1, ("order", 2)]) == 0
+    # A replica that runs v2 stages its check.
+    await stage_deadline_checks(sessions, "orchestrator", [*runs_v1, ("order", 2)])
+    assert {saga for saga, _ in await staged_checks(sessions, [old, new])} == {old, new}

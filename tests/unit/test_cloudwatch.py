@@ -84,6 +84,7 @@ def test_every_contract_name_is_recorded_by_the_metrics_functions_the_code_calls
             metrics.saga_event(event)
         metrics.step_finished("reserve_inventory", "succeeded", 0.2)
         metrics.sagas_awaiting_intervention(1)
+        metrics.sagas_of_versions_not_run(0)
         metrics.outbox_backlog("inventory_svc", 3, 1.5)
         metrics.dead_lettered("inventory_svc", "inventory-commands")
         metrics.refused("orchestrator", "reply")
