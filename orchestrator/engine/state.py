@@ -70,6 +70,9 @@ class HistoryEvent(StrEnum):
     """Started while its definition was paused: held at its start, its first command not sent."""
     SAGA_PAUSED = "saga_paused"
     SAGA_RESUMED = "saga_resumed"
+    AWAITING_OPERATOR = "awaiting_operator"
+    """A late answer settled what a person was asked to settle: recorded, but the saga stays in
+    needs_intervention until their resolve or retry."""
     REPLY_IGNORED = "reply_ignored"
     """A reply no step expects in its status (a duplicate, a late one): nothing changed."""
     REPLY_REFUSED = "reply_refused"

@@ -129,6 +129,8 @@ class Transition:
     judge_after: datetime | None = None
     """For a deadline pass: the earliest silence still waiting for the replies to be read;
     nothing changes for it before the cutoff passes this time."""
+    by_operator: bool = False
+    """An operator's recorded action (resolve, retry): the only way out of needs_intervention."""
 
     @property
     def changed(self) -> bool:
@@ -451,7 +453,7 @@ class SagaEngine:
 
     def retry_compensation(self, state: SagaState, step_name: str, now: datetime, actor: str) -> Transition:
         """Operator action: send a failed compensation, or an escalated step after the pivot, again."""
-        t = Transition(state.copy())
+        t = Transition(state.copy(), by_operator=True)
         index = self.position(t.state, step_name)
         step_state = t.state.steps[index]
         if step_state.status == StepStatus.ESCALATED:
@@ -512,14 +514,18 @@ class SagaEngine:
 
     def resolve(self, state: SagaState, reason: str, now: datetime, actor: str) -> Transition:
         """Operator action: a person fixed the effects by hand; close the saga."""
-        t = Transition(state.copy())
+        t = Transition(state.copy(), by_operator=True)
         if t.state.status not in (SagaStatus.NEEDS_INTERVENTION, SagaStatus.COMPENSATING):
             raise ValueError(
                 f"saga is {t.state.status}; only {SagaStatus.NEEDS_INTERVENTION} or"
                 f" {SagaStatus.COMPENSATING} sagas are resolved by hand"
             )
-        if any(s.status == StepStatus.ESCALATED for s in t.state.steps):
-            # Past the pivot: what the person did completes the escalated steps; nothing is undone.
+        forward = t.state.failed_step is None and not any(
+            s.status in (StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED) for s in t.state.steps
+        )
+        if any(s.status == StepStatus.ESCALATED for s in t.state.steps) or forward:
+            # Past the pivot: what the person did completes the escalated steps (or the late
+            # answers already did); nothing is undone.
             t.history.append(HistoryEntry(E.OPERATOR_RESOLVED, None, f"by {actor}: {reason}"))
             for step_state in t.state.steps:
                 if step_state.status == StepStatus.ESCALATED:
@@ -581,6 +587,15 @@ class SagaEngine:
 
     def _finish(self, t: Transition, status: SagaStatus, notices: tuple[Notify, ...]) -> None:
         if t.state.status == status:
+            return
+        if t.state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+            return  # final: no message and no deadline moves it again
+        if t.state.status == SagaStatus.NEEDS_INTERVENTION and not t.by_operator:
+            # A late answer is taken in (the step's own status says what happened), but the
+            # saga waits for the person it was handed to: only their resolve or retry ends it.
+            t.history.append(
+                HistoryEntry(E.AWAITING_OPERATOR, None, f"would now be {status}: waiting for an operator's resolve or retry")
+            )
             return
         t.state.status = status
         t.history.append(HistoryEntry(E.reached(status)))
@@ -660,6 +675,12 @@ class SagaEngine:
             step_state.compensation_attempts = 0
             step_state.compensation_round += 1
             self._send_compensation(t, index, now)
+            return
+        if any(s.status in (StepStatus.COMPENSATING, StepStatus.RUNNING) for s in t.state.steps):
+            # The chain reached the bottom, but a compensation above it is not acknowledged
+            # yet (a timed-out step's undo, sent while the earlier steps were undone): the
+            # saga stays compensating until it is, or until it escalates. Never a final
+            # status that a later message could take back.
             return
         if any(s.status == StepStatus.COMPENSATION_FAILED for s in t.state.steps):
             self._finish(t, SagaStatus.NEEDS_INTERVENTION, ())

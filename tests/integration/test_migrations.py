@@ -175,3 +175,38 @@ async def test_replicas_starting_together_on_a_new_database_both_start(fresh):
         for engine in engines:
             await engine.dispose()
     assert differences == []
+
+
+async def test_a_saga_reported_compensated_with_an_unacknowledged_compensation_is_compensating_after_the_upgrade(fresh):
+    engine = create_async_engine(fresh)
+    steps = '[{"name": "create_order", "status": "compensated"}, {"name": "process_payment", "status": "compensating"}]'
+    done = '[{"name": "create_order", "status": "compensated"}, {"name": "process_payment", "status": "compensated"}]'
+    try:
+        async with engine.begin() as connection:
+
+            def before(sync) -> None:
+                library, own = migrations.config("messaging", sync), migrations.config("orchestrator", sync)
+                command.upgrade(library, "head")
+                command.upgrade(own, "c0e2a4b6d8f1")  # the release before
+
+            await connection.run_sync(before)
+            for saga_id, body in (
+                ("00000000-0000-4000-8000-000000000001", steps),
+                ("00000000-0000-4000-8000-000000000002", done),
+            ):
+                await connection.exec_driver_sql(
+                    "INSERT INTO sagas (saga_id, definition, subject, status, data, steps, created_at, updated_at) "
+                    f"VALUES ('{saga_id}', 'order', 'o', 'compensated', '{{}}', '{body}', now(), now())"
+                )
+        async with engine.begin() as connection:
+            await connection.run_sync(migrations.upgrade, "orchestrator")
+        async with engine.connect() as connection:
+            statuses = dict((await connection.exec_driver_sql("SELECT saga_id::text, status FROM sagas")).all())
+            noted = (await connection.exec_driver_sql("SELECT saga_id::text, detail FROM saga_history")).all()
+    finally:
+        await engine.dispose()
+    assert statuses == {
+        "00000000-0000-4000-8000-000000000001": "compensating",  # its refund was never acknowledged
+        "00000000-0000-4000-8000-000000000002": "compensated",
+    }
+    assert [(saga, "status corrected" in detail) for saga, detail in noted] == [("00000000-0000-4000-8000-000000000001", True)]

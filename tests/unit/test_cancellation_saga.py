@@ -69,13 +69,19 @@ def test_after_the_pivot_a_silent_step_is_resent_then_escalated_when_its_budget_
     assert not any(isinstance(o.message, c.ReinstateShipment) for o in saga.sent)
 
 
-def test_an_escalated_step_that_answers_late_is_done_after_all():
+def test_an_escalated_step_that_answers_late_is_done_after_all_and_the_saga_waits_for_its_operator():
     saga = cancellation_under_test()
     saga.reply(c.ScheduledShipmentCancelled)
     saga.fail(c.ChargeRefundFailed)
     saga.succeed(c.ReservedStockReturned, c.ConfirmedOrderCancelled, c.CancellationNoticeSent)
-    saga.reply(c.ChargeRefunded)
-    assert saga.step("refund_charge") == StepStatus.SUCCEEDED and saga.status == SagaStatus.COMPLETED
+    assert saga.status == SagaStatus.NEEDS_INTERVENTION
+    t = saga.reply(c.ChargeRefunded)
+    # The step's own status says what happened; the saga was handed to a person, and only
+    # their recorded action ends it.
+    assert saga.step("refund_charge") == StepStatus.SUCCEEDED and saga.status == SagaStatus.NEEDS_INTERVENTION
+    assert [h.event for h in t.history][-1] == "awaiting_operator"
+    saga.resolve("the refund went through after all", "ada")
+    assert saga.status == SagaStatus.COMPLETED
 
 
 def test_an_operator_retries_an_escalated_step_or_resolves_it_without_undoing_anything():
@@ -103,6 +109,9 @@ def test_a_pivot_that_times_out_is_reinstated_and_the_cancellation_refused():
     while saga.step("cancel_scheduled_shipment") == StepStatus.RUNNING:
         saga.until_deadline("cancel_scheduled_shipment")
     assert saga.latest[0].message.__class__ is c.ReinstateShipment
+    # Not final while the reinstatement is unacknowledged: only its answer ends the saga.
+    assert saga.status == SagaStatus.COMPENSATING
+    saga.reply(c.ShipmentReinstated)
     assert saga.status == SagaStatus.COMPENSATED and saga.last_sent() is c.SendCancellationRefusal
     assert saga.sent[-1].message.reason == "cancel_scheduled_shipment timed out"
 
@@ -163,6 +172,8 @@ def test_a_pivot_started_before_the_rename_times_out_under_its_former_name():
     while saga.step("cancel_shipment") == StepStatus.RUNNING:
         saga.until_deadline("cancel_shipment")
     assert saga.state.failed_step == "cancel_shipment" and saga.latest[0].step == "cancel_shipment"
+    assert saga.status == SagaStatus.COMPENSATING  # until the reinstatement is acknowledged
+    saga.reply(c.ShipmentReinstated)
     assert saga.status == SagaStatus.COMPENSATED
 
 

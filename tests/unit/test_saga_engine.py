@@ -145,15 +145,18 @@ def test_timed_out_step_is_compensated_too_and_a_late_reply_is_only_logged():
     assert not t.outgoing and t.history[0].event == "reply_ignored"
     saga.reply(c.PaymentRefunded, amount=Decimal("25.00"))
     saga.reply(c.InventoryReleased)
-    saga.reply(c.OrderCancelled)
-    assert saga.state.status == e.SagaStatus.COMPENSATED
+    t = saga.reply(c.OrderCancelled)
+    # The chain reached the bottom (the order is cancelled, its customer told), but the shipment's
+    # cancellation is not acknowledged: the saga is not compensated yet, and says nothing final.
+    assert saga.state.status == e.SagaStatus.COMPENSATING and not any(h.event == "saga_compensated" for h in t.history)
     assert saga.step("fulfill_order") == e.StepStatus.COMPENSATING
-    saga.reply(c.ShipmentCancelled)  # the participant is back
+    t = saga.reply(c.ShipmentCancelled)  # the participant is back
     assert saga.step("fulfill_order") == e.StepStatus.COMPENSATED
     assert saga.state.status == e.SagaStatus.COMPENSATED and saga.state.next_deadline is None
+    assert [h.event for h in t.history].count("saga_compensated") == 1
 
 
-def test_timed_out_compensation_that_is_never_acknowledged_escalates_after_the_saga_compensated():
+def test_timed_out_compensation_that_is_never_acknowledged_escalates_the_saga_still_compensating():
     saga = Saga()
     saga.succeed_until("fulfill_order")
     while saga.step("fulfill_order") == e.StepStatus.RUNNING:
@@ -162,6 +165,7 @@ def test_timed_out_compensation_that_is_never_acknowledged_escalates_after_the_s
     saga.reply(c.InventoryReleased)
     saga.reply(c.OrderCancelled)
     while saga.step("fulfill_order") == e.StepStatus.COMPENSATING:
+        assert saga.state.status == e.SagaStatus.COMPENSATING, "never compensated on the way"
         saga.tick((saga.state.step("fulfill_order").deadline - saga.now).total_seconds())
     assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
     assert saga.step("fulfill_order") == e.StepStatus.COMPENSATION_FAILED
@@ -230,7 +234,7 @@ def test_resolve_by_hand_only_from_needs_intervention():
     assert saga.last.history[0].detail == "by ops: refunded by bank transfer"
 
 
-def test_a_late_acknowledgement_of_an_escalated_compensation_still_counts():
+def test_a_late_acknowledgement_of_an_escalated_compensation_is_recorded_and_the_saga_waits_for_its_operator():
     saga = Saga()
     saga.reply(c.InventoryReserved)
     saga.fail(c.PaymentFailed)
@@ -238,8 +242,11 @@ def test_a_late_acknowledgement_of_an_escalated_compensation_still_counts():
         saga.tick((saga.state.step("reserve_inventory").deadline - saga.now).total_seconds())
     saga.reply(c.OrderCancelled)
     assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION
-    saga.reply(c.InventoryReleased)  # the participant was only slow
+    t = saga.reply(c.InventoryReleased)  # the participant was only slow
     assert saga.step("reserve_inventory") == e.StepStatus.COMPENSATED
+    # Handed to a person, the saga leaves needs_intervention only by their recorded action.
+    assert saga.state.status == e.SagaStatus.NEEDS_INTERVENTION and t.history[-1].event == "awaiting_operator"
+    saga.resolve("the release went through after all", "ops")
     assert saga.state.status == e.SagaStatus.COMPENSATED
 
 
@@ -468,6 +475,7 @@ def test_history_events_keep_the_values_stored_in_saga_history():
         "settlement_acknowledged",
         "compensation_ran_before_settlement",
         "saga_held",
+        "awaiting_operator",
         "saga_paused",
         "saga_resumed",
         "reply_ignored",

@@ -6,6 +6,10 @@ drops and later redelivers them; the clock moves and fires deadlines (resends, t
 compensation retries); the orchestrator restarts, its state going through the same JSON
 the repository stores. Whatever happens, once everything is delivered the saga has ended
 consistently: completed with every effect in place, or compensated with none left.
+
+And over every interleaving: a saga that reached ``completed`` or ``compensated`` never moves
+again; ``compensated`` never shows while a compensation is unacknowledged; and a saga leaves
+``needs_intervention`` only by an operator's recorded action (the ``operator`` rule).
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class SagaUnderFaults(RuleBasedStateMachine):
         self.in_flight: list[tuple[c.Message | None, e.Outgoing]] = []
         self.dropped: list[tuple[c.Message | None, e.Outgoing]] = []
         self.completed_once = False
+        self.final: e.SagaStatus | None = None
+        """The final status the saga reached, if it did: it must never change."""
 
     # ---- inputs
     @precondition(lambda self: self.state is None)
@@ -159,6 +165,20 @@ class SagaUnderFaults(RuleBasedStateMachine):
             self.state.failure_reason,
         )
 
+    @precondition(lambda self: self.state is not None and self.state.status == e.SagaStatus.NEEDS_INTERVENTION)
+    @rule(resolve=st.booleans())
+    def operator(self, resolve):
+        """A person acts on a saga handed to them: retries its failed compensation (or escalated
+        step), or resolves it. Resolving means they put things right by hand."""
+        failed = [s.name for s in self.state.steps if s.status in (e.StepStatus.COMPENSATION_FAILED, e.StepStatus.ESCALATED)]
+        if resolve or not failed:
+            self.resolved = True
+            self._apply(ENGINE.resolve(self.state, "fixed by hand", self.now, "ops"), by_operator=True)
+        else:
+            self._apply(ENGINE.retry_compensation(self.state, failed[0], self.now, "ops"), by_operator=True)
+
+    resolved = False
+
     def _arrive(self, reply: c.Message | None, cause: e.Outgoing) -> None:
         self.now += timedelta(milliseconds=100)
         if reply is None:  # a command reaches its participant
@@ -177,7 +197,15 @@ class SagaUnderFaults(RuleBasedStateMachine):
                 )
             )
 
-    def _apply(self, t: e.Transition) -> None:
+    def _apply(self, t: e.Transition, *, by_operator: bool = False) -> None:
+        before = self.state.status if self.state is not None else None
+        after = t.state.status
+        if before == e.SagaStatus.NEEDS_INTERVENTION and after != before:
+            assert by_operator, f"left needs_intervention for {after} by a message or a deadline"
+        if self.final is not None:
+            assert after == self.final, f"a {self.final} saga moved to {after}"
+        if after in (e.SagaStatus.COMPLETED, e.SagaStatus.COMPENSATED):
+            self.final = after
         self.state = t.state
         self.in_flight += [(None, out) for out in t.outgoing]
 
@@ -192,6 +220,12 @@ class SagaUnderFaults(RuleBasedStateMachine):
             assert set(statuses.values()) == {e.StepStatus.SUCCEEDED}
             assert not self.participants.order_cancelled
         assert not (self.completed_once and self.state.status != e.SagaStatus.COMPLETED), "a completed saga never turns back"
+        if self.state.status == e.SagaStatus.COMPENSATED:
+            assert not any(
+                s in (e.StepStatus.COMPENSATING, e.StepStatus.RUNNING, e.StepStatus.COMPENSATION_FAILED)
+                for s in statuses.values()
+            ), f"compensated while {statuses}"
+            assert self.state.next_deadline is None
         if self.state.status == e.SagaStatus.RUNNING:
             assert not any(
                 s in (e.StepStatus.COMPENSATING, e.StepStatus.COMPENSATED, e.StepStatus.COMPENSATION_FAILED)
@@ -209,13 +243,15 @@ class SagaUnderFaults(RuleBasedStateMachine):
             elif self.state.next_deadline is not None:
                 self.now = max(self.now, self.state.next_deadline)
                 self._apply(ENGINE.on_deadline(self.state, self.now))
+            elif self.state.status == e.SagaStatus.NEEDS_INTERVENTION and not self.resolved:
+                self.operator(resolve=False)  # the person retries what failed, now the network delivers
             else:
                 break
         assert self.state.status in (e.SagaStatus.COMPLETED, e.SagaStatus.COMPENSATED), self.state.status
         applied = {step for step, state in self.participants.guard.items() if state == "applied"}
         if self.state.status == e.SagaStatus.COMPLETED:
             assert applied == {"reserve_inventory", "process_payment", "fulfill_order", "send_confirmation"}
-        else:
+        elif not self.resolved:  # a resolve means a person undid by hand what is still applied here
             assert applied == set() and self.participants.order_cancelled
 
 

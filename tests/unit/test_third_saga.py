@@ -55,7 +55,7 @@ def test_silence_is_resent_within_its_budget_then_undone_then_escalated_and_reso
         saga.until_deadline("reserve_points")
     assert saga.now - EPOCH == timedelta(seconds=4)  # the budget less the next step's least time
     saga.expect(ly.ReleasePoints)
-    assert saga.status == e.SagaStatus.COMPENSATED  # nothing before it to undo; its own undo goes on
+    assert saga.status == e.SagaStatus.COMPENSATING  # nothing before it to undo; its own undo is not acknowledged
     while saga.step("reserve_points") == e.StepStatus.COMPENSATING:
         saga.until_deadline("reserve_points")
     saga.expect(e.Escalate)
