@@ -7,7 +7,9 @@ Whatever you do is recorded under the token's name, never a name you type.
 
 from __future__ import annotations
 
-from typing import Annotated
+import enum
+import json
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -36,6 +38,49 @@ def _check(response: httpx.Response):
     return response.json()
 
 
+class Output(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    Output,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table: a table on a terminal wide enough, else tab-separated lines with a header (a pipe, a narrow "
+        "terminal); json: what the API answered, its field names (stable)",
+    ),
+]
+
+
+def _cell(value: Any) -> str:
+    """One field as a line-oriented tool reads it: no tab or line break inside."""
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _emit(output: Output, data: Any, headers: list[str], rows: list[list[Any]], *, keep: tuple[str, ...] = ()) -> None:
+    """Print ``data`` as JSON, or ``rows`` under ``headers``: a table when stdout is a terminal
+    wide enough for every column unabridged, otherwise plain tab-separated lines, a header
+    first, so that no column is squeezed away (``grep``, ``cut -f``, ``less``). ``keep``: the
+    columns never wrapped or cut in a table (ids an operator copies)."""
+    if output is Output.JSON:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    needed = sum(widths) + 3 * len(headers) + 1
+    if not console.is_terminal or console.width < needed:
+        print("\t".join(headers))
+        for row in cells:
+            print("\t".join(row))
+        return
+    table = Table(*(Column(h, no_wrap=h in keep) for h in headers))
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
+
+
 StatusOption = Annotated[SagaStatus | None, typer.Option(help="only sagas in this status")]
 DefinitionOption = Annotated[str | None, typer.Option(help="only sagas of this definition: order, order_cancellation")]
 
@@ -51,6 +96,7 @@ def list_sagas(
     since: Annotated[str | None, typer.Option(help="only sagas started at or after this time (ISO 8601)")] = None,
     until: Annotated[str | None, typer.Option(help="only sagas started before this time (ISO 8601)")] = None,
     limit: int = 50,
+    output: OutputOption = Output.TABLE,
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
@@ -67,11 +113,8 @@ def list_sagas(
         | ({"started_before": until} if until else {})
     )
     sagas = _check(_client(url, token).get("/operator/sagas", params=params))
-    # Ids are what an operator copies: never cut short, whatever the terminal's width.
-    saga, subject = (Column(name, no_wrap=True, min_width=36) for name in ("saga", "subject"))
-    table = Table(saga, "definition", subject, "status", "failed step", "reason", "updated")
-    for s in sagas:
-        table.add_row(
+    rows = [
+        [
             s["saga_id"],
             f"{s['definition']} v{s.get('version', 1)}",
             s["subject"],
@@ -79,47 +122,47 @@ def list_sagas(
             s["failed_step"] or "-",
             (s["failure_reason"] or "")[:40],
             s["updated_at"],
-        )
-    console.print(table)
+        ]
+        for s in sagas
+    ]
+    # Ids are what an operator copies: never cut short, whatever the terminal's width.
+    headers = ["saga", "definition", "subject", "status", "failed step", "reason", "updated"]
+    _emit(output, sagas, headers, rows, keep=("saga", "subject"))
 
 
 @app.command()
-def show(saga_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
+def show(saga_id: str, output: OutputOption = Output.TABLE, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """One saga: its steps, and its timeline including operator actions."""
     saga = _check(_client(url, token).get(f"/operator/sagas/{saga_id}"))
+    if output is Output.JSON:
+        _emit(output, saga, [], [])
+        return
     console.print(
         f"{saga['definition']} v{saga.get('version', 1)} saga {saga['saga_id']}  about {saga['subject']}  "
         f"[bold]{saga['status']}[/bold]"
         + (f"  failed at {saga['failed_step']}: {saga['failure_reason']}" if saga["failed_step"] else "")
     )
-    steps = Table("step", "status", "attempts", "compensations", "started", "finished", "error")
-    for s in saga["steps"]:
-        steps.add_row(
-            s["name"],
-            s["status"],
-            str(s["attempts"]),
-            str(s["compensation_attempts"]),
-            s["started_at"] or "",
-            s["finished_at"] or "",
-            s["error"] or "",
-        )
-    console.print(steps)
-    timeline = Table("at", "event", "step", "detail")
-    for h in saga["history"]:
-        timeline.add_row(h["at"], h["event"], h["step"] or "", h["detail"] or "")
-    console.print(timeline)
+    steps = [
+        [s["name"], s["status"], s["attempts"], s["compensation_attempts"], s["started_at"], s["finished_at"], s["error"]]
+        for s in saga["steps"]
+    ]
+    _emit(output, saga, ["step", "status", "attempts", "compensations", "started", "finished", "error"], steps)
+    timeline = [[h["at"], h["event"], h["step"], h["detail"]] for h in saga["history"]]
+    _emit(output, saga, ["at", "event", "step", "detail"], timeline)
 
 
 @app.command("dead-letters")
-def dead_letters(url: Url = DEFAULT_URL, token: Token = "") -> None:
+def dead_letters(output: OutputOption = Output.TABLE, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Every dead-lettered message, with its saga and step."""
     letters = _check(_client(url, token).get("/operator/dead-letters"))
-    table = Table("queue", "type", "saga", "step", "receives", "detail")
-    for d in letters:
-        table.add_row(
-            d["queue"], d["message_type"] or "?", d["saga_id"] or "-", d["step"] or "-", str(d["receive_count"]), d["detail"]
-        )
-    console.print(table if letters else "no dead letters")
+    if not letters and output is Output.TABLE:
+        console.print("no dead letters")
+        return
+    rows = [
+        [d["queue"], d["message_type"] or "?", d["saga_id"] or "-", d["step"] or "-", d["receive_count"], d["detail"]]
+        for d in letters
+    ]
+    _emit(output, letters, ["queue", "type", "saga", "step", "receives", "detail"], rows, keep=("saga",))
 
 
 @app.command()
@@ -157,6 +200,7 @@ def replay(
     definitions: Annotated[
         str, typer.Option(help="module:attribute of the definitions to replay against (this code's by default)")
     ] = "orchestrator.main:DEFINITIONS",
+    output: OutputOption = Output.TABLE,
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
@@ -177,7 +221,7 @@ def replay(
     if not ids:
         console.print("nothing to replay: name --saga or --definition")
         raise typer.Exit(2)
-    table = Table("saga", "definition", "status", Column("replay", overflow="fold"))
+    results: list[dict[str, Any]] = []
     diverged = 0
     for saga_id in ids:
         recorded = _check(client.get(f"/operator/sagas/{saga_id}"))
@@ -191,9 +235,14 @@ def replay(
             found = walk(engine.definition, history, final=recorded["status"] in FINAL_STATUSES)
             verdict = "same path" if found is None else f"diverges at {found}"
             diverged += found is not None
-        table.add_row(saga_id, f"{recorded['definition']} v{version}", recorded["status"], verdict)
-    console.print(table)
-    console.print(f"{len(ids)} sagas replayed, {diverged} would take another path")
+        results.append(
+            {"saga_id": saga_id, "definition": recorded["definition"], "version": version, "status": recorded["status"]}
+            | {"replay": verdict}
+        )
+    rows = [[r["saga_id"], f"{r['definition']} v{r['version']}", r["status"], r["replay"]] for r in results]
+    _emit(output, results, ["saga", "definition", "status", "replay"], rows, keep=("saga",))
+    summary = f"{len(ids)} sagas replayed, {diverged} would take another path"
+    Console(stderr=True).print(summary) if output is Output.JSON else console.print(summary)
     if diverged:
         raise typer.Exit(1)
 
@@ -226,20 +275,22 @@ def resume(
 
 
 @app.command()
-def versions(url: Url = DEFAULT_URL, token: Token = "") -> None:
+def versions(output: OutputOption = Output.TABLE, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Every saga definition version registered or still running, with its running sagas."""
-    rows = _check(_client(url, token).get("/operator/definitions"))
-    table = Table("definition", "version", "running", "registered here", "new sagas start on it", "fingerprint")
-    for row in rows:
-        table.add_row(
+    found = _check(_client(url, token).get("/operator/definitions"))
+    rows = [
+        [
             row["definition"],
-            str(row["version"]),
-            str(row["running"]),
+            row["version"],
+            row["running"],
             "yes" if row["registered_here"] else "no",
             "yes" if row["latest"] else "",
             row["fingerprint"] or "",
-        )
-    console.print(table)
+        ]
+        for row in found
+    ]
+    headers = ["definition", "version", "running", "registered here", "new sagas start on it", "fingerprint"]
+    _emit(output, found, headers, rows)
 
 
 @app.command()
@@ -313,12 +364,11 @@ def operators_add(
 
 
 @operators_app.command("list")
-def operators_list(url: Url = DEFAULT_URL, token: Token = "") -> None:
+def operators_list(output: OutputOption = Output.TABLE, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Every operator with a valid token."""
-    table = Table("name", "role", "issued", "by", "expires")
-    for row in _check(_client(url, token).get("/operator/operators")):
-        table.add_row(row["name"], row["role"], row["created_at"], row["created_by"], row["expires_at"] or "-")
-    console.print(table)
+    found = _check(_client(url, token).get("/operator/operators"))
+    rows = [[r["name"], r["role"], r["created_at"], r["created_by"], r["expires_at"] or "-"] for r in found]
+    _emit(output, found, ["name", "role", "issued", "by", "expires"], rows)
 
 
 @operators_app.command("rotate")
@@ -355,6 +405,7 @@ def audit(
     outcome: Annotated[str | None, typer.Option(help="ok, refused, denied or failed")] = None,
     since: Annotated[str | None, typer.Option(help="only entries at or after this time (ISO 8601)")] = None,
     limit: int = 100,
+    output: OutputOption = Output.TABLE,
     url: Annotated[
         str, typer.Option(envvar="SAGA_API_URL", help="the service whose log to read (any service's URL)")
     ] = DEFAULT_URL,
@@ -364,12 +415,12 @@ def audit(
     params = {"limit": limit} | {
         k: v for k, v in (("actor", actor), ("action", action), ("outcome", outcome), ("since", since)) if v
     }
-    table = Table("at", "actor", "role", "action", Column("target", overflow="fold"), "outcome", "source")
-    for e in _check(_client(url, token).get("/operator/audit", params=params)):
-        table.add_row(
-            e["at"], e["actor"], e["role"] or "", e["action"], e["target"], f"{e['outcome']} {e['status']}", e["source"] or ""
-        )
-    console.print(table)
+    entries = _check(_client(url, token).get("/operator/audit", params=params))
+    rows = [
+        [e["at"], e["actor"], e["role"] or "", e["action"], e["target"], f"{e['outcome']} {e['status']}", e["source"] or ""]
+        for e in entries
+    ]
+    _emit(output, entries, ["at", "actor", "role", "action", "target", "outcome", "source"], rows)
 
 
 @app.command()

@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 
 from contracts import messages as c
-from contracts.topology import MAX_RECEIVE_COUNT
 from messaging.envelope import Envelope
 from stack.runner import Stack
 from tests.conftest import eventually
@@ -149,6 +148,7 @@ def test_malformed_message_ends_in_the_dead_letter_queue_and_the_service_keeps_w
             MaxNumberOfMessages=10,
             WaitTimeSeconds=1,
             AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
         ).get("Messages", []):
             if marker in message["Body"]:
                 sqs.delete_message(QueueUrl=stack.queue_url(f"{queue}-dlq"), ReceiptHandle=message["ReceiptHandle"])
@@ -156,4 +156,6 @@ def test_malformed_message_ends_in_the_dead_letter_queue_and_the_service_keeps_w
         return None
 
     message = eventually(dead_lettered, timeout=30, what="malformed message in the DLQ")
-    assert int(message["Attributes"]["ApproximateReceiveCount"]) >= MAX_RECEIVE_COUNT
+    # Moved by its consumer at its first failure, with why: it will never parse.
+    reason = json.loads(message["MessageAttributes"]["dead_letter"]["StringValue"])
+    assert reason["error_type"] == "MalformedMessage" and reason["queue"] == queue and reason["receive_count"] == 1

@@ -59,14 +59,17 @@ def test_a_stopped_participant_leads_to_a_compensated_saga_and_no_late_shipment(
     stack.stop_service("fulfillment_svc")
     try:
         placed = shop.place(shop.order_body(sku))
-        order, saga = shop.settled(placed, timeout=45)
-        assert saga["status"] == "compensated" and saga["failed_step"] == "fulfill_order"
+        # The earlier steps are undone meanwhile: the order is cancelled, stock and money back.
+        eventually(lambda: shop.order(placed["order_id"])["status"] == "cancelled", timeout=45, what="order cancelled")
+        eventually(lambda: Decimal(shop.payments(placed["order_id"])["refunded"]) == Decimal("25.00"), what="the charge refunded")
+        saga = shop.saga(placed["saga_id"])
+        # ... but the saga is not final while the shipment's cancellation is unacknowledged.
+        assert saga["status"] == "compensating" and saga["failed_step"] == "fulfill_order"
+        assert step_status(shop, placed["saga_id"], "fulfill_order") == "compensating"
         assert "timed out" in saga["failure_reason"]
         timed_out = next(h for h in saga["history"] if h["event"] == "step_timed_out")
         assert timed_out["step"] == "fulfill_order"
         assert shop.stock(sku)["available"] == 10
-        payments = shop.payments(placed["order_id"])
-        assert Decimal(payments["charged"]) == Decimal(payments["refunded"]) == Decimal("25.00")
     finally:
         stack.start_service("fulfillment_svc")
     # The old FulfillOrder is still in the queue, next to the CancelShipment.
@@ -83,6 +86,7 @@ def test_a_stopped_participant_leads_to_a_compensated_saga_and_no_late_shipment(
 def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or_retry_compensates(stack, shop, repair):
     sku = shop.new_sku(10)
     stack.stop_service("notification_svc")
+    notification_down = True
     try:
         placed = shop.place(shop.order_body(sku))
         eventually(lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "succeeded", what="shipment made")
@@ -90,7 +94,17 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
         dispatch = shop.url("fulfillment_svc", f"/shipments/{shipment['shipment_id']}/dispatch")
         assert shop.operator.post(dispatch).status_code == 200
 
-        order, saga = shop.settled(placed, timeout=45)  # send_confirmation times out (30 s budget), the parcel has left
+        # send_confirmation times out (30 s budget), the parcel has left: its cancellation fails.
+        eventually(
+            lambda: step_status(shop, placed["saga_id"], "fulfill_order") == "compensation_failed",
+            timeout=45,
+            what="the shipment's cancellation refused",
+        )
+        # Not final yet: the confirmation's withdrawal waits for notification_svc to acknowledge it.
+        assert shop.saga(placed["saga_id"])["status"] == "compensating"
+        stack.start_service("notification_svc")
+        notification_down = False
+        order, saga = shop.settled(placed, timeout=45)
         assert saga["status"] == "needs_intervention"
         steps = {s["name"]: s["status"] for s in saga["steps"]}
         assert steps["fulfill_order"] == "compensation_failed"
@@ -112,7 +126,8 @@ def test_dispatched_shipment_needs_intervention_until_returned_then_a_redrive_or
         assert "operator_retry_compensation" in history
         assert placed["saga_id"] in sagactl(stack, "list", "--status", "compensated", "--limit", "500")
     finally:
-        stack.start_service("notification_svc")
+        if notification_down:
+            stack.start_service("notification_svc")
     eventually(
         lambda: step_status(shop, placed["saga_id"], "send_confirmation") == "compensated",
         what="the withdrawn confirmation acknowledged",

@@ -32,8 +32,8 @@ class Broker:
 def test_asking_answers_at_once_and_the_count_read_meanwhile_is_the_next_answer():
     async def scenario() -> None:
         broker = Broker()
-        backlog = QueueBacklog(broker, ttl=0.05)  # type: ignore[arg-type]
-        # SQS does not answer: the one who asks (a handler in a transaction) is not held.
+        backlog = QueueBacklog(broker, ttl=0.05, wait=0.02)  # type: ignore[arg-type]
+        # SQS does not answer: the one who asks (a handler in a transaction) is held `wait` at most.
         assert await asyncio.wait_for(backlog.waiting("payment"), 0.1) == 0
         assert await asyncio.wait_for(backlog.waiting("payment"), 0.1) == 0
         assert broker.sqs.calls == 1, "one read in flight per queue, however many ask"
@@ -53,12 +53,21 @@ def test_a_count_older_than_stale_after_is_unknown():
     async def scenario() -> None:
         broker = Broker()
         broker.sqs.answer.set()
-        backlog = QueueBacklog(broker, ttl=0.01, stale_after=0.02)  # type: ignore[arg-type]
+        backlog = QueueBacklog(broker, ttl=0.01, stale_after=0.02, wait=0.01)  # type: ignore[arg-type]
         await backlog.waiting("inventory")
         await asyncio.sleep(0.005)
         assert await backlog.waiting("inventory") == 7
         broker.sqs.answer.clear()  # SQS hangs from now on
         await asyncio.sleep(0.03)
         assert await backlog.waiting("inventory") == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_first_ask_waits_for_a_read_that_answers_quickly():
+    async def scenario() -> None:
+        broker = Broker()
+        broker.sqs.answer.set()
+        assert await QueueBacklog(broker, wait=1.0).waiting("payment") == 7  # type: ignore[arg-type]
 
     asyncio.run(scenario())
