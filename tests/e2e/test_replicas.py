@@ -170,10 +170,14 @@ def test_after_a_database_restart_under_load_an_order_whose_participant_is_down_
     shop.stack.stop_service("payment_svc")
     try:
         after = [shop.place(shop.order_body(sku, quantity=1)) for _ in range(3)]
-        sagas = [shop.settled(p, timeout=60)[1] for p in after]
-        assert [(s["status"], s["failed_step"]) for s in sagas] == [("compensated", "process_payment")] * 3
-        for saga in sagas:  # the step timed out at its budget's end, by the engine's rule
+        for placed in after:  # the earlier steps undone while payment_svc is down
+            eventually(lambda p=placed: shop.order(p["order_id"])["status"] == "cancelled", timeout=60, what="cancelled")
+        timed_out_sagas = [shop.saga(p["saga_id"]) for p in after]
+        for saga in timed_out_sagas:  # the step timed out at its budget's end, by the engine's rule
+            assert (saga["status"], saga["failed_step"]) == ("compensating", "process_payment")  # its refund unanswered
             timed_out = next(h for h in saga["history"] if h["event"] == "step_timed_out")
             assert datetime.fromisoformat(timed_out["at"]).timestamp() <= payment_budget_end(saga) + 10
     finally:
         shop.stack.start_service("payment_svc")
+    sagas = [shop.settled(p, timeout=60)[1] for p in after]
+    assert [(s["status"], s["failed_step"]) for s in sagas] == [("compensated", "process_payment")] * 3
