@@ -146,6 +146,7 @@ def test_terraform_creates_the_topology(moto_endpoint: str, tmp_path: Path) -> N
     assert alarms and all(alarm["AlarmActions"] == [outputs["alerts_topic_arn"]] for alarm in alarms)
     assert {a["MetricName"] for a in alarms if a["Namespace"] == cloudwatch.NAMESPACE} == {
         "SagasAwaitingIntervention",
+        "SagasOfVersionsNotRun",
         "OutboxOldestAgeSeconds",
         "MessagesRefused",
     }
