@@ -20,7 +20,7 @@ CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: venv test test-all unit integration e2e e2e-localstack browser screenshots demo up down status stop start smoke \
         lint typecheck infra-validate infra-test infra-lint audit lock lock-check schemas clean bench bench-peer bench-table chaos \
-        localstack localstack-stop moto moto-stop deploy-local destroy-local upgrade-test
+        localstack localstack-stop moto moto-stop deploy-local destroy-local
 
 venv: $(VENV)/.installed $(CHECKOV)
 # The services' dependencies exactly as the image has them (requirements.lock, hashes checked),
@@ -39,9 +39,6 @@ test: venv            ## what a developer runs between changes: everything but t
 
 test-all: venv        ## the whole suite, what CI runs: also Terraform, checkov, the browser, fuzzing, the bench smoke run
 	$(PYTEST) -q
-
-upgrade-test: venv    ## the previous release (docs/releases.md) upgraded to this tree under load (tests/e2e/test_upgrade.py)
-	UPGRADE=1 $(PYTEST) -q tests/e2e/test_upgrade.py
 
 lint: venv            ## ruff: lint rules and formatting
 	$(VENV)/bin/ruff check .

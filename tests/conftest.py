@@ -45,11 +45,6 @@ and the scenarios of pausing, replaying and the console's actions over time, whi
 time on the shared stack (the engine's pause, resume and replay have unit tests in ``make test``)."""
 
 
-# The upgrade test (previous release -> this tree, under load; stack/upgrade.py) runs with
-# `make upgrade-test` (UPGRADE=1) only until it passes here: it joins make test-all then.
-collect_ignore = [] if os.environ.get("UPGRADE") == "1" else ["e2e/test_upgrade.py"]
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.relative_to(TESTS).as_posix().startswith(SLOW):
