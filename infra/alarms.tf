@@ -73,11 +73,11 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 resource "aws_cloudwatch_metric_alarm" "backlog" {
   for_each = local.redriven_queues # the command and reply queues
 
-  alarm_name        = "${aws_sqs_queue.queue[local.address[each.key]].name}-backlog"
-  alarm_description = "Oldest message in ${aws_sqs_queue.queue[local.address[each.key]].name} is older than 5 minutes: its consumer is down or cannot keep up."
+  alarm_name        = "${aws_sqs_queue.queue[each.key].name}-backlog"
+  alarm_description = "Oldest message in ${aws_sqs_queue.queue[each.key].name} is older than 5 minutes: its consumer is down or cannot keep up."
   namespace         = "AWS/SQS"
   metric_name       = "ApproximateAgeOfOldestMessage"
-  dimensions        = { QueueName = aws_sqs_queue.queue[local.address[each.key]].name }
+  dimensions        = { QueueName = aws_sqs_queue.queue[each.key].name }
 
   statistic           = "Maximum"
   period              = 60

@@ -1,6 +1,6 @@
 output "queue_urls" {
   description = "Queue URL by logical name (contracts.topology.QUEUES)."
-  value       = { for name in keys(local.queues) : name => aws_sqs_queue.queue[local.address[name]].url }
+  value       = { for name, q in aws_sqs_queue.queue : name => q.url }
 }
 
 output "dead_letter_queue_urls" {

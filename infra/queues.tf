@@ -10,10 +10,6 @@ locals {
     "orchestrator-commands" = { dead_letter = true, visibility_timeout = 30, fifo = false }
     # FIFO, grouped by saga: a deadline check is handled behind every reply of its saga.
     "orchestrator-replies" = { dead_letter = true, visibility_timeout = 30, fifo = true }
-    # The standard reply queue of the releases before FIFO replies, under its old name, with its
-    # dead-letter queue: their tasks reply there while an upgrade rolls, and the orchestrator
-    # drains it. Kept for one release (see "Upgrading" in README.md); the next one removes it.
-    "orchestrator-replies-standard" = { dead_letter = true, visibility_timeout = 30, fifo = false, kept_as = "orchestrator-replies" }
     # The escalation queue is itself the operator's dead-letter queue: nothing consumes it.
     "saga-escalations" = { dead_letter = false, visibility_timeout = 30, fifo = false }
   }
@@ -35,66 +31,36 @@ locals {
   # FIFO queues and their dead-letter queues (a FIFO queue's DLQ must be FIFO too).
   fifo_queue_names = flatten([for name, q in local.queues : [name, "${name}-dlq"] if q.fifo])
 
-  # A queue kept from an earlier release -> the logical name it had there.
-  kept_as = { for name, q in local.queues : name => q.kept_as if lookup(q, "kept_as", "") != "" }
-
-  # Logical name -> physical name ("<prefix>-<logical>", ".fifo" for a FIFO queue, a kept
-  # queue and its DLQ under their old names, as contracts.topology.Naming).
+  # Logical name -> physical name ("<prefix>-<logical>", ".fifo" for a FIFO queue, as contracts.topology.Naming).
   physical = {
     for name in distinct(concat(keys(local.queues), local.dead_letter_queue_names, keys(local.topics), ["alerts"])) :
-    name => join("", [
-      var.name_prefix == "" ? "" : "${var.name_prefix}-",
-      contains(keys(local.kept_as), trimsuffix(name, "-dlq")) ? "${local.kept_as[trimsuffix(name, "-dlq")]}${trimprefix(name, trimsuffix(name, "-dlq"))}" : name,
-      contains(local.fifo_queue_names, name) ? ".fifo" : "",
-    ])
+    name => "${var.name_prefix == "" ? name : "${var.name_prefix}-${name}"}${contains(local.fifo_queue_names, name) ? ".fifo" : ""}"
   }
-
-  # A queue's address in the state (the key of aws_sqs_queue.queue and .dlq): its logical name,
-  # but for the reply queues. The releases before FIFO replies held the standard reply queue at
-  # "orchestrator-replies": the kept queue keeps that address, so that the upgrade leaves it (and
-  # its DLQ, with their messages) where it is and creates the FIFO queue beside it at an address
-  # of its own. (Replacing the queue at that address destroyed both.)
-  address = merge(
-    { for name in keys(local.queues) : name => name },
-    { for name, old in local.kept_as : name => old },
-    { for name, old in local.kept_as : old => "${old}.fifo" if contains(keys(local.queues), old) },
-  )
-  # Every queue's and DLQ's address (of its policy): logical name -> address.
-  policy_address = merge(
-    { for name in keys(local.queues) : name => local.address[name] },
-    { for name in keys(local.redriven_queues) : "${name}-dlq" => "${local.address[name]}-dlq" },
-  )
 }
 
 resource "aws_sqs_queue" "dlq" {
-  for_each = { for name, q in local.redriven_queues : local.address[name] => merge(q, { logical = name }) }
+  for_each = local.redriven_queues
 
-  name                       = local.physical["${each.value.logical}-dlq"]
+  name                       = local.physical["${each.key}-dlq"]
   visibility_timeout_seconds = each.value.visibility_timeout
   message_retention_seconds  = local.dlq_retention_seconds
   fifo_queue                 = each.value.fifo ? true : null
 
   sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
   kms_master_key_id       = local.queue_kms_key
-
-  # Nothing is destroyed with messages in it: an apply that would replace or remove a
-  # dead-letter queue fails instead (make destroy-local takes the queues out of the state first).
-  lifecycle {
-    prevent_destroy = true
-  }
 }
 
 resource "aws_sqs_queue" "queue" {
-  for_each = { for name, q in local.queues : local.address[name] => merge(q, { logical = name }) }
+  for_each = local.queues
 
-  name                       = local.physical[each.value.logical]
+  name                       = local.physical[each.key]
   visibility_timeout_seconds = each.value.visibility_timeout
   # High-throughput FIFO: deduplication and the throughput limit per group (per saga).
   fifo_queue            = each.value.fifo ? true : null
   deduplication_scope   = each.value.fifo ? "messageGroup" : null
   fifo_throughput_limit = each.value.fifo ? "perMessageGroupId" : null
   # A queue that is itself a dead-letter queue keeps its messages as long as possible.
-  message_retention_seconds = contains(local.dead_letter_queue_names, each.value.logical) ? local.dlq_retention_seconds : null
+  message_retention_seconds = contains(local.dead_letter_queue_names, each.key) ? local.dlq_retention_seconds : null
 
   sqs_managed_sse_enabled = local.queue_kms_key == null ? true : null
   kms_master_key_id       = local.queue_kms_key
@@ -103,16 +69,11 @@ resource "aws_sqs_queue" "queue" {
     deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn
     maxReceiveCount     = var.max_receive_count
   }) : null
-
-  # As for the dead-letter queues: a queue is never replaced or removed by an apply.
-  lifecycle {
-    prevent_destroy = true
-  }
 }
 
 # Only the queue a DLQ belongs to may use it as its dead-letter queue.
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
-  for_each = var.restrict_dead_letter_sources ? { for name in keys(local.redriven_queues) : local.address[name] => name } : {}
+  for_each = var.restrict_dead_letter_sources ? local.redriven_queues : {}
 
   queue_url = aws_sqs_queue.dlq[each.key].id
   redrive_allow_policy = jsonencode({
@@ -124,16 +85,16 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
 locals {
   # Every queue that counts as a dead-letter queue, by logical name -> resource.
   dead_letter_queues = merge(
-    { for name in keys(local.redriven_queues) : "${name}-dlq" => aws_sqs_queue.dlq[local.address[name]] },
-    { "saga-escalations" = aws_sqs_queue.queue[local.address["saga-escalations"]] },
+    { for name, q in aws_sqs_queue.dlq : "${name}-dlq" => q },
+    { "saga-escalations" = aws_sqs_queue.queue["saga-escalations"] },
   )
 }
 
 locals {
   # Every queue, dead-letter queues included: logical name -> queue URL and formatted ARN.
   all_queues = merge(
-    { for name in keys(local.queues) : name => { url = aws_sqs_queue.queue[local.address[name]].id, arn = "${local.sqs_arn_prefix}:${local.physical[name]}" } },
-    { for name in keys(local.redriven_queues) : "${name}-dlq" => { url = aws_sqs_queue.dlq[local.address[name]].id, arn = "${local.sqs_arn_prefix}:${local.physical["${name}-dlq"]}" } },
+    { for name, q in aws_sqs_queue.queue : name => { url = q.id, arn = "${local.sqs_arn_prefix}:${local.physical[name]}" } },
+    { for name, q in aws_sqs_queue.dlq : "${name}-dlq" => { url = q.id, arn = "${local.sqs_arn_prefix}:${local.physical["${name}-dlq"]}" } },
   )
 }
 
@@ -169,8 +130,7 @@ locals {
 # but the senders above, whatever their own IAM policies allow (every other principal in
 # the account is treated as hostile). Receiving is decided by the task roles (aws_iam.tf).
 resource "aws_sqs_queue_policy" "queue" {
-  # Keyed by the queue's address (local.policy_address), so that the kept queue's keeps its own.
-  for_each = { for name, q in local.all_queues : local.policy_address[name] => merge(q, { logical = name }) }
+  for_each = local.all_queues
 
   queue_url = each.value.url
   policy = jsonencode({
@@ -184,14 +144,14 @@ resource "aws_sqs_queue_policy" "queue" {
         Resource  = each.value.arn
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
       }],
-      contains(keys(local.subscribed_queues), each.value.logical) ? [{
+      contains(keys(local.subscribed_queues), each.key) ? [{
         Sid       = "AllowSubscribedTopics"
         Effect    = "Allow"
         Principal = { Service = "sns.amazonaws.com" }
         Action    = "sqs:SendMessage"
         Resource  = each.value.arn
         Condition = {
-          ArnEquals = { "aws:SourceArn" = [for t in local.subscribed_queues[each.value.logical] : "${local.sns_arn_prefix}:${local.physical[t]}"] }
+          ArnEquals = { "aws:SourceArn" = [for t in local.subscribed_queues[each.key] : "${local.sns_arn_prefix}:${local.physical[t]}"] }
         }
       }] : [],
       [for statement in [{
@@ -200,7 +160,7 @@ resource "aws_sqs_queue_policy" "queue" {
         Principal = "*"
         Action    = "sqs:SendMessage"
         Resource  = each.value.arn
-        Condition = local.send_deny_conditions[each.value.logical]
+        Condition = local.send_deny_conditions[each.key]
       }] : statement if var.deploy_services],
     )
   })

@@ -9,12 +9,12 @@ locals {
     order_svc = {
       env_prefix = "ORDER_"
       consumes   = ["order-commands"]
-      sends_to   = ["orchestrator-commands", "orchestrator-replies", "orchestrator-replies-standard"]
+      sends_to   = ["orchestrator-commands", "orchestrator-replies"]
       publishes  = ["order-events"]
     }
     orchestrator = {
       env_prefix = "ORCHESTRATOR_"
-      consumes   = ["orchestrator-commands", "orchestrator-replies", "orchestrator-replies-standard"]
+      consumes   = ["orchestrator-commands", "orchestrator-replies"]
       # Every command queue, the escalations, and (to redrive a dead-letter queue) every
       # queue that has one, its own two included.
       sends_to  = distinct(concat(local.command_queues, ["saga-escalations"], keys(local.redriven_queues)))
@@ -23,25 +23,25 @@ locals {
     inventory_svc = {
       env_prefix = "INVENTORY_"
       consumes   = ["inventory-commands"]
-      sends_to   = ["orchestrator-replies", "orchestrator-replies-standard"]
+      sends_to   = ["orchestrator-replies"]
       publishes  = []
     }
     payment_svc = {
       env_prefix = "PAYMENT_"
       consumes   = ["payment-commands"]
-      sends_to   = ["orchestrator-replies", "orchestrator-replies-standard"]
+      sends_to   = ["orchestrator-replies"]
       publishes  = []
     }
     fulfillment_svc = {
       env_prefix = "FULFILLMENT_"
       consumes   = ["fulfillment-commands"]
-      sends_to   = ["orchestrator-replies", "orchestrator-replies-standard"]
+      sends_to   = ["orchestrator-replies"]
       publishes  = []
     }
     notification_svc = {
       env_prefix = "NOTIFICATION_"
       consumes   = ["notification-commands"]
-      sends_to   = ["orchestrator-replies", "orchestrator-replies-standard"]
+      sends_to   = ["orchestrator-replies"]
       publishes  = ["customer-push"]
     }
   }

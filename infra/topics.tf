@@ -88,7 +88,7 @@ resource "aws_sns_topic_subscription" "queue" {
 
   topic_arn            = aws_sns_topic.topic[each.value.topic].arn
   protocol             = "sqs"
-  endpoint             = aws_sqs_queue.queue[local.address[each.value.queue]].arn
+  endpoint             = aws_sqs_queue.queue[each.value.queue].arn
   raw_message_delivery = true
 
   # Let the topic send to the queue before it starts delivering.

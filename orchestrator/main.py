@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from fastapi import FastAPI
 
-from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, STANDARD_REPLIES, Naming
+from contracts.topology import ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, Naming
 from messaging import janitor, metrics
 from messaging.backlog import QueueBacklog
 from messaging.identity import Bootstrap
@@ -89,8 +89,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         package=__package__,
         metadata=tables.metadata,
         naming=Naming,
-        # The standard reply queue of the releases before FIFO replies, drained while an upgrade rolls.
-        queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES, STANDARD_REPLIES),
+        queues=(ORCHESTRATOR_COMMANDS, ORCHESTRATOR_REPLIES),
         handlers=orchestrator.handlers(),
         routers=(api.router, api.guarded, api.operator, api.admin, console.router),
         on_start=(read_backlogs,),

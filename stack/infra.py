@@ -225,14 +225,6 @@ def provision(
     return Topology(urls, arns, tuple(created))
 
 
-def remove_queues(naming: Naming, *, endpoint: str) -> None:
-    """Delete every queue whose name starts with the prefix (``make destroy-local``: Terraform's
-    own destroy refuses the queues, see infra/queues.tf)."""
-    sqs = client("sqs", endpoint)
-    for url in sqs.list_queues(QueueNamePrefix=naming.physical(""), MaxResults=1000).get("QueueUrls", []):
-        sqs.delete_queue(QueueUrl=url)
-
-
 def remove(naming: Naming, *, endpoint: str) -> None:
     """Delete every queue, topic and alarm whose name starts with the prefix, also ones a test added.
 
@@ -240,8 +232,9 @@ def remove(naming: Naming, *, endpoint: str) -> None:
     for each deletion to propagate), and it leaves the SES sender identity that every prefix shares.
     """
     start = naming.physical("")
-    sns, cloudwatch = (client(name, endpoint) for name in ("sns", "cloudwatch"))
-    remove_queues(naming, endpoint=endpoint)
+    sqs, sns, cloudwatch = (client(name, endpoint) for name in ("sqs", "sns", "cloudwatch"))
+    for url in sqs.list_queues(QueueNamePrefix=start, MaxResults=1000).get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
     for page in sns.get_paginator("list_topics").paginate():
         for topic in page["Topics"]:
             if topic["TopicArn"].rsplit(":", 1)[-1].startswith(start):

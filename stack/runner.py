@@ -54,15 +54,6 @@ class Stack:
     embedded server of its own (its limit is 100) and 40 of a given one (a test session runs two
     stacks side by side on a server of 100). ``DB_POOL_SIZE`` and the like in ``env`` take precedence."""
     drop_databases: bool = True
-    source: Path | None = None
-    """The release whose code a process started from now on runs: the root of another checkout
-    (an upgrade test's previous release, :mod:`stack.upgrade`), or None for this one. A running
-    process keeps the code it started with (:attr:`releases`)."""
-    provisioned: bool = False
-    """The topology is on ``endpoint`` already, made by whoever started the stack (another
-    release's Terraform): neither adopted by this release's names nor applied."""
-    releases: dict[str, Path | None] = field(default_factory=dict)
-    """The code each running process started with (:attr:`source` at its start)."""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _emulator: subprocess.Popen | None = None
     _applied: bool = False
@@ -87,7 +78,7 @@ class Stack:
             self._emulator = infra.start_emulator(port, self.workdir / "emulator.log")
             self.endpoint = f"http://127.0.0.1:{port}"
             infra.provision(Naming(self.prefix), endpoint=self.endpoint)
-        elif not self.provisioned:
+        else:
             self._applied = terraform.adopt_or_apply(Naming(self.prefix), self.endpoint, self.workdir)
         self._urls = infra.database_urls(self.database_url, self.prefix, [s.database for s in SERVICES])
         started = []
@@ -122,23 +113,17 @@ class Stack:
     # others. Every instance of a service shares its database and queues, as ECS tasks do.
     def start_service(self, instance: str, *, wait: bool = True) -> None:
         log = (self.workdir / f"{instance}.log").open("ab")
-        env = self.service_environment(instance)
-        if self.source is not None:  # another release's code ahead of this one's (an editable install)
-            env["PYTHONPATH"] = os.pathsep.join([str(self.source), str(self.source / "libs")])
         self.processes[instance] = subprocess.Popen(
             [sys.executable, "-m", module_of(instance)],
-            env=env,
-            cwd=self.source,
+            env=self.service_environment(instance),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.releases[instance] = self.source
         if wait:
             self.wait_healthy(instance)
 
     def stop_service(self, instance: str, *, kill: bool = False) -> None:
         process = self.processes.pop(instance, None)
-        self.releases.pop(instance, None)
         if process is None:
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)

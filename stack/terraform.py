@@ -36,13 +36,9 @@ DATA_DIR = DEPLOY / "terraform"  # TF_DATA_DIR: the initialised provider, shared
 # LocalStack never reports a removed RedriveAllowPolicy as gone, so the provider would wait for
 # ever on destroy; the policy goes with its dead-letter queue anyway.
 FORGET_BEFORE_DESTROY = "aws_sqs_queue_redrive_allow_policy.dlq"
-# The queues refuse to be destroyed by Terraform (prevent_destroy: an apply must never delete one
-# with messages in it); make destroy-local, which means it, takes them out of the state and
-# deletes them itself.
-QUEUES_IN_STATE = ("aws_sqs_queue.queue", "aws_sqs_queue.dlq", "aws_sqs_queue_policy.queue")
 
 _init_lock = threading.Lock()
-_initialised: set[Path] = set()
+_initialised = False
 
 
 def is_localstack(endpoint: str) -> bool:
@@ -53,48 +49,43 @@ def is_localstack(endpoint: str) -> bool:
         return False
 
 
-def data_dir(source: Path = INFRA) -> Path:
-    """TF_DATA_DIR of a Terraform configuration: this release's in DATA_DIR, another's (an
-    upgrade test's previous release) in its own tree."""
-    return DATA_DIR if source == INFRA else source.parent / ".deploy" / "terraform"
-
-
-def environment(source: Path = INFRA) -> dict[str, str]:
+def environment() -> dict[str, str]:
     """Terraform's environment: no AWS_* of the caller (the provider gets the endpoint and dummy
     credentials as variables), the mirror's CLI configuration when the mirror exists."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env |= {"TF_DATA_DIR": str(data_dir(source)), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
+    env |= {"TF_DATA_DIR": str(DATA_DIR), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
     if PROVIDER_MIRROR.is_dir():
         env["TF_CLI_CONFIG_FILE"] = str(INFRA / "terraform.rc")
     return env
 
 
-def _terraform(*args: str, log: Path | None = None, source: Path = INFRA) -> str:
+def _terraform(*args: str, log: Path | None = None) -> str:
     binary = shutil.which("terraform")
     if binary is None:
         raise RuntimeError(
             "terraform not found on PATH; it creates the queues and topics on AWS_ENDPOINT_URL (see infra/README.md)"
         )
-    command = [binary, f"-chdir={source}", *args, "-no-color"]
+    command = [binary, f"-chdir={INFRA}", *args, "-no-color"]
     if log is None:  # a person is watching: show Terraform's progress as it goes
-        if subprocess.run(command, env=environment(source)).returncode:
+        if subprocess.run(command, env=environment()).returncode:
             raise RuntimeError(f"terraform {args[0]} failed (output above)")
         return ""
     with log.open("a") as out:
-        result = subprocess.run(command, env=environment(source), stdout=subprocess.PIPE, stderr=out, text=True)
+        result = subprocess.run(command, env=environment(), stdout=subprocess.PIPE, stderr=out, text=True)
         out.write(result.stdout)
     if result.returncode:
         raise RuntimeError(f"terraform {args[0]} failed; see {log}")
     return result.stdout
 
 
-def init(log: Path | None = None, source: Path = INFRA) -> None:
-    """``terraform init`` of ``source`` once per process (concurrent applies share the initialised directory)."""
+def init(log: Path | None = None) -> None:
+    """``terraform init`` once per process (concurrent applies share the initialised directory)."""
+    global _initialised
     with _init_lock:
-        if source not in _initialised:
-            data_dir(source).mkdir(parents=True, exist_ok=True)
-            _terraform("init", "-input=false", "-backend=false", log=log, source=source)
-            _initialised.add(source)
+        if not _initialised:
+            DATA_DIR.mkdir(parents=True, exist_ok=True)
+            _terraform("init", "-input=false", "-backend=false", log=log)
+            _initialised = True
 
 
 @dataclass(frozen=True)
@@ -104,8 +95,6 @@ class Deployment:
     endpoint: str
     prefix: str = "saga"
     state: Path | None = None
-    source: Path = INFRA
-    """The Terraform configuration: this release's ``infra/``, or another release's (an upgrade test)."""
 
     @property
     def state_file(self) -> Path:
@@ -125,16 +114,14 @@ class Deployment:
 
     def apply(self, log: Path | None = None) -> dict[str, Any]:
         """Create (or bring up to date) every resource; returns Terraform's outputs."""
-        init(log, self.source)
+        init(log)
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        _terraform(
-            "apply", "-auto-approve", "-input=false", f"-state={self.state_file}", *self.variables(), log=log, source=self.source
-        )
+        _terraform("apply", "-auto-approve", "-input=false", f"-state={self.state_file}", *self.variables(), log=log)
         return self.outputs()
 
     def outputs(self) -> dict[str, Any]:
         """Terraform's outputs (``queue_urls``, ``dead_letter_queue_urls``, ``topic_arns`` ...) from the state."""
-        raw = _terraform("output", "-json", f"-state={self.state_file}", log=Path(os.devnull), source=self.source)
+        raw = _terraform("output", "-json", f"-state={self.state_file}", log=Path(os.devnull))
         return {name: output["value"] for name, output in json.loads(raw or "{}").items()}
 
     def destroy(self, log: Path | None = None) -> None:
@@ -145,15 +132,9 @@ class Deployment:
             )
         init(log)
         listed = _terraform("state", "list", f"-state={self.state_file}", log=Path(os.devnull)).split()
-        forget = [
-            resource
-            for resource in (FORGET_BEFORE_DESTROY, *QUEUES_IN_STATE)
-            if any(address.startswith(resource) for address in listed)
-        ]
-        if forget:
-            _terraform("state", "rm", f"-state={self.state_file}", *forget, log=log or Path(os.devnull))
+        if any(address.startswith(FORGET_BEFORE_DESTROY) for address in listed):
+            _terraform("state", "rm", f"-state={self.state_file}", FORGET_BEFORE_DESTROY, log=log or Path(os.devnull))
         _terraform("destroy", "-auto-approve", "-input=false", f"-state={self.state_file}", *self.variables(), log=log)
-        infra.remove_queues(Naming(self.prefix), endpoint=self.endpoint)
 
 
 def adopt_or_apply(naming: Naming, endpoint: str, workdir: Path) -> bool:

@@ -43,27 +43,25 @@ variables {
   # What each service may reach, stated independently of infra/services.tf: a role that
   # can receive from, send to or publish to anything else fails the run below. Each consumer
   # may send to its own queues' dead-letter queues (a message whose handler keeps failing).
-  # "orchestrator-replies" (and its DLQ) is the standard reply queue kept from the releases
-  # before FIFO replies: their participants' tasks still reply there while an upgrade rolls.
   expected_access = {
     order_svc = {
       receive = ["order-commands"]
-      send    = ["orchestrator-commands", "orchestrator-replies.fifo", "orchestrator-replies", "order-commands-dlq"]
+      send    = ["orchestrator-commands", "orchestrator-replies.fifo", "order-commands-dlq"]
       publish = ["order-events"]
     }
     orchestrator = {
-      receive = ["orchestrator-commands", "orchestrator-replies.fifo", "orchestrator-replies", "saga-escalations",
+      receive = ["orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations",
         "order-commands-dlq", "inventory-commands-dlq", "payment-commands-dlq", "fulfillment-commands-dlq",
-      "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo", "orchestrator-replies-dlq"]
+      "notification-commands-dlq", "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo"]
       send = ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands",
-        "notification-commands", "orchestrator-commands", "orchestrator-replies.fifo", "orchestrator-replies", "saga-escalations",
-      "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo", "orchestrator-replies-dlq"]
+        "notification-commands", "orchestrator-commands", "orchestrator-replies.fifo", "saga-escalations",
+      "orchestrator-commands-dlq", "orchestrator-replies-dlq.fifo"]
       publish = []
     }
-    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies.fifo", "orchestrator-replies", "inventory-commands-dlq"], publish = [] }
-    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies.fifo", "orchestrator-replies", "payment-commands-dlq"], publish = [] }
-    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies.fifo", "orchestrator-replies", "fulfillment-commands-dlq"], publish = [] }
-    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies.fifo", "orchestrator-replies", "notification-commands-dlq"], publish = ["customer-push"] }
+    inventory_svc    = { receive = ["inventory-commands"], send = ["orchestrator-replies.fifo", "inventory-commands-dlq"], publish = [] }
+    payment_svc      = { receive = ["payment-commands"], send = ["orchestrator-replies.fifo", "payment-commands-dlq"], publish = [] }
+    fulfillment_svc  = { receive = ["fulfillment-commands"], send = ["orchestrator-replies.fifo", "fulfillment-commands-dlq"], publish = [] }
+    notification_svc = { receive = ["notification-commands"], send = ["orchestrator-replies.fifo", "notification-commands-dlq"], publish = ["customer-push"] }
   }
 }
 
@@ -121,7 +119,7 @@ run "task_roles_reach_only_what_each_service_needs" {
       for s in jsondecode(aws_iam_role_policy.task["orchestrator"].policy).Statement : s.Resource
       if contains(flatten([s.Action]), "sqs:StartMessageMoveTask")
       ])) == toset([for q in ["order-commands", "inventory-commands", "payment-commands", "fulfillment-commands", "notification-commands",
-    "orchestrator-commands", "orchestrator-replies.fifo", "orchestrator-replies"] : "arn:aws:sqs:us-east-1:123456789012:saga-${trimsuffix(q, ".fifo")}-dlq${endswith(q, ".fifo") ? ".fifo" : ""}"])
+    "orchestrator-commands", "orchestrator-replies.fifo"] : "arn:aws:sqs:us-east-1:123456789012:saga-${trimsuffix(q, ".fifo")}-dlq${endswith(q, ".fifo") ? ".fifo" : ""}"])
     error_message = "The orchestrator may start message move tasks on the dead-letter queues only."
   }
 }

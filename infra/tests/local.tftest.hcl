@@ -24,8 +24,8 @@ run "messaging_only_by_default" {
     error_message = "Without deploy_services nothing but the messaging resources, alarms and dashboard may be planned."
   }
   assert {
-    condition     = length(aws_sqs_queue.queue) == 9 && length(aws_sqs_queue.dlq) == 8 && length(aws_sns_topic.topic) == 2
-    error_message = "Expected the 9 queues, 8 dead-letter queues and 2 topics of contracts.topology."
+    condition     = length(aws_sqs_queue.queue) == 8 && length(aws_sqs_queue.dlq) == 7 && length(aws_sns_topic.topic) == 2
+    error_message = "Expected the 8 queues, 7 dead-letter queues and 2 topics of contracts.topology."
   }
 }
 
@@ -64,7 +64,7 @@ run "queues_and_topics_refuse_requests_without_tls" {
   command = plan
 
   assert {
-    condition     = length(aws_sqs_queue_policy.queue) == 17
+    condition     = length(aws_sqs_queue_policy.queue) == 15
     error_message = "Every queue, dead-letter queues included, needs a policy."
   }
   assert {
@@ -170,25 +170,5 @@ run "no_dashboard_when_switched_off" {
   assert {
     condition     = length(aws_cloudwatch_dashboard.saga) == 0
     error_message = "create_dashboard = false must drop the dashboard."
-  }
-}
-
-run "the_standard_reply_queue_is_kept_where_the_releases_before_fifo_had_it" {
-  command = plan
-
-  # The state of a release before FIFO replies holds its standard reply queue and DLQ at
-  # "orchestrator-replies": planned there with the same names, an upgrade keeps them (and
-  # their messages) and creates the FIFO queue beside them (tests/e2e/test_upgrade.py applies it).
-  assert {
-    condition     = aws_sqs_queue.queue["orchestrator-replies"].name == "saga-orchestrator-replies" && aws_sqs_queue.queue["orchestrator-replies"].fifo_queue != true
-    error_message = "The kept standard reply queue must stay at the address and under the name the releases before FIFO replies gave it."
-  }
-  assert {
-    condition     = aws_sqs_queue.dlq["orchestrator-replies"].name == "saga-orchestrator-replies-dlq" && aws_sqs_queue.dlq["orchestrator-replies"].fifo_queue != true
-    error_message = "The kept standard reply queue's dead-letter queue must stay where it was."
-  }
-  assert {
-    condition     = aws_sqs_queue.queue["orchestrator-replies.fifo"].name == "saga-orchestrator-replies.fifo" && aws_sqs_queue.queue["orchestrator-replies.fifo"].fifo_queue
-    error_message = "The FIFO reply queue has an address of its own."
   }
 }

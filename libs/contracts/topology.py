@@ -23,7 +23,6 @@ FULFILLMENT_COMMANDS = "fulfillment-commands"
 NOTIFICATION_COMMANDS = "notification-commands"
 ORCHESTRATOR_COMMANDS = "orchestrator-commands"
 ORCHESTRATOR_REPLIES = "orchestrator-replies"
-STANDARD_REPLIES = "orchestrator-replies-standard"
 SAGA_ESCALATIONS = "saga-escalations"
 ORDER_EVENTS = "order-events"
 CUSTOMER_PUSH = "customer-push"
@@ -60,17 +59,6 @@ QUEUES: tuple[Queue, ...] = (
         senders=(*PARTICIPANT_SERVICES, ORCHESTRATOR),
         fifo=True,
     ),
-    # The standard reply queue of the releases before the FIFO one, under its old name, with its
-    # dead-letter queue and what waits in it: processes of such a release still reply there
-    # while an upgrade rolls, and the orchestrator drains it. Kept for one release (upgrading
-    # replaced it in place, destroying both with their messages); the next release removes it.
-    Queue(
-        STANDARD_REPLIES,
-        "the releases before FIFO replies: their participants' replies, drained during an upgrade",
-        owner=ORCHESTRATOR,
-        senders=PARTICIPANT_SERVICES,
-        kept_as=ORCHESTRATOR_REPLIES,
-    ),
     # The escalation queue is itself the operator's dead-letter queue: nothing consumes it.
     Queue(
         SAGA_ESCALATIONS,
@@ -98,11 +86,7 @@ class Naming(naming.Naming):
 
     fifo: frozenset[str] = FIFO_QUEUES
     senders: Mapping[str, frozenset[str]] = field(default_factory=lambda: SENDERS)
-    kept: Mapping[str, str] = field(default_factory=lambda: KEPT)
 
-
-KEPT: dict[str, str] = {q.name: q.kept_as for q in QUEUES if q.kept_as}
-"""Queues kept from an earlier release -> their logical name there (:attr:`Queue.kept_as`)."""
 
 SENDERS: dict[str, frozenset[str]] = {q.name: frozenset(q.senders) for q in QUEUES}
 """Logical queue name -> the services that may send to it."""

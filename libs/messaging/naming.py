@@ -33,11 +33,6 @@ class Queue:
     order they reached the queue, and none while an earlier one of the group is in flight
     (being handled, waiting out a retry's backoff) until it is deleted or dead-lettered.
     Its physical name, and its dead-letter queue's, end in ``.fifo``."""
-    kept_as: str = ""
-    """A queue an earlier release had, kept under its old name for one release: the logical name
-    it had there (its physical name and its dead-letter queue's follow from it). Old processes
-    still send there while an upgrade rolls, and its consumer drains it; the release after
-    removes it."""
 
     @property
     def dlq(self) -> str:
@@ -60,16 +55,11 @@ class Naming:
     senders: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Logical queue name -> the services that may send to it (:attr:`Queue.senders`); a queue
     not named takes messages from any."""
-    kept: Mapping[str, str] = field(default_factory=dict)
-    """Logical name of a queue kept from an earlier release -> the name it had there (:attr:`Queue.kept_as`)."""
 
     def is_fifo(self, logical: str) -> bool:
         """Whether ``logical`` names a FIFO queue or the dead-letter queue of one."""
         return logical in self.fifo or (logical.endswith("-dlq") and logical.removesuffix("-dlq") in self.fifo)
 
     def physical(self, logical: str) -> str:
-        base = logical.removesuffix("-dlq")
-        if base in self.kept:  # a standard queue of an earlier release, under its old name
-            logical = self.kept[base] + logical.removeprefix(base)
         name = f"{self.prefix}-{logical}" if self.prefix else logical
         return f"{name}.fifo" if self.is_fifo(logical) else name
